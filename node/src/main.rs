@@ -1,0 +1,3 @@
+//! The `banmesh` binary.
+
+fn main() {}
