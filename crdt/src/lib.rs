@@ -3,3 +3,16 @@
 //! Sans-IO: no clock, RNG, network or disk; `now` is always a parameter.
 
 pub mod duration;
+pub mod hlc;
+pub mod key;
+pub mod params;
+pub mod record;
+pub mod state;
+pub mod wire;
+
+pub use hlc::{Hlc, HlcClock};
+pub use key::{Key, KeyError, ParsedKey};
+pub use params::{BanPolicy, Params};
+pub use record::{Id, Kind, Metadata, Origin, Record, RecordError, Statement};
+pub use state::{Decision, KeyDecision, Live, Slot, State};
+pub use wire::DecodeError;
