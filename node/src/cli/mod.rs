@@ -1,0 +1,31 @@
+//! The command line of the one `banmesh` binary: the clap definitions and the
+//! dispatch to each command's module. Commands return `anyhow` errors.
+
+mod keys;
+mod show;
+
+use clap::{Parser, Subcommand};
+
+/// banmesh: a mesh of Fail2Ban hosts sharing signed ban records.
+#[derive(Debug, Parser)]
+#[command(name = "banmesh", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make and inspect keys, certificates and revocations.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+/// Runs the command the user asked for.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Keys(command) => keys::run(command),
+    }
+}

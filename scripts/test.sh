@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every banmesh test on a fresh Debian machine: installs the Debian
+# packages the tests need (when missing, as root), then `cargo test`.
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p banmesh-crdt`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests need. Empty until the Fail2Ban and nftables
+# end-to-end tests land; kept here so CI and people install the same set.
+packages=()
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "scripts/test.sh: missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+exec cargo test --workspace --locked "$@"
