@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A first look at banmesh on a fresh machine: builds the binary, makes a
 # cluster key, a node key and a certificate for it in a temporary directory,
-# then shows and verifies the certificate. Pass a directory to keep the files.
+# shows and verifies the certificate, then signs a ban record with the node key
+# and checks it as a receiving node would. Pass a directory to keep the files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,9 @@ run keys enroll --cluster-key "$dir/cluster/cluster.key" --node-pub "$dir/node/n
     --name web1 --roles ban,allow --valid-for 365d --out "$dir/node/node.cert"
 run keys show "$dir/node/node.cert"
 run keys verify --cluster-pub "$dir/cluster/cluster.pub" --cert "$dir/node/node.cert"
+echo "\$ banmesh record sign --node-key $dir/node/node.key ban 192.0.2.9/24 --jail sshd"
+record=$("$banmesh" record sign --node-key "$dir/node/node.key" ban 192.0.2.9/24 --jail sshd)
+echo "$record"
+echo
+run record check --cluster-pub "$dir/cluster/cluster.pub" --cert "$dir/node/node.cert" "$record"
 echo "files are in $dir"

@@ -4,9 +4,11 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::duration::FormatDuration;
 use crate::hlc::Hlc;
 use crate::key::Key;
 use crate::params::Params;
@@ -146,7 +148,11 @@ pub enum RecordError {
         issued_ms: u64,
     },
     /// The expiry is further than `max_ttl` after `issued_at`.
-    #[error("expiry is {ttl_ms} ms after issue, beyond the cluster's max_ttl of {max_ttl_ms} ms")]
+    #[error(
+        "expiry is {} after issue, beyond the cluster's max_ttl of {}: a longer order is renewed",
+        FormatDuration(Duration::from_millis(*ttl_ms)),
+        FormatDuration(Duration::from_millis(*max_ttl_ms))
+    )]
     PastMaxTtl {
         /// `expires_at - issued_at` in milliseconds.
         ttl_ms: u64,

@@ -5,7 +5,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The bytes end before the encoding does.
-    #[error("truncated: the bytes end before the record does")]
+    #[error("truncated: the bytes end before the encoding does")]
     Truncated,
     /// Bytes remain after a complete encoding.
     #[error("trailing bytes after the end of the encoding")]

@@ -2,13 +2,15 @@
 //! under a name, with roles, within a validity window and a widest prefix.
 //! Canonical bytes, strict decoding (decode, re-encode, compare) and checks.
 
+use banmesh_crdt::wire::{Reader, put_text};
+use pem_rfc7468::LineEnding;
 use sha2::{Digest, Sha256};
 
 use crate::key::{PublicKey, SIGNATURE_LEN, SecretKey};
 use crate::revocation::Revocations;
 use crate::roles::{MaxPrefix, Role, Roles};
 use crate::time::format_rfc3339;
-use crate::wire::{DecodeError, Reader, Writer, armour, unarmour};
+use crate::wire::{DecodeError, read_key, read_signed, unarmour};
 
 /// The PEM label of a certificate.
 pub const CERTIFICATE_PEM_LABEL: &str = "BANMESH CERTIFICATE";
@@ -42,6 +44,12 @@ pub enum CertError {
     /// The bytes or PEM text are not a well-formed certificate.
     #[error("malformed certificate: {0}")]
     Malformed(DecodeError),
+    /// The certificate could not be put in PEM armour (never for a valid one).
+    #[error("cannot write the certificate as PEM: {reason}")]
+    Pem {
+        /// What the PEM encoder said.
+        reason: String,
+    },
     /// The validity window ended at or before `at_ms`.
     #[error(
         "certificate expired at {} (checked at {}): enroll the node again",
@@ -134,33 +142,29 @@ impl Body {
     /// The bytes the signature covers: the domain prefix, then the body as sent.
     /// The one function that lays out a certificate's fields.
     fn signed_bytes(&self) -> Vec<u8> {
-        let mut out = Writer::new(DOMAIN);
-        out.u8(VERSION);
-        out.key(&self.cluster);
-        out.key(&self.node);
-        out.text(&self.name);
-        out.u8(self.roles.bits());
-        out.u64(self.not_before_ms);
-        out.u64(self.not_after_ms);
+        let mut out = DOMAIN.to_vec();
+        out.push(VERSION);
+        out.extend_from_slice(self.cluster.as_bytes());
+        out.extend_from_slice(self.node.as_bytes());
+        put_text(&mut out, &self.name);
+        out.push(self.roles.bits());
+        out.extend_from_slice(&self.not_before_ms.to_be_bytes());
+        out.extend_from_slice(&self.not_after_ms.to_be_bytes());
         match self.max_prefix {
-            None => out.u8(0),
-            Some(prefix) => {
-                out.u8(1);
-                out.u8(prefix.v4);
-                out.u8(prefix.v6);
-            }
+            None => out.push(0),
+            Some(prefix) => out.extend_from_slice(&[1, prefix.v4, prefix.v6]),
         }
-        out.finish()
+        out
     }
 
     fn read(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let version = input.u8("version")?;
+        let version = input.u8()?;
         if version != VERSION {
-            return Err(DecodeError::Version { found: version });
+            return Err(banmesh_crdt::DecodeError::UnknownVersion(version).into());
         }
-        let cluster = input.key("cluster key")?;
-        let node = input.key("node key")?;
-        let name = input.text("name", MAX_NAME_LEN)?.to_owned();
+        let cluster = read_key(input, "cluster key")?;
+        let node = read_key(input, "node key")?;
+        let name = input.text("name", MAX_NAME_LEN)?;
         if !is_valid_name(&name) {
             let reason = "use 1 to 64 characters from A-Z a-z 0-9 . _ -".to_owned();
             return Err(DecodeError::Field {
@@ -168,13 +172,13 @@ impl Body {
                 reason,
             });
         }
-        let bits = input.u8("roles")?;
+        let bits = input.u8()?;
         let roles = Roles::from_bits(bits).ok_or_else(|| DecodeError::Field {
             field: "roles",
             reason: format!("undefined role bits {bits:#04x}"),
         })?;
-        let not_before_ms = input.u64("not_before")?;
-        let not_after_ms = input.u64("not_after")?;
+        let not_before_ms = input.u64()?;
+        let not_after_ms = input.u64()?;
         if not_before_ms >= not_after_ms {
             let reason = "not_before is not before not_after".to_owned();
             return Err(DecodeError::Field {
@@ -196,12 +200,12 @@ impl Body {
 }
 
 fn read_max_prefix(input: &mut Reader<'_>) -> Result<Option<MaxPrefix>, DecodeError> {
-    match input.u8("widest prefix flag")? {
+    match input.u8()? {
         0 => Ok(None),
         1 => {
             let prefix = MaxPrefix {
-                v4: input.u8("widest prefix")?,
-                v6: input.u8("widest prefix")?,
+                v4: input.u8()?,
+                v6: input.u8()?,
             };
             if !prefix.is_in_range() {
                 let reason = format!("{prefix} is out of range");
@@ -285,19 +289,16 @@ impl Certificate {
 
     /// The bytes as sent: the signed body without the domain prefix, then the signature.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Writer::new(&self.body.signed_bytes()[DOMAIN.len()..]);
-        out.bytes(&self.signature);
-        out.finish()
+        let mut out = self.body.signed_bytes().split_off(DOMAIN.len());
+        out.extend_from_slice(&self.signature);
+        out
     }
 
     /// Reads a certificate strictly: every field checked, no trailing bytes,
     /// and the input must be exactly the re-encoding of what was read.
     /// The signature is not checked here; call [`Certificate::verify`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CertError> {
-        let mut input = Reader::new(bytes);
-        let body = Body::read(&mut input)?;
-        let signature = input.signature()?;
-        input.finish()?;
+        let (body, signature) = read_signed(bytes, Body::read)?;
         let cert = Certificate { body, signature };
         if cert.to_bytes() != bytes {
             return Err(DecodeError::NotCanonical.into());
@@ -306,8 +307,12 @@ impl Certificate {
     }
 
     /// The certificate in PEM armour (`-----BEGIN BANMESH CERTIFICATE-----`).
-    pub fn to_pem(&self) -> String {
-        armour(CERTIFICATE_PEM_LABEL, &self.to_bytes())
+    pub fn to_pem(&self) -> Result<String, CertError> {
+        pem_rfc7468::encode_string(CERTIFICATE_PEM_LABEL, LineEnding::LF, &self.to_bytes()).map_err(
+            |e| CertError::Pem {
+                reason: e.to_string(),
+            },
+        )
     }
 
     /// Reads a certificate from PEM armour, as strictly as [`Certificate::from_bytes`].

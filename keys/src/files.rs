@@ -437,7 +437,7 @@ mod tests {
         let revocation = Revocation::issue(&cluster, node, 7, "gone").expect("issue");
         write_public_file(
             &dir.path().join("a.rev"),
-            revocation.to_pem().as_bytes(),
+            revocation.to_pem().expect("encode").as_bytes(),
             false,
         )
         .expect("write");

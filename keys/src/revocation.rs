@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use banmesh_crdt::wire::{Reader, check_text, put_text};
+use pem_rfc7468::LineEnding;
 use sha2::{Digest, Sha256};
 
 use crate::key::{PublicKey, SIGNATURE_LEN, SecretKey};
-use crate::wire::{DecodeError, Reader, Writer, armour, unarmour};
+use crate::wire::{DecodeError, read_key, read_signed, unarmour};
 
 /// The PEM label of a revocation.
 pub const REVOCATION_PEM_LABEL: &str = "BANMESH REVOCATION";
@@ -41,12 +43,22 @@ pub enum RevocationError {
     /// The bytes or PEM text are not a well-formed revocation.
     #[error("malformed revocation: {0}")]
     Malformed(DecodeError),
+    /// The revocation could not be put in PEM armour (never for a valid one).
+    #[error("cannot write the revocation as PEM: {reason}")]
+    Pem {
+        /// What the PEM encoder said.
+        reason: String,
+    },
     /// The reason is longer than [`MAX_REASON_LEN`] bytes.
     #[error("revocation reason is {len} bytes long: shorten it to at most 256 bytes")]
     ReasonTooLong {
         /// The reason's length in bytes.
         len: usize,
     },
+    /// The reason holds control characters (such as a line break), which
+    /// readers refuse.
+    #[error("revocation reason holds control characters: write it on one line, without tabs")]
+    ReasonNotPrintable,
 }
 
 impl From<DecodeError> for RevocationError {
@@ -69,25 +81,25 @@ impl Body {
     /// The bytes the signature covers: the domain prefix, then the body as sent.
     /// The one function that lays out a revocation's fields.
     fn signed_bytes(&self) -> Vec<u8> {
-        let mut out = Writer::new(DOMAIN);
-        out.u8(VERSION);
-        out.key(&self.cluster);
-        out.key(&self.node);
-        out.u64(self.issued_at_ms);
-        out.text(&self.reason);
-        out.finish()
+        let mut out = DOMAIN.to_vec();
+        out.push(VERSION);
+        out.extend_from_slice(self.cluster.as_bytes());
+        out.extend_from_slice(self.node.as_bytes());
+        out.extend_from_slice(&self.issued_at_ms.to_be_bytes());
+        put_text(&mut out, &self.reason);
+        out
     }
 
     fn read(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let version = input.u8("version")?;
+        let version = input.u8()?;
         if version != VERSION {
-            return Err(DecodeError::Version { found: version });
+            return Err(banmesh_crdt::DecodeError::UnknownVersion(version).into());
         }
         Ok(Body {
-            cluster: input.key("cluster key")?,
-            node: input.key("node key")?,
-            issued_at_ms: input.u64("issued_at")?,
-            reason: input.text("reason", MAX_REASON_LEN)?.to_owned(),
+            cluster: read_key(input, "cluster key")?,
+            node: read_key(input, "node key")?,
+            issued_at_ms: input.u64()?,
+            reason: input.text("reason", MAX_REASON_LEN)?,
         })
     }
 }
@@ -110,6 +122,8 @@ impl Revocation {
         if reason.len() > MAX_REASON_LEN {
             return Err(RevocationError::ReasonTooLong { len: reason.len() });
         }
+        check_text("reason", reason, MAX_REASON_LEN)
+            .map_err(|_| RevocationError::ReasonNotPrintable)?;
         let body = Body {
             cluster: cluster_secret.public(),
             node,
@@ -122,18 +136,15 @@ impl Revocation {
 
     /// The bytes as sent: the signed body without the domain prefix, then the signature.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Writer::new(&self.body.signed_bytes()[DOMAIN.len()..]);
-        out.bytes(&self.signature);
-        out.finish()
+        let mut out = self.body.signed_bytes().split_off(DOMAIN.len());
+        out.extend_from_slice(&self.signature);
+        out
     }
 
     /// Reads a revocation strictly (decode, re-encode, compare).
     /// The signature is not checked here; call [`Revocation::verify`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, RevocationError> {
-        let mut input = Reader::new(bytes);
-        let body = Body::read(&mut input)?;
-        let signature = input.signature()?;
-        input.finish()?;
+        let (body, signature) = read_signed(bytes, Body::read)?;
         let revocation = Revocation { body, signature };
         if revocation.to_bytes() != bytes {
             return Err(DecodeError::NotCanonical.into());
@@ -142,8 +153,12 @@ impl Revocation {
     }
 
     /// The revocation in PEM armour (`-----BEGIN BANMESH REVOCATION-----`).
-    pub fn to_pem(&self) -> String {
-        armour(REVOCATION_PEM_LABEL, &self.to_bytes())
+    pub fn to_pem(&self) -> Result<String, RevocationError> {
+        pem_rfc7468::encode_string(REVOCATION_PEM_LABEL, LineEnding::LF, &self.to_bytes()).map_err(
+            |e| RevocationError::Pem {
+                reason: e.to_string(),
+            },
+        )
     }
 
     /// Reads a revocation from PEM armour, as strictly as [`Revocation::from_bytes`].
@@ -283,7 +298,7 @@ mod tests {
         let cluster = key(1);
         let revocation =
             Revocation::issue(&cluster, key(2).public(), 1_000, "stolen laptop").expect("issue");
-        let pem = revocation.to_pem();
+        let pem = revocation.to_pem().expect("encode");
         assert!(pem.starts_with("-----BEGIN BANMESH REVOCATION-----\n"));
         let back = Revocation::from_pem(&pem).expect("decode");
         assert_eq!(back, revocation);
@@ -314,19 +329,25 @@ mod tests {
         bytes.push(0);
         assert!(matches!(
             Revocation::from_bytes(&bytes),
-            Err(RevocationError::Malformed(DecodeError::TrailingBytes {
-                count: 1
-            }))
+            Err(RevocationError::Malformed(DecodeError::Bytes(
+                banmesh_crdt::DecodeError::TrailingBytes
+            )))
         ));
         bytes.truncate(40);
         assert!(matches!(
             Revocation::from_bytes(&bytes),
-            Err(RevocationError::Malformed(DecodeError::Truncated { .. }))
+            Err(RevocationError::Malformed(DecodeError::Bytes(
+                banmesh_crdt::DecodeError::Truncated
+            )))
         ));
         let long = "x".repeat(257);
         assert_eq!(
             Revocation::issue(&cluster, other, 5, &long),
             Err(RevocationError::ReasonTooLong { len: 257 })
+        );
+        assert_eq!(
+            Revocation::issue(&cluster, other, 5, "lost\nlaptop"),
+            Err(RevocationError::ReasonNotPrintable)
         );
     }
 

@@ -1,9 +1,8 @@
-//! The canonical byte layout shared by certificates and revocations: a writer
-//! and a strict reader of big-endian integers, keys and length-prefixed text,
-//! and the PEM armour around them. Decoding errors are [`DecodeError`].
+//! The canonical byte layout shared by certificates and revocations: what
+//! [`banmesh_crdt::wire`] lacks (public keys, PEM labels) and the errors of
+//! decoding them. Decoding errors are [`DecodeError`].
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use banmesh_crdt::wire::Reader;
 
 use crate::key::{PUBLIC_KEY_LEN, PublicKey, SIGNATURE_LEN};
 
@@ -24,24 +23,10 @@ pub enum DecodeError {
         /// The label found.
         found: String,
     },
-    /// The bytes end before a field is complete.
-    #[error("truncated at {field}: the file is incomplete, copy it again")]
-    Truncated {
-        /// The field that was cut off.
-        field: &'static str,
-    },
-    /// Bytes follow the signature.
-    #[error("{count} unexpected bytes after the signature: copy the file again")]
-    TrailingBytes {
-        /// How many extra bytes there are.
-        count: usize,
-    },
-    /// The format version is not one this build reads.
-    #[error("unknown format version {found}: upgrade banmesh to read it")]
-    Version {
-        /// The version byte found.
-        found: u8,
-    },
+    /// The bytes are truncated, too long, of an unknown version, or hold an
+    /// oversized or unprintable text field.
+    #[error(transparent)]
+    Bytes(#[from] banmesh_crdt::DecodeError),
     /// A field holding a public key is not a valid key.
     #[error("invalid public key in {field}: copy the file again from its issuer")]
     Key {
@@ -61,122 +46,26 @@ pub enum DecodeError {
     NotCanonical,
 }
 
-/// Appends the fields of a canonical encoding, in order.
-#[derive(Debug, Default)]
-pub(crate) struct Writer(Vec<u8>);
-
-impl Writer {
-    /// Starts an encoding with `prefix` (a domain separator or nothing).
-    pub(crate) fn new(prefix: &[u8]) -> Self {
-        Self(prefix.to_vec())
-    }
-
-    pub(crate) fn u8(&mut self, value: u8) {
-        self.0.push(value);
-    }
-
-    pub(crate) fn u64(&mut self, value: u64) {
-        self.0.extend_from_slice(&value.to_be_bytes());
-    }
-
-    pub(crate) fn key(&mut self, key: &PublicKey) {
-        self.0.extend_from_slice(&key.to_bytes());
-    }
-
-    /// Writes text as a big-endian u16 length and its UTF-8 bytes.
-    /// Callers check the length first; longer text is cut at `u16::MAX`.
-    pub(crate) fn text(&mut self, text: &str) {
-        let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
-        self.0.extend_from_slice(&len.to_be_bytes());
-        self.0
-            .extend_from_slice(&text.as_bytes()[..usize::from(len)]);
-    }
-
-    pub(crate) fn bytes(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-    }
-
-    pub(crate) fn finish(self) -> Vec<u8> {
-        self.0
-    }
+/// Reads a public key, refusing bytes that are not a valid key.
+pub(crate) fn read_key(
+    input: &mut Reader<'_>,
+    field: &'static str,
+) -> Result<PublicKey, DecodeError> {
+    let bytes = input.array::<PUBLIC_KEY_LEN>()?;
+    PublicKey::from_bytes(&bytes).map_err(|_| DecodeError::Key { field })
 }
 
-/// Reads the fields of a canonical encoding, refusing short input.
-#[derive(Debug)]
-pub(crate) struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
-    }
-
-    fn take(&mut self, len: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        if self.rest.len() < len {
-            return Err(DecodeError::Truncated { field });
-        }
-        let (head, tail) = self.rest.split_at(len);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, field)?);
-        Ok(out)
-    }
-
-    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>(field)?[0])
-    }
-
-    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.array(field)?))
-    }
-
-    pub(crate) fn key(&mut self, field: &'static str) -> Result<PublicKey, DecodeError> {
-        let bytes = self.array::<PUBLIC_KEY_LEN>(field)?;
-        PublicKey::from_bytes(&bytes).map_err(|_| DecodeError::Key { field })
-    }
-
-    /// Reads a u16-length-prefixed UTF-8 string of at most `max` bytes.
-    pub(crate) fn text(&mut self, field: &'static str, max: usize) -> Result<&'a str, DecodeError> {
-        let len = usize::from(u16::from_be_bytes(self.array(field)?));
-        if len > max {
-            let reason = format!("{len} bytes, at most {max} allowed");
-            return Err(DecodeError::Field { field, reason });
-        }
-        let bytes = self.take(len, field)?;
-        std::str::from_utf8(bytes).map_err(|_| DecodeError::Field {
-            field,
-            reason: "not UTF-8".to_owned(),
-        })
-    }
-
-    pub(crate) fn signature(&mut self) -> Result<[u8; SIGNATURE_LEN], DecodeError> {
-        self.array("signature")
-    }
-
-    /// Ends the reading: every byte must have been used.
-    pub(crate) fn finish(self) -> Result<(), DecodeError> {
-        match self.rest.len() {
-            0 => Ok(()),
-            count => Err(DecodeError::TrailingBytes { count }),
-        }
-    }
-}
-
-/// Wraps `bytes` in PEM armour with `label`, 64 characters a line, LF endings.
-pub(crate) fn armour(label: &str, bytes: &[u8]) -> String {
-    let encoded = STANDARD.encode(bytes);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+/// Reads a signed encoding: the body with `read_body`, then the signature,
+/// and nothing after it.
+pub(crate) fn read_signed<T>(
+    bytes: &[u8],
+    read_body: impl FnOnce(&mut Reader<'_>) -> Result<T, DecodeError>,
+) -> Result<(T, [u8; SIGNATURE_LEN]), DecodeError> {
+    let mut input = Reader::new(bytes);
+    let body = read_body(&mut input)?;
+    let signature = input.array()?;
+    input.finish()?;
+    Ok((body, signature))
 }
 
 /// Removes the PEM armour, which must carry `label`.
@@ -201,7 +90,14 @@ pub fn pem_label(text: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use banmesh_crdt::DecodeError as BytesError;
+    use pem_rfc7468::LineEnding;
+
     use super::*;
+
+    fn armour(label: &str, bytes: &[u8]) -> String {
+        pem_rfc7468::encode_string(label, LineEnding::LF, bytes).expect("encode")
+    }
 
     #[test]
     fn armour_matches_the_strict_decoder() {
@@ -209,10 +105,8 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let text = armour("BANMESH TEST", &bytes);
             assert_eq!(unarmour("BANMESH TEST", &text), Ok(bytes.clone()));
-            let standard =
-                pem_rfc7468::encode_string("BANMESH TEST", pem_rfc7468::LineEnding::LF, &bytes)
-                    .expect("encode");
-            assert_eq!(text, standard);
+            assert!(text.ends_with("-----END BANMESH TEST-----\n"), "{text}");
+            assert!(text.lines().all(|line| line.len() <= 64), "{text}");
         }
     }
 
@@ -234,20 +128,46 @@ mod tests {
     #[test]
     fn reader_refuses_short_and_long_input() {
         let mut reader = Reader::new(&[0, 5, b'a']);
-        assert!(matches!(
-            reader.text("name", 64),
-            Err(DecodeError::Truncated { .. })
-        ));
+        assert_eq!(reader.text("name", 64), Err(BytesError::Truncated));
         let mut reader = Reader::new(&[0, 1, b'a', 9]);
-        assert_eq!(reader.text("name", 64), Ok("a"));
-        assert_eq!(
-            reader.finish(),
-            Err(DecodeError::TrailingBytes { count: 1 })
-        );
+        assert_eq!(reader.text("name", 64), Ok("a".to_owned()));
+        assert_eq!(reader.finish(), Err(BytesError::TrailingBytes));
         let mut reader = Reader::new(&[0, 2, 0xff, 0xfe]);
-        assert!(matches!(
+        assert_eq!(reader.text("name", 64), Err(BytesError::BadText("name")));
+        let mut reader = Reader::new(&[0, 65]);
+        assert_eq!(
             reader.text("name", 64),
-            Err(DecodeError::Field { .. })
-        ));
+            Err(BytesError::Oversize {
+                field: "name",
+                max: 64
+            })
+        );
+    }
+
+    #[test]
+    fn byte_errors_convert_and_keep_their_message() {
+        let error = DecodeError::from(BytesError::UnknownVersion(2));
+        assert_eq!(error, DecodeError::Bytes(BytesError::UnknownVersion(2)));
+        assert_eq!(error.to_string(), BytesError::UnknownVersion(2).to_string());
+    }
+
+    #[test]
+    fn read_key_refuses_short_and_invalid_keys() {
+        let key = crate::key::SecretKey::from_bytes(&[1; 32]).public();
+        let mut reader = Reader::new(key.as_bytes());
+        assert_eq!(read_key(&mut reader, "node key"), Ok(key));
+        let mut reader = Reader::new(&[0; 31]);
+        assert_eq!(
+            read_key(&mut reader, "node key"),
+            Err(DecodeError::Bytes(BytesError::Truncated))
+        );
+        // The identity point has small order: never a valid key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut reader = Reader::new(&identity);
+        assert_eq!(
+            read_key(&mut reader, "node key"),
+            Err(DecodeError::Key { field: "node key" })
+        );
     }
 }

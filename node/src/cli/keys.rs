@@ -178,7 +178,7 @@ fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
         not_after_ms,
         args.max_prefix,
     )?;
-    files::write_public_file(&args.out, cert.to_pem().as_bytes(), args.force)?;
+    files::write_public_file(&args.out, cert.to_pem()?.as_bytes(), args.force)?;
     println!(
         "enrolled {} (node {}) with roles {}, valid until {}",
         cert.name(),
@@ -196,7 +196,7 @@ fn revoke(args: &RevokeArgs) -> anyhow::Result<()> {
     cert.verify_signature(&cluster.public())
         .with_context(|| format!("{}", args.cert.display()))?;
     let revocation = Revocation::issue(&cluster, *cert.node(), now_ms()?, &args.reason)?;
-    files::write_public_file(&args.out, revocation.to_pem().as_bytes(), args.force)?;
+    files::write_public_file(&args.out, revocation.to_pem()?.as_bytes(), args.force)?;
     println!("revoked {} (node {})", cert.name(), cert.node().short());
     println!("wrote {}; give it to every node", args.out.display());
     Ok(())

@@ -2,6 +2,7 @@
 //! dispatch to each command's module. Commands return `anyhow` errors.
 
 mod keys;
+mod record;
 mod show;
 
 use clap::{Parser, Subcommand};
@@ -21,11 +22,15 @@ enum Command {
     /// Make and inspect keys, certificates and revocations.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Sign a record offline, or check one as a receiving node would.
+    #[command(subcommand)]
+    Record(record::RecordCommand),
 }
 
 /// Runs the command the user asked for.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keys(command) => keys::run(command),
+        Command::Record(command) => record::run(command),
     }
 }

@@ -1,5 +1,6 @@
-//! End-to-end tests of `banmesh keys`: the real binary making, enrolling,
-//! showing, revoking and verifying keys in a temporary directory.
+//! End-to-end tests of the `banmesh` command line: the real binary making,
+//! enrolling, showing, revoking and verifying keys, and signing and checking
+//! records, in a temporary directory.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -319,4 +320,118 @@ fn every_command_has_help() {
         let text = setup.ok(&["keys", command, "--help"]);
         assert!(text.contains("Usage: banmesh keys"), "{command}: {text}");
     }
+}
+
+#[test]
+fn record_sign_then_check_reports_normalisation_and_validity() {
+    let setup = Setup::enrolled();
+    let key = setup.arg("node/node.key");
+    let output = setup.run(&["record", "sign", "--node-key", &key, "ban", "10.0.0.9/24"]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("10.0.0.9/24 has host bits set; using 10.0.0.0/24"),
+        "{stderr}"
+    );
+    let hex = String::from_utf8(output.stdout).expect("utf-8");
+    let (cluster, cert) = (
+        setup.arg("cluster/cluster.pub"),
+        setup.arg("node/node.cert"),
+    );
+    let check = |record: &str| {
+        setup.run(&[
+            "record",
+            "check",
+            "--cluster-pub",
+            &cluster,
+            "--cert",
+            &cert,
+            record.trim(),
+        ])
+    };
+    let out = check(&hex);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("key:        10.0.0.0/24"), "{stdout}");
+    assert!(stdout.contains("valid: signed by web1"), "{stdout}");
+    assert!(stdout.contains("bans 10.0.0.0/24 until"), "{stdout}");
+
+    // One flipped bit in the signature, a cut record, a record from a node
+    // the certificate is not for: each refused with its own reason.
+    let mut flipped = hex.trim().to_owned();
+    let last = flipped.pop().expect("hex");
+    flipped.push(if last == '0' { '1' } else { '0' });
+    let err = String::from_utf8(check(&flipped).stderr).expect("utf-8");
+    assert!(err.contains("signature does not verify"), "{err}");
+    let err = String::from_utf8(check(&hex[..40]).stderr).expect("utf-8");
+    assert!(err.contains("truncated"), "{err}");
+    setup.ok(&["keys", "init", "--out", &setup.arg("other")]);
+    let other_key = setup.arg("other/node.key");
+    let other = setup.ok(&[
+        "record",
+        "sign",
+        "--node-key",
+        &other_key,
+        "unban",
+        "10.0.0.1",
+    ]);
+    let err = String::from_utf8(check(&other).stderr).expect("utf-8");
+    assert!(err.contains("certificate is for node"), "{err}");
+}
+
+#[test]
+fn record_sign_refuses_bad_input() {
+    let setup = Setup::enrolled();
+    let key = setup.arg("node/node.key");
+    let err = setup.fails(&["record", "sign", "--node-key", &key, "ban", "not-an-ip"]);
+    assert!(
+        err.contains("invalid IP address or network \"not-an-ip\""),
+        "{err}"
+    );
+    let err = setup.fails(&[
+        "record",
+        "sign",
+        "--node-key",
+        &key,
+        "allow",
+        "10.0.0.1",
+        "--for",
+        "6w",
+    ]);
+    assert!(err.contains("beyond the cluster's max_ttl of 5w"), "{err}");
+    let err = setup.fails(&[
+        "record",
+        "sign",
+        "--node-key",
+        &key,
+        "unban",
+        "10.0.0.1",
+        "--for",
+        "1h",
+    ]);
+    assert!(err.contains("--for applies to ban and allow only"), "{err}");
+    // A wide network signs (storage rules are the certificate's), but a
+    // receiving node refuses it for this certificate.
+    let wide = setup.ok(&["record", "sign", "--node-key", &key, "ban", "10.0.0.0/8"]);
+    let (cluster, cert) = (
+        setup.arg("cluster/cluster.pub"),
+        setup.arg("node/node.cert"),
+    );
+    let err = setup.fails(&[
+        "record",
+        "check",
+        "--cluster-pub",
+        &cluster,
+        "--cert",
+        &cert,
+        wide.trim(),
+    ]);
+    assert!(
+        err.contains("network /8 is wider than this node's certificate allows (/16)"),
+        "{err}"
+    );
 }
