@@ -14,5 +14,5 @@ pub use hlc::{Hlc, HlcClock};
 pub use key::{Key, KeyError, ParsedKey};
 pub use params::{BanPolicy, Params};
 pub use record::{Id, Kind, Metadata, Origin, Record, RecordError, Statement};
-pub use state::{Decision, KeyDecision, Live, Slot, State};
+pub use state::{Decision, KeyDecision, KeySummary, Live, Slot, State};
 pub use wire::DecodeError;

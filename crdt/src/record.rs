@@ -25,6 +25,10 @@ pub const MAX_JAIL: usize = 64;
 pub const MAX_REASON: usize = 512;
 /// Longest `source`, in bytes.
 pub const MAX_SOURCE: usize = 128;
+/// Latest time a record may name (Unix ms, in the year 6429), so that every
+/// timestamp, an HLC with its 16-bit counter included, fits a signed 64-bit
+/// SQLite integer.
+pub const MAX_TIME_MS: u64 = (1 << 47) - 1;
 /// Longest wire encoding of one record, in bytes.
 pub const MAX_RECORD_BYTES: usize =
     1 + 1 + 18 + 8 + 9 + 4 + (2 + MAX_JAIL) + (2 + MAX_REASON) + (2 + MAX_SOURCE) + 32 + 64;
@@ -159,6 +163,9 @@ pub enum RecordError {
         /// The cluster's limit in milliseconds.
         max_ttl_ms: u64,
     },
+    /// `issued_at` or `expires_at` is past [`MAX_TIME_MS`].
+    #[error("timestamp past the year 6429: check the issuing node's clock")]
+    TimeOutOfRange,
     /// A Ban with zero strikes, or another kind with some.
     #[error("strikes must be at least 1 on a ban and 0 on any other record")]
     Strikes,
@@ -252,6 +259,10 @@ impl Statement {
             return Err(RecordError::Strikes);
         }
         self.check_shape()?;
+        if self.issued_at.millis() > MAX_TIME_MS || self.expires_at.is_some_and(|e| e > MAX_TIME_MS)
+        {
+            return Err(RecordError::TimeOutOfRange);
+        }
         if let Some(expires_at) = self.expires_at {
             let issued_ms = self.issued_at.millis();
             if expires_at <= issued_ms {

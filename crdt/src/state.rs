@@ -61,6 +61,52 @@ pub struct KeyDecision {
     pub allowed: Option<Live>,
 }
 
+/// What the records on one key decide at every time, in 20 bytes: the
+/// longest-lasting Ban greater than every Unban, and the longest-lasting
+/// Allow greater than every Disallow. Because the latest expiry among live
+/// records is the latest expiry overall whenever that one is still live, the
+/// decision at any `t` follows from these two numbers alone. The store's
+/// in-memory index keeps one per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeySummary {
+    /// Expiry of that Ban (Unix ms), 0 when there is none.
+    pub ban_until_ms: u64,
+    /// That Ban's strikes.
+    pub strikes: u32,
+    /// Expiry of that Allow (Unix ms), 0 when there is none.
+    pub allow_until_ms: u64,
+}
+
+impl KeySummary {
+    /// The summary of the records on one key (one per slot, as a [`State`]
+    /// or the store holds them).
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a Record>) -> KeySummary {
+        // Every valid expiry is after its issue time, so after 0.
+        let d = decide_key(records, 0);
+        KeySummary {
+            ban_until_ms: d.banned.map_or(0, |b| b.until_ms),
+            strikes: d.banned.map_or(0, |b| b.strikes),
+            allow_until_ms: d.allowed.map_or(0, |a| a.until_ms),
+        }
+    }
+
+    /// The Ban's expiry and strikes if it is live at `now_ms`.
+    pub fn banned_at(&self, now_ms: u64) -> Option<(u64, u32)> {
+        (self.ban_until_ms > now_ms).then_some((self.ban_until_ms, self.strikes))
+    }
+
+    /// The Allow's expiry if it is live at `now_ms`.
+    pub fn allowed_at(&self, now_ms: u64) -> Option<u64> {
+        (self.allow_until_ms > now_ms).then_some(self.allow_until_ms)
+    }
+
+    /// Whether the key decides nothing at `now_ms` or later (until a new
+    /// record arrives on it), so an index may forget it.
+    pub fn is_spent(&self, now_ms: u64) -> bool {
+        self.ban_until_ms <= now_ms && self.allow_until_ms <= now_ms
+    }
+}
+
 /// The decision for one address at one time, over every key covering it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -68,15 +114,17 @@ pub enum Decision {
     Allowed {
         /// The covering key whose Allow lasts longest.
         key: Key,
-        /// The Allow.
-        live: Live,
+        /// Its expiry (Unix ms).
+        until_ms: u64,
     },
     /// No covering key is allowed and some is banned.
     Banned {
         /// The covering key whose Ban lasts longest.
         key: Key,
-        /// The Ban.
-        live: Live,
+        /// Its expiry (Unix ms).
+        until_ms: u64,
+        /// That Ban's strikes.
+        strikes: u32,
     },
     /// Neither.
     Free,
@@ -164,7 +212,8 @@ impl State {
 
     /// The decision for `addr` at `now_ms`, over every key covering it.
     pub fn decision(&self, addr: IpAddr, now_ms: u64) -> Decision {
-        decide_address(Key::covering(addr).map(|k| (k, self.key_decision(k, now_ms))))
+        let covering = Key::covering(addr).map(|k| (k, KeySummary::of(self.on_key(k))));
+        decide_address(covering, now_ms)
     }
 
     /// Removes and returns every record the GC rule allows collecting at
@@ -214,8 +263,8 @@ pub fn digest_items(sorted: &[(Hlc, Id)]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The decision for one key from the records on it (any order, any origins,
-/// at most one per slot or more: the rule is the same).
+/// The decision for one key at `now_ms` from the records on it, one per
+/// slot (as a [`State`] or the store holds them), in any order.
 pub fn decide_key<'a>(records: impl IntoIterator<Item = &'a Record>, now_ms: u64) -> KeyDecision {
     let records: Vec<&Record> = records.into_iter().collect();
     KeyDecision {
@@ -249,25 +298,36 @@ fn live(records: &[&Record], on: Kind, off: Kind, now_ms: u64) -> Option<Live> {
         })
 }
 
-/// The decision for an address from the decisions of the keys covering it.
-pub fn decide_address(covering: impl IntoIterator<Item = (Key, KeyDecision)>) -> Decision {
-    let mut allowed: Option<(Key, Live)> = None;
-    let mut banned: Option<(Key, Live)> = None;
-    for (key, d) in covering {
-        if let Some(a) = d.allowed
-            && allowed.is_none_or(|(_, best)| a.until_ms > best.until_ms)
+/// The decision for an address at `now_ms` from the summaries of the keys
+/// covering it: allowed if any is allowed (the longest Allow), else banned
+/// if any is banned (the longest Ban), else free. Ties go to the first key
+/// given, so give keys in a fixed order (narrowest first, as
+/// [`Key::covering`] does).
+pub fn decide_address(
+    covering: impl IntoIterator<Item = (Key, KeySummary)>,
+    now_ms: u64,
+) -> Decision {
+    let mut allowed: Option<(Key, u64)> = None;
+    let mut banned: Option<(Key, u64, u32)> = None;
+    for (key, summary) in covering {
+        if let Some(until) = summary.allowed_at(now_ms)
+            && allowed.is_none_or(|(_, best)| until > best)
         {
-            allowed = Some((key, a));
+            allowed = Some((key, until));
         }
-        if let Some(b) = d.banned
-            && banned.is_none_or(|(_, best)| b.until_ms > best.until_ms)
+        if let Some((until, strikes)) = summary.banned_at(now_ms)
+            && banned.is_none_or(|(_, best, _)| until > best)
         {
-            banned = Some((key, b));
+            banned = Some((key, until, strikes));
         }
     }
     match (allowed, banned) {
-        (Some((key, live)), _) => Decision::Allowed { key, live },
-        (None, Some((key, live))) => Decision::Banned { key, live },
+        (Some((key, until_ms)), _) => Decision::Allowed { key, until_ms },
+        (None, Some((key, until_ms, strikes))) => Decision::Banned {
+            key,
+            until_ms,
+            strikes,
+        },
         (None, None) => Decision::Free,
     }
 }

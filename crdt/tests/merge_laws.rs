@@ -4,7 +4,7 @@
 
 mod common;
 
-use banmesh_crdt::state::{KeyDecision, Live, decide_address};
+use banmesh_crdt::state::KeySummary;
 use banmesh_crdt::{Decision, Key, Kind, Record, State};
 use common::*;
 use proptest::prelude::*;
@@ -19,7 +19,8 @@ fn merged(a: &State, b: &State) -> State {
 /// no state: on each key, a Ban counts iff it is its origin's greatest Ban on
 /// that key, it is greater than every Unban on the key, and it is unexpired.
 fn reference(history: &[Record], addr: std::net::IpAddr, t: u64) -> Decision {
-    let live = |key: Key, on: Kind, off: Kind| -> Option<Live> {
+    // The live record of kind `on` with the latest expiry on `key` at `t`.
+    let live = |key: Key, on: Kind, off: Kind| -> Option<(u64, u32)> {
         let on_key: Vec<&Record> = history.iter().filter(|r| r.key() == key).collect();
         let mut best: Option<(u64, &Record)> = None;
         for r in on_key.iter().filter(|r| r.kind() == on) {
@@ -39,21 +40,32 @@ fn reference(history: &[Record], addr: std::net::IpAddr, t: u64) -> Decision {
                 best = Some((until, r));
             }
         }
-        best.map(|(until_ms, r)| Live {
-            until_ms,
-            strikes: r.statement().strikes,
-            id: r.id(),
-        })
+        best.map(|(until, r)| (until, r.statement().strikes))
     };
-    decide_address(Key::covering(addr).map(|k| {
-        (
-            k,
-            KeyDecision {
-                banned: live(k, Kind::Ban, Kind::Unban),
-                allowed: live(k, Kind::Allow, Kind::Disallow),
-            },
-        )
-    }))
+    // Allow wins over ban; the longest one decides; on a tie, the narrowest key.
+    let mut allowed: Option<(Key, u64)> = None;
+    let mut banned: Option<(Key, u64, u32)> = None;
+    for key in Key::covering(addr) {
+        if let Some((until, _)) = live(key, Kind::Allow, Kind::Disallow) {
+            if allowed.is_none_or(|(_, u)| until > u) {
+                allowed = Some((key, until));
+            }
+        }
+        if let Some((until, strikes)) = live(key, Kind::Ban, Kind::Unban) {
+            if banned.is_none_or(|(_, u, _)| until > u) {
+                banned = Some((key, until, strikes));
+            }
+        }
+    }
+    match (allowed, banned) {
+        (Some((key, until_ms)), _) => Decision::Allowed { key, until_ms },
+        (None, Some((key, until_ms, strikes))) => Decision::Banned {
+            key,
+            until_ms,
+            strikes,
+        },
+        (None, None) => Decision::Free,
+    }
 }
 
 fn decisions(s: &State, from: u64) -> Vec<Decision> {
@@ -117,6 +129,22 @@ proptest! {
         for a in addrs() {
             for t in 0..=HORIZON_MS {
                 prop_assert_eq!(shuffled.decision(a, t), reference(&records, a, t), "{} at {}", a, t);
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_summary_decides_like_the_records_at_every_time(
+        records in prop::collection::vec(arb_record(), 0..30),
+    ) {
+        let state = state_of(&records);
+        for key in KEYS.iter().map(|k| k.parse::<Key>().expect("pool key")) {
+            let summary = KeySummary::of(state.on_key(key));
+            for t in 0..=HORIZON_MS {
+                let d = state.key_decision(key, t);
+                prop_assert_eq!(summary.banned_at(t), d.banned.map(|b| (b.until_ms, b.strikes)));
+                prop_assert_eq!(summary.allowed_at(t), d.allowed.map(|a| a.until_ms));
+                prop_assert_eq!(summary.is_spent(t), d.banned.is_none() && d.allowed.is_none());
             }
         }
     }

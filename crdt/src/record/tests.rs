@@ -129,6 +129,9 @@ fn validate_applies_expiry_and_strike_rules() {
     assert_eq!(unban.validate(&p), Ok(()));
     unban.strikes = 2;
     assert_eq!(unban.validate(&p), Err(RecordError::Strikes));
+    let far = ban("10.0.0.1", MAX_TIME_MS, 10);
+    assert_eq!(far.validate(&p), Err(RecordError::TimeOutOfRange));
+    assert_eq!(ban("10.0.0.1", MAX_TIME_MS - 10, 10).validate(&p), Ok(()));
     let mut no_strikes = ban("10.0.0.1", 1_000, 10);
     no_strikes.strikes = 0;
     assert_eq!(no_strikes.validate(&p), Err(RecordError::Strikes));
