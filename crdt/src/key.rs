@@ -113,6 +113,22 @@ impl Key {
             .filter_map(move |len| IpNet::new(addr, len).ok().map(|n| Key(n.trunc())))
     }
 
+    /// The key's canonical bytes: family (4 or 6), prefix length, network
+    /// address. Equal keys give equal bytes; the store keys rows by them.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(18);
+        self.encode(&mut out);
+        out
+    }
+
+    /// Reads canonical bytes written by [`Key::to_bytes`], strictly.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Key, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let key = Key::decode(&mut r)?;
+        r.finish()?;
+        Ok(key)
+    }
+
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         match self.0 {
             IpNet::V4(n) => {

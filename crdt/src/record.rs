@@ -65,7 +65,8 @@ impl Kind {
         }
     }
 
-    fn from_byte(b: u8) -> Result<Kind, DecodeError> {
+    /// The kind whose wire byte is `b`.
+    pub fn from_byte(b: u8) -> Result<Kind, DecodeError> {
         Kind::ALL
             .into_iter()
             .find(|k| *k as u8 == b)

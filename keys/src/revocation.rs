@@ -211,7 +211,7 @@ impl Revocation {
 
     /// The order that decides which of two revocations of one node is kept:
     /// earliest first, then by id, so every node keeps the same one.
-    fn precedes(&self, other: &Revocation) -> bool {
+    pub fn precedes(&self, other: &Revocation) -> bool {
         (self.body.issued_at_ms, self.id()) < (other.body.issued_at_ms, other.id())
     }
 }

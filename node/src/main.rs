@@ -1,10 +1,9 @@
 //! The `banmesh` binary: parses the command line, runs the command, and turns
 //! an error into `Error: ...` on stderr and a non-zero exit status.
 
-mod cli;
-
 use std::process::ExitCode;
 
+use banmesh_node::cli;
 use clap::Parser as _;
 
 fn main() -> ExitCode {

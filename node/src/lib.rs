@@ -1,0 +1,6 @@
+//! The banmesh node: the store, and (to come) the mesh, the Fail2Ban
+//! applier, the gateway and the control socket; plus the command line of
+//! the one `banmesh` binary.
+
+pub mod cli;
+pub mod store;

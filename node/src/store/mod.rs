@@ -1,0 +1,302 @@
+//! The store: the replicated set kept in one SQLite file (`banmesh.db` in the
+//! node's data dir), durable across `kill -9`, and the in-memory index of what
+//! every key decides.
+//!
+//! Tasks and channels: one writer task (in `spawn_blocking`) owns the write
+//! connection and takes [`Command`]s on a bounded channel, answering each on a
+//! oneshot. Reads run on their own read-only connections from a small pool,
+//! also in `spawn_blocking`. The writer updates the shared [`Index`] after
+//! each commit, so readers of the index never see uncommitted records.
+//! Shutdown: when the last [`Store`] handle is dropped the channel closes, the
+//! writer finishes its current command and closes the file.
+
+mod db;
+mod index;
+pub mod query;
+mod rows;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use banmesh_crdt::{Params, Record};
+use banmesh_keys::{Certificate, Revocation};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use db::{Applied, Db};
+pub use index::Index;
+pub use schema::SCHEMA_VERSION;
+
+/// The store file's name inside the data dir.
+pub const DB_FILE: &str = "banmesh.db";
+
+/// How many commands may wait for the writer before senders wait.
+const WRITER_QUEUE: usize = 64;
+
+/// Why the store could not do what was asked. Every variant names the file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The file is not a database, or fails its integrity check.
+    #[error(
+        "the store {} is damaged ({detail}): stop the node, move the file aside (keep it for \
+         diagnosis) and start again; the node refills from its peers",
+        path.display()
+    )]
+    Damaged {
+        /// The store file.
+        path: PathBuf,
+        /// What SQLite reported.
+        detail: String,
+    },
+    /// The file was written by a newer banmesh.
+    #[error(
+        "the store {} has schema version {found}, newer than this build's {known}: upgrade \
+         banmesh, or move the file aside to start empty",
+        path.display()
+    )]
+    NewerSchema {
+        /// The store file.
+        path: PathBuf,
+        /// The file's schema version.
+        found: u32,
+        /// The newest version this build knows.
+        known: u32,
+    },
+    /// The filesystem is full.
+    #[error(
+        "no space left to write the store {}: free space on its filesystem; records already \
+         stored are kept",
+        path.display()
+    )]
+    DiskFull {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// The file or its directory cannot be written.
+    #[error(
+        "cannot write the store {} ({detail}): make its directory writable by the node's user",
+        path.display()
+    )]
+    Unwritable {
+        /// The store file.
+        path: PathBuf,
+        /// What SQLite reported.
+        detail: String,
+    },
+    /// Another process holds the file's lock.
+    #[error(
+        "the store {} is locked by another process: is another banmesh node using this data dir?",
+        path.display()
+    )]
+    Busy {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// Any other SQLite failure.
+    #[error("store {}: {detail}", path.display())]
+    Sqlite {
+        /// The store file.
+        path: PathBuf,
+        /// What SQLite reported.
+        detail: String,
+    },
+    /// The writer task has stopped (the node is shutting down).
+    #[error("the store's writer has stopped")]
+    Closed,
+}
+
+/// A request to the writer task.
+enum Command {
+    Apply {
+        records: Vec<Record>,
+        now_ms: u64,
+        reply: oneshot::Sender<Result<Applied, StoreError>>,
+    },
+    Gc {
+        now_ms: u64,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    Certificate {
+        cert: Box<Certificate>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Revocation {
+        revocation: Box<Revocation>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+}
+
+/// A handle on the store: cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    writer_tx: mpsc::Sender<Command>,
+    index: Arc<RwLock<Index>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl Store {
+    /// Opens the store in `data_dir`, builds the index, and spawns the
+    /// writer task. Returns the handle and the writer's join handle.
+    pub async fn open(
+        data_dir: &Path,
+        params: Params,
+        now_ms: u64,
+    ) -> Result<(Store, JoinHandle<()>), StoreError> {
+        let path = data_dir.join(DB_FILE);
+        let open_path = path.clone();
+        let (db, index) = tokio::task::spawn_blocking(move || {
+            let db = Db::open(&open_path, params)?;
+            let index = db.build_index(now_ms)?;
+            Ok::<_, StoreError>((db, index))
+        })
+        .await
+        .map_err(|_| StoreError::Closed)??;
+        let index = Arc::new(RwLock::new(index));
+        let (writer_tx, writer_rx) = mpsc::channel(WRITER_QUEUE);
+        let writer = tokio::task::spawn_blocking({
+            let index = index.clone();
+            move || run_writer(db, writer_rx, &index)
+        });
+        let store = Store {
+            path,
+            writer_tx,
+            index,
+            readers: Arc::new(Mutex::new(Vec::new())),
+        };
+        Ok((store, writer))
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer_tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Applies a batch of verified records; returns once it is committed.
+    pub async fn apply(&self, records: Vec<Record>, now_ms: u64) -> Result<Applied, StoreError> {
+        self.ask(|reply| Command::Apply {
+            records,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Runs the GC sweep at `now_ms`; returns how many records went.
+    pub async fn gc(&self, now_ms: u64) -> Result<usize, StoreError> {
+        self.ask(|reply| Command::Gc { now_ms, reply }).await
+    }
+
+    /// Stores a verified certificate; returns whether it was new.
+    pub async fn add_certificate(&self, cert: Certificate) -> Result<bool, StoreError> {
+        self.ask(|reply| Command::Certificate {
+            cert: Box::new(cert),
+            reply,
+        })
+        .await
+    }
+
+    /// Stores a verified revocation; the revoked origin's records stop
+    /// counting in the index at once. Returns whether it changed anything.
+    pub async fn add_revocation(&self, revocation: Revocation) -> Result<bool, StoreError> {
+        self.ask(|reply| Command::Revocation {
+            revocation: Box::new(revocation),
+            reply,
+        })
+        .await
+    }
+
+    /// Runs `f` with the index (shared, read-only). Keep `f` short: the
+    /// writer waits for it to update the index.
+    pub fn with_index<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
+        f(&self.index.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Runs a read query on a connection of its own, off the async threads.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let idle = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => schema::open_reader(&path)?,
+            };
+            let result = f(&conn, &path);
+            readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(conn);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The writer task's loop: one command at a time until every handle is gone.
+fn run_writer(mut db: Db, mut writer_rx: mpsc::Receiver<Command>, index: &RwLock<Index>) {
+    let update = |summaries: &[(banmesh_crdt::Key, banmesh_crdt::KeySummary)]| {
+        if summaries.is_empty() {
+            return;
+        }
+        let mut index = index.write().unwrap_or_else(PoisonError::into_inner);
+        for (key, summary) in summaries {
+            index.set(*key, *summary);
+        }
+    };
+    while let Some(command) = writer_rx.blocking_recv() {
+        match command {
+            Command::Apply {
+                records,
+                now_ms,
+                reply,
+            } => {
+                let result = db.apply(records, now_ms);
+                if let Ok(applied) = &result {
+                    update(&applied.summaries);
+                }
+                let _ = reply.send(result);
+            }
+            Command::Gc { now_ms, reply } => {
+                let result = db.gc(now_ms);
+                index
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .sweep(now_ms);
+                let _ = reply.send(result);
+            }
+            Command::Certificate { cert, reply } => {
+                let _ = reply.send(db.add_certificate(&cert));
+            }
+            Command::Revocation { revocation, reply } => {
+                let result = db.add_revocation(&revocation);
+                if let Ok(Some(summaries)) = &result {
+                    update(summaries);
+                }
+                let _ = reply.send(result.map(|changed| changed.is_some()));
+            }
+        }
+    }
+    tracing::debug!(path = %db.path().display(), "store writer stopped");
+}
+
+#[cfg(test)]
+mod tests;

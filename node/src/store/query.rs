@@ -1,0 +1,228 @@
+//! Read queries over a store connection (a reader's, or the writer's when it
+//! must see its own last commit): records by key and covering networks, by
+//! origin, counts, the clock's high-water marks and the state digest.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use banmesh_crdt::state::{decide_address, digest_items};
+use banmesh_crdt::{Decision, Hlc, Id, Key, KeySummary, Kind, Origin, Params, Record};
+use rusqlite::{Connection, params_from_iter};
+
+use super::StoreError;
+use super::rows::{
+    RECORD_COLUMNS, RECORD_FROM, RowError, blob32, from_sql, record_from_row, to_sql,
+};
+use super::schema::classify;
+
+/// Rows of origins the cluster revoked are left out of every decision.
+const NOT_REVOKED: &str = "o.key NOT IN (SELECT node FROM revocations)";
+
+fn fail(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| classify(path, e)
+}
+
+fn select_records(
+    conn: &Connection,
+    path: &Path,
+    condition: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Record>, StoreError> {
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM {RECORD_FROM} WHERE {condition}");
+    let mut stmt = conn.prepare_cached(&sql).map_err(fail(path))?;
+    let mut rows = stmt.query(args).map_err(fail(path))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(fail(path))? {
+        out.push(record_from_row(row).map_err(|e| match e {
+            RowError::Sqlite(e) => classify(path, e),
+            RowError::Invalid(e) => StoreError::Damaged {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            },
+        })?);
+    }
+    Ok(out)
+}
+
+/// Every record on exactly these keys, revoked origins included.
+pub fn records_on_keys(
+    conn: &Connection,
+    path: &Path,
+    keys: &[Key],
+) -> Result<Vec<Record>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; keys.len()].join(",");
+    let blobs = keys.iter().map(Key::to_bytes);
+    select_records(
+        conn,
+        path,
+        &format!("r.key IN ({marks})"),
+        params_from_iter(blobs),
+    )
+}
+
+/// Every key that covers `key`: itself and every wider network holding it.
+pub fn covering_keys(key: Key) -> Vec<Key> {
+    Key::covering(key.net().network())
+        .filter(|k| k.prefix_len() <= key.prefix_len())
+        .collect()
+}
+
+/// Every record on `key` and on every network covering it (for `trace`).
+pub fn records_covering(
+    conn: &Connection,
+    path: &Path,
+    key: Key,
+) -> Result<Vec<Record>, StoreError> {
+    records_on_keys(conn, path, &covering_keys(key))
+}
+
+/// Every record an origin issued.
+pub fn records_by_origin(
+    conn: &Connection,
+    path: &Path,
+    origin: Origin,
+) -> Result<Vec<Record>, StoreError> {
+    select_records(conn, path, "o.key = ?1", [&origin.0[..]])
+}
+
+/// The decision for `addr` at `now_ms`, computed from the rows (the index
+/// gives the same answer without a query; this one explains it).
+pub fn decision(
+    conn: &Connection,
+    path: &Path,
+    addr: IpAddr,
+    now_ms: u64,
+) -> Result<Decision, StoreError> {
+    let keys: Vec<Key> = Key::covering(addr).collect();
+    let marks = vec!["?"; keys.len()].join(",");
+    let records = select_records(
+        conn,
+        path,
+        &format!("r.key IN ({marks}) AND {NOT_REVOKED}"),
+        params_from_iter(keys.iter().map(Key::to_bytes)),
+    )?;
+    let covering = keys
+        .iter()
+        .map(|k| (*k, KeySummary::of(records.iter().filter(|r| r.key() == *k))));
+    Ok(decide_address(covering, now_ms))
+}
+
+/// How much the store holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Records, all kinds.
+    pub records: u64,
+    /// Records by kind: ban, unban, allow, disallow.
+    pub by_kind: [u64; 4],
+    /// Distinct origins ever seen.
+    pub origins: u64,
+    /// Certificates.
+    pub certificates: u64,
+    /// Revoked origins.
+    pub revocations: u64,
+}
+
+/// Counts records by kind, origins, certificates and revocations.
+pub fn counts(conn: &Connection, path: &Path) -> Result<Counts, StoreError> {
+    let mut c = Counts::default();
+    let mut stmt = conn
+        .prepare_cached("SELECT kind, count(*) FROM records GROUP BY kind")
+        .map_err(fail(path))?;
+    let rows: Vec<(i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|r| r.collect())
+        .map_err(fail(path))?;
+    for (kind, n) in rows {
+        let n = from_sql(n);
+        if let Ok(kind) = Kind::from_byte(u8::try_from(kind).unwrap_or(0)) {
+            c.by_kind[kind as usize - 1] = n;
+        }
+        c.records += n;
+    }
+    let one = |sql: &str| -> Result<u64, StoreError> {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(from_sql)
+            .map_err(fail(path))
+    };
+    c.origins = one("SELECT count(*) FROM origins")?;
+    c.certificates = one("SELECT count(*) FROM certificates")?;
+    c.revocations = one("SELECT count(*) FROM revocations")?;
+    Ok(c)
+}
+
+/// The greatest `issued_at` of any record on `key` (the clock rule).
+pub fn greatest_on_key(
+    conn: &Connection,
+    path: &Path,
+    key: Key,
+) -> Result<Option<Hlc>, StoreError> {
+    conn.query_row(
+        "SELECT max(issued_at) FROM records WHERE key = ?1",
+        [key.to_bytes()],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .map(|v| v.map(|v| Hlc(from_sql(v))))
+    .map_err(fail(path))
+}
+
+/// The greatest `issued_at` an origin issued: the node's clock high-water
+/// mark at start.
+pub fn greatest_issued_by(
+    conn: &Connection,
+    path: &Path,
+    origin: Origin,
+) -> Result<Option<Hlc>, StoreError> {
+    conn.query_row(
+        "SELECT max(r.issued_at) FROM records r JOIN origins o ON o.id = r.origin WHERE o.key = ?1",
+        [&origin.0[..]],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .map(|v| v.map(|v| Hlc(from_sql(v))))
+    .map_err(fail(path))
+}
+
+/// The state digest at `horizon_ms`: over every record whose
+/// `end + retention` is after the horizon, every certificate (item: its
+/// `not_before`, its id) and every revocation (its `issued_at`, its id),
+/// sorted by (`issued_at`, `id`). Equal sets give equal digests.
+pub fn digest(
+    conn: &Connection,
+    path: &Path,
+    horizon_ms: u64,
+    params: &Params,
+) -> Result<[u8; 32], StoreError> {
+    let floor = to_sql(horizon_ms.saturating_sub(params.retention_ms));
+    let mut items: Vec<(Hlc, Id)> = Vec::new();
+    let mut push_rows = |sql: &str, args: &[i64], millis: bool| -> Result<(), StoreError> {
+        let mut stmt = conn.prepare_cached(sql).map_err(fail(path))?;
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect())
+            .map_err(fail(path))?;
+        for (at, id) in rows {
+            let at = if millis {
+                Hlc::from_millis(from_sql(at))
+            } else {
+                Hlc(from_sql(at))
+            };
+            let id = blob32(&id).map_err(|e| StoreError::Damaged {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            })?;
+            items.push((at, Id(id)));
+        }
+        Ok(())
+    };
+    push_rows(
+        "SELECT issued_at, id FROM records WHERE end_ms > ?1",
+        &[floor],
+        false,
+    )?;
+    push_rows("SELECT not_before, id FROM certificates", &[], true)?;
+    push_rows("SELECT issued_at, id FROM revocations", &[], true)?;
+    items.sort_unstable();
+    Ok(digest_items(&items))
+}

@@ -1,0 +1,166 @@
+//! The store's SQLite file: opening a connection with banmesh's pragmas,
+//! the versioned schema and its migrations, the start-up integrity check,
+//! and turning SQLite's errors into ones that say what to do.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::StoreError;
+
+/// The schema version this build writes. Version N is reached by applying
+/// `MIGRATIONS[0..N]` in order; a file at a higher version is refused.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Each step moves the schema one version up, inside one transaction.
+const MIGRATIONS: [&str; 1] = [
+    // 1: records keyed by slot, interned origins, certificates, revocations.
+    "CREATE TABLE origins (
+        id INTEGER PRIMARY KEY,
+        key BLOB NOT NULL UNIQUE
+    ) STRICT;
+    CREATE TABLE records (
+        key BLOB NOT NULL,          -- Key::to_bytes: family, prefix length, network
+        origin INTEGER NOT NULL,    -- origins.id
+        kind INTEGER NOT NULL,      -- 1 ban, 2 unban, 3 allow, 4 disallow
+        issued_at INTEGER NOT NULL, -- HLC: Unix ms << 16 | counter
+        expires_at INTEGER,         -- Unix ms, Ban and Allow only
+        strikes INTEGER NOT NULL,
+        jail TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        signature BLOB NOT NULL,
+        id BLOB NOT NULL,           -- SHA-256 of the signed bytes
+        end_ms INTEGER NOT NULL,    -- expires_at, or issued_at's ms: the sync horizon
+        gc_after INTEGER NOT NULL,  -- Params::collectable_after_ms
+        arrived_at INTEGER NOT NULL,
+        PRIMARY KEY (key, origin, kind)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX records_items ON records (issued_at, id);
+    CREATE INDEX records_origin ON records (origin);
+    CREATE INDEX records_gc ON records (gc_after);
+    CREATE TABLE certificates (
+        id BLOB PRIMARY KEY,
+        node BLOB NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        body BLOB NOT NULL
+    ) STRICT;
+    CREATE INDEX certificates_node ON certificates (node);
+    CREATE TABLE revocations (
+        node BLOB PRIMARY KEY,
+        id BLOB NOT NULL,
+        issued_at INTEGER NOT NULL,
+        body BLOB NOT NULL
+    ) STRICT;",
+];
+
+/// Opens the store file for writing: WAL, `synchronous=NORMAL` (a commit
+/// survives the process being killed; only a power cut may lose the last
+/// commits), checks the file and brings its schema up to date.
+pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+    let fail = |e| classify(path, e);
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(fail)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(fail)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Sqlite {
+            path: path.to_owned(),
+            detail: format!("cannot switch to WAL (journal mode is {mode})"),
+        });
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=NORMAL;
+         PRAGMA temp_store=MEMORY;
+         PRAGMA cache_size=-32768;",
+    )
+    .map_err(fail)?;
+    check_integrity(&conn, path)?;
+    migrate(&conn, path)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection to a store a writer has opened.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| classify(path, e))?;
+    Ok(conn)
+}
+
+/// `PRAGMA quick_check`: a damaged or truncated file is refused at start,
+/// before anything is written to it.
+fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare("PRAGMA quick_check")
+        .map_err(|e| classify(path, e))?;
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| classify(path, e))?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Damaged {
+        path: path.to_owned(),
+        detail: rows.join("; "),
+    })
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let fail = |e| classify(path, e);
+    let found: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(fail)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = done + 1;
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version={version}; COMMIT;"
+        ))
+        .map_err(|e| {
+            // Leave the file as it was before this step.
+            let _ = conn.execute_batch("ROLLBACK");
+            classify(path, e)
+        })?;
+        tracing::info!(path = %path.display(), version, "store schema migrated");
+    }
+    Ok(())
+}
+
+/// Turns an SQLite error on the file at `path` into a [`StoreError`] that
+/// names the file and what to do.
+pub fn classify(path: &Path, error: rusqlite::Error) -> StoreError {
+    let path: PathBuf = path.to_owned();
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::DiskFull { path },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Damaged {
+            path,
+            detail: error.to_string(),
+        },
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            StoreError::Unwritable {
+                path,
+                detail: error.to_string(),
+            }
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy { path },
+        _ => StoreError::Sqlite {
+            path,
+            detail: error.to_string(),
+        },
+    }
+}
