@@ -435,3 +435,99 @@ fn record_sign_refuses_bad_input() {
         "{err}"
     );
 }
+
+/// Makes a store in `dir` holding `n` bans signed by a fresh key.
+fn make_store(dir: &Path, n: u64) {
+    use banmesh_crdt::{Hlc, Kind, Metadata, Origin, Params, Statement};
+    let node = banmesh_keys::SecretKey::generate().expect("key");
+    let now = 1_800_000_000_000u64;
+    let records = (0..n)
+        .map(|i| {
+            let statement = Statement {
+                key: format!("10.0.{}.{}", i / 256, i % 256)
+                    .parse()
+                    .expect("address"),
+                kind: Kind::Ban,
+                issued_at: Hlc::from_millis(now),
+                expires_at: Some(now + 60_000),
+                strikes: 1,
+                meta: Metadata::default(),
+                origin: Origin::default(),
+            };
+            banmesh_keys::sign_record(&node, statement)
+        })
+        .collect();
+    let path = dir.join(banmesh_node::store::DB_FILE);
+    let mut db = banmesh_node::store::Db::open(&path, Params::default()).expect("open");
+    db.apply(records, now).expect("apply");
+}
+
+#[test]
+fn store_check_reports_counts_and_refuses_bad_stores() {
+    let setup = Setup {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let data = setup.arg("data");
+    let err = setup.fails(&["store", "check", "--data-dir", &data]);
+    assert!(
+        err.contains("no store at") && err.contains("data/banmesh.db"),
+        "{err}"
+    );
+    fs::create_dir(setup.path("data")).expect("mkdir");
+    make_store(&setup.path("data"), 300);
+    let out = setup.ok(&["store", "check", "--data-dir", &data]);
+    assert!(out.contains("records:      300 (300 ban, 0 unban"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["store", "check", "--data-dir", &data, "--json"]))
+            .expect("json");
+    assert_eq!(json["counts"]["records"], 300);
+    assert_eq!(json["integrity"], "ok");
+
+    fs::create_dir(setup.path("junk")).expect("mkdir");
+    fs::write(
+        setup.path("junk/banmesh.db"),
+        b"this is not a database, not at all....",
+    )
+    .expect("write");
+    let err = setup.fails(&["store", "check", "--data-dir", &setup.arg("junk")]);
+    assert!(
+        err.contains("junk/banmesh.db is damaged") && err.contains("move the file aside"),
+        "{err}"
+    );
+}
+
+/// A read-only data dir, made with a read-only bind mount in a private mount
+/// namespace (permissions alone do not stop root). Needs root and util-linux's
+/// `unshare`, as CI has.
+#[test]
+fn store_check_on_a_read_only_data_dir_says_so_and_changes_nothing() {
+    let setup = Setup {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let data = setup.path("data");
+    fs::create_dir(&data).expect("mkdir");
+    make_store(&data, 10);
+    let before = fs::read(data.join("banmesh.db")).expect("read");
+    let banmesh = assert_cmd::cargo::cargo_bin("banmesh");
+    let d = data.display();
+    let script = format!(
+        "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec {} store check --data-dir {d}",
+        banmesh.display()
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux) must be installed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("Operation not permitted") && !stderr.contains("permission denied"),
+        "this test needs root to make a read-only mount: run the tests as root (CI does): {stderr}"
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("cannot write the store") && stderr.contains("data/banmesh.db"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("read-only"), "{stderr}");
+    assert_eq!(fs::read(data.join("banmesh.db")).expect("read"), before);
+}

@@ -4,6 +4,7 @@
 mod keys;
 mod record;
 mod show;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,9 @@ enum Command {
     /// Sign a record offline, or check one as a receiving node would.
     #[command(subcommand)]
     Record(record::RecordCommand),
+    /// Inspect a stopped node's store.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Runs the command the user asked for.
@@ -32,5 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keys(command) => keys::run(command),
         Command::Record(command) => record::run(command),
+        Command::Store(command) => store::run(command),
     }
 }

@@ -76,7 +76,8 @@ pub enum StoreError {
     },
     /// The file or its directory cannot be written.
     #[error(
-        "cannot write the store {} ({detail}): make its directory writable by the node's user",
+        "cannot write the store {} ({detail}): make the data directory writable by the node's \
+         user (is it mounted read-only?)",
         path.display()
     )]
     Unwritable {
