@@ -3,4 +3,6 @@
 //! the one `banmesh` binary.
 
 pub mod cli;
+pub mod config;
+pub mod control;
 pub mod store;

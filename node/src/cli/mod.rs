@@ -1,6 +1,8 @@
 //! The command line of the one `banmesh` binary: the clap definitions and the
 //! dispatch to each command's module. Commands return `anyhow` errors.
 
+mod config_cmd;
+mod control;
 mod keys;
 mod record;
 mod show;
@@ -29,6 +31,12 @@ enum Command {
     /// Inspect a stopped node's store.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Print or check the node's configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Ask the running node (over its control socket).
+    #[command(flatten)]
+    Control(control::ControlCommand),
 }
 
 /// Runs the command the user asked for.
@@ -37,5 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command),
         Command::Record(command) => record::run(command),
         Command::Store(command) => store::run(command),
+        Command::Config(command) => config_cmd::run(command),
+        Command::Control(command) => control::run(command),
     }
 }
