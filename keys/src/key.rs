@@ -172,6 +172,12 @@ impl SecretKey {
         PublicKey(self.0.verifying_key().to_bytes())
     }
 
+    /// The 32-byte seed, for handing the same identity to libp2p; zeroized
+    /// on drop.
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
     /// Signs `msg`.
     pub fn sign(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
         self.0.sign(msg).to_bytes()
