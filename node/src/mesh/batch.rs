@@ -1,9 +1,10 @@
 //! The gossip message: a batch of records plus the certificates of their
-//! origins, in one canonical, strictly decoded encoding of at most 64 KiB.
+//! origins (and any revocations being spread), in one canonical, strictly
+//! decoded encoding of at most 64 KiB.
 
 use banmesh_crdt::wire::Reader;
 use banmesh_crdt::{DecodeError, Origin, Record};
-use banmesh_keys::Certificate;
+use banmesh_keys::{Certificate, Revocation};
 
 /// Largest gossip message, in bytes (DESIGN.md: messages ≤ 64 KiB).
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -15,6 +16,8 @@ const VERSION: u8 = 1;
 pub struct Batch {
     /// Certificates of the records' origins.
     pub certs: Vec<Certificate>,
+    /// Revocations being spread (a batch may hold only these).
+    pub revocations: Vec<Revocation>,
     /// The records.
     pub records: Vec<Record>,
 }
@@ -31,23 +34,44 @@ pub enum BatchError {
     /// A certificate inside is malformed.
     #[error("malformed certificate in batch: {0}")]
     Cert(String),
-    /// A batch with no record in it.
+    /// A revocation inside is malformed.
+    #[error("malformed revocation in batch: {0}")]
+    Revocation(String),
+    /// A batch with neither record nor revocation in it.
     #[error("empty batch")]
     Empty,
 }
 
 impl Batch {
-    /// The canonical bytes: version, certificate count (u16), each
-    /// certificate as a u16 length and its bytes, record count (u16), the
-    /// records back to back.
+    /// A batch of records with the certificates that vouch for them.
+    pub fn of_records(certs: Vec<Certificate>, records: Vec<Record>) -> Batch {
+        Batch {
+            certs,
+            revocations: Vec::new(),
+            records,
+        }
+    }
+
+    /// The canonical bytes: version; certificate count (u16) and each
+    /// certificate as a u16 length and its bytes; revocations the same way;
+    /// record count (u16) and the records back to back.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![VERSION];
-        out.extend_from_slice(&(self.certs.len() as u16).to_be_bytes());
-        for cert in &self.certs {
-            let bytes = cert.to_bytes();
-            out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-            out.extend_from_slice(&bytes);
-        }
+        let put_items = |items: Vec<Vec<u8>>, out: &mut Vec<u8>| {
+            out.extend_from_slice(&(items.len() as u16).to_be_bytes());
+            for bytes in items {
+                out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+                out.extend_from_slice(&bytes);
+            }
+        };
+        put_items(
+            self.certs.iter().map(Certificate::to_bytes).collect(),
+            &mut out,
+        );
+        put_items(
+            self.revocations.iter().map(Revocation::to_bytes).collect(),
+            &mut out,
+        );
         out.extend_from_slice(&(self.records.len() as u16).to_be_bytes());
         for record in &self.records {
             record.encode_into(&mut out);
@@ -66,16 +90,22 @@ impl Batch {
         if version != VERSION {
             return Err(DecodeError::UnknownVersion(version).into());
         }
-        let cert_count = r.u16()?;
-        let mut certs = Vec::with_capacity(usize::from(cert_count).min(64));
-        for _ in 0..cert_count {
+        let mut certs = Vec::new();
+        for _ in 0..r.u16()? {
             let len = usize::from(r.u16()?);
             let cert = Certificate::from_bytes(r.take(len)?)
                 .map_err(|e| BatchError::Cert(e.to_string()))?;
             certs.push(cert);
         }
+        let mut revocations = Vec::new();
+        for _ in 0..r.u16()? {
+            let len = usize::from(r.u16()?);
+            let revocation = Revocation::from_bytes(r.take(len)?)
+                .map_err(|e| BatchError::Revocation(e.to_string()))?;
+            revocations.push(revocation);
+        }
         let record_count = r.u16()?;
-        if record_count == 0 {
+        if record_count == 0 && revocations.is_empty() {
             return Err(BatchError::Empty);
         }
         let mut records = Vec::with_capacity(usize::from(record_count).min(512));
@@ -83,19 +113,20 @@ impl Batch {
             records.push(Record::decode_from(&mut r)?);
         }
         r.finish()?;
-        Ok(Batch { certs, records })
+        Ok(Batch {
+            certs,
+            revocations,
+            records,
+        })
     }
 }
 
 /// Packs records into messages of at most [`MAX_MESSAGE`] bytes, each
 /// carrying the certificates (from `cert_of`) of the origins in it.
 pub fn pack(records: Vec<Record>, cert_of: impl Fn(Origin) -> Option<Certificate>) -> Vec<Vec<u8>> {
-    const HEADER: usize = 1 + 2 + 2;
+    const HEADER: usize = 1 + 2 + 2 + 2;
     let mut messages = Vec::new();
-    let mut batch = Batch {
-        certs: Vec::new(),
-        records: Vec::new(),
-    };
+    let mut batch = Batch::of_records(Vec::new(), Vec::new());
     let mut size = HEADER;
     for record in records {
         let origin = record.origin();
@@ -111,14 +142,7 @@ pub fn pack(records: Vec<Record>, cert_of: impl Fn(Origin) -> Option<Certificate
             || batch.records.len() == usize::from(u16::MAX);
         if full && !batch.records.is_empty() {
             messages.push(
-                std::mem::replace(
-                    &mut batch,
-                    Batch {
-                        certs: Vec::new(),
-                        records: Vec::new(),
-                    },
-                )
-                .encode(),
+                std::mem::replace(&mut batch, Batch::of_records(Vec::new(), Vec::new())).encode(),
             );
             size = HEADER;
             if cert.is_none() {

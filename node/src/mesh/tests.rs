@@ -55,10 +55,7 @@ fn batches_round_trip_and_decode_strictly() {
     let records: Vec<_> = (0..10)
         .map(|i| sign_record(&node, statement(Kind::Ban, &format!("10.0.0.{i}"), NOW)))
         .collect();
-    let batch = Batch {
-        certs: vec![c.enroll(&node, "ban")],
-        records,
-    };
+    let batch = Batch::of_records(vec![c.enroll(&node, "ban")], records);
     let bytes = batch.encode();
     assert_eq!(Batch::decode(&bytes).unwrap(), batch);
     let mut trailing = bytes.clone();
@@ -76,7 +73,7 @@ fn batches_round_trip_and_decode_strictly() {
         Err(BatchError::Oversize(_))
     ));
     assert!(matches!(
-        Batch::decode(&[1, 0, 0, 0, 0]),
+        Batch::decode(&[1, 0, 0, 0, 0, 0, 0]),
         Err(BatchError::Empty)
     ));
     assert!(Batch::decode(&[]).is_err());
@@ -126,8 +123,9 @@ fn judge_follows_the_trust_rules() {
     let cert = c.enroll(&node, "ban");
     let trust = Trust::new(c.key.public());
     let ban = sign_record(&node, statement(Kind::Ban, "10.0.0.1", NOW));
-    let judge =
-        |certs: Vec<Certificate>, records| trust.judge(Batch { certs, records }, NOW, &params);
+    let judge = |certs: Vec<Certificate>, records| {
+        trust.judge(Batch::of_records(certs, records), NOW, &params)
+    };
 
     assert!(
         matches!(judge(vec![cert.clone()], vec![ban.clone()]), Verdict::Store { certs, .. } if certs.len() == 1)
@@ -171,14 +169,47 @@ fn judge_follows_the_trust_rules() {
         .add_revocation(Revocation::issue(&c.key, node.public(), NOW, "gone").unwrap())
         .unwrap();
     assert!(matches!(
-        revoked.judge(
-            Batch {
-                certs: vec![],
-                records: vec![ban]
-            },
-            NOW,
-            &params
-        ),
+        revoked.judge(Batch::of_records(vec![], vec![ban]), NOW, &params),
         Verdict::Ignore("revoked origin")
+    ));
+}
+
+#[test]
+fn revocations_travel_in_batches_and_void_their_origin() {
+    let c = Cluster::new();
+    let params = Params::default();
+    let node = SecretKey::generate().unwrap();
+    let cert = c.enroll(&node, "ban");
+    let ban = sign_record(&node, statement(Kind::Ban, "10.0.0.1", NOW));
+    let revocation = Revocation::issue(&c.key, node.public(), NOW, "stolen").unwrap();
+    let batch = Batch {
+        certs: vec![cert],
+        revocations: vec![revocation.clone()],
+        records: vec![ban],
+    };
+    assert_eq!(Batch::decode(&batch.encode()).unwrap(), batch);
+    let trust = Trust::new(c.key.public());
+    assert!(matches!(
+        trust.judge(batch, NOW, &params),
+        Verdict::Ignore("revoked origin")
+    ));
+    let alone = Batch {
+        certs: vec![],
+        revocations: vec![revocation],
+        records: vec![],
+    };
+    let decoded = Batch::decode(&alone.encode()).unwrap();
+    assert!(
+        matches!(trust.judge(decoded, NOW, &params), Verdict::Store { revocations, .. } if revocations.len() == 1)
+    );
+    let foreign = Revocation::issue(&Cluster::new().key, node.public(), NOW, "x").unwrap();
+    let bad = Batch {
+        certs: vec![],
+        revocations: vec![foreign],
+        records: vec![],
+    };
+    assert!(matches!(
+        trust.judge(bad, NOW, &params),
+        Verdict::Reject("bad revocation")
     ));
 }

@@ -29,6 +29,8 @@ pub enum Verdict {
     Store {
         /// Certificates new to this node.
         certs: Vec<Certificate>,
+        /// Revocations new to this node.
+        revocations: Vec<Revocation>,
         /// The records.
         records: Vec<Record>,
     },
@@ -117,6 +119,14 @@ impl Trust {
                 Err(_) => return Verdict::Reject("bad certificate"),
             }
         }
+        let mut new_revocations = Vec::new();
+        for revocation in batch.revocations {
+            match view.add_revocation(revocation.clone()) {
+                Ok(true) => new_revocations.push(revocation),
+                Ok(false) => {}
+                Err(_) => return Verdict::Reject("bad revocation"),
+            }
+        }
         let horizon = now_ms.saturating_add(params.skew_bound_ms);
         for record in &batch.records {
             if record.statement().validate(params).is_err() {
@@ -156,6 +166,7 @@ impl Trust {
         }
         Verdict::Store {
             certs: new_certs,
+            revocations: new_revocations,
             records: batch.records,
         }
     }
