@@ -24,13 +24,8 @@ pub enum DurationError {
     },
 }
 
-const UNITS: [(char, u64); 5] = [
-    ('w', 7 * 86_400),
-    ('d', 86_400),
-    ('h', 3_600),
-    ('m', 60),
-    ('s', 1),
-];
+const UNITS: [(char, u64); 5] =
+    [('w', 7 * 86_400), ('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
 
 /// Parses `15m`, `2h`, `3d`, `1w`, `90s` or a sum of parts such as `1d12h`.
 ///
@@ -41,12 +36,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if trimmed.is_empty() {
         return Err(DurationError::Empty);
     }
-    let invalid = || DurationError::Invalid {
-        text: text.to_owned(),
-    };
-    let too_long = || DurationError::TooLong {
-        text: text.to_owned(),
-    };
+    let invalid = || DurationError::Invalid { text: text.to_owned() };
+    let too_long = || DurationError::TooLong { text: text.to_owned() };
     let mut total: u64 = 0;
     let mut digits = String::new();
     for c in trimmed.chars() {
@@ -125,17 +116,7 @@ mod tests {
 
     #[test]
     fn formats_round_trip() {
-        for s in [
-            0u64,
-            1,
-            59,
-            60,
-            90,
-            3600,
-            86_400,
-            7 * 86_400 + 61,
-            35 * 86_400,
-        ] {
+        for s in [0u64, 1, 59, 60, 90, 3600, 86_400, 7 * 86_400 + 61, 35 * 86_400] {
             let d = Duration::from_secs(s);
             assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{s}");
         }

@@ -60,11 +60,7 @@ impl HlcClock {
     /// The next local reading at wall time `wall_ms`.
     pub fn tick(&mut self, wall_ms: u64) -> Hlc {
         let wall = Hlc::from_millis(wall_ms);
-        self.last = if wall > self.last {
-            wall
-        } else {
-            self.last.next()
-        };
+        self.last = if wall > self.last { wall } else { self.last.next() };
         self.last
     }
 
@@ -118,9 +114,6 @@ mod tests {
         // The node-wide clock did not jump to the remote reading.
         assert_eq!(c.last(), Hlc::from_millis(1_000));
         assert_eq!(c.issue(1_000, None), Hlc::from_millis(1_000).next());
-        assert_eq!(
-            c.issue(1_001, Some(Hlc::from_millis(5))),
-            Hlc::from_millis(1_001)
-        );
+        assert_eq!(c.issue(1_001, Some(Hlc::from_millis(5))), Hlc::from_millis(1_001));
     }
 }

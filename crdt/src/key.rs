@@ -44,10 +44,7 @@ impl ParsedKey {
         if self.host_bits_cleared {
             Some(format!("{text} has host bits set; using {}", self.key))
         } else if self.mapped_folded {
-            Some(format!(
-                "{text} is an IPv4-mapped address; using {}",
-                self.key
-            ))
+            Some(format!("{text} is an IPv4-mapped address; using {}", self.key))
         } else {
             None
         }
@@ -72,11 +69,7 @@ impl Key {
         };
         let host_bits_cleared = net.addr() != net.network();
         let (net, mapped_folded) = fold_mapped(net.trunc());
-        Ok(ParsedKey {
-            key: Key(net),
-            host_bits_cleared,
-            mapped_folded,
-        })
+        Ok(ParsedKey { key: Key(net), host_bits_cleared, mapped_folded })
     }
 
     /// The key naming exactly one address.
@@ -108,9 +101,7 @@ impl Key {
     pub fn covering(addr: IpAddr) -> impl Iterator<Item = Key> {
         let addr = canonical_addr(addr);
         let max = if addr.is_ipv4() { 32u8 } else { 128 };
-        (0..=max)
-            .rev()
-            .filter_map(move |len| IpNet::new(addr, len).ok().map(|n| Key(n.trunc())))
+        (0..=max).rev().filter_map(move |len| IpNet::new(addr, len).ok().map(|n| Key(n.trunc())))
     }
 
     /// The key's canonical bytes: family (4 or 6), prefix length, network
@@ -241,12 +232,7 @@ mod tests {
         assert_eq!(key("2001:db8::1").to_string(), "2001:db8::1");
         assert_eq!(key("2001:db8::1/48").to_string(), "2001:db8::/48");
         assert_eq!(key(" 10.0.0.1 ").to_string(), "10.0.0.1");
-        assert!(
-            Key::parse("192.0.2.0/24")
-                .unwrap()
-                .note("192.0.2.0/24")
-                .is_none()
-        );
+        assert!(Key::parse("192.0.2.0/24").unwrap().note("192.0.2.0/24").is_none());
     }
 
     #[test]
@@ -295,27 +281,12 @@ mod tests {
             assert!(r.is_empty());
         }
         let host_bits = [4u8, 24, 192, 0, 2, 9];
-        assert_eq!(
-            Key::decode(&mut Reader::new(&host_bits)),
-            Err(DecodeError::NonCanonicalKey)
-        );
+        assert_eq!(Key::decode(&mut Reader::new(&host_bits)), Err(DecodeError::NonCanonicalKey));
         let mut mapped = vec![6u8, 128];
         mapped.extend_from_slice(&"::ffff:1.2.3.4".parse::<Ipv6Addr>().unwrap().octets());
-        assert_eq!(
-            Key::decode(&mut Reader::new(&mapped)),
-            Err(DecodeError::NonCanonicalKey)
-        );
-        assert_eq!(
-            Key::decode(&mut Reader::new(&[4, 33, 0, 0, 0, 0])),
-            Err(DecodeError::BadKey)
-        );
-        assert_eq!(
-            Key::decode(&mut Reader::new(&[5, 8, 0, 0, 0, 0])),
-            Err(DecodeError::BadKey)
-        );
-        assert_eq!(
-            Key::decode(&mut Reader::new(&[4, 8, 10])),
-            Err(DecodeError::Truncated)
-        );
+        assert_eq!(Key::decode(&mut Reader::new(&mapped)), Err(DecodeError::NonCanonicalKey));
+        assert_eq!(Key::decode(&mut Reader::new(&[4, 33, 0, 0, 0, 0])), Err(DecodeError::BadKey));
+        assert_eq!(Key::decode(&mut Reader::new(&[5, 8, 0, 0, 0, 0])), Err(DecodeError::BadKey));
+        assert_eq!(Key::decode(&mut Reader::new(&[4, 8, 10])), Err(DecodeError::Truncated));
     }
 }

@@ -24,11 +24,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Params {
-        Params {
-            max_ttl_ms: 35 * DAY_MS,
-            retention_ms: 7 * DAY_MS,
-            skew_bound_ms: 30_000,
-        }
+        Params { max_ttl_ms: 35 * DAY_MS, retention_ms: 7 * DAY_MS, skew_bound_ms: 30_000 }
     }
 }
 
@@ -117,35 +113,22 @@ mod tests {
 
     #[test]
     fn escalation_is_total() {
-        let flat = BanPolicy {
-            increment: false,
-            ..BanPolicy::default()
-        };
+        let flat = BanPolicy { increment: false, ..BanPolicy::default() };
         assert_eq!(flat.bantime_for(9), Duration::from_secs(180));
         for factor in [0.0, 0.5, f64::NAN, f64::INFINITY, -3.0] {
-            let p = BanPolicy {
-                factor,
-                ..BanPolicy::default()
-            };
+            let p = BanPolicy { factor, ..BanPolicy::default() };
             for strikes in [2, 3, 100] {
                 let d = p.bantime_for(strikes);
                 assert!(d >= p.bantime && d <= p.maxtime, "{factor} {strikes} {d:?}");
             }
         }
-        let short_max = BanPolicy {
-            maxtime: Duration::from_secs(60),
-            ..BanPolicy::default()
-        };
+        let short_max = BanPolicy { maxtime: Duration::from_secs(60), ..BanPolicy::default() };
         assert_eq!(short_max.bantime_for(1), Duration::from_secs(60));
     }
 
     #[test]
     fn gc_horizon_is_past_every_superseded_record() {
-        let p = Params {
-            max_ttl_ms: 100,
-            retention_ms: 10,
-            skew_bound_ms: 1,
-        };
+        let p = Params { max_ttl_ms: 100, retention_ms: 10, skew_bound_ms: 1 };
         // An Unban (end = issued) waits out max_ttl like a Ban would.
         assert_eq!(p.collectable_after_ms(50, 50), 161);
         assert_eq!(p.collectable_after_ms(50, 150), 161);

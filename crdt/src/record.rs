@@ -67,10 +67,7 @@ impl Kind {
 
     /// The kind whose wire byte is `b`.
     pub fn from_byte(b: u8) -> Result<Kind, DecodeError> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| *k as u8 == b)
-            .ok_or(DecodeError::UnknownKind(b))
+        Kind::ALL.into_iter().find(|k| *k as u8 == b).ok_or(DecodeError::UnknownKind(b))
     }
 }
 
@@ -211,11 +208,7 @@ impl Statement {
         let kind = Kind::from_byte(r.u8()?)?;
         let key = Key::decode(r)?;
         let issued_at = Hlc(r.u64()?);
-        let expires_at = if r.flag("expires_at")? {
-            Some(r.u64()?)
-        } else {
-            None
-        };
+        let expires_at = if r.flag("expires_at")? { Some(r.u64()?) } else { None };
         let strikes = r.u32()?;
         let meta = Metadata {
             jail: r.text("jail", MAX_JAIL)?,
@@ -223,15 +216,7 @@ impl Statement {
             source: r.text("source", MAX_SOURCE)?,
         };
         let origin = Origin(r.array()?);
-        let statement = Statement {
-            key,
-            kind,
-            issued_at,
-            expires_at,
-            strikes,
-            meta,
-            origin,
-        };
+        let statement = Statement { key, kind, issued_at, expires_at, strikes, meta, origin };
         statement.check_shape()?;
         Ok(statement)
     }
@@ -267,17 +252,11 @@ impl Statement {
         if let Some(expires_at) = self.expires_at {
             let issued_ms = self.issued_at.millis();
             if expires_at <= issued_ms {
-                return Err(RecordError::ExpiresBeforeIssue {
-                    expires_at,
-                    issued_ms,
-                });
+                return Err(RecordError::ExpiresBeforeIssue { expires_at, issued_ms });
             }
             let ttl_ms = expires_at - issued_ms;
             if ttl_ms > params.max_ttl_ms {
-                return Err(RecordError::PastMaxTtl {
-                    ttl_ms,
-                    max_ttl_ms: params.max_ttl_ms,
-                });
+                return Err(RecordError::PastMaxTtl { ttl_ms, max_ttl_ms: params.max_ttl_ms });
             }
         }
         Ok(())
@@ -304,11 +283,7 @@ impl Record {
     /// The signature is not checked here: that is the `keys` crate's work.
     pub fn new(statement: Statement, signature: [u8; 64]) -> Record {
         let id = Id(Sha256::digest(statement.signed_bytes()).into());
-        Record {
-            statement,
-            signature,
-            id,
-        }
+        Record { statement, signature, id }
     }
 
     /// The signed statement.

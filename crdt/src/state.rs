@@ -33,11 +33,7 @@ pub struct Slot {
 impl Slot {
     /// The slot a record belongs to.
     pub fn of(record: &Record) -> Slot {
-        Slot {
-            key: record.key(),
-            origin: record.origin(),
-            kind: record.kind(),
-        }
+        Slot { key: record.key(), origin: record.origin(), kind: record.kind() }
     }
 }
 
@@ -187,16 +183,8 @@ impl State {
 
     /// The records on exactly `key`, from every origin.
     pub fn on_key(&self, key: Key) -> impl Iterator<Item = &Record> {
-        let lo = Slot {
-            key,
-            origin: Origin([0; 32]),
-            kind: Kind::Ban,
-        };
-        let hi = Slot {
-            key,
-            origin: Origin([0xff; 32]),
-            kind: Kind::Disallow,
-        };
+        let lo = Slot { key, origin: Origin([0; 32]), kind: Kind::Ban };
+        let hi = Slot { key, origin: Origin([0xff; 32]), kind: Kind::Disallow };
         self.slots.range(lo..=hi).map(|(_, r)| r)
     }
 
@@ -276,26 +264,14 @@ pub fn decide_key<'a>(records: impl IntoIterator<Item = &'a Record>, now_ms: u64
 /// The greatest-lasting record of kind `on` that is greater than every
 /// record of kind `off` and unexpired at `now_ms`.
 fn live(records: &[&Record], on: Kind, off: Kind, now_ms: u64) -> Option<Live> {
-    let floor = records
-        .iter()
-        .filter(|r| r.kind() == off)
-        .max_by(|a, b| a.order_cmp(b));
+    let floor = records.iter().filter(|r| r.kind() == off).max_by(|a, b| a.order_cmp(b));
     records
         .iter()
         .filter(|r| r.kind() == on)
         .filter(|r| floor.is_none_or(|f| r.order_cmp(f).is_gt()))
-        .filter_map(|r| {
-            r.statement()
-                .expires_at
-                .filter(|&e| e > now_ms)
-                .map(|e| (e, *r))
-        })
+        .filter_map(|r| r.statement().expires_at.filter(|&e| e > now_ms).map(|e| (e, *r)))
         .max_by(|(ea, a), (eb, b)| ea.cmp(eb).then_with(|| a.order_cmp(b)))
-        .map(|(until_ms, r)| Live {
-            until_ms,
-            strikes: r.statement().strikes,
-            id: r.id(),
-        })
+        .map(|(until_ms, r)| Live { until_ms, strikes: r.statement().strikes, id: r.id() })
 }
 
 /// The decision for an address at `now_ms` from the summaries of the keys
@@ -323,11 +299,7 @@ pub fn decide_address(
     }
     match (allowed, banned) {
         (Some((key, until_ms)), _) => Decision::Allowed { key, until_ms },
-        (None, Some((key, until_ms, strikes))) => Decision::Banned {
-            key,
-            until_ms,
-            strikes,
-        },
+        (None, Some((key, until_ms, strikes))) => Decision::Banned { key, until_ms, strikes },
         (None, None) => Decision::Free,
     }
 }

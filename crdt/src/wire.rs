@@ -62,11 +62,7 @@ impl<'a> Reader<'a> {
 
     /// Fails with [`DecodeError::TrailingBytes`] unless every byte was read.
     pub fn finish(&self) -> Result<(), DecodeError> {
-        if self.bytes.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingBytes)
-        }
+        if self.bytes.is_empty() { Ok(()) } else { Err(DecodeError::TrailingBytes) }
     }
 
     /// The next `n` bytes.

@@ -27,9 +27,7 @@ fn reference(history: &[Record], addr: std::net::IpAddr, t: u64) -> Decision {
             let superseded = on_key
                 .iter()
                 .any(|o| o.kind() == on && o.origin() == r.origin() && o.order_cmp(r).is_gt());
-            let lifted = on_key
-                .iter()
-                .any(|o| o.kind() == off && o.order_cmp(r).is_gt());
+            let lifted = on_key.iter().any(|o| o.kind() == off && o.order_cmp(r).is_gt());
             let until = r.statement().expires_at.unwrap_or(0);
             if superseded || lifted || until <= t {
                 continue;
@@ -46,24 +44,20 @@ fn reference(history: &[Record], addr: std::net::IpAddr, t: u64) -> Decision {
     let mut allowed: Option<(Key, u64)> = None;
     let mut banned: Option<(Key, u64, u32)> = None;
     for key in Key::covering(addr) {
-        if let Some((until, _)) = live(key, Kind::Allow, Kind::Disallow) {
-            if allowed.is_none_or(|(_, u)| until > u) {
-                allowed = Some((key, until));
-            }
+        if let Some((until, _)) = live(key, Kind::Allow, Kind::Disallow)
+            && allowed.is_none_or(|(_, u)| until > u)
+        {
+            allowed = Some((key, until));
         }
-        if let Some((until, strikes)) = live(key, Kind::Ban, Kind::Unban) {
-            if banned.is_none_or(|(_, u, _)| until > u) {
-                banned = Some((key, until, strikes));
-            }
+        if let Some((until, strikes)) = live(key, Kind::Ban, Kind::Unban)
+            && banned.is_none_or(|(_, u, _)| until > u)
+        {
+            banned = Some((key, until, strikes));
         }
     }
     match (allowed, banned) {
         (Some((key, until_ms)), _) => Decision::Allowed { key, until_ms },
-        (None, Some((key, until_ms, strikes))) => Decision::Banned {
-            key,
-            until_ms,
-            strikes,
-        },
+        (None, Some((key, until_ms, strikes))) => Decision::Banned { key, until_ms, strikes },
         (None, None) => Decision::Free,
     }
 }
@@ -81,10 +75,7 @@ fn decisions(s: &State, from: u64) -> Vec<Decision> {
 fn config() -> ProptestConfig {
     // Bounded so the whole suite stays fast on 2 cores; raise with
     // PROPTEST_CASES for a longer local run.
-    ProptestConfig {
-        cases: 256,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: 256, ..ProptestConfig::default() }
 }
 
 proptest! {

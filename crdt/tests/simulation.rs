@@ -48,11 +48,7 @@ struct Net {
 impl Net {
     /// Sends with loss, duplication and a random delay (so reordering).
     fn send(&mut self, now: u64, to: usize, records: Vec<Record>) {
-        let copies = if self.rng.below(100) < DUP_PERCENT {
-            2
-        } else {
-            1
-        };
+        let copies = if self.rng.below(100) < DUP_PERCENT { 2 } else { 1 };
         for _ in 0..copies {
             if self.rng.below(100) < LOSS_PERCENT {
                 continue;
@@ -82,30 +78,15 @@ fn issue(rng: &mut Rng, replica: &mut Replica, origin: u8, now: u64) -> Record {
     let probe = record(kind, key, origin, banmesh_crdt::Hlc(0), 1, 1);
     let greatest = replica.state.greatest_on_key(probe.key());
     let at = replica.clock.issue(now + replica.skew_ms, greatest);
-    record(
-        kind,
-        key,
-        origin,
-        at,
-        1 + rng.below(PARAMS.max_ttl_ms),
-        1 + rng.below(3) as u32,
-    )
+    record(kind, key, origin, at, 1 + rng.below(PARAMS.max_ttl_ms), 1 + rng.below(3) as u32)
 }
 
 fn run(seed: u64) {
     let mut rng = Rng(seed);
     let mut replicas: Vec<Replica> = (0..REPLICAS)
-        .map(|_| Replica {
-            state: State::new(),
-            clock: HlcClock::default(),
-            skew_ms: rng.below(5),
-        })
+        .map(|_| Replica { state: State::new(), clock: HlcClock::default(), skew_ms: rng.below(5) })
         .collect();
-    let mut net = Net {
-        rng: Rng(seed ^ 0xabad_cafe),
-        queue: BTreeMap::new(),
-        seq: 0,
-    };
+    let mut net = Net { rng: Rng(seed ^ 0xabad_cafe), queue: BTreeMap::new(), seq: 0 };
     for now in 0..ISSUE_STEPS {
         let who = rng.below(REPLICAS as u64) as usize;
         let r = issue(&mut rng, &mut replicas[who], who as u8, now);
@@ -120,10 +101,7 @@ fn run(seed: u64) {
     // over the same lossy network, until every replica agrees.
     let mut now = ISSUE_STEPS;
     for round in 0.. {
-        assert!(
-            round < 500,
-            "seed {seed}: no convergence after 500 anti-entropy rounds"
-        );
+        assert!(round < 500, "seed {seed}: no convergence after 500 anti-entropy rounds");
         for replica in &replicas {
             let to = rng.below(REPLICAS as u64) as usize;
             net.send(now, to, replica.state.records().cloned().collect());
@@ -136,11 +114,7 @@ fn run(seed: u64) {
     }
     let digest = replicas[0].state.digest(0, &PARAMS);
     for (i, r) in replicas.iter().enumerate() {
-        assert_eq!(
-            r.state.digest(0, &PARAMS),
-            digest,
-            "seed {seed}: digest of replica {i}"
-        );
+        assert_eq!(r.state.digest(0, &PARAMS), digest, "seed {seed}: digest of replica {i}");
         for a in addrs() {
             for t in (0..ISSUE_STEPS + PARAMS.max_ttl_ms).step_by(7) {
                 assert_eq!(r.state.decision(a, t), replicas[0].state.decision(a, t));
@@ -148,11 +122,7 @@ fn run(seed: u64) {
         }
     }
     // The simulation did exercise something: many slots, and bans that held.
-    assert!(
-        replicas[0].state.len() > 20,
-        "seed {seed}: only {} records",
-        replicas[0].state.len()
-    );
+    assert!(replicas[0].state.len() > 20, "seed {seed}: only {} records", replicas[0].state.len());
 }
 
 #[test]

@@ -38,18 +38,13 @@ fn step(label: &str, n: usize, f: impl FnOnce()) -> f64 {
     f();
     let secs = start.elapsed().as_secs_f64();
     let rate = n as f64 / secs;
-    println!(
-        "{label:<34} {rate:>12.0} records/s   ({n} in {:.3} s)",
-        secs
-    );
+    println!("{label:<34} {rate:>12.0} records/s   ({n} in {:.3} s)", secs);
     rate
 }
 
 fn main() {
-    let n: usize = std::env::var("BANMESH_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let n: usize =
+        std::env::var("BANMESH_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     // A cluster of 8 nodes, where batches repeat origins (batch verification
     // merges the work per key), then the worst case of one origin per record.
     for origins in [8, n] {
@@ -59,9 +54,8 @@ fn main() {
 }
 
 fn run(n: usize, origins: usize) {
-    let keys: Vec<SecretKey> = (0..origins)
-        .map(|_| SecretKey::generate().expect("system RNG"))
-        .collect();
+    let keys: Vec<SecretKey> =
+        (0..origins).map(|_| SecretKey::generate().expect("system RNG")).collect();
     let todo = statements(n);
     println!("banmesh record benchmark: {n} records from {origins} origins, one thread");
 
@@ -72,22 +66,14 @@ fn run(n: usize, origins: usize) {
         }
     });
     let mut wire: Vec<Vec<u8>> = Vec::with_capacity(n);
-    step("encode", n, || {
-        wire.extend(records.iter().map(Record::encode))
-    });
+    step("encode", n, || wire.extend(records.iter().map(Record::encode)));
     let bytes: usize = wire.iter().map(Vec::len).sum();
     println!("{:<34} {:>12} bytes/record", "wire size", bytes / n.max(1));
     let mut decoded: Vec<Record> = Vec::with_capacity(n);
     step("decode (strict)", n, || {
-        decoded.extend(
-            wire.iter()
-                .map(|b| Record::decode(b).expect("own encoding")),
-        );
+        decoded.extend(wire.iter().map(|b| Record::decode(b).expect("own encoding")));
     });
-    assert!(
-        decoded == records,
-        "decode must give back the signed records"
-    );
+    assert!(decoded == records, "decode must give back the signed records");
 
     let single = step("verify, one at a time", n, || {
         for r in &decoded {
@@ -104,10 +90,8 @@ fn run(n: usize, origins: usize) {
     }
     let decode_verify = step("decode + verify batches of 1000", n, || {
         for chunk in wire.chunks(1000) {
-            let batch: Vec<Record> = chunk
-                .iter()
-                .map(|b| Record::decode(b).expect("own encoding"))
-                .collect();
+            let batch: Vec<Record> =
+                chunk.iter().map(|b| Record::decode(b).expect("own encoding")).collect();
             black_box(verify_batch(&batch)).expect("valid batch");
         }
     });

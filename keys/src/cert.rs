@@ -167,10 +167,7 @@ impl Body {
         let name = input.text("name", MAX_NAME_LEN)?;
         if !is_valid_name(&name) {
             let reason = "use 1 to 64 characters from A-Z a-z 0-9 . _ -".to_owned();
-            return Err(DecodeError::Field {
-                field: "name",
-                reason,
-            });
+            return Err(DecodeError::Field { field: "name", reason });
         }
         let bits = input.u8()?;
         let roles = Roles::from_bits(bits).ok_or_else(|| DecodeError::Field {
@@ -181,21 +178,10 @@ impl Body {
         let not_after_ms = input.u64()?;
         if not_before_ms >= not_after_ms {
             let reason = "not_before is not before not_after".to_owned();
-            return Err(DecodeError::Field {
-                field: "validity window",
-                reason,
-            });
+            return Err(DecodeError::Field { field: "validity window", reason });
         }
         let max_prefix = read_max_prefix(input)?;
-        Ok(Body {
-            cluster,
-            node,
-            name,
-            roles,
-            not_before_ms,
-            not_after_ms,
-            max_prefix,
-        })
+        Ok(Body { cluster, node, name, roles, not_before_ms, not_after_ms, max_prefix })
     }
 }
 
@@ -203,25 +189,16 @@ fn read_max_prefix(input: &mut Reader<'_>) -> Result<Option<MaxPrefix>, DecodeEr
     match input.u8()? {
         0 => Ok(None),
         1 => {
-            let prefix = MaxPrefix {
-                v4: input.u8()?,
-                v6: input.u8()?,
-            };
+            let prefix = MaxPrefix { v4: input.u8()?, v6: input.u8()? };
             if !prefix.is_in_range() {
                 let reason = format!("{prefix} is out of range");
-                return Err(DecodeError::Field {
-                    field: "widest prefix",
-                    reason,
-                });
+                return Err(DecodeError::Field { field: "widest prefix", reason });
             }
             Ok(Some(prefix))
         }
         flag => {
             let reason = format!("flag {flag} is neither 0 nor 1");
-            Err(DecodeError::Field {
-                field: "widest prefix",
-                reason,
-            })
+            Err(DecodeError::Field { field: "widest prefix", reason })
         }
     }
 }
@@ -229,9 +206,7 @@ fn read_max_prefix(input: &mut Reader<'_>) -> Result<Option<MaxPrefix>, DecodeEr
 /// Whether `name` is 1–64 bytes of `[A-Za-z0-9._-]`.
 pub fn is_valid_name(name: &str) -> bool {
     (1..=MAX_NAME_LEN).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// A node key's certificate, signed by the cluster key.
@@ -256,15 +231,10 @@ impl Certificate {
         max_prefix: Option<MaxPrefix>,
     ) -> Result<Self, CertError> {
         if !is_valid_name(name) {
-            return Err(CertError::InvalidName {
-                name: name.to_owned(),
-            });
+            return Err(CertError::InvalidName { name: name.to_owned() });
         }
         if not_before_ms >= not_after_ms {
-            return Err(CertError::EmptyWindow {
-                not_before_ms,
-                not_after_ms,
-            });
+            return Err(CertError::EmptyWindow { not_before_ms, not_after_ms });
         }
         if let Some(prefix) = max_prefix {
             if !prefix.is_in_range() {
@@ -308,11 +278,8 @@ impl Certificate {
 
     /// The certificate in PEM armour (`-----BEGIN BANMESH CERTIFICATE-----`).
     pub fn to_pem(&self) -> Result<String, CertError> {
-        pem_rfc7468::encode_string(CERTIFICATE_PEM_LABEL, LineEnding::LF, &self.to_bytes()).map_err(
-            |e| CertError::Pem {
-                reason: e.to_string(),
-            },
-        )
+        pem_rfc7468::encode_string(CERTIFICATE_PEM_LABEL, LineEnding::LF, &self.to_bytes())
+            .map_err(|e| CertError::Pem { reason: e.to_string() })
     }
 
     /// Reads a certificate from PEM armour, as strictly as [`Certificate::from_bytes`].
@@ -328,14 +295,9 @@ impl Certificate {
     /// Checks that `cluster` signed this certificate, ignoring time and revocation.
     pub fn verify_signature(&self, cluster: &PublicKey) -> Result<(), CertError> {
         if self.body.cluster != *cluster {
-            return Err(CertError::WrongCluster {
-                expected: *cluster,
-                found: self.body.cluster,
-            });
+            return Err(CertError::WrongCluster { expected: *cluster, found: self.body.cluster });
         }
-        cluster
-            .verify(&self.body.signed_bytes(), &self.signature)
-            .map_err(|_| CertError::Tampered)
+        cluster.verify(&self.body.signed_bytes(), &self.signature).map_err(|_| CertError::Tampered)
     }
 
     /// Checks the certificate fully: signed by `cluster`, node not revoked in
@@ -349,42 +311,26 @@ impl Certificate {
     ) -> Result<(), CertError> {
         self.verify_signature(cluster)?;
         if revocations.is_revoked(&self.body.node) {
-            return Err(CertError::Revoked {
-                node: self.body.node,
-            });
+            return Err(CertError::Revoked { node: self.body.node });
         }
         self.check_time(at_ms)
     }
 
     /// Checks that `at_ms` lies inside the validity window.
     pub fn check_time(&self, at_ms: u64) -> Result<(), CertError> {
-        let Body {
-            not_before_ms,
-            not_after_ms,
-            ..
-        } = self.body;
+        let Body { not_before_ms, not_after_ms, .. } = self.body;
         if at_ms < not_before_ms {
-            return Err(CertError::NotYetValid {
-                not_before_ms,
-                at_ms,
-            });
+            return Err(CertError::NotYetValid { not_before_ms, at_ms });
         }
         if at_ms >= not_after_ms {
-            return Err(CertError::Expired {
-                not_after_ms,
-                at_ms,
-            });
+            return Err(CertError::Expired { not_after_ms, at_ms });
         }
         Ok(())
     }
 
     /// Checks that the certificate grants `role`.
     pub fn require_role(&self, role: Role) -> Result<(), CertError> {
-        if self.body.roles.contains(role) {
-            Ok(())
-        } else {
-            Err(CertError::MissingRole { role })
-        }
+        if self.body.roles.contains(role) { Ok(()) } else { Err(CertError::MissingRole { role }) }
     }
 
     /// The widest prefix length the node may act on for one address family:

@@ -125,19 +125,13 @@ pub fn write_public_file(path: &Path, contents: &[u8], force: bool) -> Result<()
 
 /// Writes a secret key as PKCS#8 PEM with mode 0600.
 pub fn write_secret_key(path: &Path, key: &SecretKey, force: bool) -> Result<(), FileError> {
-    let pem = key.to_pem().map_err(|error| FileError::Key {
-        path: path.to_owned(),
-        error,
-    })?;
+    let pem = key.to_pem().map_err(|error| FileError::Key { path: path.to_owned(), error })?;
     write_secret_file(path, pem.as_bytes(), force)
 }
 
 /// Writes a public key as SPKI PEM with mode 0644.
 pub fn write_public_key(path: &Path, key: &PublicKey, force: bool) -> Result<(), FileError> {
-    let pem = key.to_pem().map_err(|error| FileError::Key {
-        path: path.to_owned(),
-        error,
-    })?;
+    let pem = key.to_pem().map_err(|error| FileError::Key { path: path.to_owned(), error })?;
     write_public_file(path, pem.as_bytes(), force)
 }
 
@@ -145,73 +139,49 @@ pub fn write_public_key(path: &Path, key: &PublicKey, force: bool) -> Result<(),
 pub fn read_secret_key(path: &Path) -> Result<SecretKey, FileError> {
     let (text, mode) = read_text(path)?;
     check_secret_mode(path, mode)?;
-    SecretKey::from_pem(&text).map_err(|error| FileError::Key {
-        path: path.to_owned(),
-        error,
-    })
+    SecretKey::from_pem(&text).map_err(|error| FileError::Key { path: path.to_owned(), error })
 }
 
 /// Reads a public key from SPKI PEM.
 pub fn read_public_key(path: &Path) -> Result<PublicKey, FileError> {
     let (text, _) = read_text(path)?;
-    PublicKey::from_pem(&text).map_err(|error| FileError::Key {
-        path: path.to_owned(),
-        error,
-    })
+    PublicKey::from_pem(&text).map_err(|error| FileError::Key { path: path.to_owned(), error })
 }
 
 /// Reads a certificate, strictly decoded but not yet verified.
 pub fn read_certificate(path: &Path) -> Result<Certificate, FileError> {
     let (text, _) = read_text(path)?;
-    Certificate::from_pem(&text).map_err(|error| FileError::Certificate {
-        path: path.to_owned(),
-        error,
-    })
+    Certificate::from_pem(&text)
+        .map_err(|error| FileError::Certificate { path: path.to_owned(), error })
 }
 
 /// Reads a revocation, strictly decoded but not yet verified.
 pub fn read_revocation(path: &Path) -> Result<Revocation, FileError> {
     let (text, _) = read_text(path)?;
-    Revocation::from_pem(&text).map_err(|error| FileError::Revocation {
-        path: path.to_owned(),
-        error,
-    })
+    Revocation::from_pem(&text)
+        .map_err(|error| FileError::Revocation { path: path.to_owned(), error })
 }
 
 /// Reads any file `banmesh keys` writes, telling the kind by its PEM label.
 /// A secret key is refused, as everywhere, when group or others may open it.
 pub fn read_any(path: &Path) -> Result<KeyFile, FileError> {
     let (text, mode) = read_text(path)?;
-    let key_error = |error| FileError::Key {
-        path: path.to_owned(),
-        error,
-    };
+    let key_error = |error| FileError::Key { path: path.to_owned(), error };
     match pem_label(&text) {
         Some(SECRET_LABEL) => {
             check_secret_mode(path, mode)?;
-            SecretKey::from_pem(&text)
-                .map(KeyFile::Secret)
-                .map_err(key_error)
+            SecretKey::from_pem(&text).map(KeyFile::Secret).map_err(key_error)
         }
-        Some(PUBLIC_LABEL) => PublicKey::from_pem(&text)
-            .map(KeyFile::Public)
-            .map_err(key_error),
+        Some(PUBLIC_LABEL) => PublicKey::from_pem(&text).map(KeyFile::Public).map_err(key_error),
         Some(CERTIFICATE_PEM_LABEL) => Certificate::from_pem(&text)
             .map(KeyFile::Certificate)
-            .map_err(|error| FileError::Certificate {
-                path: path.to_owned(),
-                error,
-            }),
+            .map_err(|error| FileError::Certificate { path: path.to_owned(), error }),
         Some(REVOCATION_PEM_LABEL) => Revocation::from_pem(&text)
             .map(KeyFile::Revocation)
-            .map_err(|error| FileError::Revocation {
-                path: path.to_owned(),
-                error,
-            }),
-        label => Err(FileError::UnknownKind {
-            path: path.to_owned(),
-            label: label.map(str::to_owned),
-        }),
+            .map_err(|error| FileError::Revocation { path: path.to_owned(), error }),
+        label => {
+            Err(FileError::UnknownKind { path: path.to_owned(), label: label.map(str::to_owned) })
+        }
     }
 }
 
@@ -220,10 +190,7 @@ pub fn read_any(path: &Path) -> Result<KeyFile, FileError> {
 /// for `cluster`. A revocation that is malformed or not signed by `cluster`
 /// is an error naming its file.
 pub fn read_revocations(dir: &Path, cluster: &PublicKey) -> Result<Revocations, FileError> {
-    let read_error = |error| FileError::Read {
-        path: dir.to_owned(),
-        error,
-    };
+    let read_error = |error| FileError::Read { path: dir.to_owned(), error };
     let mut paths = Vec::new();
     for entry in fs::read_dir(dir).map_err(read_error)? {
         let entry = entry.map_err(read_error)?;
@@ -235,42 +202,30 @@ pub fn read_revocations(dir: &Path, cluster: &PublicKey) -> Result<Revocations, 
     paths.sort();
     let mut revocations = Revocations::new(*cluster);
     for path in paths {
-        let bytes = fs::read(&path).map_err(|error| FileError::Read {
-            path: path.clone(),
-            error,
-        })?;
+        let bytes =
+            fs::read(&path).map_err(|error| FileError::Read { path: path.clone(), error })?;
         let Ok(text) = std::str::from_utf8(&bytes) else {
             continue;
         };
         if pem_label(text) != Some(REVOCATION_PEM_LABEL) {
             continue;
         }
-        let to_error = |error| FileError::Revocation {
-            path: path.clone(),
-            error,
-        };
-        revocations
-            .insert(Revocation::from_pem(text).map_err(to_error)?)
-            .map_err(to_error)?;
+        let to_error = |error| FileError::Revocation { path: path.clone(), error };
+        revocations.insert(Revocation::from_pem(text).map_err(to_error)?).map_err(to_error)?;
     }
     Ok(revocations)
 }
 
 /// Reads a whole file as UTF-8 into memory zeroized on drop, with its mode.
 fn read_text(path: &Path) -> Result<(Zeroizing<String>, u32), FileError> {
-    let read_error = |error| FileError::Read {
-        path: path.to_owned(),
-        error,
-    };
+    let read_error = |error| FileError::Read { path: path.to_owned(), error };
     let mut file = File::open(path).map_err(read_error)?;
     let metadata = file.metadata().map_err(read_error)?;
     if !metadata.is_file() {
         return Err(read_error(io::Error::other("not a regular file")));
     }
     // Reserve room up front so the text is never reallocated, leaving copies behind.
-    let capacity = usize::try_from(metadata.len())
-        .unwrap_or(0)
-        .saturating_add(1);
+    let capacity = usize::try_from(metadata.len()).unwrap_or(0).saturating_add(1);
     let mut text = Zeroizing::new(String::with_capacity(capacity));
     file.read_to_string(&mut text).map_err(read_error)?;
     Ok((text, metadata.permissions().mode()))
@@ -278,25 +233,17 @@ fn read_text(path: &Path) -> Result<(Zeroizing<String>, u32), FileError> {
 
 fn check_secret_mode(path: &Path, mode: u32) -> Result<(), FileError> {
     if mode & 0o077 != 0 {
-        return Err(FileError::LoosePermissions {
-            path: path.to_owned(),
-            mode: mode & 0o7777,
-        });
+        return Err(FileError::LoosePermissions { path: path.to_owned(), mode: mode & 0o7777 });
     }
     Ok(())
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<(), FileError> {
-    let write_error = |error| FileError::Write {
-        path: path.to_owned(),
-        error,
-    };
+    let write_error = |error| FileError::Write { path: path.to_owned(), error };
     if !force {
         let file = match create_new(path, mode) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(FileError::Exists {
-                    path: path.to_owned(),
-                });
+                return Err(FileError::Exists { path: path.to_owned() });
             }
             other => other.map_err(write_error)?,
         };
@@ -319,11 +266,7 @@ fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<()
 }
 
 fn create_new(path: &Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
+    OpenOptions::new().write(true).create_new(true).mode(mode).open(path)
 }
 
 /// Sets the exact mode (the umask may have narrowed it), writes and syncs.
@@ -359,10 +302,7 @@ mod tests {
         write_public_key(&pub_path, &secret.public(), false).expect("write public");
         assert_eq!(mode_of(&key_path), 0o600);
         assert_eq!(mode_of(&pub_path), 0o644);
-        assert_eq!(
-            read_secret_key(&key_path).expect("read").public(),
-            secret.public()
-        );
+        assert_eq!(read_secret_key(&key_path).expect("read").public(), secret.public());
         assert_eq!(read_public_key(&pub_path).expect("read"), secret.public());
         assert!(matches!(read_any(&key_path), Ok(KeyFile::Secret(_))));
         assert!(matches!(read_any(&pub_path), Ok(KeyFile::Public(_))));
@@ -375,10 +315,7 @@ mod tests {
         write_secret_file(&path, b"one", false).expect("first write");
         let error = write_secret_file(&path, b"two", false).expect_err("exists");
         let text = error.to_string();
-        assert!(
-            text.contains("cluster.key") && text.contains("pass --force"),
-            "{text}"
-        );
+        assert!(text.contains("cluster.key") && text.contains("pass --force"), "{text}");
         fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("chmod");
         write_secret_file(&path, b"two", true).expect("forced write");
         assert_eq!(fs::read(&path).expect("read"), b"two");
@@ -396,14 +333,8 @@ mod tests {
             fs::set_permissions(&path, Permissions::from_mode(mode)).expect("chmod");
             let error = read_secret_key(&path).expect_err("loose");
             let text = error.to_string();
-            assert!(
-                text.contains(&format!("chmod 600 {}", path.display())),
-                "{text}"
-            );
-            assert!(matches!(
-                read_any(&path),
-                Err(FileError::LoosePermissions { .. })
-            ));
+            assert!(text.contains(&format!("chmod 600 {}", path.display())), "{text}");
+            assert!(matches!(read_any(&path), Err(FileError::LoosePermissions { .. })));
         }
     }
 
@@ -418,14 +349,9 @@ mod tests {
         let text = read_any(&junk).expect_err("junk").to_string();
         assert!(text.contains("junk.pem"), "{text}");
         let text = read_certificate(&junk).expect_err("junk").to_string();
-        assert!(
-            text.contains("junk.pem") && text.contains("malformed"),
-            "{text}"
-        );
+        assert!(text.contains("junk.pem") && text.contains("malformed"), "{text}");
         let nowhere = dir.path().join("no-such-dir").join("x.pub");
-        let text = write_public_file(&nowhere, b"x", false)
-            .expect_err("no dir")
-            .to_string();
+        let text = write_public_file(&nowhere, b"x", false).expect_err("no dir").to_string();
         assert!(text.contains("x.pub"), "{text}");
     }
 
@@ -446,12 +372,7 @@ mod tests {
         assert!(set.is_revoked(&node));
         assert_eq!(set.len(), 1);
         let other = SecretKey::from_bytes(&[3; 32]).public();
-        let text = read_revocations(dir.path(), &other)
-            .expect_err("foreign")
-            .to_string();
-        assert!(
-            text.contains("a.rev") && text.contains("wrong cluster"),
-            "{text}"
-        );
+        let text = read_revocations(dir.path(), &other).expect_err("foreign").to_string();
+        assert!(text.contains("a.rev") && text.contains("wrong cluster"), "{text}");
     }
 }

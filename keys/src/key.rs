@@ -99,8 +99,7 @@ impl PublicKey {
         let bad = || KeyError::BadSignature { key: self.short() };
         // The bytes were checked when the key was made, so this decompression succeeds.
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| bad())?;
-        key.verify_strict(msg, &Signature::from_bytes(signature))
-            .map_err(|_| bad())
+        key.verify_strict(msg, &Signature::from_bytes(signature)).map_err(|_| bad())
     }
 
     /// The key as SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
@@ -114,9 +113,8 @@ impl PublicKey {
 
     /// Reads a key from SPKI PEM, with the same checks as [`PublicKey::from_bytes`].
     pub fn from_pem(text: &str) -> Result<Self, KeyError> {
-        let key = VerifyingKey::from_public_key_pem(text).map_err(|e| KeyError::PublicPem {
-            reason: e.to_string(),
-        })?;
+        let key = VerifyingKey::from_public_key_pem(text)
+            .map_err(|e| KeyError::PublicPem { reason: e.to_string() })?;
         Self::from_bytes(&key.to_bytes())
     }
 }
@@ -137,9 +135,7 @@ impl FromStr for PublicKey {
     type Err = KeyError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let hex_error = || KeyError::Hex {
-            text: text.to_owned(),
-        };
+        let hex_error = || KeyError::Hex { text: text.to_owned() };
         if text.len() != 2 * PUBLIC_KEY_LEN || text.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(hex_error());
         }
@@ -156,9 +152,7 @@ impl SecretKey {
     /// Makes a new key from 32 bytes of operating-system randomness.
     pub fn generate() -> Result<Self, KeyError> {
         let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut()).map_err(|e| KeyError::Random {
-            reason: e.to_string(),
-        })?;
+        getrandom::fill(seed.as_mut()).map_err(|e| KeyError::Random { reason: e.to_string() })?;
         Ok(Self::from_bytes(&seed))
     }
 
@@ -187,16 +181,13 @@ impl SecretKey {
     pub fn to_pem(&self) -> Result<Zeroizing<String>, KeyError> {
         self.0
             .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| KeyError::SecretPem {
-                reason: e.to_string(),
-            })
+            .map_err(|e| KeyError::SecretPem { reason: e.to_string() })
     }
 
     /// Reads a key from PKCS#8 PEM; a public key inside must match the secret.
     pub fn from_pem(text: &str) -> Result<Self, KeyError> {
-        let key = SigningKey::from_pkcs8_pem(text).map_err(|e| KeyError::SecretPem {
-            reason: e.to_string(),
-        })?;
+        let key = SigningKey::from_pkcs8_pem(text)
+            .map_err(|e| KeyError::SecretPem { reason: e.to_string() })?;
         let secret = Self(key);
         // Refuse a secret whose public half is a key nobody may trust.
         PublicKey::from_bytes(&secret.public().to_bytes())?;
@@ -223,10 +214,7 @@ mod tests {
         let public = secret(1).public();
         let text = public.to_string();
         assert_eq!(text.len(), 64);
-        assert!(
-            text.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        );
+        assert!(text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         assert_eq!(text.parse::<PublicKey>(), Ok(public));
         assert_eq!(public.short(), text[..8]);
         assert_eq!(PublicKey::from_bytes(&public.to_bytes()), Ok(public));
@@ -236,10 +224,7 @@ mod tests {
     fn from_str_refuses_bad_text() {
         let upper = secret(1).public().to_string().to_uppercase();
         for bad in ["", "abc", &"zz".repeat(32), &upper, &"00".repeat(33)] {
-            assert!(
-                matches!(bad.parse::<PublicKey>(), Err(KeyError::Hex { .. })),
-                "{bad}"
-            );
+            assert!(matches!(bad.parse::<PublicKey>(), Err(KeyError::Hex { .. })), "{bad}");
         }
     }
 
@@ -284,21 +269,12 @@ mod tests {
         let key = secret(3);
         let pem = key.to_pem().expect("encode");
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        assert_eq!(
-            SecretKey::from_pem(&pem).expect("decode").public(),
-            key.public()
-        );
+        assert_eq!(SecretKey::from_pem(&pem).expect("decode").public(), key.public());
         let public_pem = key.public().to_pem().expect("encode");
         assert!(public_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
         assert_eq!(PublicKey::from_pem(&public_pem), Ok(key.public()));
-        assert!(matches!(
-            PublicKey::from_pem(&pem),
-            Err(KeyError::PublicPem { .. })
-        ));
-        assert!(matches!(
-            SecretKey::from_pem(&public_pem),
-            Err(KeyError::SecretPem { .. })
-        ));
+        assert!(matches!(PublicKey::from_pem(&pem), Err(KeyError::PublicPem { .. })));
+        assert!(matches!(SecretKey::from_pem(&public_pem), Err(KeyError::SecretPem { .. })));
     }
 
     #[test]

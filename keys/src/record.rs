@@ -31,10 +31,7 @@ pub enum RecordCheckError {
         origin: Origin,
     },
     /// The signature does not verify against the origin.
-    #[error(
-        "record signature does not verify against its origin {}",
-        short(origin)
-    )]
+    #[error("record signature does not verify against its origin {}", short(origin))]
     BadSignature {
         /// The claimed origin.
         origin: Origin,
@@ -129,10 +126,7 @@ pub fn record_valid(
 ) -> Result<(), RecordCheckError> {
     let origin = record.origin();
     if cert.node().to_bytes() != origin.0 {
-        return Err(RecordCheckError::WrongOrigin {
-            cert_node: *cert.node(),
-            origin,
-        });
+        return Err(RecordCheckError::WrongOrigin { cert_node: *cert.node(), origin });
     }
     if revocations.is_revoked(cert.node()) {
         return Err(CertError::Revoked { node: *cert.node() }.into());
@@ -142,10 +136,7 @@ pub fn record_valid(
     let key = record.key();
     if !cert.allows_prefix(key.is_v4(), key.prefix_len()) {
         let widest = cert.widest_prefix(key.is_v4());
-        return Err(RecordCheckError::PrefixTooWide {
-            prefix_len: key.prefix_len(),
-            widest,
-        });
+        return Err(RecordCheckError::PrefixTooWide { prefix_len: key.prefix_len(), widest });
     }
     Ok(())
 }

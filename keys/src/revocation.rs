@@ -154,11 +154,8 @@ impl Revocation {
 
     /// The revocation in PEM armour (`-----BEGIN BANMESH REVOCATION-----`).
     pub fn to_pem(&self) -> Result<String, RevocationError> {
-        pem_rfc7468::encode_string(REVOCATION_PEM_LABEL, LineEnding::LF, &self.to_bytes()).map_err(
-            |e| RevocationError::Pem {
-                reason: e.to_string(),
-            },
-        )
+        pem_rfc7468::encode_string(REVOCATION_PEM_LABEL, LineEnding::LF, &self.to_bytes())
+            .map_err(|e| RevocationError::Pem { reason: e.to_string() })
     }
 
     /// Reads a revocation from PEM armour, as strictly as [`Revocation::from_bytes`].
@@ -230,10 +227,7 @@ pub struct Revocations {
 impl Revocations {
     /// An empty set for the cluster whose key is `cluster`.
     pub fn new(cluster: PublicKey) -> Self {
-        Self {
-            cluster,
-            by_node: BTreeMap::new(),
-        }
+        Self { cluster, by_node: BTreeMap::new() }
     }
 
     /// The cluster key revocations are checked against.
@@ -321,10 +315,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         let tampered = Revocation::from_bytes(&bytes).expect("decodes");
-        assert_eq!(
-            tampered.verify(&cluster.public()),
-            Err(RevocationError::Tampered)
-        );
+        assert_eq!(tampered.verify(&cluster.public()), Err(RevocationError::Tampered));
         let mut bytes = revocation.to_bytes();
         bytes.push(0);
         assert!(matches!(
@@ -367,10 +358,7 @@ mod tests {
         assert!(set.is_revoked(&node));
         assert!(!set.is_revoked(&key(3).public()));
         let foreign = Revocation::issue(&key(9), key(3).public(), 1, "").expect("issue");
-        assert!(matches!(
-            set.insert(foreign),
-            Err(RevocationError::WrongCluster { .. })
-        ));
+        assert!(matches!(set.insert(foreign), Err(RevocationError::WrongCluster { .. })));
         assert_eq!(set.len(), 1);
     }
 }

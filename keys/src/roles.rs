@@ -70,9 +70,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|role| role.name() == text)
-            .ok_or_else(|| ParseError::Role {
-                text: text.to_owned(),
-            })
+            .ok_or_else(|| ParseError::Role { text: text.to_owned() })
     }
 }
 
@@ -90,11 +88,7 @@ impl Roles {
 
     /// The set with the given bits, or `None` if an undefined bit is set.
     pub const fn from_bits(bits: u8) -> Option<Roles> {
-        if bits & !Self::DEFINED == 0 {
-            Some(Roles(bits))
-        } else {
-            None
-        }
+        if bits & !Self::DEFINED == 0 { Some(Roles(bits)) } else { None }
     }
 
     /// The set's bits.
@@ -114,9 +108,7 @@ impl Roles {
 
     /// The roles in the set, in bit order.
     pub fn iter(self) -> impl Iterator<Item = Role> {
-        Role::ALL
-            .into_iter()
-            .filter(move |role| self.contains(*role))
+        Role::ALL.into_iter().filter(move |role| self.contains(*role))
     }
 }
 
@@ -143,9 +135,7 @@ impl FromStr for Roles {
         if text.trim() == "none" {
             return Ok(Roles::NONE);
         }
-        text.split(',')
-            .map(|part| part.trim().parse::<Role>())
-            .collect()
+        text.split(',').map(|part| part.trim().parse::<Role>()).collect()
     }
 }
 
@@ -189,20 +179,12 @@ impl FromStr for MaxPrefix {
     type Err = ParseError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || ParseError::Prefix {
-            text: text.to_owned(),
-        };
+        let error = || ParseError::Prefix { text: text.to_owned() };
         let (v4, v6) = text.split_once(',').ok_or_else(error)?;
         let parse = |part: &str| part.trim().trim_start_matches('/').parse::<u8>();
-        let prefix = MaxPrefix {
-            v4: parse(v4).map_err(|_| error())?,
-            v6: parse(v6).map_err(|_| error())?,
-        };
-        if prefix.is_in_range() {
-            Ok(prefix)
-        } else {
-            Err(error())
-        }
+        let prefix =
+            MaxPrefix { v4: parse(v4).map_err(|_| error())?, v6: parse(v6).map_err(|_| error())? };
+        if prefix.is_in_range() { Ok(prefix) } else { Err(error()) }
     }
 }
 
@@ -225,12 +207,7 @@ mod tests {
     #[test]
     fn unknown_role_lists_the_valid_ones() {
         let error = "ban,root".parse::<Roles>().expect_err("unknown role");
-        assert_eq!(
-            error,
-            ParseError::Role {
-                text: "root".to_owned()
-            }
-        );
+        assert_eq!(error, ParseError::Role { text: "root".to_owned() });
         let text = error.to_string();
         assert!(text.contains("ban, allow, wide-prefix"), "{text}");
         assert!("".parse::<Roles>().is_err());

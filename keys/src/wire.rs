@@ -70,15 +70,10 @@ pub(crate) fn read_signed<T>(
 
 /// Removes the PEM armour, which must carry `label`.
 pub(crate) fn unarmour(label: &'static str, text: &str) -> Result<Vec<u8>, DecodeError> {
-    let (found, bytes) =
-        pem_rfc7468::decode_vec(text.as_bytes()).map_err(|e| DecodeError::Pem {
-            reason: e.to_string(),
-        })?;
+    let (found, bytes) = pem_rfc7468::decode_vec(text.as_bytes())
+        .map_err(|e| DecodeError::Pem { reason: e.to_string() })?;
     if found != label {
-        return Err(DecodeError::Label {
-            expected: label,
-            found: found.to_owned(),
-        });
+        return Err(DecodeError::Label { expected: label, found: found.to_owned() });
     }
     Ok(bytes)
 }
@@ -113,14 +108,8 @@ mod tests {
     #[test]
     fn unarmour_refuses_other_labels_and_garbage() {
         let text = armour("BANMESH OTHER", b"abc");
-        assert!(matches!(
-            unarmour("BANMESH TEST", &text),
-            Err(DecodeError::Label { .. })
-        ));
-        assert!(matches!(
-            unarmour("BANMESH TEST", "hello"),
-            Err(DecodeError::Pem { .. })
-        ));
+        assert!(matches!(unarmour("BANMESH TEST", &text), Err(DecodeError::Label { .. })));
+        assert!(matches!(unarmour("BANMESH TEST", "hello"), Err(DecodeError::Pem { .. })));
         assert_eq!(pem_label(&text), Some("BANMESH OTHER"));
         assert_eq!(pem_label("hello"), None);
     }
@@ -135,13 +124,7 @@ mod tests {
         let mut reader = Reader::new(&[0, 2, 0xff, 0xfe]);
         assert_eq!(reader.text("name", 64), Err(BytesError::BadText("name")));
         let mut reader = Reader::new(&[0, 65]);
-        assert_eq!(
-            reader.text("name", 64),
-            Err(BytesError::Oversize {
-                field: "name",
-                max: 64
-            })
-        );
+        assert_eq!(reader.text("name", 64), Err(BytesError::Oversize { field: "name", max: 64 }));
     }
 
     #[test]
@@ -165,9 +148,6 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let mut reader = Reader::new(&identity);
-        assert_eq!(
-            read_key(&mut reader, "node key"),
-            Err(DecodeError::Key { field: "node key" })
-        );
+        assert_eq!(read_key(&mut reader, "node key"), Err(DecodeError::Key { field: "node key" }));
     }
 }

@@ -44,9 +44,7 @@ fn statement(i: u64) -> Statement {
 fn signed_wire(from: u64, to: u64, keys: &[SecretKey]) -> Vec<Vec<u8>> {
     let mid = from + (to - from) / 2;
     let sign = |a: u64, b: u64| -> Vec<Vec<u8>> {
-        (a..b)
-            .map(|i| sign_record(&keys[i as usize % keys.len()], statement(i)).encode())
-            .collect()
+        (a..b).map(|i| sign_record(&keys[i as usize % keys.len()], statement(i)).encode()).collect()
     };
     std::thread::scope(|s| {
         let first = s.spawn(|| sign(from, mid));
@@ -64,10 +62,8 @@ fn ingest(db: &mut Db, wire: &[Vec<u8>]) -> f64 {
     std::thread::scope(|s| {
         s.spawn(move || {
             for chunk in wire.chunks(BATCH) {
-                let batch: Vec<Record> = chunk
-                    .iter()
-                    .map(|b| Record::decode(b).expect("valid encoding"))
-                    .collect();
+                let batch: Vec<Record> =
+                    chunk.iter().map(|b| Record::decode(b).expect("valid encoding")).collect();
                 verify_batch(&batch).expect("valid signatures");
                 if batch_tx.send(batch).is_err() {
                     return;
@@ -86,11 +82,7 @@ fn ingest(db: &mut Db, wire: &[Vec<u8>]) -> f64 {
 /// Resident memory of this process, in bytes.
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4096
 }
 
@@ -108,9 +100,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let extra = (n / 5).max(BATCH as u64);
-    let keys: Vec<SecretKey> = (0..ORIGINS)
-        .map(|_| SecretKey::generate().expect("system RNG"))
-        .collect();
+    let keys: Vec<SecretKey> =
+        (0..ORIGINS).map(|_| SecretKey::generate().expect("system RNG")).collect();
     let start = Instant::now();
     let wire = signed_wire(0, n, &keys);
     let more = signed_wire(n, n + extra, &keys);
@@ -133,9 +124,7 @@ fn main() {
         "                                   {:>9.2}x the empty-store rate",
         full_rate / empty_rate
     );
-    db.conn()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .expect("checkpoint");
+    db.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
     let total = n + extra;
     let bytes = file_bytes(dir.path());
     println!(
@@ -170,10 +159,7 @@ fn main() {
             (i >> 8) as u8,
             i as u8,
         ));
-        if matches!(
-            index.decision(addr, T0 + 1),
-            banmesh_crdt::Decision::Banned { .. }
-        ) {
+        if matches!(index.decision(addr, T0 + 1), banmesh_crdt::Decision::Banned { .. }) {
             banned += 1;
         }
     }

@@ -3,7 +3,9 @@
 //! the one `banmesh` binary.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod mesh;
 pub mod store;

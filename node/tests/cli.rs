@@ -16,17 +16,11 @@ struct Setup {
 impl Setup {
     /// Runs init-cluster, init and enroll.
     fn enrolled() -> Self {
-        let setup = Setup {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
+        let setup = Setup { dir: tempfile::tempdir().expect("tempdir") };
         setup.ok(&["keys", "init-cluster", "--out", &setup.arg("cluster")]);
         setup.ok(&["keys", "init", "--out", &setup.arg("node")]);
         let output = setup.enroll("web1", "node/node.cert", &[]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         setup
     }
 
@@ -39,11 +33,7 @@ impl Setup {
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::cargo_bin("banmesh")
-            .expect("binary")
-            .args(args)
-            .output()
-            .expect("run")
+        Command::cargo_bin("banmesh").expect("binary").args(args).output().expect("run")
     }
 
     /// Runs and expects success; returns stdout.
@@ -63,19 +53,9 @@ impl Setup {
 
     /// Runs `keys enroll` for node/node.pub with the cluster key, plus `extra`.
     fn enroll(&self, name: &str, out: &str, extra: &[&str]) -> std::process::Output {
-        let (cluster, node, out) = (
-            self.arg("cluster/cluster.key"),
-            self.arg("node/node.pub"),
-            self.arg(out),
-        );
-        let mut args = vec![
-            "keys",
-            "enroll",
-            "--cluster-key",
-            &cluster,
-            "--node-pub",
-            &node,
-        ];
+        let (cluster, node, out) =
+            (self.arg("cluster/cluster.key"), self.arg("node/node.pub"), self.arg(out));
+        let mut args = vec!["keys", "enroll", "--cluster-key", &cluster, "--node-pub", &node];
         args.extend_from_slice(&["--name", name, "--out", &out]);
         args.extend_from_slice(extra);
         self.run(&args)
@@ -107,17 +87,8 @@ fn init_enroll_show_verify() {
     assert_eq!(mode(&setup.path("node/node.cert")), 0o644);
 
     let text = setup.ok(&["keys", "show", &setup.arg("node/node.cert")]);
-    for expected in [
-        "certificate",
-        "web1",
-        "ban,allow",
-        "IPv4 /16, IPv6 /48",
-        "valid now",
-    ] {
-        assert!(
-            text.contains(expected),
-            "{expected:?} missing from:\n{text}"
-        );
+    for expected in ["certificate", "web1", "ban,allow", "IPv4 /16, IPv6 /48", "valid now"] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
     }
 
     let json = setup.ok(&["keys", "show", "--json", &setup.arg("node/node.cert")]);
@@ -125,27 +96,17 @@ fn init_enroll_show_verify() {
     assert_eq!(value["kind"], "certificate");
     assert_eq!(value["name"], "web1");
     assert_eq!(value["roles"], serde_json::json!(["ban", "allow"]));
-    assert_eq!(
-        value["widest_prefix"],
-        serde_json::json!({ "v4": 16, "v6": 48 })
-    );
+    assert_eq!(value["widest_prefix"], serde_json::json!({ "v4": 16, "v6": 48 }));
     assert_eq!(value["valid_now"], true);
     let node_key = setup.ok(&["keys", "show", "--json", &setup.arg("node/node.pub")]);
     let node_key: serde_json::Value = serde_json::from_str(&node_key).expect("json");
     assert_eq!(value["node"], node_key["public_key"]);
     let not_after = value["not_after"].as_str().expect("string");
-    assert!(
-        not_after.ends_with('Z') && not_after.len() == 20,
-        "{not_after}"
-    );
+    assert!(not_after.ends_with('Z') && not_after.len() == 20, "{not_after}");
 
     let output = setup.verify("cluster/cluster.pub", "node/node.cert");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.starts_with("valid: web1"), "{stdout}");
 }
 
@@ -155,10 +116,7 @@ fn show_secret_key_prints_no_secret() {
     let text = setup.ok(&["keys", "show", &setup.arg("node/node.key")]);
     assert!(text.contains("secret key"), "{text}");
     let pem = fs::read_to_string(setup.path("node/node.key")).expect("read");
-    let body: String = pem
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .collect();
+    let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
     assert!(!text.contains(&body), "secret printed");
 }
 
@@ -169,10 +127,7 @@ fn verify_against_another_cluster_fails() {
     let output = setup.verify("other/cluster.pub", "node/node.cert");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.starts_with("Error: ") && stderr.contains("wrong cluster"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("Error: ") && stderr.contains("wrong cluster"), "{stderr}");
 }
 
 #[test]
@@ -199,10 +154,7 @@ fn loose_secret_key_is_refused() {
     let key = setup.path("node/node.key");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
     let stderr = setup.fails(&["keys", "show", &setup.arg("node/node.key")]);
-    assert!(
-        stderr.contains(&format!("chmod 600 {}", key.display())),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("chmod 600 {}", key.display())), "{stderr}");
 }
 
 #[test]
@@ -210,10 +162,7 @@ fn existing_files_need_force() {
     let setup = Setup::enrolled();
     let before = fs::read(setup.path("node/node.key")).expect("read");
     let stderr = setup.fails(&["keys", "init", "--out", &setup.arg("node")]);
-    assert!(
-        stderr.contains("node.key") && stderr.contains("--force"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("node.key") && stderr.contains("--force"), "{stderr}");
     assert_eq!(fs::read(setup.path("node/node.key")).expect("read"), before);
 
     setup.ok(&["keys", "init", "--out", &setup.arg("node"), "--force"]);
@@ -221,12 +170,7 @@ fn existing_files_need_force() {
     assert_eq!(mode(&setup.path("node/node.key")), 0o600);
 
     assert!(!setup.enroll("web1", "node/node.cert", &[]).status.success());
-    assert!(
-        setup
-            .enroll("web1", "node/node.cert", &["--force"])
-            .status
-            .success()
-    );
+    assert!(setup.enroll("web1", "node/node.cert", &["--force"]).status.success());
 }
 
 #[test]
@@ -281,25 +225,12 @@ fn enroll_refuses_wide_prefix_without_role_and_bad_durations() {
         assert!(stderr.contains("duration"), "{stderr}");
     }
 
-    let output = enroll(&[
-        "--max-prefix",
-        "8,32",
-        "--roles",
-        "ban,wide-prefix",
-        "--valid-for",
-        "1w",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        enroll(&["--max-prefix", "8,32", "--roles", "ban,wide-prefix", "--valid-for", "1w"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let json = setup.ok(&["keys", "show", "--json", &setup.arg("web2.cert")]);
     let json: serde_json::Value = serde_json::from_str(&json).expect("json");
-    assert_eq!(
-        json["widest_prefix"],
-        serde_json::json!({ "v4": 8, "v6": 32 })
-    );
+    assert_eq!(json["widest_prefix"], serde_json::json!({ "v4": 8, "v6": 32 }));
 }
 
 #[test]
@@ -313,9 +244,7 @@ fn unknown_role_lists_valid_roles() {
 
 #[test]
 fn every_command_has_help() {
-    let setup = Setup {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let setup = Setup { dir: tempfile::tempdir().expect("tempdir") };
     for command in ["init-cluster", "init", "enroll", "show", "revoke", "verify"] {
         let text = setup.ok(&["keys", command, "--help"]);
         assert!(text.contains("Usage: banmesh keys"), "{command}: {text}");
@@ -329,33 +258,15 @@ fn record_sign_then_check_reports_normalisation_and_validity() {
     let output = setup.run(&["record", "sign", "--node-key", &key, "ban", "10.0.0.9/24"]);
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("10.0.0.9/24 has host bits set; using 10.0.0.0/24"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("10.0.0.9/24 has host bits set; using 10.0.0.0/24"), "{stderr}");
     let hex = String::from_utf8(output.stdout).expect("utf-8");
-    let (cluster, cert) = (
-        setup.arg("cluster/cluster.pub"),
-        setup.arg("node/node.cert"),
-    );
+    let (cluster, cert) = (setup.arg("cluster/cluster.pub"), setup.arg("node/node.cert"));
     let check = |record: &str| {
-        setup.run(&[
-            "record",
-            "check",
-            "--cluster-pub",
-            &cluster,
-            "--cert",
-            &cert,
-            record.trim(),
-        ])
+        setup.run(&["record", "check", "--cluster-pub", &cluster, "--cert", &cert, record.trim()])
     };
     let out = check(&hex);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("key:        10.0.0.0/24"), "{stdout}");
     assert!(stdout.contains("valid: signed by web1"), "{stdout}");
     assert!(stdout.contains("bans 10.0.0.0/24 until"), "{stdout}");
@@ -371,14 +282,7 @@ fn record_sign_then_check_reports_normalisation_and_validity() {
     assert!(err.contains("truncated"), "{err}");
     setup.ok(&["keys", "init", "--out", &setup.arg("other")]);
     let other_key = setup.arg("other/node.key");
-    let other = setup.ok(&[
-        "record",
-        "sign",
-        "--node-key",
-        &other_key,
-        "unban",
-        "10.0.0.1",
-    ]);
+    let other = setup.ok(&["record", "sign", "--node-key", &other_key, "unban", "10.0.0.1"]);
     let err = String::from_utf8(check(&other).stderr).expect("utf-8");
     assert!(err.contains("certificate is for node"), "{err}");
 }
@@ -388,52 +292,20 @@ fn record_sign_refuses_bad_input() {
     let setup = Setup::enrolled();
     let key = setup.arg("node/node.key");
     let err = setup.fails(&["record", "sign", "--node-key", &key, "ban", "not-an-ip"]);
-    assert!(
-        err.contains("invalid IP address or network \"not-an-ip\""),
-        "{err}"
-    );
-    let err = setup.fails(&[
-        "record",
-        "sign",
-        "--node-key",
-        &key,
-        "allow",
-        "10.0.0.1",
-        "--for",
-        "6w",
-    ]);
+    assert!(err.contains("invalid IP address or network \"not-an-ip\""), "{err}");
+    let err =
+        setup.fails(&["record", "sign", "--node-key", &key, "allow", "10.0.0.1", "--for", "6w"]);
     assert!(err.contains("beyond the cluster's max_ttl of 5w"), "{err}");
-    let err = setup.fails(&[
-        "record",
-        "sign",
-        "--node-key",
-        &key,
-        "unban",
-        "10.0.0.1",
-        "--for",
-        "1h",
-    ]);
+    let err =
+        setup.fails(&["record", "sign", "--node-key", &key, "unban", "10.0.0.1", "--for", "1h"]);
     assert!(err.contains("--for applies to ban and allow only"), "{err}");
     // A wide network signs (storage rules are the certificate's), but a
     // receiving node refuses it for this certificate.
     let wide = setup.ok(&["record", "sign", "--node-key", &key, "ban", "10.0.0.0/8"]);
-    let (cluster, cert) = (
-        setup.arg("cluster/cluster.pub"),
-        setup.arg("node/node.cert"),
-    );
-    let err = setup.fails(&[
-        "record",
-        "check",
-        "--cluster-pub",
-        &cluster,
-        "--cert",
-        &cert,
-        wide.trim(),
-    ]);
-    assert!(
-        err.contains("network /8 is wider than this node's certificate allows (/16)"),
-        "{err}"
-    );
+    let (cluster, cert) = (setup.arg("cluster/cluster.pub"), setup.arg("node/node.cert"));
+    let err =
+        setup.fails(&["record", "check", "--cluster-pub", &cluster, "--cert", &cert, wide.trim()]);
+    assert!(err.contains("network /8 is wider than this node's certificate allows (/16)"), "{err}");
 }
 
 /// Makes a store in `dir` holding `n` bans signed by a fresh key.
@@ -444,9 +316,7 @@ fn make_store(dir: &Path, n: u64) {
     let records = (0..n)
         .map(|i| {
             let statement = Statement {
-                key: format!("10.0.{}.{}", i / 256, i % 256)
-                    .parse()
-                    .expect("address"),
+                key: format!("10.0.{}.{}", i / 256, i % 256).parse().expect("address"),
                 kind: Kind::Ban,
                 issued_at: Hlc::from_millis(now),
                 expires_at: Some(now + 60_000),
@@ -464,15 +334,10 @@ fn make_store(dir: &Path, n: u64) {
 
 #[test]
 fn store_check_reports_counts_and_refuses_bad_stores() {
-    let setup = Setup {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let setup = Setup { dir: tempfile::tempdir().expect("tempdir") };
     let data = setup.arg("data");
     let err = setup.fails(&["store", "check", "--data-dir", &data]);
-    assert!(
-        err.contains("no store at") && err.contains("data/banmesh.db"),
-        "{err}"
-    );
+    assert!(err.contains("no store at") && err.contains("data/banmesh.db"), "{err}");
     fs::create_dir(setup.path("data")).expect("mkdir");
     make_store(&setup.path("data"), 300);
     let out = setup.ok(&["store", "check", "--data-dir", &data]);
@@ -484,11 +349,8 @@ fn store_check_reports_counts_and_refuses_bad_stores() {
     assert_eq!(json["integrity"], "ok");
 
     fs::create_dir(setup.path("junk")).expect("mkdir");
-    fs::write(
-        setup.path("junk/banmesh.db"),
-        b"this is not a database, not at all....",
-    )
-    .expect("write");
+    fs::write(setup.path("junk/banmesh.db"), b"this is not a database, not at all....")
+        .expect("write");
     let err = setup.fails(&["store", "check", "--data-dir", &setup.arg("junk")]);
     assert!(
         err.contains("junk/banmesh.db is damaged") && err.contains("move the file aside"),
@@ -501,9 +363,7 @@ fn store_check_reports_counts_and_refuses_bad_stores() {
 /// `unshare`, as CI has.
 #[test]
 fn store_check_on_a_read_only_data_dir_says_so_and_changes_nothing() {
-    let setup = Setup {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let setup = Setup { dir: tempfile::tempdir().expect("tempdir") };
     let data = setup.path("data");
     fs::create_dir(&data).expect("mkdir");
     make_store(&data, 10);

@@ -52,10 +52,7 @@ impl Rng {
 /// The key of record `i` of batch `n`: an address in 10.0.0.0/8 that no
 /// other record of any batch uses.
 fn key(n: u32, i: u32) -> Key {
-    assert!(
-        n <= MAX_BATCH && i < BATCH,
-        "batch {n} record {i} is out of 10.0.0.0/8"
-    );
+    assert!(n <= MAX_BATCH && i < BATCH, "batch {n} record {i} is out of 10.0.0.0/8");
     Key::from_addr(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (n * BATCH + i))))
 }
 
@@ -134,10 +131,8 @@ fn store_durability_child() {
     let Some(dir) = std::env::var_os(DIR_VAR) else {
         panic!("store_durability_child is only run by store_survives_sigkill_mid_stream");
     };
-    let first: u32 = std::env::var(FIRST_VAR)
-        .expect("first batch")
-        .parse()
-        .expect("first batch number");
+    let first: u32 =
+        std::env::var(FIRST_VAR).expect("first batch").parse().expect("first batch number");
     let pool = PathBuf::from(std::env::var_os(POOL_VAR).expect("pool dir"));
     let mut db = Db::open(&Path::new(&dir).join(DB_FILE), Params::default()).expect("open");
     let mut out = std::io::stdout().lock();
@@ -169,13 +164,7 @@ struct Run {
 fn run_child(data: &Path, pool: &Path, first: u32, delay: Duration) -> Run {
     let exe = std::env::current_exe().expect("the test binary");
     let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "store_durability_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "store_durability_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env(DIR_VAR, data)
         .env(FIRST_VAR, first.to_string())
         .env(POOL_VAR, pool)
@@ -192,10 +181,8 @@ fn run_child(data: &Path, pool: &Path, first: u32, delay: Duration) -> Run {
             let Some((_, ack)) = line.split_once("ack ") else {
                 continue;
             };
-            let fields: Vec<u64> = ack
-                .split(' ')
-                .map(|f| f.parse().expect("an ack's numbers"))
-                .collect();
+            let fields: Vec<u64> =
+                ack.split(' ').map(|f| f.parse().expect("an ack's numbers")).collect();
             let _ = ack_tx.send(fields);
         }
     });
@@ -213,10 +200,7 @@ fn run_child(data: &Path, pool: &Path, first: u32, delay: Duration) -> Run {
     reader.join().expect("the stdout reader");
     acks.extend(ack_rx.try_iter());
     Run {
-        acks: acks
-            .iter()
-            .map(|a| u32::try_from(a[0]).expect("a batch number"))
-            .collect(),
+        acks: acks.iter().map(|a| u32::try_from(a[0]).expect("a batch number")).collect(),
         apply_us: acks.iter().map(|a| a[1]).sum(),
         loop_us: acks.iter().map(|a| a[2]).sum(),
         killed: status.signal() == Some(9),
@@ -300,8 +284,5 @@ fn store_survives_sigkill_mid_stream() {
         mid_stream >= ROUNDS * 9 / 10,
         "only {mid_stream} of {ROUNDS} rounds ended by a kill mid-stream"
     );
-    assert!(
-        acked >= 5 * ROUNDS as usize,
-        "only {acked} batches acked in {ROUNDS} rounds"
-    );
+    assert!(acked >= 5 * ROUNDS as usize, "only {acked} batches acked in {ROUNDS} rounds");
 }

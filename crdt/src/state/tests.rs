@@ -31,24 +31,16 @@ fn state(records: &[Record]) -> State {
 #[test]
 fn ban_holds_until_expiry() {
     let s = state(&[rec(Kind::Ban, "10.0.0.1", 1, 100, Some(500))]);
-    assert!(matches!(
-        s.decision(addr("10.0.0.1"), 499),
-        Decision::Banned { .. }
-    ));
+    assert!(matches!(s.decision(addr("10.0.0.1"), 499), Decision::Banned { .. }));
     assert_eq!(s.decision(addr("10.0.0.1"), 500), Decision::Free);
     assert_eq!(s.decision(addr("10.0.0.2"), 200), Decision::Free);
 }
 
 #[test]
 fn ban_until_is_the_latest_expiry_and_strikes_are_its() {
-    let mut long = rec(Kind::Ban, "10.0.0.1", 2, 90, Some(900))
-        .statement()
-        .clone();
+    let mut long = rec(Kind::Ban, "10.0.0.1", 2, 90, Some(900)).statement().clone();
     long.strikes = 3;
-    let s = state(&[
-        rec(Kind::Ban, "10.0.0.1", 1, 100, Some(500)),
-        Record::new(long, [0; 64]),
-    ]);
+    let s = state(&[rec(Kind::Ban, "10.0.0.1", 1, 100, Some(500)), Record::new(long, [0; 64])]);
     let d = s.key_decision("10.0.0.1".parse().unwrap(), 0);
     let b = d.banned.unwrap();
     assert_eq!((b.until_ms, b.strikes), (900, 3));
@@ -76,10 +68,7 @@ fn a_reban_after_an_unban_does_not_revive_other_origins_lifted_bans() {
         rec(Kind::Unban, "10.0.0.1", 1, 200, None),
         rec(Kind::Ban, "10.0.0.1", 1, 300, Some(400)),
     ]);
-    assert!(matches!(
-        s.decision(addr("10.0.0.1"), 350),
-        Decision::Banned { .. }
-    ));
+    assert!(matches!(s.decision(addr("10.0.0.1"), 350), Decision::Banned { .. }));
     assert_eq!(s.decision(addr("10.0.0.1"), 500), Decision::Free);
 }
 
@@ -89,10 +78,7 @@ fn unban_acts_on_its_exact_key_only() {
         rec(Kind::Ban, "10.0.0.0/24", 1, 100, Some(1_000)),
         rec(Kind::Unban, "10.0.0.1", 2, 200, None),
     ]);
-    assert!(matches!(
-        s.decision(addr("10.0.0.1"), 300),
-        Decision::Banned { .. }
-    ));
+    assert!(matches!(s.decision(addr("10.0.0.1"), 300), Decision::Banned { .. }));
 }
 
 #[test]
@@ -105,31 +91,19 @@ fn allow_on_a_covering_network_wins_over_a_ban() {
     assert!(
         matches!(s.decision(addr("10.0.0.1"), 200), Decision::Allowed { key: k, .. } if k == key)
     );
-    assert!(matches!(
-        s.decision(addr("10.0.0.1"), 600),
-        Decision::Banned { .. }
-    ));
+    assert!(matches!(s.decision(addr("10.0.0.1"), 600), Decision::Banned { .. }));
     let mut s = s;
     s.insert(rec(Kind::Disallow, "10.0.0.0/16", 3, 150, None));
-    assert!(matches!(
-        s.decision(addr("10.0.0.1"), 200),
-        Decision::Banned { .. }
-    ));
+    assert!(matches!(s.decision(addr("10.0.0.1"), 200), Decision::Banned { .. }));
 }
 
 #[test]
 fn a_covering_ban_catches_every_address_inside_it() {
     let s = state(&[rec(Kind::Ban, "2001:db8::/48", 1, 100, Some(1_000))]);
-    assert!(matches!(
-        s.decision(addr("2001:db8::99"), 200),
-        Decision::Banned { .. }
-    ));
+    assert!(matches!(s.decision(addr("2001:db8::99"), 200), Decision::Banned { .. }));
     assert_eq!(s.decision(addr("2001:db9::1"), 200), Decision::Free);
     let v4 = state(&[rec(Kind::Ban, "192.0.2.0/24", 1, 100, Some(1_000))]);
-    assert!(matches!(
-        v4.decision(addr("::ffff:192.0.2.5"), 200),
-        Decision::Banned { .. }
-    ));
+    assert!(matches!(v4.decision(addr("::ffff:192.0.2.5"), 200), Decision::Banned { .. }));
 }
 
 #[test]
@@ -146,11 +120,7 @@ fn insert_keeps_the_greatest_record_per_slot() {
 
 #[test]
 fn gc_collects_only_past_the_horizon() {
-    let p = Params {
-        max_ttl_ms: 1_000,
-        retention_ms: 100,
-        skew_bound_ms: 10,
-    };
+    let p = Params { max_ttl_ms: 1_000, retention_ms: 100, skew_bound_ms: 10 };
     let mut s = state(&[
         rec(Kind::Ban, "10.0.0.1", 1, 0, Some(500)),
         rec(Kind::Unban, "10.0.0.2", 1, 0, None),

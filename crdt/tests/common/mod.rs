@@ -22,22 +22,11 @@ pub const KEYS: [&str; 8] = [
 ];
 
 /// Addresses decisions are checked for (inside and outside the keys).
-pub const ADDRS: [&str; 7] = [
-    "10.0.0.1",
-    "10.0.0.2",
-    "10.0.0.3",
-    "10.0.9.9",
-    "2001:db8::1",
-    "2001:db8::2",
-    "192.0.2.1",
-];
+pub const ADDRS: [&str; 7] =
+    ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.9.9", "2001:db8::1", "2001:db8::2", "192.0.2.1"];
 
 /// Small cluster parameters, so GC happens inside the tested time range.
-pub const PARAMS: Params = Params {
-    max_ttl_ms: 40,
-    retention_ms: 5,
-    skew_bound_ms: 3,
-};
+pub const PARAMS: Params = Params { max_ttl_ms: 40, retention_ms: 5, skew_bound_ms: 3 };
 
 /// The last instant decisions are checked at.
 pub const HORIZON_MS: u64 = 140;
@@ -56,15 +45,9 @@ pub fn record(
         key: KEYS[key % KEYS.len()].parse().expect("pool key"),
         kind,
         issued_at,
-        expires_at: kind
-            .expires()
-            .then(|| issued_at.millis() + ttl_ms.clamp(1, PARAMS.max_ttl_ms)),
+        expires_at: kind.expires().then(|| issued_at.millis() + ttl_ms.clamp(1, PARAMS.max_ttl_ms)),
         strikes: if kind == Kind::Ban { strikes.max(1) } else { 0 },
-        meta: Metadata {
-            jail: "sshd".into(),
-            reason: String::new(),
-            source: "test".into(),
-        },
+        meta: Metadata { jail: "sshd".into(), reason: String::new(), source: "test".into() },
         origin: Origin([origin; 32]),
     };
     let h: [u8; 32] = Sha256::digest(statement.signed_bytes()).into();
@@ -78,19 +61,12 @@ pub fn record(
 
 /// Any record over the pools.
 pub fn arb_record() -> impl Strategy<Value = Record> {
-    (
-        0..4usize,
-        0..KEYS.len(),
-        0..3u8,
-        0..100u64,
-        0..3u64,
-        1..=40u64,
-        1..4u32,
-    )
-        .prop_map(|(kind, key, origin, ms, counter, ttl, strikes)| {
+    (0..4usize, 0..KEYS.len(), 0..3u8, 0..100u64, 0..3u64, 1..=40u64, 1..4u32).prop_map(
+        |(kind, key, origin, ms, counter, ttl, strikes)| {
             let at = Hlc(Hlc::from_millis(ms).0 + counter);
             record(Kind::ALL[kind], key, origin, at, ttl, strikes)
-        })
+        },
+    )
 }
 
 /// A state holding `records`, inserted in order.
@@ -104,8 +80,5 @@ pub fn state_of<'a>(records: impl IntoIterator<Item = &'a Record>) -> State {
 
 /// Every address of [`ADDRS`].
 pub fn addrs() -> Vec<IpAddr> {
-    ADDRS
-        .iter()
-        .map(|a| a.parse().expect("pool address"))
-        .collect()
+    ADDRS.iter().map(|a| a.parse().expect("pool address")).collect()
 }

@@ -46,15 +46,9 @@ fn pem_round_trip_and_accessors() {
     assert_eq!(back.node(), &key(2).public());
     assert_eq!(back.cluster(), &key(1).public());
     assert_eq!(back.roles().to_string(), "ban,wide-prefix");
-    assert_eq!(
-        (back.not_before_ms(), back.not_after_ms()),
-        (DAY_MS, 3 * DAY_MS)
-    );
+    assert_eq!((back.not_before_ms(), back.not_after_ms()), (DAY_MS, 3 * DAY_MS));
     assert_eq!(back.max_prefix(), Some(MaxPrefix { v4: 8, v6: 32 }));
-    assert_eq!(
-        back.verify(&key(1).public(), 2 * DAY_MS, &no_revocations()),
-        Ok(())
-    );
+    assert_eq!(back.verify(&key(1).public(), 2 * DAY_MS, &no_revocations()), Ok(()));
 }
 
 #[test]
@@ -82,13 +76,7 @@ fn tampered_byte_is_tampered() {
 fn other_cluster_is_wrong_cluster() {
     let other = key(7).public();
     let result = cert().verify(&other, 2 * DAY_MS, &Revocations::new(other));
-    assert_eq!(
-        result,
-        Err(CertError::WrongCluster {
-            expected: other,
-            found: key(1).public()
-        })
-    );
+    assert_eq!(result, Err(CertError::WrongCluster { expected: other, found: key(1).public() }));
     let text = result.expect_err("wrong cluster").to_string();
     assert!(text.starts_with("wrong cluster"), "{text}");
 }
@@ -101,9 +89,7 @@ fn truncated_and_trailing_bytes_are_malformed() {
         assert!(
             matches!(
                 result,
-                Err(CertError::Malformed(DecodeError::Bytes(
-                    banmesh_crdt::DecodeError::Truncated
-                )))
+                Err(CertError::Malformed(DecodeError::Bytes(banmesh_crdt::DecodeError::Truncated)))
             ),
             "{len}: {result:?}"
         );
@@ -112,9 +98,7 @@ fn truncated_and_trailing_bytes_are_malformed() {
     longer.push(0);
     assert_eq!(
         Certificate::from_bytes(&longer),
-        Err(CertError::Malformed(DecodeError::Bytes(
-            banmesh_crdt::DecodeError::TrailingBytes
-        )))
+        Err(CertError::Malformed(DecodeError::Bytes(banmesh_crdt::DecodeError::TrailingBytes)))
     );
 }
 
@@ -135,18 +119,13 @@ fn bad_fields_are_malformed() {
         let mut altered = bytes.clone();
         altered[at] = value;
         let result = Certificate::from_bytes(&altered);
-        assert!(
-            matches!(result, Err(CertError::Malformed(_))),
-            "{at}: {result:?}"
-        );
+        assert!(matches!(result, Err(CertError::Malformed(_))), "{at}: {result:?}");
     }
     let mut version = bytes.clone();
     version[0] = 2;
     assert_eq!(
         Certificate::from_bytes(&version),
-        Err(CertError::Malformed(DecodeError::Bytes(
-            banmesh_crdt::DecodeError::UnknownVersion(2)
-        )))
+        Err(CertError::Malformed(DecodeError::Bytes(banmesh_crdt::DecodeError::UnknownVersion(2))))
     );
 }
 
@@ -156,10 +135,7 @@ fn out_of_range_prefix_is_malformed() {
     let mut bytes = cert.to_bytes();
     let v4_at = bytes.len() - SIGNATURE_LEN - 2;
     bytes[v4_at] = 33;
-    assert!(matches!(
-        Certificate::from_bytes(&bytes),
-        Err(CertError::Malformed(_))
-    ));
+    assert!(matches!(Certificate::from_bytes(&bytes), Err(CertError::Malformed(_))));
 }
 
 #[test]
@@ -173,10 +149,7 @@ fn bad_pem_is_malformed() {
     ];
     for text in cases {
         let result = Certificate::from_pem(&text);
-        assert!(
-            matches!(result, Err(CertError::Malformed(_))),
-            "{text}: {result:?}"
-        );
+        assert!(matches!(result, Err(CertError::Malformed(_))), "{text}: {result:?}");
     }
 }
 
@@ -187,23 +160,13 @@ fn validity_window_is_start_inclusive_end_exclusive() {
     assert_eq!(cert.verify(&cluster, 3 * DAY_MS - 1, &none), Ok(()));
     assert_eq!(
         cert.verify(&cluster, 3 * DAY_MS, &none),
-        Err(CertError::Expired {
-            not_after_ms: 3 * DAY_MS,
-            at_ms: 3 * DAY_MS
-        })
+        Err(CertError::Expired { not_after_ms: 3 * DAY_MS, at_ms: 3 * DAY_MS })
     );
     assert_eq!(
         cert.verify(&cluster, DAY_MS - 1, &none),
-        Err(CertError::NotYetValid {
-            not_before_ms: DAY_MS,
-            at_ms: DAY_MS - 1
-        })
+        Err(CertError::NotYetValid { not_before_ms: DAY_MS, at_ms: DAY_MS - 1 })
     );
-    let text = CertError::Expired {
-        not_after_ms: 0,
-        at_ms: 1000,
-    }
-    .to_string();
+    let text = CertError::Expired { not_after_ms: 0, at_ms: 1000 }.to_string();
     assert!(text.contains("1970-01-01T00:00:00Z"), "{text}");
 }
 
@@ -213,12 +176,7 @@ fn revoked_node_is_revoked() {
     let revocation = Revocation::issue(&key(1), key(2).public(), 0, "lost").expect("issue");
     revocations.insert(revocation).expect("verified");
     let result = cert().verify(&key(1).public(), 2 * DAY_MS, &revocations);
-    assert_eq!(
-        result,
-        Err(CertError::Revoked {
-            node: key(2).public()
-        })
-    );
+    assert_eq!(result, Err(CertError::Revoked { node: key(2).public() }));
 }
 
 #[test]
@@ -227,18 +185,8 @@ fn require_role_names_the_missing_role() {
     assert_eq!(cert.require_role(Role::Ban), Ok(()));
     assert_eq!(cert.require_role(Role::Allow), Ok(()));
     let result = cert.require_role(Role::WidePrefix);
-    assert_eq!(
-        result,
-        Err(CertError::MissingRole {
-            role: Role::WidePrefix
-        })
-    );
-    assert!(
-        result
-            .expect_err("missing")
-            .to_string()
-            .contains("wide-prefix")
-    );
+    assert_eq!(result, Err(CertError::MissingRole { role: Role::WidePrefix }));
+    assert!(result.expect_err("missing").to_string().contains("wide-prefix"));
 }
 
 #[test]
@@ -255,50 +203,29 @@ fn issue_refuses_bad_input() {
     let node = key(2).public();
     for name in ["", "has space", "ümlaut", &"a".repeat(65)] {
         let result = Certificate::issue(&key(1), node, name, roles, 0, 1, None);
-        assert!(
-            matches!(result, Err(CertError::InvalidName { .. })),
-            "{name:?}"
-        );
+        assert!(matches!(result, Err(CertError::InvalidName { .. })), "{name:?}");
     }
     let result = Certificate::issue(&key(1), node, "a", roles, 5, 5, None);
-    assert_eq!(
-        result,
-        Err(CertError::EmptyWindow {
-            not_before_ms: 5,
-            not_after_ms: 5
-        })
-    );
+    assert_eq!(result, Err(CertError::EmptyWindow { not_before_ms: 5, not_after_ms: 5 }));
     assert!(Certificate::issue(&key(1), node, &"a".repeat(64), roles, 0, 1, None).is_ok());
 }
 
 #[test]
 fn widest_prefix_rules() {
     let plain = cert();
-    assert_eq!(
-        (plain.widest_prefix(true), plain.widest_prefix(false)),
-        (16, 48)
-    );
+    assert_eq!((plain.widest_prefix(true), plain.widest_prefix(false)), (16, 48));
     assert!(plain.allows_prefix(true, 16) && plain.allows_prefix(true, 32));
     assert!(!plain.allows_prefix(true, 15) && !plain.allows_prefix(true, 33));
     assert!(plain.allows_prefix(false, 48) && !plain.allows_prefix(false, 47));
 
     let wide = issue("ban,wide-prefix", None).expect("issue");
-    assert_eq!(
-        (wide.widest_prefix(true), wide.widest_prefix(false)),
-        (0, 0)
-    );
+    assert_eq!((wide.widest_prefix(true), wide.widest_prefix(false)), (0, 0));
 
     let capped = issue("ban,wide-prefix", Some(MaxPrefix { v4: 8, v6: 32 })).expect("issue");
-    assert_eq!(
-        (capped.widest_prefix(true), capped.widest_prefix(false)),
-        (8, 32)
-    );
+    assert_eq!((capped.widest_prefix(true), capped.widest_prefix(false)), (8, 32));
 
     let narrow = issue("ban", Some(MaxPrefix { v4: 24, v6: 64 })).expect("issue");
-    assert_eq!(
-        (narrow.widest_prefix(true), narrow.widest_prefix(false)),
-        (24, 64)
-    );
+    assert_eq!((narrow.widest_prefix(true), narrow.widest_prefix(false)), (24, 64));
 }
 
 #[test]
@@ -315,10 +242,7 @@ fn cap_wider_than_default_without_role_is_clamped_on_read() {
     };
     let signature = key(1).sign(&body.signed_bytes());
     let cert = Certificate { body, signature };
-    assert_eq!(
-        (cert.widest_prefix(true), cert.widest_prefix(false)),
-        (16, 48)
-    );
+    assert_eq!((cert.widest_prefix(true), cert.widest_prefix(false)), (16, 48));
 }
 
 proptest! {

@@ -28,26 +28,14 @@ impl Fixture {
     fn new() -> Fixture {
         let cluster = SecretKey::generate().unwrap();
         let revocations = Revocations::new(cluster.public());
-        Fixture {
-            cluster,
-            node: SecretKey::generate().unwrap(),
-            revocations,
-        }
+        Fixture { cluster, node: SecretKey::generate().unwrap(), revocations }
     }
 
     fn cert(&self, roles: &str, max_prefix: Option<MaxPrefix>) -> Certificate {
         let roles: Roles = roles.parse().unwrap();
         let node = self.node.public();
-        Certificate::issue(
-            &self.cluster,
-            node,
-            "web1",
-            roles,
-            DAY_MS,
-            10 * DAY_MS,
-            max_prefix,
-        )
-        .unwrap()
+        Certificate::issue(&self.cluster, node, "web1", roles, DAY_MS, 10 * DAY_MS, max_prefix)
+            .unwrap()
     }
 }
 
@@ -61,18 +49,12 @@ fn a_signed_record_verifies_and_any_change_breaks_it() {
     let mut other = r.statement().clone();
     other.strikes = 2;
     let forged = Record::new(other, *r.signature());
-    assert!(matches!(
-        verify_record(&forged),
-        Err(RecordCheckError::BadSignature { .. })
-    ));
+    assert!(matches!(verify_record(&forged), Err(RecordCheckError::BadSignature { .. })));
     let mut wire = r.encode();
     let last = wire.len() - 1;
     wire[last] ^= 1;
     let bad_sig = Record::decode(&wire).unwrap();
-    assert!(matches!(
-        verify_record(&bad_sig),
-        Err(RecordCheckError::BadSignature { .. })
-    ));
+    assert!(matches!(verify_record(&bad_sig), Err(RecordCheckError::BadSignature { .. })));
 }
 
 #[test]
@@ -82,10 +64,7 @@ fn batch_verification_accepts_good_batches_and_names_the_bad_record() {
     let mut batch: Vec<Record> = (0..50u64)
         .map(|i| {
             let signer = if i % 2 == 0 { &f.node } else { &other };
-            sign_record(
-                signer,
-                statement(Kind::Ban, &format!("10.0.0.{i}"), 2 * DAY_MS + i),
-            )
+            sign_record(signer, statement(Kind::Ban, &format!("10.0.0.{i}"), 2 * DAY_MS + i))
         })
         .collect();
     assert_eq!(verify_batch(&batch), Ok(()));
@@ -106,10 +85,7 @@ fn an_origin_that_is_no_point_is_refused() {
     bytes[0] = 2;
     s.origin = Origin(bytes);
     let r = Record::new(s, [0; 64]);
-    assert!(matches!(
-        verify_record(&r),
-        Err(RecordCheckError::BadOrigin { .. })
-    ));
+    assert!(matches!(verify_record(&r), Err(RecordCheckError::BadOrigin { .. })));
     assert!(verify_batch(&[r]).is_err());
 }
 
@@ -141,10 +117,8 @@ fn record_valid_applies_the_trust_rule() {
         Err(RecordCheckError::Cert(CertError::Expired { .. }))
     ));
 
-    let stranger = sign_record(
-        &SecretKey::generate().unwrap(),
-        statement(Kind::Ban, "192.0.2.7", at),
-    );
+    let stranger =
+        sign_record(&SecretKey::generate().unwrap(), statement(Kind::Ban, "192.0.2.7", at));
     assert!(matches!(
         record_valid(&stranger, &cert, &f.revocations),
         Err(RecordCheckError::WrongOrigin { .. })
@@ -174,25 +148,16 @@ fn the_prefix_cap_follows_the_certificate() {
     assert_eq!(check("2001:db8::/48", &plain), Ok(()));
     assert_eq!(
         check("10.0.0.0/15", &plain),
-        Err(RecordCheckError::PrefixTooWide {
-            prefix_len: 15,
-            widest: 16
-        })
+        Err(RecordCheckError::PrefixTooWide { prefix_len: 15, widest: 16 })
     );
     assert_eq!(
         check("2001:db8::/47", &plain),
-        Err(RecordCheckError::PrefixTooWide {
-            prefix_len: 47,
-            widest: 48
-        })
+        Err(RecordCheckError::PrefixTooWide { prefix_len: 47, widest: 48 })
     );
     assert_eq!(check("0.0.0.0/0", &wide), Ok(()));
     assert_eq!(check("10.0.0.0/8", &capped), Ok(()));
     assert_eq!(
         check("10.0.0.0/7", &capped),
-        Err(RecordCheckError::PrefixTooWide {
-            prefix_len: 7,
-            widest: 8
-        })
+        Err(RecordCheckError::PrefixTooWide { prefix_len: 7, widest: 8 })
     );
 }

@@ -1,13 +1,424 @@
-//! The commands that ask a running node over its control socket
-//! (placeholder: being written).
+//! The commands that ask the running node over its control socket: status,
+//! peers, ban/unban/allow/disallow, records, trace, sync, revoke-publish.
+//! Each prints aligned text for a person, or JSON with `--json`.
 
-use clap::Subcommand;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use banmesh_crdt::Key;
+use banmesh_crdt::duration::parse_duration;
+use banmesh_keys::time::format_rfc3339;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::show::relative;
+use crate::control::{
+    self, Command, DEFAULT_SOCKET, PeerView, RecordView, Response, StatusView, TraceView,
+};
+
+/// Where the node listens and how to print its answer; every command takes it.
+#[derive(Debug, Args)]
+pub struct Connect {
+    /// The node's control socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the answer as JSON (`records --json` prints an array of records).
+    #[arg(long)]
+    json: bool,
+}
+
+/// How long a ban or allow lasts: `--for 2h` or `--for permanent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lasting {
+    /// For this long.
+    For(Duration),
+    /// Until lifted: the node renews the record before it expires.
+    Permanent,
+}
+
+fn parse_lasting(text: &str) -> Result<Lasting, String> {
+    if text.trim() == "permanent" {
+        return Ok(Lasting::Permanent);
+    }
+    parse_duration(text).map(Lasting::For).map_err(|e| format!("{e}, or write permanent"))
+}
 
 /// Commands answered by the running node.
 #[derive(Debug, Subcommand)]
-pub enum ControlCommand {}
+pub enum ControlCommand {
+    /// Show the node's identity, certificate, peers, record counts and warnings.
+    Status {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// List the peers the node knows.
+    Peers {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Ban an address or network on every node.
+    Ban {
+        /// The address or network (192.0.2.7, 10.0.0.0/24, 2001:db8::/48).
+        key: String,
+        /// How long: 90s, 15m, 2h, 3d, 1w, or permanent (default: the bantime).
+        #[arg(long = "for", value_name = "DURATION|permanent", value_parser = parse_lasting)]
+        lasting: Option<Lasting>,
+        /// The jail to record.
+        #[arg(long, value_name = "J")]
+        jail: Option<String>,
+        /// Why.
+        #[arg(long, value_name = "R")]
+        reason: Option<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Lift the bans on exactly this address or network, from every origin.
+    Unban {
+        /// The address or network.
+        key: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Never ban an address or network (nor anything inside it).
+    Allow {
+        /// The address or network.
+        key: String,
+        /// How long: a duration or permanent (default: the cluster's max_ttl).
+        #[arg(long = "for", value_name = "DURATION|permanent", value_parser = parse_lasting)]
+        lasting: Option<Lasting>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Lift the allows on exactly this address or network.
+    Disallow {
+        /// The address or network.
+        key: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// List stored records (all of them unless filtered).
+    Records {
+        /// Only records on this address or network and on networks covering it.
+        #[arg(long, value_name = "X")]
+        ip: Option<String>,
+        /// Only records from this origin: a certificate name or a public key.
+        #[arg(long, value_name = "NAME|KEY")]
+        origin: Option<String>,
+        /// Only records of this kind.
+        #[arg(long, value_name = "K", value_parser = ["ban", "unban", "allow", "disallow"])]
+        kind: Option<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Show every record deciding an address, and the decision.
+    Trace {
+        /// The address.
+        ip: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Reconcile with peers now.
+    Sync {
+        /// Only with this peer id (default: every connected peer).
+        #[arg(long, value_name = "ID")]
+        peer: Option<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Hand a revocation file to the node, which stores and spreads it.
+    RevokePublish {
+        /// The revocation, as `banmesh keys revoke` wrote it.
+        file: PathBuf,
+        #[command(flatten)]
+        connect: Connect,
+    },
+}
 
-/// Runs one control command.
+/// Runs one control command: asks the node and prints its answer.
 pub fn run(command: ControlCommand) -> anyhow::Result<()> {
-    match command {}
+    let (request, connect) = to_request(command)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let response = runtime.block_on(control::call(&connect.socket, request))?;
+    if let Response::Error { message } = response {
+        anyhow::bail!("{message}");
+    }
+    if connect.json {
+        println!("{}", serde_json::to_string_pretty(&to_json(response))?);
+    } else {
+        print!("{}", to_text(&response, now_ms()));
+    }
+    Ok(())
+}
+
+/// The request for a command; keys are checked here so a typo fails fast,
+/// and sent as written so the node can say what it normalised.
+fn to_request(command: ControlCommand) -> anyhow::Result<(Command, Connect)> {
+    let check = |key: &str| Key::parse(key).map(|_| ());
+    let lasting = |lasting: Option<Lasting>| match lasting {
+        None => (None, false),
+        Some(Lasting::Permanent) => (None, true),
+        Some(Lasting::For(d)) => (Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)), false),
+    };
+    Ok(match command {
+        ControlCommand::Status { connect } => (Command::Status, connect),
+        ControlCommand::Peers { connect } => (Command::Peers, connect),
+        ControlCommand::Ban { key, lasting: l, jail, reason, connect } => {
+            check(&key)?;
+            let (duration_ms, permanent) = lasting(l);
+            let ban = Command::Ban { key, duration_ms, permanent, jail, reason };
+            (ban, connect)
+        }
+        ControlCommand::Unban { key, connect } => {
+            check(&key)?;
+            (Command::Unban { key }, connect)
+        }
+        ControlCommand::Allow { key, lasting: l, connect } => {
+            check(&key)?;
+            let (duration_ms, permanent) = lasting(l);
+            (Command::Allow { key, duration_ms, permanent }, connect)
+        }
+        ControlCommand::Disallow { key, connect } => {
+            check(&key)?;
+            (Command::Disallow { key }, connect)
+        }
+        ControlCommand::Records { ip, origin, kind, connect } => {
+            if let Some(ip) = &ip {
+                check(ip)?;
+            }
+            (Command::Records { ip, origin, kind }, connect)
+        }
+        ControlCommand::Trace { ip, connect } => {
+            check(&ip)?;
+            (Command::Trace { ip }, connect)
+        }
+        ControlCommand::Sync { peer, connect } => (Command::Sync { peer }, connect),
+        ControlCommand::RevokePublish { file, connect } => {
+            let pem = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the revocation {}", file.display()))?;
+            (Command::RevokePublish { pem }, connect)
+        }
+    })
+}
+
+fn now_ms() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The response's payload as JSON: records and peers as arrays, the rest as
+/// objects.
+fn to_json(response: Response) -> serde_json::Value {
+    let value = |v: Result<serde_json::Value, serde_json::Error>| v.unwrap_or_default();
+    match response {
+        Response::Status(status) => value(serde_json::to_value(status)),
+        Response::Peers(peers) => value(serde_json::to_value(peers)),
+        Response::Records(records) => value(serde_json::to_value(records)),
+        Response::Trace(trace) => value(serde_json::to_value(trace)),
+        Response::Written { record, notes } => json!({"record": record, "notes": notes}),
+        Response::Synced { peers } => json!({"peers": peers}),
+        Response::Revoked { node, new } => json!({"node": node, "new": new}),
+        Response::Error { message } => json!({"error": message}),
+    }
+}
+
+/// The response as text for a person.
+fn to_text(response: &Response, now: u64) -> String {
+    match response {
+        Response::Status(status) => status_text(status, now),
+        Response::Peers(peers) if peers.is_empty() => "no peers\n".to_owned(),
+        Response::Peers(peers) => peers_table(peers, now),
+        Response::Written { record, notes } => written_text(record, notes, now),
+        Response::Records(records) if records.is_empty() => "no records\n".to_owned(),
+        Response::Records(records) => records_text(records, now),
+        Response::Trace(trace) => trace_text(trace, now),
+        Response::Synced { peers } if peers.is_empty() => "no peer to reconcile with\n".to_owned(),
+        Response::Synced { peers } => {
+            format!("reconciled with {} peer(s): {}\n", peers.len(), peers.join(", "))
+        }
+        Response::Revoked { node, new: true } => {
+            format!("revocation of {node} stored; spreading it to the mesh\n")
+        }
+        Response::Revoked { node, new: false } => {
+            format!("the node already held the revocation of {node}\n")
+        }
+        Response::Error { message } => format!("error: {message}\n"),
+    }
+}
+
+fn status_text(s: &StatusView, now: u64) -> String {
+    let join = |items: &[String]| {
+        if items.is_empty() { "none".to_owned() } else { items.join(", ") }
+    };
+    let counts = |map: &std::collections::BTreeMap<String, u64>| {
+        let parts: Vec<String> = map.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        join(&parts)
+    };
+    let certificate = match s.certificate_expires_at_ms {
+        Some(at) => format!("expires {}", when(now, at)),
+        None => {
+            "none: enroll this node (`banmesh keys enroll`); peers refuse it until then".to_owned()
+        }
+    };
+    let lines = [
+        ("node", format!("{} ({})", s.name.as_deref().unwrap_or("unnamed"), s.peer_id)),
+        ("node key", s.node_key.clone()),
+        ("certificate", certificate),
+        ("cluster key", s.cluster_key.clone()),
+        ("listening", join(&s.listen_addrs)),
+        ("enforce", if s.enforce { "yes" } else { "no (observe only)" }.to_owned()),
+        ("clock offset", offset(s.clock_offset_ms)),
+        ("records", counts(&s.record_counts)),
+        ("rejects", counts(&s.rejects)),
+        ("never ban", join(&s.never_ban)),
+    ];
+    let mut out: String =
+        lines.iter().map(|(l, v)| format!("{:<14}{v}\n", format!("{l}:"))).collect();
+    if s.peers.is_empty() {
+        out.push_str("peers:        none\n");
+    } else {
+        out.push_str("peers:\n");
+        out.extend(peers_table(&s.peers, now).lines().map(|l| format!("  {l}\n")));
+    }
+    if !s.warnings.is_empty() {
+        out.push_str("warnings:\n");
+        out.extend(s.warnings.iter().map(|w| format!("  - {w}\n")));
+    }
+    out
+}
+
+fn peers_table(peers: &[PeerView], now: u64) -> String {
+    let rows = peers.iter().map(|p| {
+        vec![
+            p.peer_id.clone(),
+            p.name.clone().unwrap_or_else(|| "-".to_owned()),
+            p.state.as_str().to_owned(),
+            p.last_sync_ms.map_or_else(|| "never".to_owned(), |at| when(now, at)),
+            offset(p.clock_offset_ms),
+            p.addrs.join(" "),
+        ]
+    });
+    table(&["PEER", "NAME", "STATE", "LAST SYNC", "OFFSET", "ADDRESSES"], rows)
+}
+
+fn written_text(record: &RecordView, notes: &[String], now: u64) -> String {
+    let mut out = format!("stored {} on {}", record.kind, record.key);
+    if let Some(at) = record.expires_at_ms {
+        out.push_str(&format!(" until {}", when(now, at)));
+    }
+    out.push_str(&format!("\nrecord id: {}\n", record.id));
+    out.extend(notes.iter().map(|n| format!("note: {n}\n")));
+    out
+}
+
+fn records_text(records: &[RecordView], now: u64) -> String {
+    let rows = records.iter().map(|r| record_row(r, now));
+    let mut out = table(&RECORD_HEADER, rows);
+    out.push_str(&format!("{} record(s)\n", records.len()));
+    out
+}
+
+const RECORD_HEADER: [&str; 8] =
+    ["KEY", "KIND", "ORIGIN", "ISSUED", "EXPIRES", "STRIKES", "JAIL", "VALID"];
+
+fn record_row(r: &RecordView, now: u64) -> Vec<String> {
+    vec![
+        r.key.clone(),
+        r.kind.clone(),
+        origin(r),
+        when(now, r.issued_at_ms),
+        r.expires_at_ms.map_or_else(|| "-".to_owned(), |at| when(now, at)),
+        r.strikes.to_string(),
+        dash(&r.jail),
+        if r.valid { "yes" } else { "no" }.to_owned(),
+    ]
+}
+
+fn trace_text(trace: &TraceView, now: u64) -> String {
+    let mut out = format!("address:  {}\ndecision: {}", trace.address, trace.decision);
+    if let Some(at) = trace.until_ms {
+        out.push_str(&format!(" until {}", when(now, at)));
+    }
+    out.push('\n');
+    if trace.records.is_empty() {
+        out.push_str("no records on this address or on a network covering it\n");
+        return out;
+    }
+    let rows = trace.records.iter().map(|entry| {
+        let r = &entry.record;
+        let mut row = vec![if entry.decides { "*" } else { "" }.to_owned()];
+        row.extend(record_row(r, now));
+        row.push(r.arrived_at_ms.map_or_else(|| "-".to_owned(), |at| when(now, at)));
+        row.push(r.arrived_from.clone().unwrap_or_else(|| "here".to_owned()));
+        row
+    });
+    let mut header = vec!["DECIDES"];
+    header.extend(RECORD_HEADER);
+    header.extend(["ARRIVED", "FROM"]);
+    out.push_str(&table(&header, rows));
+    out
+}
+
+/// `2026-11-25T13:05:09Z (in 3m)`.
+fn when(now: u64, at: u64) -> String {
+    format!("{} ({})", format_rfc3339(at), relative(now, at))
+}
+
+fn offset(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "unknown".to_owned(), |ms| format!("{ms:+} ms"))
+}
+
+fn origin(r: &RecordView) -> String {
+    r.origin_name.clone().unwrap_or_else(|| r.origin_key.chars().take(16).collect())
+}
+
+fn dash(text: &str) -> String {
+    if text.is_empty() { "-" } else { text }.to_owned()
+}
+
+/// Left-aligned columns separated by two spaces, header first.
+fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_table_aligns_columns() {
+        let rows = vec![
+            vec!["10.0.0.0/24".to_owned(), "ban".to_owned()],
+            vec!["2001:db8::1".to_owned(), "allow".to_owned()],
+        ];
+        let text = table(&["KEY", "KIND"], rows.into_iter());
+        assert_eq!(text, "KEY          KIND\n10.0.0.0/24  ban\n2001:db8::1  allow\n");
+    }
+
+    #[test]
+    fn control_for_parses_durations_and_permanent() {
+        assert_eq!(parse_lasting("permanent"), Ok(Lasting::Permanent));
+        assert_eq!(parse_lasting("1h30m"), Ok(Lasting::For(Duration::from_secs(5400))));
+        let error = parse_lasting("forever").expect_err("refused");
+        assert!(error.contains("permanent"), "{error}");
+    }
 }

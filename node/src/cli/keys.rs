@@ -149,11 +149,7 @@ fn init(args: &InitArgs, stem: &str) -> anyhow::Result<()> {
     println!("wrote {} (secret, 0600)", key_path.display());
     println!("wrote {} (public, 0644)", pub_path.display());
     if stem == "cluster" {
-        println!(
-            "keep {} offline; give {} to every node",
-            key_path.display(),
-            pub_path.display()
-        );
+        println!("keep {} offline; give {} to every node", key_path.display(), pub_path.display());
     }
     Ok(())
 }
@@ -193,8 +189,7 @@ fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
 fn revoke(args: &RevokeArgs) -> anyhow::Result<()> {
     let cluster = files::read_secret_key(&args.cluster_key)?;
     let cert = files::read_certificate(&args.cert)?;
-    cert.verify_signature(&cluster.public())
-        .with_context(|| format!("{}", args.cert.display()))?;
+    cert.verify_signature(&cluster.public()).with_context(|| format!("{}", args.cert.display()))?;
     let revocation = Revocation::issue(&cluster, *cert.node(), now_ms()?, &args.reason)?;
     files::write_public_file(&args.out, revocation.to_pem()?.as_bytes(), args.force)?;
     println!("revoked {} (node {})", cert.name(), cert.node().short());
@@ -210,8 +205,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
         None => Revocations::new(cluster),
     };
     let now = now_ms()?;
-    cert.verify(&cluster, now, &revocations)
-        .with_context(|| format!("{}", args.cert.display()))?;
+    cert.verify(&cluster, now, &revocations).with_context(|| format!("{}", args.cert.display()))?;
     println!(
         "valid: {} (node {}), roles {}, expires {} ({})",
         cert.name(),
@@ -239,10 +233,7 @@ mod tests {
     fn init_refuses_before_writing_anything() {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::write(dir.path().join("node.pub"), "old").expect("write");
-        let args = InitArgs {
-            out: dir.path().to_owned(),
-            force: false,
-        };
+        let args = InitArgs { out: dir.path().to_owned(), force: false };
         let error = init(&args, "node").expect_err("exists");
         assert!(error.to_string().contains("pass --force"), "{error}");
         assert!(fs::symlink_metadata(dir.path().join("node.key")).is_err());

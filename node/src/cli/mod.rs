@@ -4,6 +4,7 @@
 mod config_cmd;
 mod control;
 mod keys;
+mod node_cmd;
 mod record;
 mod show;
 mod store;
@@ -22,6 +23,8 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the node daemon in the foreground.
+    Node(node_cmd::NodeArgs),
     /// Make and inspect keys, certificates and revocations.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -42,6 +45,7 @@ enum Command {
 /// Runs the command the user asked for.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Node(args) => node_cmd::run(args),
         Command::Keys(command) => keys::run(command),
         Command::Record(command) => record::run(command),
         Command::Store(command) => store::run(command),

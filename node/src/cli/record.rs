@@ -149,9 +149,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     };
     let text = if args.record == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read standard input")?;
+        std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
         text
     } else {
         args.record.clone()
@@ -167,19 +165,11 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let decision = decide_key([&record], now);
     let state = match (decision.banned, decision.allowed) {
         (Some(b), _) => format!("bans {} until {}", record.key(), format_rfc3339(b.until_ms)),
-        (_, Some(a)) => format!(
-            "allows {} until {}",
-            record.key(),
-            format_rfc3339(a.until_ms)
-        ),
+        (_, Some(a)) => format!("allows {} until {}", record.key(), format_rfc3339(a.until_ms)),
         _ if record.kind().expires() => "has expired".to_owned(),
         _ => format!("lifts older {}s on {}", lifted(record.kind()), record.key()),
     };
-    println!(
-        "valid: signed by {} ({}); alone, it {state}",
-        cert.name(),
-        cert.node().short()
-    );
+    println!("valid: signed by {} ({}); alone, it {state}", cert.name(), cert.node().short());
     Ok(())
 }
 
@@ -193,10 +183,7 @@ fn print_record(record: &Record) {
     let mut lines = vec![
         ("kind", s.kind.to_string()),
         ("key", s.key.to_string()),
-        (
-            "issued at",
-            format!("{} ({})", format_rfc3339(issued_ms), s.issued_at),
-        ),
+        ("issued at", format!("{} ({})", format_rfc3339(issued_ms), s.issued_at)),
     ];
     if let Some(at) = s.expires_at {
         let ttl = Duration::from_millis(at.saturating_sub(issued_ms));

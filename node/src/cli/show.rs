@@ -25,11 +25,8 @@ pub fn show(path: &Path, as_json: bool, now_ms: u64) -> anyhow::Result<()> {
 
 /// `in 3d4h` or `2h ago`: how far `at_ms` is from `now_ms`, in coarse units.
 pub fn relative(now_ms: u64, at_ms: u64) -> String {
-    let (ms, future) = if at_ms >= now_ms {
-        (at_ms - now_ms, true)
-    } else {
-        (now_ms - at_ms, false)
-    };
+    let (ms, future) =
+        if at_ms >= now_ms { (at_ms - now_ms, true) } else { (now_ms - at_ms, false) };
     let secs = ms / 1000;
     let unit = match secs {
         86_400.. => 3600,
@@ -37,11 +34,7 @@ pub fn relative(now_ms: u64, at_ms: u64) -> String {
         _ => 1,
     };
     let text = format_duration(Duration::from_secs(secs / unit * unit));
-    if future {
-        format!("in {text}")
-    } else {
-        format!("{text} ago")
-    }
+    if future { format!("in {text}") } else { format!("{text} ago") }
 }
 
 fn to_lines(item: &KeyFile, now_ms: u64) -> Vec<(&'static str, String)> {
@@ -64,10 +57,7 @@ fn to_lines(item: &KeyFile, now_ms: u64) -> Vec<(&'static str, String)> {
             ("issued at", timestamp(now_ms, revocation.issued_at_ms())),
             ("reason", revocation.reason().to_owned()),
             ("id", hex::encode(revocation.id())),
-            (
-                "signature",
-                "not checked here: trust it after `banmesh keys verify`".to_owned(),
-            ),
+            ("signature", "not checked here: trust it after `banmesh keys verify`".to_owned()),
         ],
     }
 }
@@ -88,10 +78,7 @@ fn certificate_lines(cert: &Certificate, now_ms: u64) -> Vec<(&'static str, Stri
         ("time", state),
         ("widest prefix", widest_prefix_text(cert)),
         ("id", hex::encode(cert.id())),
-        (
-            "signature",
-            "not checked here: run `banmesh keys verify`".to_owned(),
-        ),
+        ("signature", "not checked here: run `banmesh keys verify`".to_owned()),
     ]
 }
 
@@ -101,11 +88,7 @@ fn widest_prefix_text(cert: &Certificate) -> String {
         (None, true) => "wide-prefix role, no cap".to_owned(),
         (None, false) => "default".to_owned(),
     };
-    format!(
-        "IPv4 /{}, IPv6 /{} ({source})",
-        cert.widest_prefix(true),
-        cert.widest_prefix(false)
-    )
+    format!("IPv4 /{}, IPv6 /{} ({source})", cert.widest_prefix(true), cert.widest_prefix(false))
 }
 
 fn timestamp(now_ms: u64, at_ms: u64) -> String {
@@ -127,9 +110,7 @@ fn key_json(kind: &str, public: &PublicKey) -> Value {
 
 fn certificate_json(cert: &Certificate, now_ms: u64) -> Value {
     let roles: Vec<&str> = cert.roles().iter().map(Role::name).collect();
-    let max_prefix = cert
-        .max_prefix()
-        .map(|cap| json!({ "v4": cap.v4, "v6": cap.v6 }));
+    let max_prefix = cert.max_prefix().map(|cap| json!({ "v4": cap.v4, "v6": cap.v6 }));
     json!({
         "kind": "certificate",
         "id": hex::encode(cert.id()),

@@ -39,10 +39,7 @@ pub fn run(command: StoreCommand) -> anyhow::Result<()> {
 fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let path = args.data_dir.join(DB_FILE);
     if !path.exists() {
-        bail!(
-            "no store at {}: a node creates it on its first start",
-            path.display()
-        );
+        bail!("no store at {}: a node creates it on its first start", path.display());
     }
     let db = Db::open(&path, Params::default())?;
     let counts = query::counts(db.conn(), &path)?;
@@ -58,18 +55,12 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let [ban, unban, allow, disallow] = counts.by_kind;
-    println!(
-        "store:        {} (schema {SCHEMA_VERSION}, integrity ok)",
-        path.display()
-    );
+    println!("store:        {} (schema {SCHEMA_VERSION}, integrity ok)", path.display());
     println!(
         "records:      {} ({ban} ban, {unban} unban, {allow} allow, {disallow} disallow)",
         counts.records
     );
-    println!(
-        "origins:      {} ({} revoked)",
-        counts.origins, counts.revocations
-    );
+    println!("origins:      {} ({} revoked)", counts.origins, counts.revocations);
     println!("certificates: {}", counts.certificates);
     println!("live keys:    {live} banned or allowed now");
     Ok(())

@@ -1,2 +1,22 @@
 //! The control socket: a root-only unix socket speaking length-prefixed,
-//! versioned JSON, and its client (placeholder: being written).
+//! versioned JSON, through which the debugging commands ask the live node.
+//!
+//! - [`protocol`]: framing, [`Command`], [`Response`] and the chunking of
+//!   large answers; [`views`]: the status, peer, record and trace views.
+//! - [`server`]: [`bind`] the socket, then [`serve`] it; each request becomes
+//!   a [`Call`] on the daemon's handler channel, answered on a `oneshot`.
+//! - [`client`]: [`call`], one request and its reassembled answer.
+//!
+//! The daemon owns the handler: it receives `Call`s, answers each (writes
+//! only once committed), and stops `serve` through its cancellation token;
+//! `serve` then drains its connections and removes the socket file.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+pub mod views;
+
+pub use client::{ClientError, DEFAULT_SOCKET, call};
+pub use protocol::{Command, PROTOCOL_VERSION, Response};
+pub use server::{Call, ControlError, MAX_SOCKET_PATH, bind, serve};
+pub use views::{PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView};

@@ -45,11 +45,7 @@ pub enum BatchError {
 impl Batch {
     /// A batch of records with the certificates that vouch for them.
     pub fn of_records(certs: Vec<Certificate>, records: Vec<Record>) -> Batch {
-        Batch {
-            certs,
-            revocations: Vec::new(),
-            records,
-        }
+        Batch { certs, revocations: Vec::new(), records }
     }
 
     /// The canonical bytes: version; certificate count (u16) and each
@@ -64,14 +60,8 @@ impl Batch {
                 out.extend_from_slice(&bytes);
             }
         };
-        put_items(
-            self.certs.iter().map(Certificate::to_bytes).collect(),
-            &mut out,
-        );
-        put_items(
-            self.revocations.iter().map(Revocation::to_bytes).collect(),
-            &mut out,
-        );
+        put_items(self.certs.iter().map(Certificate::to_bytes).collect(), &mut out);
+        put_items(self.revocations.iter().map(Revocation::to_bytes).collect(), &mut out);
         out.extend_from_slice(&(self.records.len() as u16).to_be_bytes());
         for record in &self.records {
             record.encode_into(&mut out);
@@ -113,11 +103,7 @@ impl Batch {
             records.push(Record::decode_from(&mut r)?);
         }
         r.finish()?;
-        Ok(Batch {
-            certs,
-            revocations,
-            records,
-        })
+        Ok(Batch { certs, revocations, records })
     }
 }
 
@@ -131,11 +117,7 @@ pub fn pack(records: Vec<Record>, cert_of: impl Fn(Origin) -> Option<Certificate
     for record in records {
         let origin = record.origin();
         let has_cert = |b: &Batch| b.certs.iter().any(|c| c.node().to_bytes() == origin.0);
-        let mut cert = if has_cert(&batch) {
-            None
-        } else {
-            cert_of(origin)
-        };
+        let mut cert = if has_cert(&batch) { None } else { cert_of(origin) };
         let cert_size = |c: &Option<Certificate>| c.as_ref().map_or(0, |c| 2 + c.to_bytes().len());
         let record_size = record.encode().len();
         let full = size + record_size + cert_size(&cert) > MAX_MESSAGE

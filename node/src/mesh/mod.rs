@@ -1,9 +1,126 @@
-//! The mesh: gossip of signed record batches over libp2p, the hello
-//! exchange, and anti-entropy (being built; the message format and the
-//! trust rules come first).
+//! The mesh: gossip of signed record batches over libp2p (gossipsub on one
+//! topic, validated by the application), the `/banmesh/hello/1` exchange
+//! that admits a peer, and the topology that keeps several direct peers.
+//!
+//! Tasks: the swarm task ([`swarm::Mesh::run`]) owns the swarm; the
+//! verifier task ([`verifier::run`]) judges and stores received batches off
+//! the swarm loop. Channels: [`MeshHandle`] → swarm (commands), swarm →
+//! verifier (messages), verifier → swarm (verdicts), all bounded. Shutdown:
+//! both tasks end when the node's token fires.
 
 pub mod batch;
+#[allow(missing_docs)] // the NetworkBehaviour derive writes an undocumented event enum
+pub mod behaviour;
+pub mod hello;
+pub mod swarm;
 pub mod trust;
+pub mod verifier;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use banmesh_crdt::{Params, Record};
+use banmesh_keys::{Revocation, SecretKey};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use swarm::{MeshStats, PeerState};
+pub use trust::Trust;
+
+use crate::store::Store;
+
+/// What the mesh needs from the node's configuration.
+pub struct MeshSettings {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start (with or without `/p2p/`).
+    pub peers: Vec<Multiaddr>,
+    /// How long a new peer gets to complete its hello.
+    pub hello_timeout: Duration,
+    /// Cluster parameters for judging records.
+    pub params: Params,
+}
+
+/// Why the mesh could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// The libp2p stack could not be built.
+    #[error(transparent)]
+    Build(#[from] behaviour::BuildError),
+    /// A listen address could not be used.
+    #[error("{0}")]
+    Listen(String),
+}
+
+/// A handle on the running mesh.
+#[derive(Clone)]
+pub struct MeshHandle {
+    command_tx: mpsc::Sender<swarm::MeshCommand>,
+    /// Counters and listen addresses.
+    pub stats: Arc<Mutex<MeshStats>>,
+    /// This node's PeerId.
+    pub peer_id: PeerId,
+}
+
+impl MeshHandle {
+    /// Gossips records already committed to the store.
+    pub async fn publish(&self, records: Vec<Record>) {
+        if !records.is_empty() {
+            let _ = self.command_tx.send(swarm::MeshCommand::Publish(records)).await;
+        }
+    }
+
+    /// Gossips a revocation already stored, and drops the revoked peer.
+    pub async fn publish_revocation(&self, revocation: Revocation) {
+        let _ = self.command_tx.send(swarm::MeshCommand::PublishRevocation(revocation)).await;
+    }
+
+    /// Every connected peer.
+    pub async fn peers(&self) -> Vec<PeerState> {
+        let (reply, answer) = oneshot::channel();
+        if self.command_tx.send(swarm::MeshCommand::Peers(reply)).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+}
+
+/// Builds the swarm, starts listening, and spawns the swarm and verifier
+/// tasks into `tasks`.
+pub fn start(
+    settings: MeshSettings,
+    secret: &SecretKey,
+    own_cert: Vec<u8>,
+    trust: Arc<RwLock<Trust>>,
+    store: Store,
+    tasks: &mut JoinSet<()>,
+    shutdown: CancellationToken,
+) -> Result<MeshHandle, MeshError> {
+    // gossipsub's default mesh_n_low: keep at least this many direct peers.
+    const TARGET_PEERS: usize = 4;
+    let swarm = behaviour::build(secret, TARGET_PEERS)?;
+    let peer_id = *swarm.local_peer_id();
+    let stats = Arc::new(Mutex::new(MeshStats::default()));
+    let (command_tx, command_rx) = mpsc::channel(256);
+    let (inbound_tx, inbound_rx) = mpsc::channel(256);
+    let (outcome_tx, outcome_rx) = mpsc::channel(256);
+    let mut mesh = swarm::Mesh::new(
+        swarm,
+        trust.clone(),
+        stats.clone(),
+        own_cert,
+        settings.peers,
+        settings.hello_timeout,
+        TARGET_PEERS,
+        inbound_tx,
+    );
+    mesh.listen(&settings.listen).map_err(MeshError::Listen)?;
+    tasks.spawn(mesh.run(command_rx, outcome_rx, shutdown.clone()));
+    tasks.spawn(verifier::run(inbound_rx, outcome_tx, store, trust, settings.params, shutdown));
+    Ok(MeshHandle { command_tx, stats, peer_id })
+}
 
 #[cfg(test)]
 mod tests;

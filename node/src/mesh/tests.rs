@@ -28,23 +28,13 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
-        Cluster {
-            key: SecretKey::generate().unwrap(),
-        }
+        Cluster { key: SecretKey::generate().unwrap() }
     }
 
     fn enroll(&self, node: &SecretKey, roles: &str) -> Certificate {
         let roles: Roles = roles.parse().unwrap();
-        Certificate::issue(
-            &self.key,
-            node.public(),
-            "n1",
-            roles,
-            NOW - DAY,
-            NOW + DAY,
-            None,
-        )
-        .unwrap()
+        Certificate::issue(&self.key, node.public(), "n1", roles, NOW - DAY, NOW + DAY, None)
+            .unwrap()
     }
 }
 
@@ -60,22 +50,10 @@ fn batches_round_trip_and_decode_strictly() {
     assert_eq!(Batch::decode(&bytes).unwrap(), batch);
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert!(matches!(
-        Batch::decode(&trailing),
-        Err(BatchError::Decode(_))
-    ));
-    assert!(matches!(
-        Batch::decode(&bytes[..bytes.len() - 1]),
-        Err(BatchError::Decode(_))
-    ));
-    assert!(matches!(
-        Batch::decode(&vec![1; MAX_MESSAGE + 1]),
-        Err(BatchError::Oversize(_))
-    ));
-    assert!(matches!(
-        Batch::decode(&[1, 0, 0, 0, 0, 0, 0]),
-        Err(BatchError::Empty)
-    ));
+    assert!(matches!(Batch::decode(&trailing), Err(BatchError::Decode(_))));
+    assert!(matches!(Batch::decode(&bytes[..bytes.len() - 1]), Err(BatchError::Decode(_))));
+    assert!(matches!(Batch::decode(&vec![1; MAX_MESSAGE + 1]), Err(BatchError::Oversize(_))));
+    assert!(matches!(Batch::decode(&[1, 0, 0, 0, 0, 0, 0]), Err(BatchError::Empty)));
     assert!(Batch::decode(&[]).is_err());
     for garbage in [&[9u8, 0, 0][..], &[1, 0, 1, 0, 3, 1, 2, 3, 0, 1]] {
         assert!(Batch::decode(garbage).is_err());
@@ -93,9 +71,8 @@ fn pack_splits_under_the_limit_and_carries_certificates() {
             sign_record(&nodes[i as usize % 3], statement(Kind::Ban, &key, NOW))
         })
         .collect();
-    let messages = pack(records.clone(), |o| {
-        certs.iter().find(|c| c.node().to_bytes() == o.0).cloned()
-    });
+    let messages =
+        pack(records.clone(), |o| certs.iter().find(|c| c.node().to_bytes() == o.0).cloned());
     assert!(messages.len() > 1);
     let mut seen = Vec::new();
     for m in &messages {
@@ -103,10 +80,7 @@ fn pack_splits_under_the_limit_and_carries_certificates() {
         let batch = Batch::decode(m).unwrap();
         for r in &batch.records {
             assert!(
-                batch
-                    .certs
-                    .iter()
-                    .any(|c| c.node().to_bytes() == r.origin().0),
+                batch.certs.iter().any(|c| c.node().to_bytes() == r.origin().0),
                 "cert missing"
             );
         }
@@ -130,10 +104,7 @@ fn judge_follows_the_trust_rules() {
     assert!(
         matches!(judge(vec![cert.clone()], vec![ban.clone()]), Verdict::Store { certs, .. } if certs.len() == 1)
     );
-    assert!(matches!(
-        judge(vec![], vec![ban.clone()]),
-        Verdict::Ignore("unknown certificate")
-    ));
+    assert!(matches!(judge(vec![], vec![ban.clone()]), Verdict::Ignore("unknown certificate")));
     let allow = sign_record(&node, statement(Kind::Allow, "10.0.0.1", NOW));
     assert!(matches!(
         judge(vec![cert.clone()], vec![ban.clone(), allow]),
@@ -147,27 +118,16 @@ fn judge_follows_the_trust_rules() {
         Verdict::Reject("bad signature")
     ));
     let wide = sign_record(&node, statement(Kind::Ban, "10.0.0.0/8", NOW));
-    assert!(matches!(
-        judge(vec![cert.clone()], vec![wide]),
-        Verdict::Reject("prefix too wide")
-    ));
+    assert!(matches!(judge(vec![cert.clone()], vec![wide]), Verdict::Reject("prefix too wide")));
     let future = sign_record(&node, statement(Kind::Ban, "10.0.0.2", NOW + 10 * 60_000));
-    assert!(matches!(
-        judge(vec![cert.clone()], vec![future]),
-        Verdict::Ignore("future-dated")
-    ));
+    assert!(matches!(judge(vec![cert.clone()], vec![future]), Verdict::Ignore("future-dated")));
     let other = Cluster::new();
     let foreign = other.enroll(&node, "ban");
-    assert!(matches!(
-        judge(vec![foreign], vec![ban.clone()]),
-        Verdict::Reject("bad certificate")
-    ));
+    assert!(matches!(judge(vec![foreign], vec![ban.clone()]), Verdict::Reject("bad certificate")));
 
     let mut revoked = Trust::new(c.key.public());
     revoked.add_certificate(cert).unwrap();
-    revoked
-        .add_revocation(Revocation::issue(&c.key, node.public(), NOW, "gone").unwrap())
-        .unwrap();
+    revoked.add_revocation(Revocation::issue(&c.key, node.public(), NOW, "gone").unwrap()).unwrap();
     assert!(matches!(
         revoked.judge(Batch::of_records(vec![], vec![ban]), NOW, &params),
         Verdict::Ignore("revoked origin")
@@ -182,34 +142,17 @@ fn revocations_travel_in_batches_and_void_their_origin() {
     let cert = c.enroll(&node, "ban");
     let ban = sign_record(&node, statement(Kind::Ban, "10.0.0.1", NOW));
     let revocation = Revocation::issue(&c.key, node.public(), NOW, "stolen").unwrap();
-    let batch = Batch {
-        certs: vec![cert],
-        revocations: vec![revocation.clone()],
-        records: vec![ban],
-    };
+    let batch =
+        Batch { certs: vec![cert], revocations: vec![revocation.clone()], records: vec![ban] };
     assert_eq!(Batch::decode(&batch.encode()).unwrap(), batch);
     let trust = Trust::new(c.key.public());
-    assert!(matches!(
-        trust.judge(batch, NOW, &params),
-        Verdict::Ignore("revoked origin")
-    ));
-    let alone = Batch {
-        certs: vec![],
-        revocations: vec![revocation],
-        records: vec![],
-    };
+    assert!(matches!(trust.judge(batch, NOW, &params), Verdict::Ignore("revoked origin")));
+    let alone = Batch { certs: vec![], revocations: vec![revocation], records: vec![] };
     let decoded = Batch::decode(&alone.encode()).unwrap();
     assert!(
         matches!(trust.judge(decoded, NOW, &params), Verdict::Store { revocations, .. } if revocations.len() == 1)
     );
     let foreign = Revocation::issue(&Cluster::new().key, node.public(), NOW, "x").unwrap();
-    let bad = Batch {
-        certs: vec![],
-        revocations: vec![foreign],
-        records: vec![],
-    };
-    assert!(matches!(
-        trust.judge(bad, NOW, &params),
-        Verdict::Reject("bad revocation")
-    ));
+    let bad = Batch { certs: vec![], revocations: vec![foreign], records: vec![] };
+    assert!(matches!(trust.judge(bad, NOW, &params), Verdict::Reject("bad revocation")));
 }

@@ -45,21 +45,14 @@ pub enum Verdict {
 impl Trust {
     /// A trust store for `cluster` with no certificate or revocation yet.
     pub fn new(cluster: PublicKey) -> Trust {
-        Trust {
-            cluster,
-            certs: HashMap::new(),
-            revocations: Revocations::new(cluster),
-        }
+        Trust { cluster, certs: HashMap::new(), revocations: Revocations::new(cluster) }
     }
 
     /// Adds a certificate after checking it is signed by the cluster.
     /// Returns whether it was new.
     pub fn add_certificate(&mut self, cert: Certificate) -> Result<bool, CertError> {
         if cert.cluster() != &self.cluster {
-            return Err(CertError::WrongCluster {
-                expected: self.cluster,
-                found: *cert.cluster(),
-            });
+            return Err(CertError::WrongCluster { expected: self.cluster, found: *cert.cluster() });
         }
         cert.verify_signature(&self.cluster)?;
         let known = self.certs.entry(*cert.node()).or_default();
@@ -99,10 +92,7 @@ impl Trust {
 
     /// Any certificate known for `node` (the latest-ending), to send along.
     pub fn cert_of(&self, node: &PublicKey) -> Option<&Certificate> {
-        self.certs
-            .get(node)?
-            .iter()
-            .max_by_key(|c| c.not_after_ms())
+        self.certs.get(node)?.iter().max_by_key(|c| c.not_after_ms())
     }
 
     /// Judges a decoded batch at `now_ms`. The certificates it carries are
@@ -164,10 +154,6 @@ impl Trust {
                 Err(_) => return Verdict::Reject("certificate does not cover record"),
             }
         }
-        Verdict::Store {
-            certs: new_certs,
-            revocations: new_revocations,
-            records: batch.records,
-        }
+        Verdict::Store { certs: new_certs, revocations: new_revocations, records: batch.records }
     }
 }

@@ -23,10 +23,9 @@ const INSERT_RECORD: &str = "INSERT OR REPLACE INTO records (key, origin, kind, 
 fn row_error(path: &Path, e: RowError) -> StoreError {
     match e {
         RowError::Sqlite(e) => classify(path, e),
-        RowError::Invalid(e) => StoreError::Damaged {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        },
+        RowError::Invalid(e) => {
+            StoreError::Damaged { path: path.to_owned(), detail: e.to_string() }
+        }
     }
 }
 
@@ -76,10 +75,7 @@ impl Db {
 
     fn load_origins(&mut self) -> Result<(), StoreError> {
         let mut origins = HashMap::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, key FROM origins")
-            .map_err(self.fail())?;
+        let mut stmt = self.conn.prepare("SELECT id, key FROM origins").map_err(self.fail())?;
         let mut rows = stmt.query([]).map_err(self.fail())?;
         while let Some(row) = rows.next().map_err(self.fail())? {
             let key: Vec<u8> = row.get(1).map_err(self.fail())?;
@@ -92,10 +88,7 @@ impl Db {
         drop(rows);
         drop(stmt);
         let mut revoked = HashSet::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT node FROM revocations")
-            .map_err(self.fail())?;
+        let mut stmt = self.conn.prepare("SELECT node FROM revocations").map_err(self.fail())?;
         let nodes: Vec<Vec<u8>> = stmt
             .query_map([], |r| r.get(0))
             .and_then(|rows| rows.collect())
@@ -137,10 +130,7 @@ impl Db {
                     .filter(|(k, _)| changed.contains(k))
                     .map(|(k, on_key)| (k, self.summary(&on_key)))
                     .collect();
-                Ok(Applied {
-                    new: touched.1,
-                    summaries,
-                })
+                Ok(Applied { new: touched.1, summaries })
             }
             Err(e) => {
                 // The transaction rolled back: so did the origins it interned.
@@ -161,13 +151,7 @@ impl Db {
         now_ms: u64,
         interned: &mut Vec<Origin>,
     ) -> Result<(HashMap<Key, Vec<Record>>, Vec<Record>), StoreError> {
-        let Db {
-            conn,
-            path,
-            params,
-            origins,
-            ..
-        } = self;
+        let Db { conn, path, params, origins, .. } = self;
         let fail = |e| classify(path, e);
         let tx = conn.transaction().map_err(fail)?;
         let mut touched: HashMap<Key, Vec<Record>> = HashMap::new();
@@ -179,9 +163,8 @@ impl Db {
                 ))
                 .map_err(fail)?;
             let mut insert = tx.prepare_cached(INSERT_RECORD).map_err(fail)?;
-            let mut intern = tx
-                .prepare_cached("INSERT INTO origins (key) VALUES (?1)")
-                .map_err(fail)?;
+            let mut intern =
+                tx.prepare_cached("INSERT INTO origins (key) VALUES (?1)").map_err(fail)?;
             for record in records {
                 let key = record.key();
                 let key_bytes = key.to_bytes();
@@ -245,11 +228,7 @@ impl Db {
 
     /// What `on_key` decides, leaving out revoked origins.
     fn summary(&self, on_key: &[Record]) -> KeySummary {
-        KeySummary::of(
-            on_key
-                .iter()
-                .filter(|r| !self.revoked.contains(&r.origin())),
-        )
+        KeySummary::of(on_key.iter().filter(|r| !self.revoked.contains(&r.origin())))
     }
 
     /// Deletes every record the GC rule lets go at `now_ms`; returns how many.
@@ -292,11 +271,7 @@ impl Db {
         let node = revocation.node().to_bytes();
         let kept: Option<Vec<u8>> = self
             .conn
-            .query_row(
-                "SELECT body FROM revocations WHERE node = ?1",
-                [&node[..]],
-                |r| r.get(0),
-            )
+            .query_row("SELECT body FROM revocations WHERE node = ?1", [&node[..]], |r| r.get(0))
             .optional()
             .map_err(self.fail())?;
         if let Some(body) = kept
@@ -333,10 +308,8 @@ impl Db {
             .conn
             .prepare("SELECT DISTINCT key FROM records WHERE origin = ?1")
             .map_err(self.fail())?;
-        let blobs: Vec<Vec<u8>> = stmt
-            .query_map([id], |r| r.get(0))
-            .and_then(|r| r.collect())
-            .map_err(self.fail())?;
+        let blobs: Vec<Vec<u8>> =
+            stmt.query_map([id], |r| r.get(0)).and_then(|r| r.collect()).map_err(self.fail())?;
         blobs
             .iter()
             .map(|b| {
@@ -354,9 +327,7 @@ impl Db {
         let mut index = Index::default();
         let mut stmt = self
             .conn
-            .prepare(&format!(
-                "SELECT {RECORD_COLUMNS} FROM {RECORD_FROM} ORDER BY r.key"
-            ))
+            .prepare(&format!("SELECT {RECORD_COLUMNS} FROM {RECORD_FROM} ORDER BY r.key"))
             .map_err(self.fail())?;
         let mut rows = stmt.query([]).map_err(self.fail())?;
         let mut on_key: Vec<Record> = Vec::new();

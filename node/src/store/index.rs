@@ -20,11 +20,7 @@ pub struct Index {
 
 impl Default for Index {
     fn default() -> Index {
-        Index {
-            keys: HashMap::new(),
-            v4_lengths: [0; 33],
-            v6_lengths: [0; 129],
-        }
+        Index { keys: HashMap::new(), v4_lengths: [0; 33], v6_lengths: [0; 129] }
     }
 }
 
@@ -75,20 +71,13 @@ impl Index {
 
     /// Every key banned or allowed at `now_ms`, with its summary.
     pub fn live(&self, now_ms: u64) -> impl Iterator<Item = (Key, KeySummary)> + '_ {
-        self.keys
-            .iter()
-            .filter(move |(_, s)| !s.is_spent(now_ms))
-            .map(|(k, s)| (*k, *s))
+        self.keys.iter().filter(move |(_, s)| !s.is_spent(now_ms)).map(|(k, s)| (*k, *s))
     }
 
     /// Forgets keys that decide nothing at `now_ms` or later; returns how many.
     pub fn sweep(&mut self, now_ms: u64) -> usize {
-        let spent: Vec<Key> = self
-            .keys
-            .iter()
-            .filter(|(_, s)| s.is_spent(now_ms))
-            .map(|(k, _)| *k)
-            .collect();
+        let spent: Vec<Key> =
+            self.keys.iter().filter(|(_, s)| s.is_spent(now_ms)).map(|(k, _)| *k).collect();
         for key in &spent {
             self.set(*key, KeySummary::default());
         }
@@ -122,11 +111,7 @@ mod tests {
     }
 
     fn ban(until: u64) -> KeySummary {
-        KeySummary {
-            ban_until_ms: until,
-            strikes: 1,
-            allow_until_ms: 0,
-        }
+        KeySummary { ban_until_ms: until, strikes: 1, allow_until_ms: 0 }
     }
 
     #[test]
@@ -137,35 +122,16 @@ mod tests {
         let addr = "10.0.0.7".parse().unwrap();
         assert_eq!(
             index.decision(addr, 100),
-            Decision::Banned {
-                key: key("10.0.0.7"),
-                until_ms: 900,
-                strikes: 1
-            }
+            Decision::Banned { key: key("10.0.0.7"), until_ms: 900, strikes: 1 }
         );
         assert!(matches!(
             index.decision("10.0.0.8".parse().unwrap(), 100),
             Decision::Banned { until_ms: 500, .. }
         ));
-        assert_eq!(
-            index.decision("10.0.1.1".parse().unwrap(), 100),
-            Decision::Free
-        );
-        index.set(
-            key("10.0.0.0/16"),
-            KeySummary {
-                allow_until_ms: 300,
-                ..KeySummary::default()
-            },
-        );
-        assert!(matches!(
-            index.decision(addr, 100),
-            Decision::Allowed { until_ms: 300, .. }
-        ));
-        assert!(matches!(
-            index.decision(addr, 300),
-            Decision::Banned { until_ms: 900, .. }
-        ));
+        assert_eq!(index.decision("10.0.1.1".parse().unwrap(), 100), Decision::Free);
+        index.set(key("10.0.0.0/16"), KeySummary { allow_until_ms: 300, ..KeySummary::default() });
+        assert!(matches!(index.decision(addr, 100), Decision::Allowed { until_ms: 300, .. }));
+        assert!(matches!(index.decision(addr, 300), Decision::Banned { until_ms: 900, .. }));
         assert_eq!(index.live(600).count(), 1);
     }
 

@@ -110,23 +110,10 @@ pub enum StoreError {
 
 /// A request to the writer task.
 enum Command {
-    Apply {
-        records: Vec<Record>,
-        now_ms: u64,
-        reply: oneshot::Sender<Result<Applied, StoreError>>,
-    },
-    Gc {
-        now_ms: u64,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
-    },
-    Certificate {
-        cert: Box<Certificate>,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
-    },
-    Revocation {
-        revocation: Box<Revocation>,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
-    },
+    Apply { records: Vec<Record>, now_ms: u64, reply: oneshot::Sender<Result<Applied, StoreError>> },
+    Gc { now_ms: u64, reply: oneshot::Sender<Result<usize, StoreError>> },
+    Certificate { cert: Box<Certificate>, reply: oneshot::Sender<Result<bool, StoreError>> },
+    Revocation { revocation: Box<Revocation>, reply: oneshot::Sender<Result<bool, StoreError>> },
 }
 
 /// A handle on the store: cheap to clone, usable from any task.
@@ -161,12 +148,7 @@ impl Store {
             let index = index.clone();
             move || run_writer(db, writer_rx, &index)
         });
-        let store = Store {
-            path,
-            writer_tx,
-            index,
-            readers: Arc::new(Mutex::new(Vec::new())),
-        };
+        let store = Store { path, writer_tx, index, readers: Arc::new(Mutex::new(Vec::new())) };
         Ok((store, writer))
     }
 
@@ -180,21 +162,13 @@ impl Store {
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writer_tx
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.writer_tx.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Applies a batch of verified records; returns once it is committed.
     pub async fn apply(&self, records: Vec<Record>, now_ms: u64) -> Result<Applied, StoreError> {
-        self.ask(|reply| Command::Apply {
-            records,
-            now_ms,
-            reply,
-        })
-        .await
+        self.ask(|reply| Command::Apply { records, now_ms, reply }).await
     }
 
     /// Runs the GC sweep at `now_ms`; returns how many records went.
@@ -204,21 +178,13 @@ impl Store {
 
     /// Stores a verified certificate; returns whether it was new.
     pub async fn add_certificate(&self, cert: Certificate) -> Result<bool, StoreError> {
-        self.ask(|reply| Command::Certificate {
-            cert: Box::new(cert),
-            reply,
-        })
-        .await
+        self.ask(|reply| Command::Certificate { cert: Box::new(cert), reply }).await
     }
 
     /// Stores a verified revocation; the revoked origin's records stop
     /// counting in the index at once. Returns whether it changed anything.
     pub async fn add_revocation(&self, revocation: Revocation) -> Result<bool, StoreError> {
-        self.ask(|reply| Command::Revocation {
-            revocation: Box::new(revocation),
-            reply,
-        })
-        .await
+        self.ask(|reply| Command::Revocation { revocation: Box::new(revocation), reply }).await
     }
 
     /// Runs `f` with the index (shared, read-only). Keep `f` short: the
@@ -241,10 +207,7 @@ impl Store {
                 None => schema::open_reader(&path)?,
             };
             let result = f(&conn, &path);
-            readers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(conn);
+            readers.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
             result
         })
         .await
@@ -265,11 +228,7 @@ fn run_writer(mut db: Db, mut writer_rx: mpsc::Receiver<Command>, index: &RwLock
     };
     while let Some(command) = writer_rx.blocking_recv() {
         match command {
-            Command::Apply {
-                records,
-                now_ms,
-                reply,
-            } => {
+            Command::Apply { records, now_ms, reply } => {
                 let result = db.apply(records, now_ms);
                 if let Ok(applied) = &result {
                     update(&applied.summaries);
@@ -278,10 +237,7 @@ fn run_writer(mut db: Db, mut writer_rx: mpsc::Receiver<Command>, index: &RwLock
             }
             Command::Gc { now_ms, reply } => {
                 let result = db.gc(now_ms);
-                index
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .sweep(now_ms);
+                index.write().unwrap_or_else(PoisonError::into_inner).sweep(now_ms);
                 let _ = reply.send(result);
             }
             Command::Certificate { cert, reply } => {

@@ -35,10 +35,9 @@ fn select_records(
     while let Some(row) = rows.next().map_err(fail(path))? {
         out.push(record_from_row(row).map_err(|e| match e {
             RowError::Sqlite(e) => classify(path, e),
-            RowError::Invalid(e) => StoreError::Damaged {
-                path: path.to_owned(),
-                detail: e.to_string(),
-            },
+            RowError::Invalid(e) => {
+                StoreError::Damaged { path: path.to_owned(), detail: e.to_string() }
+            }
         })?);
     }
     Ok(out)
@@ -55,19 +54,12 @@ pub fn records_on_keys(
     }
     let marks = vec!["?"; keys.len()].join(",");
     let blobs = keys.iter().map(Key::to_bytes);
-    select_records(
-        conn,
-        path,
-        &format!("r.key IN ({marks})"),
-        params_from_iter(blobs),
-    )
+    select_records(conn, path, &format!("r.key IN ({marks})"), params_from_iter(blobs))
 }
 
 /// Every key that covers `key`: itself and every wider network holding it.
 pub fn covering_keys(key: Key) -> Vec<Key> {
-    Key::covering(key.net().network())
-        .filter(|k| k.prefix_len() <= key.prefix_len())
-        .collect()
+    Key::covering(key.net().network()).filter(|k| k.prefix_len() <= key.prefix_len()).collect()
 }
 
 /// Every record on `key` and on every network covering it (for `trace`).
@@ -104,9 +96,8 @@ pub fn decision(
         &format!("r.key IN ({marks}) AND {NOT_REVOKED}"),
         params_from_iter(keys.iter().map(Key::to_bytes)),
     )?;
-    let covering = keys
-        .iter()
-        .map(|k| (*k, KeySummary::of(records.iter().filter(|r| r.key() == *k))));
+    let covering =
+        keys.iter().map(|k| (*k, KeySummary::of(records.iter().filter(|r| r.key() == *k))));
     Ok(decide_address(covering, now_ms))
 }
 
@@ -143,9 +134,7 @@ pub fn counts(conn: &Connection, path: &Path) -> Result<Counts, StoreError> {
         c.records += n;
     }
     let one = |sql: &str| -> Result<u64, StoreError> {
-        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-            .map(from_sql)
-            .map_err(fail(path))
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(from_sql).map_err(fail(path))
     };
     c.origins = one("SELECT count(*) FROM origins")?;
     c.certificates = one("SELECT count(*) FROM certificates")?;
@@ -159,11 +148,9 @@ pub fn greatest_on_key(
     path: &Path,
     key: Key,
 ) -> Result<Option<Hlc>, StoreError> {
-    conn.query_row(
-        "SELECT max(issued_at) FROM records WHERE key = ?1",
-        [key.to_bytes()],
-        |r| r.get::<_, Option<i64>>(0),
-    )
+    conn.query_row("SELECT max(issued_at) FROM records WHERE key = ?1", [key.to_bytes()], |r| {
+        r.get::<_, Option<i64>>(0)
+    })
     .map(|v| v.map(|v| Hlc(from_sql(v))))
     .map_err(fail(path))
 }
@@ -203,11 +190,7 @@ pub fn digest(
             .and_then(|r| r.collect())
             .map_err(fail(path))?;
         for (at, id) in rows {
-            let at = if millis {
-                Hlc::from_millis(from_sql(at))
-            } else {
-                Hlc(from_sql(at))
-            };
+            let at = if millis { Hlc::from_millis(from_sql(at)) } else { Hlc(from_sql(at)) };
             let id = blob32(&id).map_err(|e| StoreError::Damaged {
                 path: path.to_owned(),
                 detail: e.to_string(),
@@ -216,13 +199,27 @@ pub fn digest(
         }
         Ok(())
     };
-    push_rows(
-        "SELECT issued_at, id FROM records WHERE end_ms > ?1",
-        &[floor],
-        false,
-    )?;
+    push_rows("SELECT issued_at, id FROM records WHERE end_ms > ?1", &[floor], false)?;
     push_rows("SELECT not_before, id FROM certificates", &[], true)?;
     push_rows("SELECT issued_at, id FROM revocations", &[], true)?;
     items.sort_unstable();
     Ok(digest_items(&items))
+}
+
+/// Every record in the store, in slot order (for `banmesh records`).
+pub fn all_records(conn: &Connection, path: &Path) -> Result<Vec<Record>, StoreError> {
+    select_records(conn, path, "1 = 1", [])
+}
+
+/// Canonical bodies of certificates, then of revocations.
+pub type TrustBodies = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// The bodies of every stored certificate and revocation, for the node's
+/// trust at start. Bodies that no longer decode are skipped by the caller.
+pub fn trust_items(conn: &Connection, path: &Path) -> Result<TrustBodies, StoreError> {
+    let bodies = |sql: &str| -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut stmt = conn.prepare_cached(sql).map_err(fail(path))?;
+        stmt.query_map([], |r| r.get(0)).and_then(|r| r.collect()).map_err(fail(path))
+    };
+    Ok((bodies("SELECT body FROM certificates")?, bodies("SELECT body FROM revocations")?))
 }

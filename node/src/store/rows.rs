@@ -30,32 +30,16 @@ pub fn record_from_row(row: &Row<'_>) -> Result<Record, RowError> {
     let expires_at = row.get::<_, Option<i64>>(4)?.map(from_sql);
     let strikes =
         u32::try_from(row.get::<_, i64>(5)?).map_err(|_| DecodeError::BadField("strikes"))?;
-    let meta = Metadata {
-        jail: row.get(6)?,
-        reason: row.get(7)?,
-        source: row.get(8)?,
-    };
-    let signature: [u8; 64] = row
-        .get::<_, Vec<u8>>(9)?
-        .try_into()
-        .map_err(|_| DecodeError::BadField("signature"))?;
-    let statement = Statement {
-        key,
-        kind,
-        issued_at,
-        expires_at,
-        strikes,
-        meta,
-        origin,
-    };
+    let meta = Metadata { jail: row.get(6)?, reason: row.get(7)?, source: row.get(8)? };
+    let signature: [u8; 64] =
+        row.get::<_, Vec<u8>>(9)?.try_into().map_err(|_| DecodeError::BadField("signature"))?;
+    let statement = Statement { key, kind, issued_at, expires_at, strikes, meta, origin };
     Ok(Record::new(statement, signature))
 }
 
 /// A 32-byte column (origin key, id).
 pub fn blob32(bytes: &[u8]) -> Result<[u8; 32], DecodeError> {
-    bytes
-        .try_into()
-        .map_err(|_| DecodeError::BadField("32-byte column"))
+    bytes.try_into().map_err(|_| DecodeError::BadField("32-byte column"))
 }
 
 /// A u64 as SQLite's i64. Valid records' times fit (`MAX_TIME_MS`); larger

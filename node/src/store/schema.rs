@@ -64,11 +64,8 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
     let fail = |e| classify(path, e);
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(fail)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(fail)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(fail)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Sqlite {
             path: path.to_owned(),
@@ -90,17 +87,14 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(|e| classify(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| classify(path, e))?;
     Ok(conn)
 }
 
 /// `PRAGMA quick_check`: a damaged or truncated file is refused at start,
 /// before anything is written to it.
 fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let mut stmt = conn
-        .prepare("PRAGMA quick_check")
-        .map_err(|e| classify(path, e))?;
+    let mut stmt = conn.prepare("PRAGMA quick_check").map_err(|e| classify(path, e))?;
     let rows: Vec<String> = stmt
         .query_map([], |r| r.get(0))
         .and_then(|rows| rows.collect())
@@ -108,17 +102,12 @@ fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     if rows.len() == 1 && rows[0] == "ok" {
         return Ok(());
     }
-    Err(StoreError::Damaged {
-        path: path.to_owned(),
-        detail: rows.join("; "),
-    })
+    Err(StoreError::Damaged { path: path.to_owned(), detail: rows.join("; ") })
 }
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let fail = |e| classify(path, e);
-    let found: u32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(fail)?;
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
             path: path.to_owned(),
@@ -128,14 +117,12 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     for (done, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = done + 1;
-        conn.execute_batch(&format!(
-            "BEGIN; {sql}; PRAGMA user_version={version}; COMMIT;"
-        ))
-        .map_err(|e| {
-            // Leave the file as it was before this step.
-            let _ = conn.execute_batch("ROLLBACK");
-            classify(path, e)
-        })?;
+        conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version={version}; COMMIT;"))
+            .map_err(|e| {
+                // Leave the file as it was before this step.
+                let _ = conn.execute_batch("ROLLBACK");
+                classify(path, e)
+            })?;
         tracing::info!(path = %path.display(), version, "store schema migrated");
     }
     Ok(())
@@ -147,20 +134,13 @@ pub fn classify(path: &Path, error: rusqlite::Error) -> StoreError {
     let path: PathBuf = path.to_owned();
     match error.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => StoreError::DiskFull { path },
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Damaged {
-            path,
-            detail: error.to_string(),
-        },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StoreError::Damaged { path, detail: error.to_string() }
+        }
         Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
-            StoreError::Unwritable {
-                path,
-                detail: error.to_string(),
-            }
+            StoreError::Unwritable { path, detail: error.to_string() }
         }
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy { path },
-        _ => StoreError::Sqlite {
-            path,
-            detail: error.to_string(),
-        },
+        _ => StoreError::Sqlite { path, detail: error.to_string() },
     }
 }

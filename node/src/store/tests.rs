@@ -33,14 +33,8 @@ const KEYS: [&str; 7] = [
     "2001:db8::/48",
     "192.0.2.1",
 ];
-const ADDRS: [&str; 6] = [
-    "10.0.0.1",
-    "10.0.0.2",
-    "10.0.0.9",
-    "10.0.9.9",
-    "2001:db8::1",
-    "192.0.2.1",
-];
+const ADDRS: [&str; 6] =
+    ["10.0.0.1", "10.0.0.2", "10.0.0.9", "10.0.9.9", "2001:db8::1", "192.0.2.1"];
 
 fn statement(kind: Kind, key: &str, issued_ms: u64, ttl_ms: u64) -> Statement {
     Statement {
@@ -49,11 +43,7 @@ fn statement(kind: Kind, key: &str, issued_ms: u64, ttl_ms: u64) -> Statement {
         issued_at: Hlc::from_millis(issued_ms),
         expires_at: kind.expires().then_some(issued_ms + ttl_ms),
         strikes: u32::from(kind == Kind::Ban),
-        meta: Metadata {
-            jail: "sshd".into(),
-            reason: "test".into(),
-            source: "cli".into(),
-        },
+        meta: Metadata { jail: "sshd".into(), reason: "test".into(), source: "cli".into() },
         origin: Origin::default(),
     }
 }
@@ -92,22 +82,11 @@ async fn store_apply_reports_new_records_and_is_idempotent() {
     let first = store.apply(records.clone(), T0).await.unwrap();
     assert!(!first.new.is_empty());
     let again = store.apply(records.clone(), T0).await.unwrap();
-    assert!(
-        again.new.is_empty(),
-        "a batch applied twice reported {} new",
-        again.new.len()
-    );
+    assert!(again.new.is_empty(), "a batch applied twice reported {} new", again.new.len());
     assert!(again.summaries.is_empty());
     let mut state = State::new();
-    let expected: usize = records
-        .iter()
-        .filter(|r| state.insert((*r).clone()))
-        .count();
-    assert_eq!(
-        first.new.len(),
-        expected,
-        "new records are exactly the state's changes"
-    );
+    let expected: usize = records.iter().filter(|r| state.insert((*r).clone())).count();
+    assert_eq!(first.new.len(), expected, "new records are exactly the state's changes");
     let counts = store.read(query::counts).await.unwrap();
     assert_eq!(counts.records as usize, state.len());
     assert_eq!(counts.origins, 3);
@@ -120,16 +99,10 @@ async fn store_keeps_the_greatest_record_per_slot_whatever_the_order() {
     let node = SecretKey::generate().unwrap();
     let old = sign_record(&node, statement(Kind::Ban, "10.0.0.1", T0, 60_000));
     let new = sign_record(&node, statement(Kind::Ban, "10.0.0.1", T0 + 1, 1_000));
-    assert_eq!(
-        store.apply(vec![new.clone()], T0).await.unwrap().new,
-        vec![new.clone()]
-    );
+    assert_eq!(store.apply(vec![new.clone()], T0).await.unwrap().new, vec![new.clone()]);
     assert!(store.apply(vec![old], T0).await.unwrap().new.is_empty());
     let key: Key = "10.0.0.1".parse().unwrap();
-    let on_key = store
-        .read(move |c, p| query::records_on_keys(c, p, &[key]))
-        .await
-        .unwrap();
+    let on_key = store.read(move |c, p| query::records_on_keys(c, p, &[key])).await.unwrap();
     assert_eq!(on_key, vec![new]);
 }
 
@@ -157,29 +130,16 @@ async fn store_decisions_match_the_crdt_state() {
         for t in (T0..T0 + 1_600_000).step_by(37_000) {
             for a in addrs() {
                 let expected = state.decision(a, t);
-                assert_eq!(
-                    reopened.with_index(|i| i.decision(a, t)),
-                    expected,
-                    "index {a} at {t}"
-                );
-                let sql = reopened
-                    .read(move |c, p| query::decision(c, p, a, t))
-                    .await
-                    .unwrap();
+                assert_eq!(reopened.with_index(|i| i.decision(a, t)), expected, "index {a} at {t}");
+                let sql = reopened.read(move |c, p| query::decision(c, p, a, t)).await.unwrap();
                 assert_eq!(sql, expected, "sql {a} at {t}");
             }
         }
         let params = Params::default();
         for horizon in [0, T0 + 3_000_000, T0 + params.retention_ms + 1_000_000] {
-            let digest = reopened
-                .read(move |c, p| query::digest(c, p, horizon, &params))
-                .await
-                .unwrap();
-            assert_eq!(
-                digest,
-                state.digest(horizon, &params),
-                "digest at {horizon}"
-            );
+            let digest =
+                reopened.read(move |c, p| query::digest(c, p, horizon, &params)).await.unwrap();
+            assert_eq!(digest, state.digest(horizon, &params), "digest at {horizon}");
         }
     }
 }
@@ -191,46 +151,22 @@ async fn store_index_follows_each_commit() {
     let node = SecretKey::generate().unwrap();
     let addr: IpAddr = "10.0.0.1".parse().unwrap();
     store
-        .apply(
-            vec![sign_record(
-                &node,
-                statement(Kind::Ban, "10.0.0.0/24", T0, 60_000),
-            )],
-            T0,
-        )
+        .apply(vec![sign_record(&node, statement(Kind::Ban, "10.0.0.0/24", T0, 60_000))], T0)
         .await
         .unwrap();
     let banned = store.with_index(|i| i.decision(addr, T0 + 1));
     assert!(matches!(banned, Decision::Banned { until_ms, .. } if until_ms == T0 + 60_000));
     store
-        .apply(
-            vec![sign_record(
-                &node,
-                statement(Kind::Allow, "10.0.0.1", T0 + 5, 10_000),
-            )],
-            T0,
-        )
+        .apply(vec![sign_record(&node, statement(Kind::Allow, "10.0.0.1", T0 + 5, 10_000))], T0)
         .await
         .unwrap();
-    assert!(matches!(
-        store.with_index(|i| i.decision(addr, T0 + 6)),
-        Decision::Allowed { .. }
-    ));
+    assert!(matches!(store.with_index(|i| i.decision(addr, T0 + 6)), Decision::Allowed { .. }));
     let other = SecretKey::generate().unwrap();
     store
-        .apply(
-            vec![sign_record(
-                &other,
-                statement(Kind::Unban, "10.0.0.0/24", T0 + 9, 0),
-            )],
-            T0,
-        )
+        .apply(vec![sign_record(&other, statement(Kind::Unban, "10.0.0.0/24", T0 + 9, 0))], T0)
         .await
         .unwrap();
-    assert_eq!(
-        store.with_index(|i| i.decision(addr, T0 + 20_000)),
-        Decision::Free
-    );
+    assert_eq!(store.with_index(|i| i.decision(addr, T0 + 20_000)), Decision::Free);
 }
 
 #[tokio::test]
@@ -238,10 +174,7 @@ async fn store_revocation_voids_an_origin_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let cluster = SecretKey::generate().unwrap();
-    let (good, bad) = (
-        SecretKey::generate().unwrap(),
-        SecretKey::generate().unwrap(),
-    );
+    let (good, bad) = (SecretKey::generate().unwrap(), SecretKey::generate().unwrap());
     store
         .apply(
             vec![
@@ -260,31 +193,19 @@ async fn store_revocation_voids_an_origin_everywhere() {
     );
     let revocation = Revocation::issue(&cluster, bad.public(), T0, "stolen").unwrap();
     assert!(store.add_revocation(revocation.clone()).await.unwrap());
-    assert!(
-        !store.add_revocation(revocation).await.unwrap(),
-        "the same revocation twice"
-    );
+    assert!(!store.add_revocation(revocation).await.unwrap(), "the same revocation twice");
     assert!(
         matches!(store.with_index(|i| i.decision(a1, T0)), Decision::Banned { until_ms, .. } if until_ms == T0 + 1_000)
     );
     assert_eq!(store.with_index(|i| i.decision(a2, T0)), Decision::Free);
     assert_eq!(
-        store
-            .read(move |c, p| query::decision(c, p, a2, T0))
-            .await
-            .unwrap(),
+        store.read(move |c, p| query::decision(c, p, a2, T0)).await.unwrap(),
         Decision::Free
     );
     // New records from the revoked origin do not count either, and the
     // index rebuilt at start agrees.
     store
-        .apply(
-            vec![sign_record(
-                &bad,
-                statement(Kind::Ban, "10.0.0.3", T0 + 1, 60_000),
-            )],
-            T0,
-        )
+        .apply(vec![sign_record(&bad, statement(Kind::Ban, "10.0.0.3", T0 + 1, 60_000))], T0)
         .await
         .unwrap();
     drop(store);
@@ -311,11 +232,7 @@ async fn store_gc_collects_only_what_can_no_longer_matter() {
     let gone = store.gc(late).await.unwrap();
     let collected = state.gc(late, &params);
     assert_eq!(gone, collected.len());
-    assert!(
-        gone > 0 && gone < records.len(),
-        "gc took {gone} of {}",
-        records.len()
-    );
+    assert!(gone > 0 && gone < records.len(), "gc took {gone} of {}", records.len());
     let counts = store.read(query::counts).await.unwrap();
     assert_eq!(counts.records as usize, state.len());
 }
@@ -327,43 +244,22 @@ async fn store_clock_queries_give_high_water_marks() {
     let node = SecretKey::generate().unwrap();
     let origin = banmesh_keys::origin_of(&node.public());
     assert_eq!(
-        store
-            .read(move |c, p| query::greatest_issued_by(c, p, origin))
-            .await
-            .unwrap(),
+        store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await.unwrap(),
         None
     );
     store
-        .apply(
-            vec![sign_record(
-                &node,
-                statement(Kind::Ban, "10.0.0.1", T0 + 5, 9),
-            )],
-            T0,
-        )
+        .apply(vec![sign_record(&node, statement(Kind::Ban, "10.0.0.1", T0 + 5, 9))], T0)
         .await
         .unwrap();
     store
-        .apply(
-            vec![sign_record(
-                &node,
-                statement(Kind::Ban, "10.0.0.2", T0 + 9, 9),
-            )],
-            T0,
-        )
+        .apply(vec![sign_record(&node, statement(Kind::Ban, "10.0.0.2", T0 + 9, 9))], T0)
         .await
         .unwrap();
-    let high = store
-        .read(move |c, p| query::greatest_issued_by(c, p, origin))
-        .await
-        .unwrap();
+    let high = store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await.unwrap();
     assert_eq!(high, Some(Hlc::from_millis(T0 + 9)));
     let key: Key = "10.0.0.1".parse().unwrap();
     assert_eq!(
-        store
-            .read(move |c, p| query::greatest_on_key(c, p, key))
-            .await
-            .unwrap(),
+        store.read(move |c, p| query::greatest_on_key(c, p, key)).await.unwrap(),
         Some(Hlc::from_millis(T0 + 5))
     );
     let covering = store
@@ -371,10 +267,7 @@ async fn store_clock_queries_give_high_water_marks() {
         .await
         .unwrap();
     assert_eq!(covering.len(), 1);
-    let by_origin = store
-        .read(move |c, p| query::records_by_origin(c, p, origin))
-        .await
-        .unwrap();
+    let by_origin = store.read(move |c, p| query::records_by_origin(c, p, origin)).await.unwrap();
     assert_eq!(by_origin.len(), 2);
 }
 
@@ -397,11 +290,7 @@ fn store_refuses_a_file_that_is_not_a_database() {
         text.contains(&path.display().to_string()) && text.contains("move the file aside"),
         "{text}"
     );
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        vec![0x42; 8192],
-        "the bad file was changed"
-    );
+    assert_eq!(std::fs::read(&path).unwrap(), vec![0x42; 8192], "the bad file was changed");
 }
 
 #[test]
@@ -411,9 +300,7 @@ fn store_refuses_a_truncated_file_and_keeps_it() {
     {
         let mut db = Db::open(&path, Params::default()).unwrap();
         db.apply(random_records(3, 2_000, &signers()), T0).unwrap();
-        db.conn()
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-            .unwrap();
+        db.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
     }
     let len = std::fs::metadata(&path).unwrap().len();
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -429,15 +316,9 @@ fn store_refuses_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DB_FILE);
     drop(Db::open(&path, Params::default()).unwrap());
-    Connection::open(&path)
-        .unwrap()
-        .execute_batch("PRAGMA user_version = 99")
-        .unwrap();
+    Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
     let err = open_error(dir.path());
-    assert!(
-        matches!(err, StoreError::NewerSchema { found: 99, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }), "{err:?}");
     assert!(err.to_string().contains("upgrade banmesh"), "{err}");
 }
 
@@ -450,23 +331,13 @@ fn store_reports_a_full_disk_and_loses_nothing_stored() {
     db.apply(random_records(4, 50, &signers), T0).unwrap();
     let kept = query::counts(db.conn(), &path).unwrap().records;
     // SQLite reports a page limit exactly as a full disk (SQLITE_FULL).
-    let pages: i64 = db
-        .conn()
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .unwrap();
-    db.conn()
-        .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
-        .unwrap();
+    let pages: i64 = db.conn().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    db.conn().execute_batch(&format!("PRAGMA max_page_count = {pages}")).unwrap();
     let many: Vec<Record> = (0..5_000u64)
         .map(|i| {
             sign_record(
                 &signers[0],
-                statement(
-                    Kind::Ban,
-                    &format!("10.1.{}.{}", i / 250, i % 250),
-                    T0 + i,
-                    60_000,
-                ),
+                statement(Kind::Ban, &format!("10.1.{}.{}", i / 250, i % 250), T0 + i, 60_000),
             )
         })
         .collect();
@@ -474,15 +345,10 @@ fn store_reports_a_full_disk_and_loses_nothing_stored() {
     assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
     assert!(err.to_string().contains("free space"), "{err}");
     let counts = query::counts(db.conn(), &path).unwrap();
-    assert_eq!(
-        counts.records, kept,
-        "the failed batch left no trace and lost nothing"
-    );
+    assert_eq!(counts.records, kept, "the failed batch left no trace and lost nothing");
     // The origins cache was rolled back with the transaction: a new origin
     // still interns once space is back.
-    db.conn()
-        .execute_batch("PRAGMA max_page_count = 1073741823")
-        .unwrap();
+    db.conn().execute_batch("PRAGMA max_page_count = 1073741823").unwrap();
     let fresh = SecretKey::generate().unwrap();
     let r = sign_record(&fresh, statement(Kind::Ban, "10.9.9.9", T0, 60_000));
     assert_eq!(db.apply(vec![r], T0).unwrap().new.len(), 1);

@@ -1,0 +1,69 @@
+//! `banmesh node`: runs the node daemon in the foreground until SIGTERM or
+//! SIGINT, logging to stderr (`RUST_LOG` chooses what; default `info`).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Overrides};
+use crate::daemon;
+
+/// Arguments of `banmesh node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The configuration file (default: the built-in defaults, which
+    /// `banmesh config example` prints).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Flags that override the configuration file.
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+/// Runs the node until a signal asks it to stop.
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), &args.overrides)?;
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        let watcher = tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping");
+            signals.cancel();
+        });
+        let result = daemon::run(config, shutdown.clone()).await;
+        shutdown.cancel();
+        watcher.abort();
+        result
+    })?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        // Without signal handlers, wait forever; the process is killed instead.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,200 @@
+//! The configuration file as written: one serde struct per TOML section,
+//! unknown keys refused, every default in a named function. Nothing here is
+//! checked beyond its TOML type; [`super::Config`] is the validated form.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename = "config")]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub node: RawNode,
+    #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub bans: RawBans,
+    #[serde(default)]
+    pub safety: RawSafety,
+    #[serde(default)]
+    pub sync: RawSync,
+}
+
+/// `[node]`: where this node keeps its files and where it listens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "node")]
+pub(super) struct RawNode {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `None` follows `data_dir`.
+    #[serde(default)]
+    pub node_key: Option<PathBuf>,
+    /// `None` follows `data_dir`.
+    #[serde(default)]
+    pub node_cert: Option<PathBuf>,
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub peers: Vec<String>,
+}
+
+impl Default for RawNode {
+    fn default() -> Self {
+        RawNode {
+            data_dir: default_data_dir(),
+            node_key: None,
+            node_cert: None,
+            socket: default_socket(),
+            listen: default_listen(),
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// `[cluster]`: the cluster key and the parameters every node must share.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "cluster")]
+pub(super) struct RawCluster {
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: String,
+    #[serde(default = "default_retention")]
+    pub retention: String,
+    #[serde(default = "default_skew_bound")]
+    pub skew_bound: String,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        RawCluster {
+            public_key: None,
+            max_ttl: default_max_ttl(),
+            retention: default_retention(),
+            skew_bound: default_skew_bound(),
+        }
+    }
+}
+
+/// `[bans]`: Fail2BanSync's ban settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "bans")]
+pub(super) struct RawBans {
+    #[serde(default = "default_bantime")]
+    pub bantime: String,
+    #[serde(default = "default_true")]
+    pub bantime_increment: bool,
+    #[serde(default = "default_bantime_factor")]
+    pub bantime_factor: f64,
+    #[serde(default = "default_bantime_maxtime")]
+    pub bantime_maxtime: String,
+    #[serde(default = "default_allowed_duration")]
+    pub allowed_duration: String,
+    #[serde(default = "default_known_duration")]
+    pub known_duration: String,
+}
+
+impl Default for RawBans {
+    fn default() -> Self {
+        RawBans {
+            bantime: default_bantime(),
+            bantime_increment: default_true(),
+            bantime_factor: default_bantime_factor(),
+            bantime_maxtime: default_bantime_maxtime(),
+            allowed_duration: default_allowed_duration(),
+            known_duration: default_known_duration(),
+        }
+    }
+}
+
+/// `[safety]`: what this node never enforces.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "safety")]
+pub(super) struct RawSafety {
+    #[serde(default)]
+    pub never_ban: Vec<String>,
+    #[serde(default = "default_true")]
+    pub enforce: bool,
+}
+
+impl Default for RawSafety {
+    fn default() -> Self {
+        RawSafety { never_ban: Vec::new(), enforce: default_true() }
+    }
+}
+
+/// `[sync]`: catch-up timing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "sync")]
+pub(super) struct RawSync {
+    #[serde(default = "default_sync_interval")]
+    pub interval: String,
+    #[serde(default = "default_hello_timeout")]
+    pub hello_timeout: String,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        RawSync { interval: default_sync_interval(), hello_timeout: default_hello_timeout() }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/banmesh")
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/banmesh/banmesh.sock")
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["/ip4/0.0.0.0/tcp/4646".to_owned()]
+}
+
+fn default_max_ttl() -> String {
+    "5w".to_owned()
+}
+
+fn default_retention() -> String {
+    "7d".to_owned()
+}
+
+fn default_skew_bound() -> String {
+    "30s".to_owned()
+}
+
+fn default_bantime() -> String {
+    "3m".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_bantime_factor() -> f64 {
+    24.0
+}
+
+fn default_bantime_maxtime() -> String {
+    "5w".to_owned()
+}
+
+fn default_allowed_duration() -> String {
+    "2m".to_owned()
+}
+
+fn default_known_duration() -> String {
+    "48h".to_owned()
+}
+
+fn default_sync_interval() -> String {
+    "30s".to_owned()
+}
+
+fn default_hello_timeout() -> String {
+    "10s".to_owned()
+}

@@ -1,0 +1,81 @@
+//! The configuration in effect, written back as TOML in the file's own
+//! layout and units, keys in the example's order, for `banmesh config check`. Reading it back gives the
+//! same [`Config`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use banmesh_crdt::duration::format_duration;
+use toml::Value;
+
+use super::Config;
+
+impl Config {
+    /// The configuration as a TOML file that loads back to this `Config`
+    /// (warnings aside), every key written out, durations in their units.
+    pub fn to_toml(&self) -> String {
+        let node = &self.node;
+        let mut out = Toml::default();
+        out.section("node");
+        out.key("data_dir", path(&node.data_dir));
+        out.key("node_key", path(&node.node_key));
+        out.key("node_cert", path(&node.node_cert));
+        out.key("socket", path(&node.socket));
+        out.key("listen", strings(node.listen.iter().cloned()));
+        out.key("peers", strings(node.peers.iter().cloned()));
+        let cluster = &self.cluster;
+        let ms = Duration::from_millis;
+        out.section("cluster");
+        if let Some(public_key) = &cluster.public_key {
+            out.key("public_key", path(public_key));
+        }
+        out.key("max_ttl", duration(ms(cluster.params.max_ttl_ms)));
+        out.key("retention", duration(ms(cluster.params.retention_ms)));
+        out.key("skew_bound", duration(ms(cluster.params.skew_bound_ms)));
+        let bans = &self.bans;
+        out.section("bans");
+        out.key("bantime", duration(bans.bantime));
+        out.key("bantime_increment", Value::Boolean(bans.increment));
+        out.key("bantime_factor", Value::Float(bans.factor));
+        out.key("bantime_maxtime", duration(bans.maxtime));
+        out.key("allowed_duration", duration(bans.allowed_duration));
+        out.key("known_duration", duration(bans.known_duration));
+        out.section("safety");
+        let never_ban = self.safety.never_ban.iter().map(|key| key.to_string());
+        out.key("never_ban", strings(never_ban));
+        out.key("enforce", Value::Boolean(self.safety.enforce));
+        out.section("sync");
+        out.key("interval", duration(self.sync.interval));
+        out.key("hello_timeout", duration(self.sync.hello_timeout));
+        out.0
+    }
+}
+
+/// TOML text being written, one section and key at a time, in order.
+#[derive(Default)]
+struct Toml(String);
+
+impl Toml {
+    fn section(&mut self, name: &str) {
+        if !self.0.is_empty() {
+            self.0.push('\n');
+        }
+        self.0.push_str(&format!("[{name}]\n"));
+    }
+
+    fn key(&mut self, key: &str, value: Value) {
+        self.0.push_str(&format!("{key} = {value}\n"));
+    }
+}
+
+fn path(path: &Path) -> Value {
+    Value::String(path.to_string_lossy().into_owned())
+}
+
+fn duration(duration: Duration) -> Value {
+    Value::String(format_duration(duration))
+}
+
+fn strings(items: impl Iterator<Item = String>) -> Value {
+    Value::Array(items.map(Value::String).collect())
+}

@@ -1,0 +1,397 @@
+//! The control socket's wire format: length-prefixed, versioned JSON frames,
+//! the commands a client sends and the responses a node gives.
+//!
+//! # Framing
+//!
+//! Every message is a 4-byte big-endian length followed by that many bytes of
+//! JSON. A connection carries exactly one exchange:
+//!
+//! 1. the client sends one request frame, at most [`MAX_REQUEST_FRAME`] bytes:
+//!    `{"version": 1, "command": {"cmd": "ban", "key": "192.0.2.7", ...}}`;
+//! 2. the node answers with zero or more [`Frame::Chunk`] frames followed by
+//!    exactly one [`Frame::Reply`] frame, each at most [`MAX_RESPONSE_FRAME`]
+//!    bytes, then closes the connection.
+//!
+//! Only a [`Response::Records`] is sent in chunks: the node sends its records
+//! in chunks of about [`CHUNK_TARGET`] bytes and then a reply holding
+//! `Records([])`; the client appends the records of every chunk, in order,
+//! before those of the reply (see [`Assembler`]). Every other response is a
+//! single reply frame. A request whose `version` is not [`PROTOCOL_VERSION`]
+//! is answered with a [`Response::Error`] naming both versions.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+use super::views::{PeerView, RecordView, StatusView, TraceView};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request frame, in bytes (1 MiB).
+pub const MAX_REQUEST_FRAME: usize = 1 << 20;
+/// Largest response frame, in bytes (8 MiB).
+pub const MAX_RESPONSE_FRAME: usize = 8 << 20;
+/// Size the node aims for when it packs records into one chunk frame.
+pub const CHUNK_TARGET: usize = 1 << 20;
+
+/// One request: the protocol version and the command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The protocol version the client speaks ([`PROTOCOL_VERSION`]).
+    pub version: u32,
+    /// What the client asks.
+    pub command: Command,
+}
+
+/// What a client asks the node. Keys and addresses are sent as the operator
+/// wrote them; the node parses and normalises them and says what it changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// The node's identity, peers, record counts and warnings.
+    Status,
+    /// Every peer the node knows.
+    Peers,
+    /// Issue a Ban on an address or network.
+    Ban {
+        /// The address or network, as written (`192.0.2.7`, `10.0.0.0/24`).
+        key: String,
+        /// How long, in ms; `None` means the configured bantime.
+        #[serde(default)]
+        duration_ms: Option<u64>,
+        /// Renew the ban before it expires until an unban (`--for permanent`).
+        #[serde(default)]
+        permanent: bool,
+        /// The jail to record, if any.
+        #[serde(default)]
+        jail: Option<String>,
+        /// Why, if the operator said.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Issue an Unban on exactly this key.
+    Unban {
+        /// The address or network, as written.
+        key: String,
+    },
+    /// Issue an Allow on an address or network.
+    Allow {
+        /// The address or network, as written.
+        key: String,
+        /// How long, in ms; `None` means the cluster's `max_ttl`.
+        #[serde(default)]
+        duration_ms: Option<u64>,
+        /// Renew the allow before it expires until a disallow.
+        #[serde(default)]
+        permanent: bool,
+    },
+    /// Issue a Disallow on exactly this key.
+    Disallow {
+        /// The address or network, as written.
+        key: String,
+    },
+    /// Stored records, filtered; no limit.
+    Records {
+        /// Only records on this address or network, and on networks covering it.
+        #[serde(default)]
+        ip: Option<String>,
+        /// Only records issued by this origin: a certificate name or a public key.
+        #[serde(default)]
+        origin: Option<String>,
+        /// Only records of this kind (`ban`, `unban`, `allow`, `disallow`).
+        #[serde(default)]
+        kind: Option<String>,
+    },
+    /// Every record deciding one address, and the decision.
+    Trace {
+        /// The address, as written.
+        ip: String,
+    },
+    /// Reconcile now, with one peer or with every connected peer.
+    Sync {
+        /// The peer id to reconcile with; `None` means every connected peer.
+        #[serde(default)]
+        peer: Option<String>,
+    },
+    /// Store a revocation and spread it to the mesh.
+    RevokePublish {
+        /// The revocation, PEM-armoured as `banmesh keys revoke` writes it.
+        pem: String,
+    },
+}
+
+/// The node's answer to one [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Response {
+    /// Answers [`Command::Status`].
+    Status(StatusView),
+    /// Answers [`Command::Peers`].
+    Peers(Vec<PeerView>),
+    /// Answers a write (ban, unban, allow, disallow) once the record is stored.
+    Written {
+        /// The record as stored.
+        record: RecordView,
+        /// Sentences for the operator: the key was normalised, a covering ban
+        /// remains, and so on.
+        notes: Vec<String>,
+    },
+    /// Answers [`Command::Records`].
+    Records(Vec<RecordView>),
+    /// Answers [`Command::Trace`].
+    Trace(TraceView),
+    /// Answers [`Command::Sync`] once reconciliation finished.
+    Synced {
+        /// The peers reconciled with.
+        peers: Vec<String>,
+    },
+    /// Answers [`Command::RevokePublish`].
+    Revoked {
+        /// The revoked node's public key.
+        node: String,
+        /// False when the node already held this revocation.
+        new: bool,
+    },
+    /// The command failed; the message says why and what to do.
+    Error {
+        /// Lowercase, no trailing period.
+        message: String,
+    },
+}
+
+impl Response {
+    /// An error response.
+    pub fn error(message: impl Into<String>) -> Response {
+        Response::Error { message: message.into() }
+    }
+
+    /// The variant's wire name (`status`, `records`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Status(_) => "status",
+            Response::Peers(_) => "peers",
+            Response::Written { .. } => "written",
+            Response::Records(_) => "records",
+            Response::Trace(_) => "trace",
+            Response::Synced { .. } => "synced",
+            Response::Revoked { .. } => "revoked",
+            Response::Error { .. } => "error",
+        }
+    }
+}
+
+/// One response frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum Frame {
+    /// Some records of a [`Response::Records`]; more frames follow.
+    Chunk {
+        /// The records, in order.
+        records: Vec<RecordView>,
+    },
+    /// The last frame of a response.
+    Reply {
+        /// The response (for records, the records not sent in chunks).
+        response: Box<Response>,
+    },
+}
+
+/// Why a frame could not be read, written or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The peer closed the connection before sending a frame.
+    #[error("the connection closed before a frame arrived")]
+    Closed,
+    /// The connection closed in the middle of a frame.
+    #[error("the connection closed in the middle of a frame")]
+    Truncated,
+    /// The announced length exceeds the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The announced or encoded length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Reading or writing the socket failed.
+    #[error("control socket i/o failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The frame is not the JSON expected.
+    #[error("malformed frame: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The request speaks another protocol version.
+    #[error(
+        "protocol version {got} is not supported: this node speaks version {want}; \
+         use a banmesh binary of the same release as the node"
+    )]
+    Version {
+        /// The version in the request.
+        got: u32,
+        /// [`PROTOCOL_VERSION`].
+        want: u32,
+    },
+    /// Chunks were followed by a reply that is not `records`.
+    #[error("record chunks were followed by a {0} reply")]
+    UnexpectedReply(&'static str),
+}
+
+/// Reads one frame of at most `max` bytes.
+pub async fn read_frame<R>(reader: &mut R, max: usize) -> Result<Vec<u8>, ProtocolError>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut prefix = [0u8; 4];
+    let mut filled = 0;
+    while filled < prefix.len() {
+        let n = reader.read(&mut prefix[filled..]).await?;
+        if n == 0 {
+            return Err(if filled == 0 { ProtocolError::Closed } else { ProtocolError::Truncated });
+        }
+        filled += n;
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > max {
+        return Err(ProtocolError::TooLarge { len, max });
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            ProtocolError::Truncated
+        } else {
+            ProtocolError::Io(e)
+        }
+    })?;
+    Ok(body)
+}
+
+/// Writes one frame, refusing a body longer than `max` bytes.
+pub async fn write_frame<W>(writer: &mut W, body: &[u8], max: usize) -> Result<(), ProtocolError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&len| len as usize <= max)
+        .ok_or(ProtocolError::TooLarge { len: body.len(), max })?;
+    writer.write_all(&len.to_be_bytes()).await?;
+    writer.write_all(body).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Encodes a request for `command` at [`PROTOCOL_VERSION`].
+pub fn encode_request(command: Command) -> Result<Vec<u8>, ProtocolError> {
+    let request = Request { version: PROTOCOL_VERSION, command };
+    Ok(serde_json::to_vec(&request)?)
+}
+
+/// Decodes a request, checking the version before the command so that a
+/// client of another version hears about the version, not an unknown command.
+pub fn decode_request(body: &[u8]) -> Result<Command, ProtocolError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    let VersionOnly { version } = serde_json::from_slice(body)?;
+    if version != PROTOCOL_VERSION {
+        return Err(ProtocolError::Version { got: version, want: PROTOCOL_VERSION });
+    }
+    let request: Request = serde_json::from_slice(body)?;
+    Ok(request.command)
+}
+
+/// Encodes a response as its frames: chunks of about [`CHUNK_TARGET`] bytes
+/// for records, then the reply. Fails when one frame would exceed
+/// [`MAX_RESPONSE_FRAME`].
+pub fn encode_response(response: Response) -> Result<Vec<Vec<u8>>, ProtocolError> {
+    let mut frames = Vec::new();
+    let response = match response {
+        Response::Records(records) => {
+            frames = encode_chunks(&records)?;
+            Response::Records(Vec::new())
+        }
+        other => other,
+    };
+    let reply = Frame::Reply { response: Box::new(response) };
+    frames.push(checked(serde_json::to_vec(&reply)?)?);
+    Ok(frames)
+}
+
+/// Packs records into `{"frame":"chunk","records":[...]}` frames, serialising
+/// each record once and closing a frame when it reaches [`CHUNK_TARGET`].
+fn encode_chunks(records: &[RecordView]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+    const OPEN: &[u8] = br#"{"frame":"chunk","records":["#;
+    const CLOSE: &[u8] = b"]}";
+    let mut frames = Vec::new();
+    let mut current: Vec<u8> = OPEN.to_vec();
+    for record in records {
+        let bytes = serde_json::to_vec(record)?;
+        let full = current.len() > OPEN.len();
+        if full && current.len() + 1 + bytes.len() + CLOSE.len() > CHUNK_TARGET {
+            current.extend_from_slice(CLOSE);
+            frames.push(checked(std::mem::replace(&mut current, OPEN.to_vec()))?);
+        }
+        if current.len() > OPEN.len() {
+            current.push(b',');
+        }
+        current.extend_from_slice(&bytes);
+    }
+    if current.len() > OPEN.len() {
+        current.extend_from_slice(CLOSE);
+        frames.push(checked(current)?);
+    }
+    Ok(frames)
+}
+
+fn checked(frame: Vec<u8>) -> Result<Vec<u8>, ProtocolError> {
+    if frame.len() > MAX_RESPONSE_FRAME {
+        return Err(ProtocolError::TooLarge { len: frame.len(), max: MAX_RESPONSE_FRAME });
+    }
+    Ok(frame)
+}
+
+/// Reassembles a response from its frames, on the client side.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    records: Vec<RecordView>,
+    chunked: bool,
+}
+
+impl Assembler {
+    /// Takes one frame; returns the whole response once the reply arrived.
+    pub fn push(&mut self, body: &[u8]) -> Result<Option<Response>, ProtocolError> {
+        match serde_json::from_slice(body)? {
+            Frame::Chunk { records } => {
+                self.chunked = true;
+                self.records.extend(records);
+                Ok(None)
+            }
+            Frame::Reply { response } if !self.chunked => Ok(Some(*response)),
+            Frame::Reply { response } => match *response {
+                Response::Records(rest) => {
+                    let mut records = std::mem::take(&mut self.records);
+                    records.extend(rest);
+                    Ok(Some(Response::Records(records)))
+                }
+                other => Err(ProtocolError::UnexpectedReply(other.name())),
+            },
+        }
+    }
+}
+
+/// Reads frames until the reply and returns the assembled response.
+pub async fn read_response<R>(reader: &mut R) -> Result<Response, ProtocolError>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut assembler = Assembler::default();
+    loop {
+        let body = read_frame(reader, MAX_RESPONSE_FRAME).await?;
+        if let Some(response) = assembler.push(&body)? {
+            return Ok(response);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

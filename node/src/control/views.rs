@@ -1,0 +1,145 @@
+//! What the node shows through the control socket: plain serde views of its
+//! status, peers and records. Boundary types: changing a field changes the
+//! protocol. Times are Unix milliseconds; keys and ids are lowercase hex.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The node's state, as `banmesh status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// The node's libp2p peer id (derived from its node key).
+    pub peer_id: String,
+    /// The node's public key, hex: the `origin` of the records it issues.
+    pub node_key: String,
+    /// The name in the node's certificate; `None` when it has none.
+    pub name: Option<String>,
+    /// When the node's certificate expires; `None` when it has none.
+    pub certificate_expires_at_ms: Option<u64>,
+    /// The cluster public key the node trusts, hex.
+    pub cluster_key: String,
+    /// The multiaddrs the mesh listener is bound to.
+    pub listen_addrs: Vec<String>,
+    /// Every peer the node knows.
+    pub peers: Vec<PeerView>,
+    /// Stored records by kind (`ban`, `unban`, `allow`, `disallow`).
+    pub record_counts: BTreeMap<String, u64>,
+    /// Refused messages, records and connections since start, by reason.
+    pub rejects: BTreeMap<String, u64>,
+    /// Networks never banned locally: configured, the node's own and its
+    /// peers' addresses.
+    pub never_ban: Vec<String>,
+    /// False when the node only observes (`enforce = false`).
+    pub enforce: bool,
+    /// The median clock offset of the peers, in ms (theirs minus ours);
+    /// `None` before any hello.
+    pub clock_offset_ms: Option<i64>,
+    /// Problems the operator should know about, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+/// Where the node stands with one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    /// Connected, its hello not yet validated: its gossip is ignored.
+    Pending,
+    /// Connected with a valid hello.
+    Connected,
+    /// Known (configured or learnt) but not connected.
+    Disconnected,
+    /// Refused for a while (no valid hello, too many rejects, revoked).
+    Blocked,
+}
+
+impl PeerState {
+    /// The lowercase name (`connected`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Pending => "pending",
+            PeerState::Connected => "connected",
+            PeerState::Disconnected => "disconnected",
+            PeerState::Blocked => "blocked",
+        }
+    }
+}
+
+/// One peer, as `banmesh peers` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The peer's libp2p peer id.
+    pub peer_id: String,
+    /// The name in its certificate, once its hello was validated.
+    pub name: Option<String>,
+    /// Where the node stands with it.
+    pub state: PeerState,
+    /// The addresses the node knows for it.
+    pub addrs: Vec<String>,
+    /// When the last reconciliation with it finished.
+    pub last_sync_ms: Option<u64>,
+    /// Its clock minus ours, in ms, measured by the hello.
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// One stored record, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordView {
+    /// The canonical address or network (`192.0.2.0/24`, `2001:db8::1`).
+    pub key: String,
+    /// `ban`, `unban`, `allow` or `disallow`.
+    pub kind: String,
+    /// The name in the origin's certificate, when the node holds one.
+    pub origin_name: Option<String>,
+    /// The issuing node's public key, hex.
+    pub origin_key: String,
+    /// The wall-clock part of `issued_at`.
+    pub issued_at_ms: u64,
+    /// The full hybrid logical clock reading, `millis.counter`.
+    pub issued_at: String,
+    /// When a ban or allow stops holding; `None` for unban and disallow.
+    pub expires_at_ms: Option<u64>,
+    /// For a ban, which repeat it is; 0 otherwise.
+    pub strikes: u32,
+    /// The Fail2Ban jail, or empty.
+    pub jail: String,
+    /// Why, or empty.
+    pub reason: String,
+    /// Who asked (`fail2ban`, `cli`, a gateway client).
+    pub source: String,
+    /// The record id (SHA-256 of its signed bytes), hex.
+    pub id: String,
+    /// Whether it counts: its origin holds a certificate valid at
+    /// `issued_at` with the role it needs, and is not revoked.
+    pub valid: bool,
+    /// When this node stored it; `None` when unknown.
+    pub arrived_at_ms: Option<u64>,
+    /// The peer it came from (`None` when issued here or unknown).
+    pub arrived_from: Option<String>,
+}
+
+/// One record in a trace, with whether it decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceEntry {
+    /// The record.
+    #[serde(flatten)]
+    pub record: RecordView,
+    /// True for the records that decide the address now (the greatest live
+    /// allow or ban that wins, or the unban/disallow that lifted one).
+    pub decides: bool,
+}
+
+/// Everything that decides one address, as `banmesh trace` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceView {
+    /// The canonical address traced.
+    pub address: String,
+    /// Every record on the address and on every network covering it,
+    /// narrowest key first.
+    pub records: Vec<TraceEntry>,
+    /// The decision in words (`banned by web1's ban on 10.0.0.0/24`,
+    /// `allowed`, `not banned`, `banned, but never banned locally`).
+    pub decision: String,
+    /// Until when the decision holds, when it is a live ban or allow.
+    pub until_ms: Option<u64>,
+}

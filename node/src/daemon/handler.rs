@@ -1,0 +1,366 @@
+//! The node task: answers control calls one at a time. Writes (ban, unban,
+//! allow, disallow) are issued by the clock rule, signed, committed to the
+//! store, then gossiped; reads come from the store and the index.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use banmesh_crdt::{Decision, HlcClock, Key, Kind, Metadata, Record};
+use banmesh_keys::{PublicKey, Revocation, record_valid};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::identity::Identity;
+use super::issue::{self, Lifetime, Order};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::control::protocol::{Command, Response};
+use crate::control::server::Call;
+use crate::control::views::{PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView};
+use crate::mesh::{MeshHandle, Trust};
+use crate::store::{Store, query};
+
+/// The node task's state.
+pub struct Node {
+    config: Config,
+    identity: Identity,
+    store: Store,
+    clock: HlcClock,
+    mesh: MeshHandle,
+    trust: Arc<RwLock<Trust>>,
+}
+
+impl Node {
+    /// The node task over its parts.
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        store: Store,
+        clock: HlcClock,
+        mesh: MeshHandle,
+        trust: Arc<RwLock<Trust>>,
+    ) -> Node {
+        Node { config, identity, store, clock, mesh, trust }
+    }
+
+    /// Answers calls until the token fires or the control server is gone.
+    pub async fn run(mut self, mut call_rx: mpsc::Receiver<Call>, shutdown: CancellationToken) {
+        loop {
+            let call = tokio::select! {
+                () = shutdown.cancelled() => break,
+                call = call_rx.recv() => match call {
+                    Some(call) => call,
+                    None => break,
+                },
+            };
+            let response = self.handle(call.command).await;
+            let _ = call.reply.send(response);
+        }
+    }
+
+    async fn handle(&mut self, command: Command) -> Response {
+        let result = match command {
+            Command::Status => self.status().await,
+            Command::Peers => Ok(Response::Peers(self.peers().await)),
+            Command::Ban { key, duration_ms, permanent, jail, reason } => {
+                let meta = Metadata { jail: jail.unwrap_or_default(), reason: reason.unwrap_or_default(), source: "cli".into() };
+                self.write(Kind::Ban, key, lifetime(duration_ms, permanent), meta).await
+            }
+            Command::Unban { key } => self.write(Kind::Unban, key, Lifetime::Default, cli_meta()).await,
+            Command::Allow { key, duration_ms, permanent } => {
+                self.write(Kind::Allow, key, lifetime(duration_ms, permanent), cli_meta()).await
+            }
+            Command::Disallow { key } => self.write(Kind::Disallow, key, Lifetime::Default, cli_meta()).await,
+            Command::Records { ip, origin, kind } => self.records(ip, origin, kind).await,
+            Command::Trace { ip } => self.trace(&ip).await,
+            Command::Sync { .. } => Err(
+                "reconciliation (banmesh sync) is not in this build yet: records spread by gossip only".to_owned(),
+            ),
+            Command::RevokePublish { pem } => self.revoke(&pem).await,
+        };
+        result.unwrap_or_else(Response::error)
+    }
+
+    /// The median clock offset of ready peers, when it is past half the skew bound.
+    async fn skew_warning(&self) -> Option<String> {
+        let mut offsets: Vec<i64> = self
+            .mesh
+            .peers()
+            .await
+            .iter()
+            .filter(|p| p.ready)
+            .filter_map(|p| p.offset_ms)
+            .collect();
+        if offsets.is_empty() {
+            return None;
+        }
+        offsets.sort_unstable();
+        let median = offsets[offsets.len() / 2];
+        let bound = i64::try_from(self.config.cluster.params.skew_bound_ms / 2).unwrap_or(i64::MAX);
+        (median.unsigned_abs() > bound.unsigned_abs()).then(|| {
+            format!(
+                "this node's clock is {} ms {} its peers' (median): fix the clock (NTP); it refuses to issue records until then",
+                median.unsigned_abs(),
+                if median > 0 { "behind" } else { "ahead of" }
+            )
+        })
+    }
+
+    async fn write(
+        &mut self,
+        kind: Kind,
+        key: String,
+        lifetime: Lifetime,
+        meta: Metadata,
+    ) -> Result<Response, String> {
+        if let Some(skew) = self.skew_warning().await {
+            return Err(skew);
+        }
+        let order = Order { kind, key, lifetime, strikes: 1, meta };
+        let now = now_ms();
+        let parsed = Key::parse(&order.key).map_err(|e| e.to_string())?;
+        let greatest = {
+            let key = parsed.key;
+            self.store
+                .read(move |c, p| query::greatest_on_key(c, p, key))
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let (record, mut notes) = issue::issue(
+            &order,
+            &self.identity.secret,
+            &mut self.clock,
+            now,
+            |_| greatest,
+            &self.config.cluster.params,
+            &self.config.bans,
+        )
+        .map_err(|e| e.to_string())?;
+        let applied =
+            self.store.apply(vec![record.clone()], now).await.map_err(|e| e.to_string())?;
+        tracing::info!(
+            target: "banmesh::events::record_issued",
+            key = %record.key(), kind = %record.kind(), issued_at = record.issued_at().0, "record issued"
+        );
+        self.mesh.publish(applied.new).await;
+        if matches!(lifetime, Lifetime::Permanent) {
+            notes.push(
+                "permanent orders last max_ttl; renewal before expiry is not in this build yet"
+                    .to_owned(),
+            );
+        }
+        let addr = record.key().net().network();
+        let after = self.store.with_index(|i| i.decision(addr, now));
+        notes.extend(issue::covering_note(kind, record.key(), after));
+        if self.identity.cert.is_none() {
+            notes.push(
+                "this node is not enrolled: the record is kept here but peers refuse it".to_owned(),
+            );
+        }
+        Ok(Response::Written { record: self.view(&record), notes })
+    }
+
+    fn names(&self) -> impl Fn(&PublicKey) -> Option<String> + '_ {
+        |key| {
+            let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+            trust.cert_of(key).map(|c| c.name().to_owned())
+        }
+    }
+
+    fn view(&self, record: &Record) -> RecordView {
+        let s = record.statement();
+        let origin = PublicKey::from_bytes(&s.origin.0).ok();
+        let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+        let valid = origin.as_ref().is_some_and(|o| {
+            trust
+                .cert_at(o, s.issued_at.millis())
+                .is_some_and(|c| record_valid(record, c, trust.revocations()).is_ok())
+        });
+        RecordView {
+            key: s.key.to_string(),
+            kind: s.kind.to_string(),
+            origin_name: origin
+                .as_ref()
+                .and_then(|o| trust.cert_of(o))
+                .map(|c| c.name().to_owned()),
+            origin_key: s.origin.to_string(),
+            issued_at_ms: s.issued_at.millis(),
+            issued_at: s.issued_at.to_string(),
+            expires_at_ms: s.expires_at,
+            strikes: s.strikes,
+            jail: s.meta.jail.clone(),
+            reason: s.meta.reason.clone(),
+            source: s.meta.source.clone(),
+            id: record.id().to_string(),
+            valid,
+            arrived_at_ms: None,
+            arrived_from: None,
+        }
+    }
+
+    async fn peers(&self) -> Vec<PeerView> {
+        self.mesh
+            .peers()
+            .await
+            .into_iter()
+            .map(|p| PeerView {
+                peer_id: p.peer.to_string(),
+                name: p.name,
+                state: if p.ready { PeerState::Connected } else { PeerState::Pending },
+                addrs: p.addrs.iter().map(ToString::to_string).collect(),
+                last_sync_ms: None,
+                clock_offset_ms: p.offset_ms,
+            })
+            .collect()
+    }
+
+    async fn status(&self) -> Result<Response, String> {
+        let counts = self.store.read(query::counts).await.map_err(|e| e.to_string())?;
+        let peers = self.peers().await;
+        let stats = self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut record_counts = BTreeMap::new();
+        for (kind, n) in Kind::ALL.iter().zip(counts.by_kind) {
+            record_counts.insert(kind.to_string(), n);
+        }
+        let mut warnings = self.identity.notices.clone();
+        warnings.extend(self.config.warnings.iter().cloned());
+        warnings.extend(self.skew_warning().await);
+        let mut offsets: Vec<i64> = peers.iter().filter_map(|p| p.clock_offset_ms).collect();
+        offsets.sort_unstable();
+        Ok(Response::Status(StatusView {
+            peer_id: self.mesh.peer_id.to_string(),
+            node_key: self.identity.secret.public().to_string(),
+            name: self.identity.cert.as_ref().map(|c| c.name().to_owned()),
+            certificate_expires_at_ms: self.identity.cert.as_ref().map(|c| c.not_after_ms()),
+            cluster_key: self.identity.cluster.to_string(),
+            listen_addrs: stats.listen.iter().map(ToString::to_string).collect(),
+            peers,
+            record_counts,
+            rejects: stats.refused,
+            never_ban: self.config.safety.never_ban.iter().map(ToString::to_string).collect(),
+            enforce: self.config.safety.enforce,
+            clock_offset_ms: offsets.get(offsets.len() / 2).copied(),
+            warnings,
+        }))
+    }
+
+    async fn records(
+        &self,
+        ip: Option<String>,
+        origin: Option<String>,
+        kind: Option<String>,
+    ) -> Result<Response, String> {
+        let kind = match kind {
+            Some(k) => Some(
+                Kind::ALL
+                    .into_iter()
+                    .find(|c| c.as_str() == k)
+                    .ok_or(format!("unknown kind {k:?}: use ban, unban, allow or disallow"))?,
+            ),
+            None => None,
+        };
+        let records = match ip {
+            Some(ip) => {
+                let key = Key::parse(&ip).map_err(|e| e.to_string())?.key;
+                self.store.read(move |c, p| query::records_covering(c, p, key)).await
+            }
+            None => self.store.read(query::all_records).await,
+        }
+        .map_err(|e| e.to_string())?;
+        let names = self.names();
+        let records = records
+            .iter()
+            .filter(|r| kind.is_none_or(|k| r.kind() == k))
+            .filter(|r| {
+                origin.as_deref().is_none_or(|o| {
+                    r.origin().to_string() == o
+                        || PublicKey::from_bytes(&r.origin().0)
+                            .ok()
+                            .and_then(|k| names(&k))
+                            .as_deref()
+                            == Some(o)
+                })
+            })
+            .map(|r| self.view(r))
+            .collect();
+        Ok(Response::Records(records))
+    }
+
+    async fn trace(&self, ip: &str) -> Result<Response, String> {
+        let addr: IpAddr = ip.trim().parse().map_err(|_| format!("invalid IP address {ip:?}"))?;
+        let key = Key::from_addr(addr);
+        let now = now_ms();
+        let mut records = self
+            .store
+            .read(move |c, p| query::records_covering(c, p, key))
+            .await
+            .map_err(|e| e.to_string())?;
+        records
+            .sort_by(|a, b| b.key().prefix_len().cmp(&a.key().prefix_len()).then(a.order_cmp(b)));
+        let decision = self.store.with_index(|i| i.decision(addr, now));
+        let (text, until, by) = match decision {
+            Decision::Allowed { key, until_ms } => (
+                format!("allowed by an allow on {key}"),
+                Some(until_ms),
+                Some((key, Kind::Allow, until_ms)),
+            ),
+            Decision::Banned { key, until_ms, .. } => {
+                let local = if self.config.safety.never_ban.iter().any(|n| n.contains(addr)) {
+                    ", but never banned on this node"
+                } else {
+                    ""
+                };
+                (
+                    format!("banned by a ban on {key}{local}"),
+                    Some(until_ms),
+                    Some((key, Kind::Ban, until_ms)),
+                )
+            }
+            Decision::Free => ("not banned".to_owned(), None, None),
+        };
+        let entries = records
+            .iter()
+            .map(|r| TraceEntry {
+                decides: by.is_some_and(|(k, kind, until)| {
+                    r.key() == k && r.kind() == kind && r.statement().expires_at == Some(until)
+                }),
+                record: self.view(r),
+            })
+            .collect();
+        Ok(Response::Trace(TraceView {
+            address: key.to_string(),
+            records: entries,
+            decision: text,
+            until_ms: until,
+        }))
+    }
+
+    async fn revoke(&self, pem: &str) -> Result<Response, String> {
+        let revocation = Revocation::from_pem(pem).map_err(|e| e.to_string())?;
+        revocation.verify(&self.identity.cluster).map_err(|e| e.to_string())?;
+        let node = revocation.node().to_string();
+        let new_in_trust = self
+            .trust
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add_revocation(revocation.clone())
+            .map_err(|e| e.to_string())?;
+        let new_in_store =
+            self.store.add_revocation(revocation.clone()).await.map_err(|e| e.to_string())?;
+        self.mesh.publish_revocation(revocation).await;
+        Ok(Response::Revoked { node, new: new_in_trust || new_in_store })
+    }
+}
+
+fn cli_meta() -> Metadata {
+    Metadata { jail: String::new(), reason: String::new(), source: "cli".into() }
+}
+
+fn lifetime(duration_ms: Option<u64>, permanent: bool) -> Lifetime {
+    match (permanent, duration_ms) {
+        (true, _) => Lifetime::Permanent,
+        (false, Some(ms)) => Lifetime::For(ms),
+        (false, None) => Lifetime::Default,
+    }
+}

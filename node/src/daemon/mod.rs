@@ -1,0 +1,199 @@
+//! The node daemon: `banmesh node`. Starts the store, the mesh and the
+//! control socket, answers control commands, and shuts everything down when
+//! its token fires.
+//!
+//! Tasks (all in one `JoinSet`, none detached): the store writer, the mesh
+//! swarm and verifier, the control server, and the node task itself, which
+//! owns the clock and the node key and answers control calls one at a time
+//! (so records it issues get strictly increasing timestamps). Shutdown: the
+//! root token fires (SIGTERM/SIGINT, or a test), every task ends, the control
+//! socket is removed, the store handles drop and the writer closes the file.
+
+mod handler;
+pub mod identity;
+pub mod issue;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use banmesh_crdt::{Hlc, HlcClock};
+use banmesh_keys::{Certificate, Revocation};
+use libp2p::Multiaddr;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::control::server::{self, Call};
+use crate::mesh::{self, MeshSettings, Trust};
+use crate::store::{Store, StoreError, query};
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another node holds this data dir.
+    #[error("another banmesh node is running on the data dir {}: stop it first, or pass a different --data-dir", .0.display())]
+    AlreadyRunning(PathBuf),
+    /// The lock file could not be made.
+    #[error("cannot lock the data dir {}: {error}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What the system said.
+        error: std::io::Error,
+    },
+    /// Keys or certificates.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The control socket.
+    #[error(transparent)]
+    Control(#[from] server::ControlError),
+    /// The mesh.
+    #[error(transparent)]
+    Mesh(#[from] mesh::MeshError),
+    /// A listen or peer address.
+    #[error("invalid {what} address {text:?}: {error}; write it like /ip4/192.0.2.1/tcp/4646")]
+    Address {
+        /// `listen` or `peer`.
+        what: &'static str,
+        /// The text.
+        text: String,
+        /// What the parser said.
+        error: String,
+    },
+    /// The revocations directory.
+    #[error(transparent)]
+    Revocations(#[from] banmesh_keys::FileError),
+}
+
+/// Holds the data dir's lock for as long as it lives.
+struct DataDirLock(#[allow(dead_code)] File);
+
+fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = data_dir.join("banmesh.lock");
+    let fail = |error| DaemonError::Lock { path: path.clone(), error };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(fail)?;
+    let file =
+        File::options().create(true).truncate(false).write(true).open(&path).map_err(fail)?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock(file)),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(DaemonError::AlreadyRunning(data_dir.to_owned()))
+        }
+        Err(std::fs::TryLockError::Error(error)) => Err(fail(error)),
+    }
+}
+
+fn addrs(what: &'static str, texts: &[String]) -> Result<Vec<Multiaddr>, DaemonError> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse().map_err(|e: libp2p::multiaddr::Error| DaemonError::Address {
+                what,
+                text: text.clone(),
+                error: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Runs the node until `shutdown` fires. Returns once every task has ended
+/// and the store is closed.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let _lock = lock_data_dir(&config.node.data_dir)?;
+    let listen = addrs("listen", &config.node.listen)?;
+    let peers = addrs("peer", &config.node.peers)?;
+    let now = now_ms();
+    let identity = identity::load(
+        &identity::IdentityPaths {
+            data_dir: &config.node.data_dir,
+            node_key: &config.node.node_key,
+            node_cert: &config.node.node_cert,
+            cluster_pub: config.cluster.public_key.as_deref(),
+        },
+        now,
+    )?;
+    for notice in &identity.notices {
+        tracing::warn!("{notice}");
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let (store, writer) = Store::open(&config.node.data_dir, config.cluster.params, now).await?;
+    let trust = Arc::new(RwLock::new(load_trust(&store, &identity, &config.node.data_dir).await?));
+    let origin = banmesh_keys::origin_of(&identity.secret.public());
+    let high_water = store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await?;
+    let clock = HlcClock::new(high_water.unwrap_or(Hlc(0)));
+
+    let mut tasks = JoinSet::new();
+    let listener = server::bind(&config.node.socket).await?;
+    let (call_tx, call_rx) = mpsc::channel::<Call>(64);
+    tasks.spawn(server::serve(listener, call_tx, shutdown.child_token()));
+    let own_cert = identity.cert.as_ref().map(Certificate::to_bytes).unwrap_or_default();
+    let mesh = mesh::start(
+        MeshSettings {
+            listen,
+            peers,
+            hello_timeout: config.sync.hello_timeout,
+            params: config.cluster.params,
+        },
+        &identity.secret,
+        own_cert,
+        trust.clone(),
+        store.clone(),
+        &mut tasks,
+        shutdown.child_token(),
+    )?;
+    tracing::info!(peer_id = %mesh.peer_id, socket = %config.node.socket.display(), "banmesh node started");
+    let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust);
+    tasks.spawn(node.run(call_rx, shutdown.child_token()));
+
+    shutdown.cancelled().await;
+    while tasks.join_next().await.is_some() {}
+    drop(store);
+    let _ = writer.await;
+    tracing::info!("banmesh node stopped");
+    Ok(())
+}
+
+/// The trust at start: certificates and revocations from the store, this
+/// node's own certificate, and revocation files in `DATA_DIR/revocations/`.
+async fn load_trust(
+    store: &Store,
+    identity: &identity::Identity,
+    data_dir: &Path,
+) -> Result<Trust, DaemonError> {
+    let mut trust = Trust::new(identity.cluster);
+    let (certs, revocations) = store.read(query::trust_items).await?;
+    for body in certs {
+        if let Ok(cert) = Certificate::from_bytes(&body) {
+            let _ = trust.add_certificate(cert);
+        }
+    }
+    for body in revocations {
+        if let Ok(revocation) = Revocation::from_bytes(&body) {
+            let _ = trust.add_revocation(revocation);
+        }
+    }
+    if let Some(cert) = &identity.cert {
+        let _ = trust.add_certificate(cert.clone());
+        store.add_certificate(cert.clone()).await?;
+    }
+    let dir = data_dir.join("revocations");
+    if dir.is_dir() {
+        let from_files = banmesh_keys::files::read_revocations(&dir, &identity.cluster)?;
+        for revocation in from_files.iter() {
+            if trust.add_revocation(revocation.clone()).unwrap_or(false) {
+                tracing::info!(node = %revocation.node().short(), "revocation loaded from {}", dir.display());
+            }
+            store.add_revocation(revocation.clone()).await?;
+        }
+    }
+    Ok(trust)
+}

@@ -1,0 +1,108 @@
+//! The libp2p side of the mesh: the combined behaviour (gossipsub on one
+//! topic, the hello exchange, ping, the block list) and the swarm built on
+//! TCP + Noise + yamux with the node key as its identity.
+
+use std::time::Duration;
+
+use banmesh_keys::SecretKey;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{StreamProtocol, Swarm, allow_block_list, identity, noise, ping, tcp, yamux};
+use sha2::{Digest, Sha256};
+
+use super::batch::MAX_MESSAGE;
+use super::hello::Hello;
+
+/// The one gossip topic.
+pub const TOPIC: &str = "banmesh/records/1";
+/// The hello protocol.
+pub const HELLO_PROTOCOL: &str = "/banmesh/hello/1";
+
+/// Everything the swarm runs.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Live gossip of record batches.
+    pub gossipsub: gossipsub::Behaviour,
+    /// The hello exchange.
+    pub hello: request_response::cbor::Behaviour<Hello, Hello>,
+    /// Keeps idle connections alive and measures round trips.
+    pub ping: ping::Behaviour,
+    /// Peers refused for a while (no hello, repeated rejects, revoked).
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+}
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The node key could not become a libp2p identity.
+    #[error("node key is not usable as a libp2p identity: {0}")]
+    Identity(String),
+    /// A part of the stack refused its configuration.
+    #[error("cannot build the libp2p stack: {0}")]
+    Stack(String),
+}
+
+/// The gossipsub configuration DESIGN.md asks for: messages validated by
+/// the application, anonymous (records carry their own signatures; Noise
+/// authenticates the peer), message id = SHA-256 of the data, at most 64 KiB.
+fn gossipsub(mesh_n_low: usize) -> Result<gossipsub::Behaviour, BuildError> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
+        .max_transmit_size(MAX_MESSAGE + 1024)
+        .heartbeat_interval(Duration::from_millis(700))
+        .mesh_n_low(mesh_n_low)
+        .build()
+        .map_err(|e| BuildError::Stack(e.to_string()))?;
+    let mut behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
+        .map_err(|e| BuildError::Stack(e.to_string()))?;
+    let topic = IdentTopic::new(TOPIC);
+    let mut params = gossipsub::PeerScoreParams::default();
+    params.topics.insert(
+        topic.hash(),
+        gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.9,
+            ..gossipsub::TopicScoreParams::default()
+        },
+    );
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -100.0,
+        publish_threshold: -200.0,
+        graylist_threshold: -400.0,
+        ..gossipsub::PeerScoreThresholds::default()
+    };
+    behaviour.with_peer_score(params, thresholds).map_err(BuildError::Stack)?;
+    behaviour.subscribe(&topic).map_err(|e| BuildError::Stack(e.to_string()))?;
+    Ok(behaviour)
+}
+
+/// Builds the swarm: TCP (nodelay) + Noise + yamux, the node key as identity.
+pub fn build(secret: &SecretKey, mesh_n_low: usize) -> Result<Swarm<Behaviour>, BuildError> {
+    let mut seed = secret.seed();
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed[..])
+        .map_err(|e| BuildError::Identity(e.to_string()))?;
+    let hello = request_response::cbor::Behaviour::new(
+        [(StreamProtocol::new(HELLO_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+    );
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| BuildError::Stack(e.to_string()))?
+        .with_behaviour(|_| {
+            Ok(Behaviour {
+                gossipsub: gossipsub(mesh_n_low).map_err(|e| e.to_string())?,
+                hello,
+                ping: ping::Behaviour::default(),
+                blocked: allow_block_list::Behaviour::default(),
+            })
+        })
+        .map_err(|e| BuildError::Stack(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    Ok(swarm)
+}

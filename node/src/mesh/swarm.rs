@@ -1,0 +1,487 @@
+//! The swarm task: owns the libp2p swarm and the state of every peer
+//! (pending until its hello is accepted, then ready), publishes local
+//! records, hands received gossip to the verifier and reports its verdicts,
+//! and keeps enough direct peers by dialling addresses learnt from hellos.
+//!
+//! Channels: [`MeshCommand`]s in (bounded), inbound messages out to the
+//! verifier, verdicts back. Shutdown: the task ends when its token fires;
+//! dropping the swarm closes every connection.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use banmesh_crdt::Record;
+use banmesh_keys::Revocation;
+use libp2p::futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::request_response::{self, Message};
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use serde_bytes::ByteBuf;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::batch::{Batch, pack};
+use super::behaviour::{Behaviour, BehaviourEvent, TOPIC};
+use super::hello::{self, HELLO_VERSION, Hello, peer_id_of};
+use super::trust::Trust;
+use super::verifier::{Inbound, Outcome};
+use crate::clock::now_ms;
+
+/// How long a refused peer stays blocked.
+const BLOCK_FOR: Duration = Duration::from_secs(600);
+/// How often configured peers are redialled while the node has none.
+const BOOTSTRAP_EVERY: Duration = Duration::from_secs(3);
+/// Rejected messages from one peer before it is blocked.
+const REJECTS_BEFORE_BLOCK: u32 = 3;
+
+/// A request to the swarm task.
+pub enum MeshCommand {
+    /// Gossip records already committed to the store.
+    Publish(Vec<Record>),
+    /// Gossip a revocation already stored.
+    PublishRevocation(Revocation),
+    /// Describe every connected peer.
+    Peers(oneshot::Sender<Vec<PeerState>>),
+}
+
+/// What the node knows of one connected peer.
+#[derive(Debug, Clone)]
+pub struct PeerState {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its certificate's name, once its hello is accepted.
+    pub name: Option<String>,
+    /// Whether its hello was accepted.
+    pub ready: bool,
+    /// Its clock minus ours, ms, from its hello.
+    pub offset_ms: Option<i64>,
+    /// Unix ms when it connected.
+    pub connected_ms: u64,
+    /// The addresses it listens on, as it told us.
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// Counters shown by `banmesh status`.
+#[derive(Debug, Default, Clone)]
+pub struct MeshStats {
+    /// Refusals by reason (`bad signature`, `hello timeout`, ...).
+    pub refused: BTreeMap<String, u64>,
+    /// Messages accepted.
+    pub accepted: u64,
+    /// Our listen addresses.
+    pub listen: Vec<Multiaddr>,
+}
+
+struct Peer {
+    state: PeerState,
+    deadline: Instant,
+    rejects: u32,
+}
+
+/// The swarm task's state.
+pub struct Mesh {
+    swarm: Swarm<Behaviour>,
+    topic: IdentTopic,
+    trust: Arc<RwLock<Trust>>,
+    stats: Arc<Mutex<MeshStats>>,
+    peers: HashMap<PeerId, Peer>,
+    /// Addresses learnt from configuration and hellos, by peer.
+    known: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Configured peers without a `/p2p/` part: dialled by address.
+    bootstrap: Vec<Multiaddr>,
+    /// Our own certificate, canonical bytes (empty when not enrolled).
+    own_cert: Vec<u8>,
+    hello_timeout: Duration,
+    target_peers: usize,
+    inbound_tx: mpsc::Sender<Inbound>,
+    /// Blocked peers and when to let them back.
+    unblocks: Vec<(Instant, PeerId)>,
+    /// When the configured peers were last dialled.
+    last_bootstrap: Option<Instant>,
+}
+
+impl Mesh {
+    /// A mesh task over `swarm`; call [`Mesh::run`] to drive it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        trust: Arc<RwLock<Trust>>,
+        stats: Arc<Mutex<MeshStats>>,
+        own_cert: Vec<u8>,
+        peers: Vec<Multiaddr>,
+        hello_timeout: Duration,
+        target_peers: usize,
+        inbound_tx: mpsc::Sender<Inbound>,
+    ) -> Mesh {
+        let mut known: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        let mut bootstrap = Vec::new();
+        for addr in peers {
+            match hello::peer_of_addr(&addr) {
+                Some(peer) => known.entry(peer).or_default().push(addr),
+                None => bootstrap.push(addr),
+            }
+        }
+        Mesh {
+            swarm,
+            topic: IdentTopic::new(TOPIC),
+            trust,
+            stats,
+            peers: HashMap::new(),
+            known,
+            bootstrap,
+            own_cert,
+            hello_timeout,
+            target_peers,
+            inbound_tx,
+            unblocks: Vec::new(),
+            last_bootstrap: None,
+        }
+    }
+
+    /// Starts listening on `addrs`.
+    pub fn listen(&mut self, addrs: &[Multiaddr]) -> Result<(), String> {
+        for addr in addrs {
+            self.swarm
+                .listen_on(addr.clone())
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The task's loop.
+    pub async fn run(
+        mut self,
+        mut command_rx: mpsc::Receiver<MeshCommand>,
+        mut outcome_rx: mpsc::Receiver<Outcome>,
+        shutdown: CancellationToken,
+    ) {
+        self.dial_more();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(command) = command_rx.recv() => self.handle_command(command),
+                Some(outcome) = outcome_rx.recv() => self.handle_outcome(outcome),
+                _ = tick.tick() => self.handle_tick(),
+                event = self.swarm.select_next_some() => self.handle_event(event),
+            }
+        }
+        tracing::debug!("mesh stopped");
+    }
+
+    fn count(&self, reason: &str) {
+        let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        *stats.refused.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    fn handle_command(&mut self, command: MeshCommand) {
+        match command {
+            MeshCommand::Publish(records) => {
+                let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner).clone();
+                let messages = pack(records, |origin| {
+                    banmesh_keys::PublicKey::from_bytes(&origin.0)
+                        .ok()
+                        .and_then(|k| trust.cert_of(&k).cloned())
+                });
+                for message in messages {
+                    self.publish(message);
+                }
+            }
+            MeshCommand::PublishRevocation(revocation) => {
+                let node = *revocation.node();
+                let batch =
+                    Batch { certs: Vec::new(), revocations: vec![revocation], records: Vec::new() };
+                self.publish(batch.encode());
+                self.drop_revoked(&node);
+            }
+            MeshCommand::Peers(reply) => {
+                let _ = reply.send(self.peers.values().map(|p| p.state.clone()).collect());
+            }
+        }
+    }
+
+    fn publish(&mut self, message: Vec<u8>) {
+        match self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), message) {
+            Ok(_) => {}
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                tracing::debug!("no peer to gossip to; sync will deliver");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot gossip"),
+        }
+    }
+
+    /// Disconnects and blocks a revoked node.
+    fn drop_revoked(&mut self, node: &banmesh_keys::PublicKey) {
+        if let Some(peer) = peer_id_of(node) {
+            self.block(peer, "revoked");
+        }
+    }
+
+    fn block(&mut self, peer: PeerId, reason: &str) {
+        tracing::warn!(target: "banmesh::events::peer_blocked", %peer, reason, "blocking peer for 10 minutes");
+        self.count(reason);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+        self.peers.remove(&peer);
+        let unblock_at = Instant::now() + BLOCK_FOR;
+        self.unblocks.push((unblock_at, peer));
+    }
+
+    fn handle_outcome(&mut self, outcome: Outcome) {
+        let acceptance = match outcome.verdict {
+            Ok(true) => MessageAcceptance::Accept,
+            Ok(false) => MessageAcceptance::Ignore,
+            Err(reason) => {
+                self.count(reason);
+                MessageAcceptance::Reject
+            }
+        };
+        if acceptance == MessageAcceptance::Accept {
+            self.stats.lock().unwrap_or_else(PoisonError::into_inner).accepted += 1;
+        }
+        let reject = acceptance == MessageAcceptance::Reject;
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+            &outcome.id,
+            &outcome.source,
+            acceptance,
+        );
+        for node in outcome.revoked {
+            self.drop_revoked(&node);
+        }
+        if reject && let Some(peer) = self.peers.get_mut(&outcome.source) {
+            peer.rejects += 1;
+            if peer.rejects >= REJECTS_BEFORE_BLOCK {
+                self.block(outcome.source, "repeated rejects");
+            }
+        }
+    }
+
+    fn handle_tick(&mut self) {
+        let now = Instant::now();
+        let late: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.state.ready && p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in late {
+            self.block(peer, "hello timeout");
+        }
+        let expired: Vec<PeerId> =
+            self.unblocks.iter().filter(|(at, _)| *at <= now).map(|(_, p)| *p).collect();
+        self.unblocks.retain(|(at, _)| *at > now);
+        for peer in expired {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
+        self.dial_more();
+    }
+
+    /// Dials known peers until enough are connected (or every known one is).
+    /// Configured peers given without `/p2p/` are redialled every few
+    /// seconds while the node has no peer at all.
+    fn dial_more(&mut self) {
+        let connected = self.peers.len();
+        if connected >= self.target_peers {
+            return;
+        }
+        let due = self.last_bootstrap.is_none_or(|at| at.elapsed() >= BOOTSTRAP_EVERY);
+        if connected == 0 && due {
+            self.last_bootstrap = Some(Instant::now());
+            for addr in self.bootstrap.clone() {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::warn!(%addr, error = %e, "cannot dial configured peer");
+                }
+            }
+        }
+        let own = *self.swarm.local_peer_id();
+        let candidates: Vec<(PeerId, Multiaddr)> = self
+            .known
+            .iter()
+            .filter(|(id, _)| {
+                **id != own && !self.peers.contains_key(id) && !self.swarm.is_connected(id)
+            })
+            .filter_map(|(id, addrs)| addrs.first().map(|a| (*id, a.clone())))
+            .take(self.target_peers - connected)
+            .collect();
+        for (peer, addr) in candidates {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, %addr, error = %e, "dial failed");
+            }
+        }
+    }
+
+    fn own_hello(&self) -> Hello {
+        let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+        let own = *self.swarm.local_peer_id();
+        let mut addrs: Vec<String> = self
+            .swarm
+            .listeners()
+            .chain(self.swarm.external_addresses())
+            .map(|a| a.clone().with_p2p(own).unwrap_or_else(|a| a).to_string())
+            .collect();
+        for peer in self.peers.values().filter(|p| p.state.ready) {
+            addrs.extend(peer.state.addrs.iter().map(ToString::to_string));
+        }
+        addrs.truncate(hello::MAX_ADDRS);
+        Hello {
+            version: HELLO_VERSION,
+            cert: ByteBuf::from(self.own_cert.clone()),
+            clock_ms: now_ms(),
+            revocations: trust.revocations().iter().map(|r| ByteBuf::from(r.to_bytes())).collect(),
+            addrs,
+        }
+    }
+
+    fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.push(address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+                if num_established.get() == 1 =>
+            {
+                self.on_connected(peer_id);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.peers.remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => self.handle_hello(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.handle_gossip(propagation_source, message_id, message.data),
+            _ => {}
+        }
+    }
+
+    /// A peer's first connection: it is pending until its hello is
+    /// accepted, and gets ours at once.
+    fn on_connected(&mut self, peer_id: PeerId) {
+        self.peers.insert(
+            peer_id,
+            Peer {
+                state: PeerState {
+                    peer: peer_id,
+                    name: None,
+                    ready: false,
+                    offset_ms: None,
+                    connected_ms: now_ms(),
+                    addrs: Vec::new(),
+                },
+                deadline: Instant::now() + self.hello_timeout,
+                rejects: 0,
+            },
+        );
+        let hello = self.own_hello();
+        self.swarm.behaviour_mut().hello.send_request(&peer_id, hello);
+    }
+
+    fn handle_hello(&mut self, event: request_response::Event<Hello, Hello>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message: Message::Request { request, channel, .. },
+                ..
+            } => {
+                let welcome = self.welcome(peer, &request);
+                if welcome {
+                    let hello = self.own_hello();
+                    let _ = self.swarm.behaviour_mut().hello.send_response(channel, hello);
+                }
+            }
+            request_response::Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => {
+                self.welcome(peer, &response);
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "hello not answered");
+            }
+            _ => {}
+        }
+    }
+
+    /// Judges a hello; a good one makes the peer ready, a bad one blocks it.
+    fn welcome(&mut self, peer: PeerId, hello: &Hello) -> bool {
+        let verdict = {
+            let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+            hello::judge(hello, &peer, &trust, now_ms())
+        };
+        let welcome = match verdict {
+            Ok(welcome) => welcome,
+            Err(reason) => {
+                tracing::warn!(target: "banmesh::events::hello_refused", %peer, reason, "hello refused");
+                self.block(peer, reason);
+                return false;
+            }
+        };
+        let mut revoked = Vec::new();
+        {
+            let mut trust = self.trust.write().unwrap_or_else(PoisonError::into_inner);
+            for revocation in welcome.revocations {
+                let node = *revocation.node();
+                if trust.add_revocation(revocation).unwrap_or(false) {
+                    revoked.push(node);
+                }
+            }
+            let _ = trust.add_certificate(welcome.cert.clone());
+        }
+        for node in revoked {
+            self.drop_revoked(&node);
+        }
+        let own_addrs: Vec<Multiaddr> =
+            welcome.addrs.iter().filter(|(p, _)| *p == peer).map(|(_, a)| a.clone()).collect();
+        for (id, addr) in welcome.addrs {
+            let addrs = self.known.entry(id).or_default();
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if !p.state.ready {
+                tracing::info!(target: "banmesh::events::peer_ready", %peer, name = welcome.cert.name(), "peer ready");
+            }
+            p.state.ready = true;
+            p.state.name = Some(welcome.cert.name().to_owned());
+            p.state.offset_ms = Some(welcome.offset_ms);
+            p.state.addrs = own_addrs;
+        }
+        true
+    }
+
+    fn handle_gossip(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {
+        let ready = self.peers.get(&source).is_some_and(|p| p.state.ready);
+        if !ready {
+            self.count("gossip from pending peer");
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &id,
+                &source,
+                MessageAcceptance::Ignore,
+            );
+            return;
+        }
+        if let Err(
+            mpsc::error::TrySendError::Full(inbound) | mpsc::error::TrySendError::Closed(inbound),
+        ) = self.inbound_tx.try_send(Inbound { id, source, data })
+        {
+            // The verifier is behind: drop the message (sync delivers it).
+            self.count("verifier busy");
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &inbound.id,
+                &inbound.source,
+                MessageAcceptance::Ignore,
+            );
+        }
+    }
+}
