@@ -64,19 +64,25 @@ impl Node {
             Command::Status => self.status().await,
             Command::Peers => Ok(Response::Peers(self.peers().await)),
             Command::Ban { key, duration_ms, permanent, jail, reason } => {
-                let meta = Metadata { jail: jail.unwrap_or_default(), reason: reason.unwrap_or_default(), source: "cli".into() };
+                let meta = Metadata {
+                    jail: jail.unwrap_or_default(),
+                    reason: reason.unwrap_or_default(),
+                    source: "cli".into(),
+                };
                 self.write(Kind::Ban, key, lifetime(duration_ms, permanent), meta).await
             }
-            Command::Unban { key } => self.write(Kind::Unban, key, Lifetime::Default, cli_meta()).await,
+            Command::Unban { key } => {
+                self.write(Kind::Unban, key, Lifetime::Default, cli_meta()).await
+            }
             Command::Allow { key, duration_ms, permanent } => {
                 self.write(Kind::Allow, key, lifetime(duration_ms, permanent), cli_meta()).await
             }
-            Command::Disallow { key } => self.write(Kind::Disallow, key, Lifetime::Default, cli_meta()).await,
+            Command::Disallow { key } => {
+                self.write(Kind::Disallow, key, Lifetime::Default, cli_meta()).await
+            }
             Command::Records { ip, origin, kind } => self.records(ip, origin, kind).await,
             Command::Trace { ip } => self.trace(&ip).await,
-            Command::Sync { .. } => Err(
-                "reconciliation (banmesh sync) is not in this build yet: records spread by gossip only".to_owned(),
-            ),
+            Command::Sync { peer } => self.sync(peer).await,
             Command::RevokePublish { pem } => self.revoke(&pem).await,
         };
         result.unwrap_or_else(Response::error)
@@ -200,6 +206,8 @@ impl Node {
     }
 
     async fn peers(&self) -> Vec<PeerView> {
+        let last_sync =
+            self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).last_sync.clone();
         self.mesh
             .peers()
             .await
@@ -209,7 +217,7 @@ impl Node {
                 name: p.name,
                 state: if p.ready { PeerState::Connected } else { PeerState::Pending },
                 addrs: p.addrs.iter().map(ToString::to_string).collect(),
-                last_sync_ms: None,
+                last_sync_ms: last_sync.get(&p.peer).copied(),
                 clock_offset_ms: p.offset_ms,
             })
             .collect()
@@ -334,6 +342,25 @@ impl Node {
             decision: text,
             until_ms: until,
         }))
+    }
+
+    async fn sync(&self, peer: Option<String>) -> Result<Response, String> {
+        let peer =
+            match peer {
+                Some(text) => Some(text.parse::<libp2p::PeerId>().map_err(|_| {
+                    format!("invalid peer id {text:?}: copy it from `banmesh peers`")
+                })?),
+                None => None,
+            };
+        let asked = peer.is_some();
+        let done = self.mesh.sync(peer).await;
+        if asked && done.is_empty() {
+            return Err(
+                "the sync did not finish: is the peer connected and ready? see `banmesh peers`"
+                    .to_owned(),
+            );
+        }
+        Ok(Response::Synced { peers: done.iter().map(ToString::to_string).collect() })
     }
 
     async fn revoke(&self, pem: &str) -> Result<Response, String> {

@@ -142,6 +142,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             peers,
             hello_timeout: config.sync.hello_timeout,
             params: config.cluster.params,
+            sync_interval: config.sync.interval,
         },
         &identity.secret,
         own_cert,

@@ -37,7 +37,7 @@ pub enum BatchError {
     /// A revocation inside is malformed.
     #[error("malformed revocation in batch: {0}")]
     Revocation(String),
-    /// A batch with neither record nor revocation in it.
+    /// A batch with nothing in it.
     #[error("empty batch")]
     Empty,
 }
@@ -95,7 +95,7 @@ impl Batch {
             revocations.push(revocation);
         }
         let record_count = r.u16()?;
-        if record_count == 0 && revocations.is_empty() {
+        if record_count == 0 && revocations.is_empty() && certs.is_empty() {
             return Err(BatchError::Empty);
         }
         let mut records = Vec::with_capacity(usize::from(record_count).min(512));

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::batch::MAX_MESSAGE;
 use super::hello::Hello;
+use super::sync::{MAX_FRAME, SYNC_PROTOCOL, SyncRequest, SyncResponse};
 
 /// The one gossip topic.
 pub const TOPIC: &str = "banmesh/records/1";
@@ -26,6 +27,8 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     /// The hello exchange.
     pub hello: request_response::cbor::Behaviour<Hello, Hello>,
+    /// Anti-entropy.
+    pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
     /// Keeps idle connections alive and measures round trips.
     pub ping: ping::Behaviour,
     /// Peers refused for a while (no hello, repeated rejects, revoked).
@@ -85,9 +88,19 @@ pub fn build(secret: &SecretKey, mesh_n_low: usize) -> Result<Swarm<Behaviour>, 
     let mut seed = secret.seed();
     let keypair = identity::Keypair::ed25519_from_bytes(&mut seed[..])
         .map_err(|e| BuildError::Identity(e.to_string()))?;
-    let hello = request_response::cbor::Behaviour::new(
+    let hello = request_response::cbor::Behaviour::with_codec(
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(64 * 1024)
+            .set_response_size_maximum(64 * 1024),
         [(StreamProtocol::new(HELLO_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+    );
+    let sync = request_response::cbor::Behaviour::with_codec(
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(MAX_FRAME)
+            .set_response_size_maximum(MAX_FRAME),
+        [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
     );
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -97,6 +110,7 @@ pub fn build(secret: &SecretKey, mesh_n_low: usize) -> Result<Swarm<Behaviour>, 
             Ok(Behaviour {
                 gossipsub: gossipsub(mesh_n_low).map_err(|e| e.to_string())?,
                 hello,
+                sync,
                 ping: ping::Behaviour::default(),
                 blocked: allow_block_list::Behaviour::default(),
             })

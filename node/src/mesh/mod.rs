@@ -13,6 +13,7 @@ pub mod batch;
 pub mod behaviour;
 pub mod hello;
 pub mod swarm;
+pub mod sync;
 pub mod trust;
 pub mod verifier;
 
@@ -41,6 +42,8 @@ pub struct MeshSettings {
     pub hello_timeout: Duration,
     /// Cluster parameters for judging records.
     pub params: Params,
+    /// How often to reconcile with the next peer.
+    pub sync_interval: Duration,
 }
 
 /// Why the mesh could not start.
@@ -58,6 +61,7 @@ pub enum MeshError {
 #[derive(Clone)]
 pub struct MeshHandle {
     command_tx: mpsc::Sender<swarm::MeshCommand>,
+    order_tx: mpsc::Sender<sync::SyncOrder>,
     /// Counters and listen addresses.
     pub stats: Arc<Mutex<MeshStats>>,
     /// This node's PeerId.
@@ -75,6 +79,20 @@ impl MeshHandle {
     /// Gossips a revocation already stored, and drops the revoked peer.
     pub async fn publish_revocation(&self, revocation: Revocation) {
         let _ = self.command_tx.send(swarm::MeshCommand::PublishRevocation(revocation)).await;
+    }
+
+    /// Reconciles now with `peer`, or with every ready peer; returns the
+    /// peers a session finished with.
+    pub async fn sync(&self, peer: Option<PeerId>) -> Vec<PeerId> {
+        let peers = match peer {
+            Some(peer) => vec![peer],
+            None => self.peers().await.into_iter().filter(|p| p.ready).map(|p| p.peer).collect(),
+        };
+        let (reply, answer) = oneshot::channel();
+        if self.order_tx.send(sync::SyncOrder::Now(peers, reply)).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// Every connected peer.
@@ -106,6 +124,8 @@ pub fn start(
     let (command_tx, command_rx) = mpsc::channel(256);
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let (outcome_tx, outcome_rx) = mpsc::channel(256);
+    let (sync_inbound_tx, sync_inbound_rx) = mpsc::channel(64);
+    let (order_tx, order_rx) = mpsc::channel(64);
     let mut mesh = swarm::Mesh::new(
         swarm,
         trust.clone(),
@@ -115,11 +135,26 @@ pub fn start(
         settings.hello_timeout,
         TARGET_PEERS,
         inbound_tx,
+        swarm::SyncChannels { sync_inbound_tx, sync_order_tx: order_tx.clone() },
     );
     mesh.listen(&settings.listen).map_err(MeshError::Listen)?;
     tasks.spawn(mesh.run(command_rx, outcome_rx, shutdown.clone()));
+    let ctx = sync::SyncContext {
+        store: store.clone(),
+        trust: trust.clone(),
+        params: settings.params,
+        swarm_tx: command_tx.clone(),
+        stats: stats.clone(),
+    };
+    tasks.spawn(sync::run(
+        ctx,
+        sync_inbound_rx,
+        order_rx,
+        settings.sync_interval,
+        shutdown.clone(),
+    ));
     tasks.spawn(verifier::run(inbound_rx, outcome_tx, store, trust, settings.params, shutdown));
-    Ok(MeshHandle { command_tx, stats, peer_id })
+    Ok(MeshHandle { command_tx, order_tx, stats, peer_id })
 }
 
 #[cfg(test)]

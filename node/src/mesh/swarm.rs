@@ -15,7 +15,7 @@ use banmesh_crdt::Record;
 use banmesh_keys::Revocation;
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
-use libp2p::request_response::{self, Message};
+use libp2p::request_response::{self, Message, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm};
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::{Batch, pack};
 use super::behaviour::{Behaviour, BehaviourEvent, TOPIC};
 use super::hello::{self, HELLO_VERSION, Hello, peer_id_of};
+use super::sync::{SyncInbound, SyncOrder, SyncRequest, SyncResponse};
 use super::trust::Trust;
 use super::verifier::{Inbound, Outcome};
 use crate::clock::now_ms;
@@ -45,6 +46,17 @@ pub enum MeshCommand {
     PublishRevocation(Revocation),
     /// Describe every connected peer.
     Peers(oneshot::Sender<Vec<PeerState>>),
+    /// Send a sync request and hand back the answer.
+    SyncRequest {
+        /// To whom.
+        peer: PeerId,
+        /// What.
+        request: SyncRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<SyncResponse, String>>,
+    },
+    /// Answer an inbound sync request.
+    SyncRespond(ResponseChannel<SyncResponse>, SyncResponse),
 }
 
 /// What the node knows of one connected peer.
@@ -73,12 +85,22 @@ pub struct MeshStats {
     pub accepted: u64,
     /// Our listen addresses.
     pub listen: Vec<Multiaddr>,
+    /// When the last reconciliation with each peer finished, Unix ms.
+    pub last_sync: HashMap<PeerId, u64>,
 }
 
 struct Peer {
     state: PeerState,
     deadline: Instant,
     rejects: u32,
+}
+
+/// The swarm task's ends of the channels to the sync task.
+pub struct SyncChannels {
+    /// Inbound sync requests out.
+    pub sync_inbound_tx: mpsc::Sender<SyncInbound>,
+    /// Ready peers out.
+    pub sync_order_tx: mpsc::Sender<SyncOrder>,
 }
 
 /// The swarm task's state.
@@ -101,6 +123,12 @@ pub struct Mesh {
     unblocks: Vec<(Instant, PeerId)>,
     /// When the configured peers were last dialled.
     last_bootstrap: Option<Instant>,
+    /// Sync requests in flight, by request id.
+    pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
+    /// Inbound sync requests go to the sync task.
+    sync_inbound_tx: mpsc::Sender<SyncInbound>,
+    /// New ready peers are announced to the sync task.
+    sync_order_tx: mpsc::Sender<SyncOrder>,
 }
 
 impl Mesh {
@@ -115,6 +143,7 @@ impl Mesh {
         hello_timeout: Duration,
         target_peers: usize,
         inbound_tx: mpsc::Sender<Inbound>,
+        channels: SyncChannels,
     ) -> Mesh {
         let mut known: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
         let mut bootstrap = Vec::new();
@@ -138,6 +167,9 @@ impl Mesh {
             inbound_tx,
             unblocks: Vec::new(),
             last_bootstrap: None,
+            pending_sync: HashMap::new(),
+            sync_inbound_tx: channels.sync_inbound_tx,
+            sync_order_tx: channels.sync_order_tx,
         }
     }
 
@@ -199,6 +231,17 @@ impl Mesh {
             }
             MeshCommand::Peers(reply) => {
                 let _ = reply.send(self.peers.values().map(|p| p.state.clone()).collect());
+            }
+            MeshCommand::SyncRequest { peer, request, reply } => {
+                if self.peers.get(&peer).is_some_and(|p| p.state.ready) {
+                    let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                    self.pending_sync.insert(id, reply);
+                } else {
+                    let _ = reply.send(Err(format!("{peer} is not a ready peer")));
+                }
+            }
+            MeshCommand::SyncRespond(channel, response) => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
             }
         }
     }
@@ -354,6 +397,7 @@ impl Mesh {
                 self.peers.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => self.handle_hello(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -450,6 +494,7 @@ impl Mesh {
         }
         if let Some(p) = self.peers.get_mut(&peer) {
             if !p.state.ready {
+                let _ = self.sync_order_tx.try_send(SyncOrder::PeerReady(peer));
                 tracing::info!(target: "banmesh::events::peer_ready", %peer, name = welcome.cert.name(), "peer ready");
             }
             p.state.ready = true;
@@ -458,6 +503,50 @@ impl Mesh {
             p.state.addrs = own_addrs;
         }
         true
+    }
+
+    fn handle_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message: Message::Request { request, channel, .. },
+                ..
+            } => {
+                if !self.peers.get(&peer).is_some_and(|p| p.state.ready) {
+                    self.count("sync from pending peer");
+                    let refused = SyncResponse::Refused { reason: "say hello first".into() };
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, refused);
+                    return;
+                }
+                if let Err(e) =
+                    self.sync_inbound_tx.try_send(SyncInbound { peer, request, channel })
+                {
+                    let inbound = match e {
+                        mpsc::error::TrySendError::Full(i)
+                        | mpsc::error::TrySendError::Closed(i) => i,
+                    };
+                    let busy = SyncResponse::Refused { reason: "busy".into() };
+                    let _ = self.swarm.behaviour_mut().sync.send_response(inbound.channel, busy);
+                }
+            }
+            request_response::Event::Message {
+                message: Message::Response { request_id, response },
+                ..
+            } => {
+                if let Some(reply) = self.pending_sync.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.pending_sync.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "sync request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
     }
 
     fn handle_gossip(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {

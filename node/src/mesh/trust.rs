@@ -27,9 +27,9 @@ pub enum Verdict {
     /// Every record is valid: store these (and the certificates that came
     /// with them); accept the message if any is new.
     Store {
-        /// Certificates new to this node.
+        /// The batch's certificates, all verified (the store keeps each once).
         certs: Vec<Certificate>,
-        /// Revocations new to this node.
+        /// The batch's revocations, all verified.
         revocations: Vec<Revocation>,
         /// The records.
         records: Vec<Record>,
@@ -103,17 +103,17 @@ impl Trust {
         let mut view = self.clone();
         let mut new_certs = Vec::new();
         for cert in batch.certs {
+            // Known ones too: the store may lack a certificate that this
+            // node's trust learnt from a hello.
             match view.add_certificate(cert.clone()) {
-                Ok(true) => new_certs.push(cert),
-                Ok(false) => {}
+                Ok(_) => new_certs.push(cert),
                 Err(_) => return Verdict::Reject("bad certificate"),
             }
         }
         let mut new_revocations = Vec::new();
         for revocation in batch.revocations {
             match view.add_revocation(revocation.clone()) {
-                Ok(true) => new_revocations.push(revocation),
-                Ok(false) => {}
+                Ok(_) => new_revocations.push(revocation),
                 Err(_) => return Verdict::Reject("bad revocation"),
             }
         }

@@ -64,7 +64,10 @@ pub async fn run(
     }
 }
 
-async fn verify(
+/// Decodes, judges and stores one batch (from gossip or sync): `Ok(true)`
+/// if it held something new, `Ok(false)` to ignore, `Err` to reject; and
+/// the nodes it revoked.
+pub async fn verify(
     data: &[u8],
     store: &Store,
     trust: &Arc<RwLock<Trust>>,

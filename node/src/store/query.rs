@@ -223,3 +223,99 @@ pub fn trust_items(conn: &Connection, path: &Path) -> Result<TrustBodies, StoreE
     };
     Ok((bodies("SELECT body FROM certificates")?, bodies("SELECT body FROM revocations")?))
 }
+
+/// What an anti-entropy item is: a record, a certificate or a revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemKind {
+    /// A record: its `issued_at` and id.
+    Record,
+    /// A certificate: its `not_before` as an HLC and its id.
+    Certificate,
+    /// A revocation: its `issued_at` as an HLC and its id.
+    Revocation,
+}
+
+/// One item of the replicated set, as reconciliation sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SyncItem {
+    /// The timestamp negentropy orders by (an HLC reading).
+    pub at: u64,
+    /// The item's id.
+    pub id: [u8; 32],
+    /// What it is.
+    pub kind: ItemKind,
+}
+
+/// The set reconciliation works on at `horizon_ms` (DESIGN.md "Catch-up"):
+/// every record whose `end + retention` is after the horizon, every
+/// certificate and every revocation. The same items the digest hashes.
+pub fn sync_items(
+    conn: &Connection,
+    path: &Path,
+    horizon_ms: u64,
+    params: &Params,
+) -> Result<Vec<SyncItem>, StoreError> {
+    let floor = to_sql(horizon_ms.saturating_sub(params.retention_ms));
+    let mut items = Vec::new();
+    let mut push =
+        |sql: &str, args: &[i64], kind: ItemKind, millis: bool| -> Result<(), StoreError> {
+            let mut stmt = conn.prepare_cached(sql).map_err(fail(path))?;
+            let rows: Vec<(i64, Vec<u8>)> = stmt
+                .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|r| r.collect())
+                .map_err(fail(path))?;
+            for (at, id) in rows {
+                let at = if millis { Hlc::from_millis(from_sql(at)).0 } else { from_sql(at) };
+                if let Ok(id) = blob32(&id) {
+                    items.push(SyncItem { at, id, kind });
+                }
+            }
+            Ok(())
+        };
+    push("SELECT issued_at, id FROM records WHERE end_ms > ?1", &[floor], ItemKind::Record, false)?;
+    push("SELECT not_before, id FROM certificates", &[], ItemKind::Certificate, true)?;
+    push("SELECT issued_at, id FROM revocations", &[], ItemKind::Revocation, true)?;
+    Ok(items)
+}
+
+/// Records, certificate bodies and revocation bodies, as fetched.
+pub type FetchedItems = (Vec<Record>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// The stored items named by `items` (found through their timestamps):
+/// records, certificate bodies and revocation bodies.
+pub fn fetch_items(
+    conn: &Connection,
+    path: &Path,
+    items: &[SyncItem],
+) -> Result<FetchedItems, StoreError> {
+    let mut records = Vec::new();
+    let mut certs = Vec::new();
+    let mut revocations = Vec::new();
+    for item in items {
+        match item.kind {
+            ItemKind::Record => records.extend(select_records(
+                conn,
+                path,
+                "r.issued_at = ?1 AND r.id = ?2",
+                rusqlite::params![to_sql(item.at), &item.id[..]],
+            )?),
+            ItemKind::Certificate | ItemKind::Revocation => {
+                let table =
+                    if item.kind == ItemKind::Certificate { "certificates" } else { "revocations" };
+                let mut stmt = conn
+                    .prepare_cached(&format!("SELECT body FROM {table} WHERE id = ?1"))
+                    .map_err(fail(path))?;
+                let bodies: Vec<Vec<u8>> = stmt
+                    .query_map([&item.id[..]], |r| r.get(0))
+                    .and_then(|r| r.collect())
+                    .map_err(fail(path))?;
+                if item.kind == ItemKind::Certificate {
+                    certs.extend(bodies)
+                } else {
+                    revocations.extend(bodies)
+                }
+            }
+        }
+    }
+    Ok((records, certs, revocations))
+}
