@@ -226,6 +226,10 @@ impl Node {
     async fn status(&self) -> Result<Response, String> {
         let counts = self.store.read(query::counts).await.map_err(|e| e.to_string())?;
         let peers = self.peers().await;
+        let never_ban = self.never_ban(
+            &self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.clone(),
+            &peers,
+        );
         let stats = self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let mut record_counts = BTreeMap::new();
         for (kind, n) in Kind::ALL.iter().zip(counts.by_kind) {
@@ -246,11 +250,30 @@ impl Node {
             peers,
             record_counts,
             rejects: stats.refused,
-            never_ban: self.config.safety.never_ban.iter().map(ToString::to_string).collect(),
+            never_ban,
             enforce: self.config.safety.enforce,
             clock_offset_ms: offsets.get(offsets.len() / 2).copied(),
             warnings,
         }))
+    }
+
+    /// The never-ban list as enforcement will apply it: the configured
+    /// networks, this node's own addresses and its peers' addresses.
+    fn never_ban(&self, listen: &[libp2p::Multiaddr], peers: &[PeerView]) -> Vec<String> {
+        let mut list: Vec<String> =
+            self.config.safety.never_ban.iter().map(ToString::to_string).collect();
+        let peer_addrs = peers.iter().flat_map(|p| p.addrs.iter().filter_map(|a| a.parse().ok()));
+        for addr in listen.iter().cloned().chain(peer_addrs) {
+            if let Some(ip) = ip_of(&addr)
+                && !ip.is_unspecified()
+            {
+                let text = Key::from_addr(ip).to_string();
+                if !list.contains(&text) {
+                    list.push(text);
+                }
+            }
+        }
+        list
     }
 
     async fn records(
@@ -378,6 +401,15 @@ impl Node {
         self.mesh.publish_revocation(revocation).await;
         Ok(Response::Revoked { node, new: new_in_trust || new_in_store })
     }
+}
+
+/// The IP address in a multiaddr, if it has one.
+fn ip_of(addr: &libp2p::Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
 }
 
 fn cli_meta() -> Metadata {
