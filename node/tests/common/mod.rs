@@ -1,0 +1,489 @@
+//! The end-to-end harness: a `TestCluster` (one temporary directory, a
+//! cluster key made with the real CLI) and `TestNode`s, each a real
+//! `banmesh node` child process on loopback, driven through its control
+//! socket by the real CLI. A node's log is printed when a test fails.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a condition that should hold soon gets: generous, because these
+/// tests run on shared two-core machines. Never a measure of speed.
+pub const SOON: Duration = Duration::from_secs(20);
+
+/// How long a node gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How much of a node's log a failing test prints.
+const LOG_TAIL_BYTES: u64 = 6_000;
+
+/// The `banmesh` binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_banmesh"))
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes;
+/// returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Checks that `condition` holds at every poll for the whole of `period`;
+/// returns false at the first poll where it does not.
+pub fn holds_for(period: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + period;
+    while Instant::now() < deadline {
+        if !condition() {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+/// Runs the `banmesh` CLI with `args`.
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).output().expect("run banmesh")
+}
+
+/// Runs the CLI and expects success; returns stdout.
+pub fn cli_ok(args: &[&str]) -> String {
+    let output = run_cli(args);
+    assert!(
+        output.status.success(),
+        "banmesh {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The path as a `&str`, for command lines.
+pub fn arg(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// A cluster key in a temporary directory, and the nodes started in it.
+pub struct TestCluster {
+    /// Nodes, in the order they were started. Declared before `dir` so they
+    /// stop before their directory is removed.
+    pub nodes: Vec<TestNode>,
+    /// The cluster's secret key.
+    pub cluster_key: PathBuf,
+    /// The cluster's public key, given to every node.
+    pub cluster_pub: PathBuf,
+    /// Holds every file of the test.
+    pub dir: tempfile::TempDir,
+}
+
+/// How to start one node.
+pub struct NodeSpec {
+    /// The node's name (its data dir, socket and log are named after it).
+    pub name: String,
+    /// The data dir.
+    pub data_dir: PathBuf,
+    /// `--cluster-pub`, or none for a development cluster.
+    pub cluster_pub: Option<PathBuf>,
+    /// `--peer` multiaddrs.
+    pub peers: Vec<String>,
+}
+
+impl TestCluster {
+    /// A temporary directory with a cluster key made by `keys init-cluster`.
+    pub fn new() -> TestCluster {
+        let dir = tempfile::Builder::new().prefix("bm").tempdir().expect("tempdir");
+        let cluster_dir = dir.path().join("cluster");
+        cli_ok(&["keys", "init-cluster", "--out", arg(&cluster_dir)]);
+        TestCluster {
+            nodes: Vec::new(),
+            cluster_key: cluster_dir.join("cluster.key"),
+            cluster_pub: cluster_dir.join("cluster.pub"),
+            dir,
+        }
+    }
+
+    /// A path in the test's directory.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Makes a node key in `DIR/name` (`keys init`) without enrolling it;
+    /// returns the data dir.
+    pub fn key_only(&self, name: &str) -> PathBuf {
+        let data_dir = self.path(name);
+        cli_ok(&["keys", "init", "--out", arg(&data_dir)]);
+        data_dir
+    }
+
+    /// Makes a node key in `DIR/name` and enrolls it in this cluster under
+    /// `name`; returns the data dir.
+    pub fn enroll(&self, name: &str) -> PathBuf {
+        let data_dir = self.key_only(name);
+        self.enroll_key(name, &data_dir);
+        data_dir
+    }
+
+    /// Enrolls the key in `data_dir` in this cluster (writes `node.cert`).
+    pub fn enroll_key(&self, name: &str, data_dir: &Path) {
+        cli_ok(&[
+            "keys",
+            "enroll",
+            "--cluster-key",
+            arg(&self.cluster_key),
+            "--node-pub",
+            arg(&data_dir.join("node.pub")),
+            "--name",
+            name,
+            "--out",
+            arg(&data_dir.join("node.cert")),
+        ]);
+    }
+
+    /// The spec of an enrolled node of this cluster peering with `peers`.
+    pub fn spec(&self, name: &str, peers: &[String]) -> NodeSpec {
+        NodeSpec {
+            name: name.to_owned(),
+            data_dir: self.enroll(name),
+            cluster_pub: Some(self.cluster_pub.clone()),
+            peers: peers.to_vec(),
+        }
+    }
+
+    /// Starts a node in this test's directory; returns its index.
+    pub fn start(&mut self, spec: NodeSpec) -> usize {
+        let node = TestNode::start(self.dir.path(), spec);
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Starts `count` enrolled nodes `node1..`, each given only the first
+    /// node as `--peer` (the first node none), and waits until each answers
+    /// on its socket.
+    pub fn star(count: usize) -> TestCluster {
+        let mut cluster = TestCluster::new();
+        for i in 1..=count {
+            let peers = cluster.nodes.first().map(|first| vec![first.addr()]).unwrap_or_default();
+            let spec = cluster.spec(&format!("node{i}"), &peers);
+            cluster.start(spec);
+        }
+        cluster
+    }
+
+    /// The node at `index`.
+    pub fn node(&self, index: usize) -> &TestNode {
+        &self.nodes[index]
+    }
+
+    /// Waits until every node has at least `min` connected peers.
+    pub fn wait_for_peers(&self, min: usize) {
+        let ok = wait_until(SOON, || self.nodes.iter().all(|n| n.connected_peers().len() >= min));
+        let counts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}: {}", n.name, n.connected_peers().len()))
+            .collect();
+        assert!(ok, "not every node reached {min} connected peers in {SOON:?}: {counts:?}");
+    }
+}
+
+/// One `banmesh node` child process.
+pub struct TestNode {
+    /// Its name (`node1`).
+    pub name: String,
+    /// Its data dir.
+    pub data_dir: PathBuf,
+    /// Its control socket.
+    pub socket: PathBuf,
+    /// Its mesh port on 127.0.0.1.
+    pub port: u16,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+    /// The spec it was started with (to restart it).
+    spec: NodeSpec,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    /// Starts a node with its socket and log in `dir` and waits until its
+    /// control socket answers `status`.
+    pub fn start(dir: &Path, spec: NodeSpec) -> TestNode {
+        let mut node = TestNode::spawn(dir, spec);
+        node.wait_ready();
+        node
+    }
+
+    /// Waits until the control socket answers `status`; panics at once if
+    /// the process ends first.
+    fn wait_ready(&mut self) {
+        let mut exited = None;
+        let ready = wait_until(SOON, || {
+            exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            exited.is_some() || self.try_call(&["status"]).is_ok()
+        });
+        if let Some(status) = exited {
+            self.child = None;
+            panic!("{} exited at start ({status}):\n{}", self.name, self.log_tail());
+        }
+        assert!(ready, "{} did not answer on {} in {SOON:?}", self.name, self.socket.display());
+    }
+
+    /// Starts a node without waiting for it.
+    pub fn spawn(dir: &Path, spec: NodeSpec) -> TestNode {
+        let mut node = TestNode {
+            name: spec.name.clone(),
+            data_dir: spec.data_dir.clone(),
+            socket: dir.join(format!("{}.sock", spec.name)),
+            port: free_port(),
+            log: dir.join(format!("{}.log", spec.name)),
+            spec,
+            child: None,
+        };
+        node.child = Some(node.command().spawn().expect("spawn banmesh node"));
+        node
+    }
+
+    /// The command line that starts this node, output going to its log
+    /// (appended, so a restart keeps the earlier run's lines).
+    pub fn command(&self) -> Command {
+        let log = fs::File::options().create(true).append(true).open(&self.log).expect("log file");
+        let err = log.try_clone().expect("clone log file");
+        let mut command = Command::new(bin());
+        command
+            .args(["node", "--data-dir", arg(&self.data_dir), "--listen", &self.addr()])
+            .args(["--socket", arg(&self.socket)]);
+        for peer in &self.spec.peers {
+            command.args(["--peer", peer]);
+        }
+        if let Some(cluster_pub) = &self.spec.cluster_pub {
+            command.args(["--cluster-pub", arg(cluster_pub)]);
+        }
+        command
+            .env("RUST_LOG", "info,libp2p=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err));
+        command
+    }
+
+    /// Starts the node again after `stop` or `kill`, on the same port, and
+    /// waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        self.child = Some(self.command().spawn().expect("respawn banmesh node"));
+        self.wait_ready();
+    }
+
+    /// The mesh multiaddr it listens on.
+    pub fn addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.port)
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Runs `banmesh ARGS --socket SOCKET --json` and parses the answer;
+    /// `Err` carries stdout and stderr when the command fails.
+    pub fn try_call(&self, args: &[&str]) -> Result<Value, String> {
+        let output = Command::new(bin())
+            .args(args)
+            .args(["--socket", arg(&self.socket), "--json"])
+            .output()
+            .map_err(|e| format!("cannot run banmesh: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!("banmesh {} failed: {stdout}{stderr}", args.join(" ")));
+        }
+        serde_json::from_str(&stdout).map_err(|e| format!("not JSON ({e}): {stdout}"))
+    }
+
+    /// Like `try_call`, and panics naming the node when it fails.
+    pub fn call(&self, args: &[&str]) -> Value {
+        self.try_call(args).unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
+    /// `status --json`.
+    pub fn status(&self) -> Value {
+        self.call(&["status"])
+    }
+
+    /// Its peer id, from `status`.
+    pub fn peer_id(&self) -> String {
+        self.status()["peer_id"].as_str().expect("peer_id").to_owned()
+    }
+
+    /// Its node key (hex), from `status`.
+    pub fn node_key(&self) -> String {
+        self.status()["node_key"].as_str().expect("node_key").to_owned()
+    }
+
+    /// `peers --json`; empty when the call fails.
+    pub fn peers(&self) -> Vec<Value> {
+        match self.try_call(&["peers"]) {
+            Ok(Value::Array(peers)) => peers,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The peer ids of the peers in state `connected`.
+    pub fn connected_peers(&self) -> Vec<String> {
+        self.peers()
+            .iter()
+            .filter(|p| p["state"] == "connected")
+            .filter_map(|p| p["peer_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// `records --json`.
+    pub fn records(&self) -> Vec<Value> {
+        match self.call(&["records"]) {
+            Value::Array(records) => records,
+            other => panic!("{}: records is not an array: {other}", self.name),
+        }
+    }
+
+    /// The records on exactly `key`.
+    pub fn records_on(&self, key: &str) -> Vec<Value> {
+        self.records().into_iter().filter(|r| r["key"] == key).collect()
+    }
+
+    /// `trace IP --json`.
+    pub fn trace(&self, ip: &str) -> Value {
+        self.call(&["trace", ip])
+    }
+
+    /// The decision in words from `trace IP` (`banned by ...`, `allowed`,
+    /// `not banned`); empty when the call fails.
+    pub fn decision(&self, ip: &str) -> String {
+        self.try_call(&["trace", ip])
+            .ok()
+            .and_then(|t| t["decision"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Whether `trace IP` says the address is banned.
+    pub fn is_banned(&self, ip: &str) -> bool {
+        self.decision(ip).starts_with("banned")
+    }
+
+    /// Whether `trace IP` says the address is allowed.
+    pub fn is_allowed(&self, ip: &str) -> bool {
+        self.decision(ip).starts_with("allowed")
+    }
+
+    /// Whether `trace IP` says the address is not banned.
+    pub fn is_not_banned(&self, ip: &str) -> bool {
+        self.decision(ip).starts_with("not banned")
+    }
+
+    /// Sends SIGTERM and waits for the process to end (SIGKILL after a
+    /// grace period); returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node is running");
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for node") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let status = child.wait().expect("wait for killed node");
+                panic!("{} did not stop within {STOP_GRACE:?} of SIGTERM ({status})", self.name);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node is running");
+        let _ = child.kill();
+        child.wait().expect("wait for killed node")
+    }
+
+    /// Its exit status if it has ended, without waiting.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().expect("try_wait")?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last few kilobytes of the log.
+    pub fn log_tail(&self) -> String {
+        let Ok(mut file) = fs::File::open(&self.log) else {
+            return String::from("(no log)");
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
+        let mut bytes = Vec::new();
+        let _ = file.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "----- {} ({}), last lines of {} -----\n{}\n----- end of {} -----",
+                self.name,
+                self.addr(),
+                self.log.display(),
+                self.log_tail(),
+                self.name
+            );
+        }
+        let Some(mut child) = self.child.take() else { return };
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Sends `SIG<name>` to `pid` with kill(1) (the tests have no libc).
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
