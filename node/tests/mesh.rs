@@ -282,7 +282,6 @@ fn mesh_first_run_without_cluster_makes_a_development_cluster() {
 }
 
 #[test]
-#[ignore = "needs arrived_at_ms and arrived_from filled in RecordView (node/src/daemon/handler.rs hard-codes None)"]
 fn mesh_trace_shows_which_peer_a_record_came_from() {
     let cluster = TestCluster::star(2);
     cluster.wait_for_peers(1);

@@ -164,7 +164,7 @@ impl Node {
                 "this node is not enrolled: the record is kept here but peers refuse it".to_owned(),
             );
         }
-        Ok(Response::Written { record: self.view(&record), notes })
+        Ok(Response::Written { record: self.view(&record, Some(&(now, None))), notes })
     }
 
     fn names(&self) -> impl Fn(&PublicKey) -> Option<String> + '_ {
@@ -174,7 +174,9 @@ impl Node {
         }
     }
 
-    fn view(&self, record: &Record) -> RecordView {
+    /// A record as the control socket shows it, with when and from which
+    /// peer it arrived (`None` for the peer: issued here).
+    fn view(&self, record: &Record, arrival: Option<&(u64, Option<String>)>) -> RecordView {
         let s = record.statement();
         let origin = PublicKey::from_bytes(&s.origin.0).ok();
         let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
@@ -200,8 +202,8 @@ impl Node {
             source: s.meta.source.clone(),
             id: record.id().to_string(),
             valid,
-            arrived_at_ms: None,
-            arrived_from: None,
+            arrived_at_ms: arrival.map(|(at, _)| *at),
+            arrived_from: arrival.and_then(|(_, from)| from.clone()),
         }
     }
 
@@ -291,12 +293,24 @@ impl Node {
             ),
             None => None,
         };
-        let records = match ip {
+        let (records, arrivals) = match ip {
             Some(ip) => {
                 let key = Key::parse(&ip).map_err(|e| e.to_string())?.key;
-                self.store.read(move |c, p| query::records_covering(c, p, key)).await
+                self.store
+                    .read(move |c, p| {
+                        let keys = query::covering_keys(key);
+                        Ok((
+                            query::records_on_keys(c, p, &keys)?,
+                            query::arrivals_on_keys(c, p, &keys)?,
+                        ))
+                    })
+                    .await
             }
-            None => self.store.read(query::all_records).await,
+            None => {
+                self.store
+                    .read(|c, p| Ok((query::all_records(c, p)?, query::all_arrivals(c, p)?)))
+                    .await
+            }
         }
         .map_err(|e| e.to_string())?;
         let names = self.names();
@@ -313,7 +327,7 @@ impl Node {
                             == Some(o)
                 })
             })
-            .map(|r| self.view(r))
+            .map(|r| self.view(r, arrivals.get(&r.id())))
             .collect();
         Ok(Response::Records(records))
     }
@@ -322,9 +336,12 @@ impl Node {
         let addr: IpAddr = ip.trim().parse().map_err(|_| format!("invalid IP address {ip:?}"))?;
         let key = Key::from_addr(addr);
         let now = now_ms();
-        let mut records = self
+        let (mut records, arrivals) = self
             .store
-            .read(move |c, p| query::records_covering(c, p, key))
+            .read(move |c, p| {
+                let keys = query::covering_keys(key);
+                Ok((query::records_on_keys(c, p, &keys)?, query::arrivals_on_keys(c, p, &keys)?))
+            })
             .await
             .map_err(|e| e.to_string())?;
         records
@@ -356,7 +373,7 @@ impl Node {
                 decides: by.is_some_and(|(k, kind, until)| {
                     r.key() == k && r.kind() == kind && r.statement().expires_at == Some(until)
                 }),
-                record: self.view(r),
+                record: self.view(r, arrivals.get(&r.id())),
             })
             .collect();
         Ok(Response::Trace(TraceView {

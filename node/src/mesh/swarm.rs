@@ -388,10 +388,10 @@ impl Mesh {
                 tracing::info!(%address, "listening");
                 self.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.push(address);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. }
                 if num_established.get() == 1 =>
             {
-                self.on_connected(peer_id);
+                self.on_connected(peer_id, endpoint.is_dialer());
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.peers.remove(&peer_id);
@@ -407,9 +407,8 @@ impl Mesh {
         }
     }
 
-    /// A peer's first connection: it is pending until its hello is
-    /// accepted, and gets ours at once.
-    fn on_connected(&mut self, peer_id: PeerId) {
+    /// A peer's first connection: it is pending until its hello is accepted.
+    fn on_connected(&mut self, peer_id: PeerId, dialer: bool) {
         self.peers.insert(
             peer_id,
             Peer {
@@ -425,8 +424,13 @@ impl Mesh {
                 rejects: 0,
             },
         );
-        let hello = self.own_hello();
-        self.swarm.behaviour_mut().hello.send_request(&peer_id, hello);
+        // The dialer speaks first; the listener judges its hello and answers
+        // with its own. So the node that was dialled always judges (and
+        // counts) a bad hello before anything is said back.
+        if dialer {
+            let hello = self.own_hello();
+            self.swarm.behaviour_mut().hello.send_request(&peer_id, hello);
+        }
     }
 
     fn handle_hello(&mut self, event: request_response::Event<Hello, Hello>) {

@@ -282,7 +282,8 @@ async fn initiate(ctx: &SyncContext, peer: PeerId) -> Result<(), String> {
             return Err("unexpected answer to pull".into());
         };
         for batch in batches {
-            let (verdict, _) = verifier::verify(&batch, &ctx.store, &ctx.trust, &ctx.params).await;
+            let (verdict, _) =
+                verifier::verify(&batch, &peer, &ctx.store, &ctx.trust, &ctx.params).await;
             verdict.map_err(|reason| format!("peer sent a bad batch: {reason}"))?;
             pulled += 1;
         }
@@ -407,7 +408,7 @@ async fn respond(
             if batch.len() > MAX_MESSAGE {
                 return refused("batch over 64 KiB");
             }
-            match verifier::verify(&batch, &ctx.store, &ctx.trust, &ctx.params).await.0 {
+            match verifier::verify(&batch, &peer, &ctx.store, &ctx.trust, &ctx.params).await.0 {
                 Ok(_) => SyncResponse::Done,
                 Err(reason) => refused(reason),
             }

@@ -56,7 +56,8 @@ pub async fn run(
                 None => break,
             },
         };
-        let (verdict, revoked) = verify(&inbound.data, &store, &trust, &params).await;
+        let (verdict, revoked) =
+            verify(&inbound.data, &inbound.source, &store, &trust, &params).await;
         let outcome = Outcome { id: inbound.id, source: inbound.source, verdict, revoked };
         if outcome_tx.send(outcome).await.is_err() {
             break;
@@ -69,6 +70,7 @@ pub async fn run(
 /// the nodes it revoked.
 pub async fn verify(
     data: &[u8],
+    from: &PeerId,
     store: &Store,
     trust: &Arc<RwLock<Trust>>,
     params: &Params,
@@ -114,7 +116,7 @@ pub async fn verify(
             revoked.push(node);
         }
     }
-    match store.apply(records, now).await {
+    match store.apply_from(records, now, from.to_string()).await {
         Ok(applied) => {
             for r in &applied.new {
                 tracing::info!(

@@ -16,8 +16,8 @@ use super::schema::{classify, open_writer};
 use super::{Index, StoreError};
 
 const INSERT_RECORD: &str = "INSERT OR REPLACE INTO records (key, origin, kind, issued_at,
-    expires_at, strikes, jail, reason, source, signature, id, end_ms, gc_after, arrived_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+    expires_at, strikes, jail, reason, source, signature, id, end_ms, gc_after, arrived_at,
+    arrived_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
 /// A row that cannot be read: an SQLite failure, or a damaged file.
 fn row_error(path: &Path, e: RowError) -> StoreError {
@@ -119,8 +119,19 @@ impl Db {
     /// batch again changes nothing and reports nothing new. On error nothing
     /// of the batch is stored.
     pub fn apply(&mut self, records: Vec<Record>, now_ms: u64) -> Result<Applied, StoreError> {
+        self.apply_from(records, now_ms, None)
+    }
+
+    /// [`Db::apply`] for records that arrived from peer `from` (kept with
+    /// each stored record for `banmesh trace`); `None` means issued here.
+    pub fn apply_from(
+        &mut self,
+        records: Vec<Record>,
+        now_ms: u64,
+        from: Option<&str>,
+    ) -> Result<Applied, StoreError> {
         let mut interned = Vec::new();
-        let result = self.apply_in_transaction(records, now_ms, &mut interned);
+        let result = self.apply_in_transaction(records, now_ms, from, &mut interned);
         match result {
             Ok(touched) => {
                 let changed: HashSet<Key> = touched.1.iter().map(Record::key).collect();
@@ -149,6 +160,7 @@ impl Db {
         &mut self,
         records: Vec<Record>,
         now_ms: u64,
+        from: Option<&str>,
         interned: &mut Vec<Origin>,
     ) -> Result<(HashMap<Key, Vec<Record>>, Vec<Record>), StoreError> {
         let Db { conn, path, params, origins, .. } = self;
@@ -213,6 +225,7 @@ impl Db {
                         to_sql(end_ms),
                         to_sql(params.collectable_after_ms(s.issued_at.millis(), end_ms)),
                         to_sql(now_ms),
+                        from,
                     ])
                     .map_err(fail)?;
                 match slot {

@@ -110,10 +110,24 @@ pub enum StoreError {
 
 /// A request to the writer task.
 enum Command {
-    Apply { records: Vec<Record>, now_ms: u64, reply: oneshot::Sender<Result<Applied, StoreError>> },
-    Gc { now_ms: u64, reply: oneshot::Sender<Result<usize, StoreError>> },
-    Certificate { cert: Box<Certificate>, reply: oneshot::Sender<Result<bool, StoreError>> },
-    Revocation { revocation: Box<Revocation>, reply: oneshot::Sender<Result<bool, StoreError>> },
+    Apply {
+        records: Vec<Record>,
+        now_ms: u64,
+        from: Option<String>,
+        reply: oneshot::Sender<Result<Applied, StoreError>>,
+    },
+    Gc {
+        now_ms: u64,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    Certificate {
+        cert: Box<Certificate>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Revocation {
+        revocation: Box<Revocation>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
 }
 
 /// A handle on the store: cheap to clone, usable from any task.
@@ -166,9 +180,20 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Applies a batch of verified records; returns once it is committed.
+    /// Applies a batch of verified records issued on this node; returns once
+    /// it is committed.
     pub async fn apply(&self, records: Vec<Record>, now_ms: u64) -> Result<Applied, StoreError> {
-        self.ask(|reply| Command::Apply { records, now_ms, reply }).await
+        self.ask(|reply| Command::Apply { records, now_ms, from: None, reply }).await
+    }
+
+    /// Applies a batch of verified records that arrived from peer `from`.
+    pub async fn apply_from(
+        &self,
+        records: Vec<Record>,
+        now_ms: u64,
+        from: String,
+    ) -> Result<Applied, StoreError> {
+        self.ask(|reply| Command::Apply { records, now_ms, from: Some(from), reply }).await
     }
 
     /// Runs the GC sweep at `now_ms`; returns how many records went.
@@ -228,8 +253,8 @@ fn run_writer(mut db: Db, mut writer_rx: mpsc::Receiver<Command>, index: &RwLock
     };
     while let Some(command) = writer_rx.blocking_recv() {
         match command {
-            Command::Apply { records, now_ms, reply } => {
-                let result = db.apply(records, now_ms);
+            Command::Apply { records, now_ms, from, reply } => {
+                let result = db.apply_from(records, now_ms, from.as_deref());
                 if let Ok(applied) = &result {
                     update(&applied.summaries);
                 }

@@ -319,3 +319,42 @@ pub fn fetch_items(
     }
     Ok((records, certs, revocations))
 }
+
+/// When and from which peer each record arrived (`None`: issued here), by id.
+pub type Arrivals = std::collections::HashMap<Id, (u64, Option<String>)>;
+
+/// Arrival of every record on these keys.
+pub fn arrivals_on_keys(
+    conn: &Connection,
+    path: &Path,
+    keys: &[Key],
+) -> Result<Arrivals, StoreError> {
+    if keys.is_empty() {
+        return Ok(Arrivals::new());
+    }
+    let marks = vec!["?"; keys.len()].join(",");
+    let sql = format!("SELECT id, arrived_at, arrived_from FROM records WHERE key IN ({marks})");
+    arrivals(conn, path, &sql, params_from_iter(keys.iter().map(Key::to_bytes)))
+}
+
+/// Arrival of every record.
+pub fn all_arrivals(conn: &Connection, path: &Path) -> Result<Arrivals, StoreError> {
+    arrivals(conn, path, "SELECT id, arrived_at, arrived_from FROM records", [])
+}
+
+fn arrivals(
+    conn: &Connection,
+    path: &Path,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Arrivals, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(fail(path))?;
+    let rows: Vec<(Vec<u8>, i64, Option<String>)> = stmt
+        .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|r| r.collect())
+        .map_err(fail(path))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, at, from)| blob32(&id).ok().map(|id| (Id(id), (from_sql(at), from))))
+        .collect())
+}

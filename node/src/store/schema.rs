@@ -13,7 +13,7 @@ use super::StoreError;
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Each step moves the schema one version up, inside one transaction.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 1: records keyed by slot, interned origins, certificates, revocations.
     "CREATE TABLE origins (
         id INTEGER PRIMARY KEY,
@@ -53,6 +53,8 @@ const MIGRATIONS: [&str; 1] = [
         issued_at INTEGER NOT NULL,
         body BLOB NOT NULL
     ) STRICT;",
+    // 2: which peer a record came from (NULL: issued on this node).
+    "ALTER TABLE records ADD COLUMN arrived_from TEXT;",
 ];
 
 /// Opens the store file for writing: WAL, `synchronous=NORMAL` (a commit
