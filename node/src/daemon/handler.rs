@@ -217,7 +217,12 @@ impl Node {
             .map(|p| PeerView {
                 peer_id: p.peer.to_string(),
                 name: p.name,
-                state: if p.ready { PeerState::Connected } else { PeerState::Pending },
+                state: match (p.blocked, p.connected, p.ready) {
+                    (true, _, _) => PeerState::Blocked,
+                    (false, false, _) => PeerState::Disconnected,
+                    (false, true, true) => PeerState::Connected,
+                    (false, true, false) => PeerState::Pending,
+                },
                 addrs: p.addrs.iter().map(ToString::to_string).collect(),
                 last_sync_ms: last_sync.get(&p.peer).copied(),
                 clock_offset_ms: p.offset_ms,

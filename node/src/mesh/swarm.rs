@@ -19,17 +19,17 @@ use libp2p::request_response::{self, Message, OutboundRequestId, ResponseChannel
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm};
-use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, pack};
 use super::behaviour::{Behaviour, BehaviourEvent, TOPIC};
-use super::hello::{self, HELLO_VERSION, Hello, peer_id_of};
+use super::hello::{self, peer_id_of};
 use super::sync::{SyncInbound, SyncOrder, SyncRequest, SyncResponse};
 use super::trust::Trust;
 use super::verifier::{Inbound, Outcome};
-use crate::clock::now_ms;
+
+mod admission;
 
 /// How long a refused peer stays blocked.
 const BLOCK_FOR: Duration = Duration::from_secs(600);
@@ -74,6 +74,10 @@ pub struct PeerState {
     pub connected_ms: u64,
     /// The addresses it listens on, as it told us.
     pub addrs: Vec<Multiaddr>,
+    /// Whether a connection is open.
+    pub connected: bool,
+    /// Whether it is blocked (refused hello, repeated rejects, revoked).
+    pub blocked: bool,
 }
 
 /// Counters shown by `banmesh status`.
@@ -230,7 +234,7 @@ impl Mesh {
                 self.drop_revoked(&node);
             }
             MeshCommand::Peers(reply) => {
-                let _ = reply.send(self.peers.values().map(|p| p.state.clone()).collect());
+                let _ = reply.send(self.peer_states());
             }
             MeshCommand::SyncRequest { peer, request, reply } => {
                 if self.peers.get(&peer).is_some_and(|p| p.state.ready) {
@@ -360,28 +364,6 @@ impl Mesh {
         }
     }
 
-    fn own_hello(&self) -> Hello {
-        let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
-        let own = *self.swarm.local_peer_id();
-        let mut addrs: Vec<String> = self
-            .swarm
-            .listeners()
-            .chain(self.swarm.external_addresses())
-            .map(|a| a.clone().with_p2p(own).unwrap_or_else(|a| a).to_string())
-            .collect();
-        for peer in self.peers.values().filter(|p| p.state.ready) {
-            addrs.extend(peer.state.addrs.iter().map(ToString::to_string));
-        }
-        addrs.truncate(hello::MAX_ADDRS);
-        Hello {
-            version: HELLO_VERSION,
-            cert: ByteBuf::from(self.own_cert.clone()),
-            clock_ms: now_ms(),
-            revocations: trust.revocations().iter().map(|r| ByteBuf::from(r.to_bytes())).collect(),
-            addrs,
-        }
-    }
-
     fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -405,108 +387,6 @@ impl Mesh {
             })) => self.handle_gossip(propagation_source, message_id, message.data),
             _ => {}
         }
-    }
-
-    /// A peer's first connection: it is pending until its hello is accepted.
-    fn on_connected(&mut self, peer_id: PeerId, dialer: bool) {
-        self.peers.insert(
-            peer_id,
-            Peer {
-                state: PeerState {
-                    peer: peer_id,
-                    name: None,
-                    ready: false,
-                    offset_ms: None,
-                    connected_ms: now_ms(),
-                    addrs: Vec::new(),
-                },
-                deadline: Instant::now() + self.hello_timeout,
-                rejects: 0,
-            },
-        );
-        // The dialer speaks first; the listener judges its hello and answers
-        // with its own. So the node that was dialled always judges (and
-        // counts) a bad hello before anything is said back.
-        if dialer {
-            let hello = self.own_hello();
-            self.swarm.behaviour_mut().hello.send_request(&peer_id, hello);
-        }
-    }
-
-    fn handle_hello(&mut self, event: request_response::Event<Hello, Hello>) {
-        match event {
-            request_response::Event::Message {
-                peer,
-                message: Message::Request { request, channel, .. },
-                ..
-            } => {
-                let welcome = self.welcome(peer, &request);
-                if welcome {
-                    let hello = self.own_hello();
-                    let _ = self.swarm.behaviour_mut().hello.send_response(channel, hello);
-                }
-            }
-            request_response::Event::Message {
-                peer,
-                message: Message::Response { response, .. },
-                ..
-            } => {
-                self.welcome(peer, &response);
-            }
-            request_response::Event::OutboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "hello not answered");
-            }
-            _ => {}
-        }
-    }
-
-    /// Judges a hello; a good one makes the peer ready, a bad one blocks it.
-    fn welcome(&mut self, peer: PeerId, hello: &Hello) -> bool {
-        let verdict = {
-            let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
-            hello::judge(hello, &peer, &trust, now_ms())
-        };
-        let welcome = match verdict {
-            Ok(welcome) => welcome,
-            Err(reason) => {
-                tracing::warn!(target: "banmesh::events::hello_refused", %peer, reason, "hello refused");
-                self.block(peer, reason);
-                return false;
-            }
-        };
-        let mut revoked = Vec::new();
-        {
-            let mut trust = self.trust.write().unwrap_or_else(PoisonError::into_inner);
-            for revocation in welcome.revocations {
-                let node = *revocation.node();
-                if trust.add_revocation(revocation).unwrap_or(false) {
-                    revoked.push(node);
-                }
-            }
-            let _ = trust.add_certificate(welcome.cert.clone());
-        }
-        for node in revoked {
-            self.drop_revoked(&node);
-        }
-        let own_addrs: Vec<Multiaddr> =
-            welcome.addrs.iter().filter(|(p, _)| *p == peer).map(|(_, a)| a.clone()).collect();
-        for (id, addr) in welcome.addrs {
-            let addrs = self.known.entry(id).or_default();
-            if !addrs.contains(&addr) {
-                addrs.push(addr);
-            }
-        }
-        if let Some(p) = self.peers.get_mut(&peer) {
-            if !p.state.ready {
-                let _ = self.sync_order_tx.try_send(SyncOrder::PeerReady(peer));
-                tracing::info!(target: "banmesh::events::peer_ready", %peer, name = welcome.cert.name(), "peer ready");
-            }
-            p.state.ready = true;
-            p.state.name = Some(welcome.cert.name().to_owned());
-            p.state.offset_ms = Some(welcome.offset_ms);
-            p.state.addrs = own_addrs;
-        }
-        true
     }
 
     fn handle_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
