@@ -149,6 +149,7 @@ fn mesh_unenrolled_node_is_refused() {
         data_dir: cluster.key_only("outsider"),
         cluster_pub: Some(cluster.cluster_pub.clone()),
         peers: vec![first],
+        config: None,
     };
     check_refused(cluster, outsider, "enrolled");
 }
@@ -162,6 +163,7 @@ fn mesh_node_from_another_cluster_is_refused() {
         data_dir: other.enroll("outsider"),
         cluster_pub: Some(other.cluster_pub.clone()),
         peers: vec![cluster.node(0).addr()],
+        config: None,
     };
     check_refused(cluster, outsider, "cluster");
     drop(other);
@@ -221,6 +223,7 @@ fn mesh_node_lifecycle() {
         data_dir: data_dir.clone(),
         cluster_pub: Some(cluster.cluster_pub.clone()),
         peers: Vec::new(),
+        config: None,
     };
     let mut second = TestNode::spawn(cluster.dir.path(), second);
     let mut status = None;
@@ -259,7 +262,13 @@ fn mesh_first_run_without_cluster_makes_a_development_cluster() {
     let data_dir = cluster.path("fresh");
     let node = TestNode::start(
         cluster.dir.path(),
-        NodeSpec { name: "fresh".to_owned(), data_dir, cluster_pub: None, peers: Vec::new() },
+        NodeSpec {
+            name: "fresh".to_owned(),
+            data_dir,
+            cluster_pub: None,
+            peers: Vec::new(),
+            config: None,
+        },
     );
     let status = node.status();
     assert!(
@@ -317,4 +326,41 @@ fn mesh_garbage_on_the_mesh_port_leaves_the_node_serving() {
     assert!(stays, "garbage on node1's port disturbed its peer: {:?}", cluster.node(0).peers());
     cluster.node(0).call(&["ban", "192.0.2.200"]);
     wait_all(&cluster, "192.0.2.200", "banned", |n| n.is_banned("192.0.2.200"));
+}
+
+/// `--for permanent` is a standing order: with a 20 s `max_ttl`, the ban
+/// still holds well past its first record's expiry because the issuing node
+/// renews it; an unban from another node lifts the order, and the ban then
+/// ends with the last record.
+#[test]
+fn mesh_permanent_ban_is_renewed_until_unbanned() {
+    let mut cluster = TestCluster::new();
+    let config = cluster.path("short.toml");
+    std::fs::write(
+        &config,
+        "[cluster]\nmax_ttl = \"20s\"\nskew_bound = \"5s\"\n[bans]\nbantime = \"10s\"\nbantime_maxtime = \"20s\"\n",
+    )
+    .expect("config");
+    let mut first = cluster.spec("node1", &[]);
+    first.config = Some(config.clone());
+    cluster.start(first);
+    let mut second = cluster.spec("node2", &[cluster.node(0).addr()]);
+    second.config = Some(config);
+    cluster.start(second);
+    cluster.wait_for_peers(1);
+
+    let written = cluster.node(0).call(&["ban", "192.0.2.77", "--for", "permanent"]);
+    let first_expiry = written["record"]["expires_at_ms"].as_u64().expect("expiry");
+    // Past the first record's expiry, node2 still sees a ban, from a newer record.
+    let renewed = wait_until(Duration::from_secs(40), || {
+        let trace = cluster.node(1).trace("192.0.2.77");
+        trace["until_ms"].as_u64().is_some_and(|until| until > first_expiry + 5_000)
+    });
+    assert!(renewed, "the permanent ban was not renewed: {}", cluster.node(1).trace("192.0.2.77"));
+
+    cluster.node(1).call(&["unban", "192.0.2.77"]);
+    wait_all(&cluster, "192.0.2.77", "not banned", |n| n.is_not_banned("192.0.2.77"));
+    // Renewal stops: the ban stays lifted for longer than max_ttl.
+    let stays = holds_for(Duration::from_secs(25), || cluster.node(0).is_not_banned("192.0.2.77"));
+    assert!(stays, "the lifted order came back: {}", cluster.node(0).trace("192.0.2.77"));
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use banmesh_crdt::{Decision, HlcClock, Key, Kind, Metadata, Record};
 use banmesh_keys::{PublicKey, Revocation, record_valid};
@@ -44,11 +45,21 @@ impl Node {
         Node { config, identity, store, clock, mesh, trust }
     }
 
-    /// Answers calls until the token fires or the control server is gone.
+    /// Answers calls until the token fires or the control server is gone,
+    /// and renews standing orders as they near their expiry.
     pub async fn run(mut self, mut call_rx: mpsc::Receiver<Call>, shutdown: CancellationToken) {
+        let every = Duration::from_millis(self.config.cluster.params.max_ttl_ms / 10)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut renewals = tokio::time::interval(every);
         loop {
             let call = tokio::select! {
                 () = shutdown.cancelled() => break,
+                _ = renewals.tick() => {
+                    if let Err(e) = self.renew().await {
+                        tracing::warn!(error = %e, "cannot renew standing orders");
+                    }
+                    continue;
+                }
                 call = call_rx.recv() => match call {
                     Some(call) => call,
                     None => break,
@@ -57,6 +68,47 @@ impl Node {
             let response = self.handle(call.command).await;
             let _ = call.reply.send(response);
         }
+    }
+
+    /// Renews every standing order (`--for permanent`) whose record has less
+    /// than half of `max_ttl` left, and forgets orders an Unban or Disallow
+    /// (from any node) has lifted.
+    async fn renew(&mut self) -> Result<(), String> {
+        let orders = self.store.read(query::orders).await.map_err(|e| e.to_string())?;
+        let own = banmesh_keys::origin_of(&self.identity.secret.public());
+        let now = now_ms();
+        let half = self.config.cluster.params.max_ttl_ms / 2;
+        for (key, kind, meta) in orders {
+            let records = self
+                .store
+                .read(move |c, p| query::records_on_keys(c, p, &[key]))
+                .await
+                .map_err(|e| e.to_string())?;
+            let lift = if kind == Kind::Ban { Kind::Unban } else { Kind::Disallow };
+            let mine = records
+                .iter()
+                .filter(|r| r.origin() == own && r.kind() == kind)
+                .max_by(|a, b| a.order_cmp(b));
+            let lifted = mine.is_some_and(|m| {
+                records.iter().any(|r| r.kind() == lift && r.order_cmp(m).is_gt())
+            });
+            if lifted {
+                self.store
+                    .write(move |db| db.remove_order(key, kind))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(%key, %kind, "standing order lifted");
+                continue;
+            }
+            let due = mine
+                .and_then(|m| m.statement().expires_at)
+                .is_none_or(|e| e.saturating_sub(now) < half);
+            if due {
+                self.write(kind, key.to_string(), Lifetime::Permanent, meta).await?;
+                tracing::info!(target: "banmesh::events::order_renewed", %key, %kind, "standing order renewed");
+            }
+        }
+        Ok(())
     }
 
     async fn handle(&mut self, command: Command) -> Response {
@@ -145,6 +197,7 @@ impl Node {
         .map_err(|e| e.to_string())?;
         let applied =
             self.store.apply(vec![record.clone()], now).await.map_err(|e| e.to_string())?;
+        self.keep_orders(&record, lifetime).await?;
         tracing::info!(
             target: "banmesh::events::record_issued",
             key = %record.key(), kind = %record.kind(), issued_at = record.issued_at().0, "record issued"
@@ -152,7 +205,7 @@ impl Node {
         self.mesh.publish(applied.new).await;
         if matches!(lifetime, Lifetime::Permanent) {
             notes.push(
-                "permanent orders last max_ttl; renewal before expiry is not in this build yet"
+                "standing order: this node renews it before it expires until it is lifted"
                     .to_owned(),
             );
         }
@@ -165,6 +218,26 @@ impl Node {
             );
         }
         Ok(Response::Written { record: self.view(&record, Some(&(now, None))), notes })
+    }
+
+    /// Records a standing order for a permanent Ban or Allow; an Unban or
+    /// Disallow issued here ends this node's order on that key.
+    async fn keep_orders(&self, record: &Record, lifetime: Lifetime) -> Result<(), String> {
+        let key = record.key();
+        let meta = record.statement().meta.clone();
+        let result = match (record.kind(), lifetime) {
+            (kind @ (Kind::Ban | Kind::Allow), Lifetime::Permanent) => {
+                self.store.write(move |db| db.add_order(key, kind, &meta)).await
+            }
+            (Kind::Unban, _) => {
+                self.store.write(move |db| db.remove_order(key, Kind::Ban).map(|_| ())).await
+            }
+            (Kind::Disallow, _) => {
+                self.store.write(move |db| db.remove_order(key, Kind::Allow).map(|_| ())).await
+            }
+            _ => Ok(()),
+        };
+        result.map_err(|e| e.to_string())
     }
 
     fn names(&self) -> impl Fn(&PublicKey) -> Option<String> + '_ {

@@ -7,7 +7,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use banmesh_crdt::{Key, KeySummary, Origin, Params, Record};
+use banmesh_crdt::{Key, KeySummary, Kind, Metadata, Origin, Params, Record};
 use banmesh_keys::{Certificate, Revocation};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -332,6 +332,29 @@ impl Db {
                 })
             })
             .collect()
+    }
+
+    /// Records a standing order (`--for permanent`) of this node.
+    pub fn add_order(&mut self, key: Key, kind: Kind, meta: &Metadata) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO orders (key, kind, jail, reason, source) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key.to_bytes(), kind as i64, meta.jail, meta.reason, meta.source],
+            )
+            .map_err(self.fail())?;
+        Ok(())
+    }
+
+    /// Forgets a standing order; returns whether there was one.
+    pub fn remove_order(&mut self, key: Key, kind: Kind) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM orders WHERE key = ?1 AND kind = ?2",
+                params![key.to_bytes(), kind as i64],
+            )
+            .map_err(self.fail())?;
+        Ok(n > 0)
     }
 
     /// Builds the in-memory index from every stored record, leaving out

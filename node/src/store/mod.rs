@@ -128,6 +128,8 @@ enum Command {
         revocation: Box<Revocation>,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    /// Any other write that leaves the index alone.
+    Run(Box<dyn FnOnce(&mut Db) + Send>),
 }
 
 /// A handle on the store: cheap to clone, usable from any task.
@@ -212,6 +214,20 @@ impl Store {
         self.ask(|reply| Command::Revocation { revocation: Box::new(revocation), reply }).await
     }
 
+    /// Runs a write that does not change what any key decides (standing
+    /// orders, bookkeeping) on the writer, in turn with every other write.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn FnOnce(&mut Db) + Send> = Box::new(move |db| {
+            let _ = reply.send(f(db));
+        });
+        self.writer_tx.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Runs `f` with the index (shared, read-only). Keep `f` short: the
     /// writer waits for it to update the index.
     pub fn with_index<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
@@ -268,6 +284,7 @@ fn run_writer(mut db: Db, mut writer_rx: mpsc::Receiver<Command>, index: &RwLock
             Command::Certificate { cert, reply } => {
                 let _ = reply.send(db.add_certificate(&cert));
             }
+            Command::Run(job) => job(&mut db),
             Command::Revocation { revocation, reply } => {
                 let result = db.add_revocation(&revocation);
                 if let Ok(Some(summaries)) = &result {

@@ -358,3 +358,25 @@ fn arrivals(
         .filter_map(|(id, at, from)| blob32(&id).ok().map(|id| (Id(id), (from_sql(at), from))))
         .collect())
 }
+
+/// This node's standing orders: key, kind (Ban or Allow) and metadata.
+pub fn orders(
+    conn: &Connection,
+    path: &Path,
+) -> Result<Vec<(Key, Kind, banmesh_crdt::Metadata)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT key, kind, jail, reason, source FROM orders")
+        .map_err(fail(path))?;
+    let rows: Vec<(Vec<u8>, i64, String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .and_then(|r| r.collect())
+        .map_err(fail(path))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(key, kind, jail, reason, source)| {
+            let key = Key::from_bytes(&key).ok()?;
+            let kind = Kind::from_byte(u8::try_from(kind).ok()?).ok()?;
+            Some((key, kind, banmesh_crdt::Metadata { jail, reason, source }))
+        })
+        .collect())
+}

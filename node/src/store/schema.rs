@@ -13,7 +13,7 @@ use super::StoreError;
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Each step moves the schema one version up, inside one transaction.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 1: records keyed by slot, interned origins, certificates, revocations.
     "CREATE TABLE origins (
         id INTEGER PRIMARY KEY,
@@ -55,6 +55,15 @@ const MIGRATIONS: [&str; 2] = [
     ) STRICT;",
     // 2: which peer a record came from (NULL: issued on this node).
     "ALTER TABLE records ADD COLUMN arrived_from TEXT;",
+    // 3: this node's standing orders (`--for permanent`), renewed until lifted.
+    "CREATE TABLE orders (
+        key BLOB NOT NULL,
+        kind INTEGER NOT NULL,      -- 1 ban, 3 allow
+        jail TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (key, kind)
+    ) STRICT;",
 ];
 
 /// Opens the store file for writing: WAL, `synchronous=NORMAL` (a commit

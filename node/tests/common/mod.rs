@@ -110,6 +110,8 @@ pub struct NodeSpec {
     pub cluster_pub: Option<PathBuf>,
     /// `--peer` multiaddrs.
     pub peers: Vec<String>,
+    /// `--config`, or none for the built-in defaults.
+    pub config: Option<PathBuf>,
 }
 
 impl TestCluster {
@@ -170,6 +172,7 @@ impl TestCluster {
             data_dir: self.enroll(name),
             cluster_pub: Some(self.cluster_pub.clone()),
             peers: peers.to_vec(),
+            config: None,
         }
     }
 
@@ -280,6 +283,9 @@ impl TestNode {
         }
         if let Some(cluster_pub) = &self.spec.cluster_pub {
             command.args(["--cluster-pub", arg(cluster_pub)]);
+        }
+        if let Some(config) = &self.spec.config {
+            command.args(["--config", arg(config)]);
         }
         command
             .env("RUST_LOG", "info,libp2p=warn")
