@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need. Empty until the Fail2Ban and nftables
-# end-to-end tests land; kept here so CI and people install the same set.
-packages=()
+# Debian packages the tests need (CI and people install the same set):
+# faketime runs a node with a wrong clock in the mesh tests.
+packages=(faketime)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -150,6 +150,7 @@ fn mesh_unenrolled_node_is_refused() {
         cluster_pub: Some(cluster.cluster_pub.clone()),
         peers: vec![first],
         config: None,
+        clock_offset: None,
     };
     check_refused(cluster, outsider, "enrolled");
 }
@@ -164,6 +165,7 @@ fn mesh_node_from_another_cluster_is_refused() {
         cluster_pub: Some(other.cluster_pub.clone()),
         peers: vec![cluster.node(0).addr()],
         config: None,
+        clock_offset: None,
     };
     check_refused(cluster, outsider, "cluster");
     drop(other);
@@ -224,6 +226,7 @@ fn mesh_node_lifecycle() {
         cluster_pub: Some(cluster.cluster_pub.clone()),
         peers: Vec::new(),
         config: None,
+        clock_offset: None,
     };
     let mut second = TestNode::spawn(cluster.dir.path(), second);
     let mut status = None;
@@ -268,6 +271,7 @@ fn mesh_first_run_without_cluster_makes_a_development_cluster() {
             cluster_pub: None,
             peers: Vec::new(),
             config: None,
+            clock_offset: None,
         },
     );
     let status = node.status();
@@ -363,4 +367,36 @@ fn mesh_permanent_ban_is_renewed_until_unbanned() {
     // Renewal stops: the ban stays lifted for longer than max_ttl.
     let stays = holds_for(Duration::from_secs(25), || cluster.node(0).is_not_banned("192.0.2.77"));
     assert!(stays, "the lifted order came back: {}", cluster.node(0).trace("192.0.2.77"));
+}
+
+/// A node whose clock is 10 minutes ahead (run under `faketime`, Debian's
+/// package, which scripts/test.sh installs) is reported by its own status
+/// and refuses to issue records; the nodes with right clocks carry on.
+#[test]
+fn mesh_node_with_a_clock_ten_minutes_off_is_reported_and_refuses_to_issue() {
+    assert!(
+        std::process::Command::new("faketime").arg("--help").output().is_ok(),
+        "this test needs faketime: apt-get install faketime (scripts/test.sh installs it)"
+    );
+    let mut cluster = TestCluster::star(2);
+    let mut skewed = cluster.spec("node3", &[cluster.node(0).addr()]);
+    skewed.clock_offset = Some("+10m".to_owned());
+    let skewed = cluster.start(skewed);
+    cluster.wait_for_peers(2);
+    let warned = wait_until(SOON, || {
+        cluster.node(skewed).status()["warnings"].to_string().contains("ahead of its peers")
+    });
+    assert!(warned, "node3's status does not report its clock: {}", cluster.node(skewed).status());
+    let refused = cluster.node(skewed).try_call(&["ban", "192.0.2.99"]);
+    let error = refused.expect_err("a node 10 minutes off must refuse to issue");
+    assert!(error.contains("clock"), "the refusal does not name the clock: {error}");
+    // The nodes with right clocks still issue, and agree. (Node3, ten
+    // minutes ahead, rightly sees this 3-minute ban as already expired.)
+    cluster.node(0).call(&["ban", "192.0.2.98"]);
+    let both = wait_until(SOON, || cluster.node(1).is_banned("192.0.2.98"));
+    assert!(both, "node2 did not get node1's ban: {}", cluster.node(1).trace("192.0.2.98"));
+    for i in 0..2 {
+        let warnings = cluster.node(i).status()["warnings"].to_string();
+        assert!(!warnings.contains("clock"), "a node with a right clock warns: {warnings}");
+    }
 }

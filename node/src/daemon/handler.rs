@@ -142,7 +142,7 @@ impl Node {
 
     /// The median clock offset of ready peers, when it is past half the skew bound.
     async fn skew_warning(&self) -> Option<String> {
-        let mut offsets: Vec<i64> = self
+        let offsets: Vec<i64> = self
             .mesh
             .peers()
             .await
@@ -150,16 +150,12 @@ impl Node {
             .filter(|p| p.ready)
             .filter_map(|p| p.offset_ms)
             .collect();
-        if offsets.is_empty() {
-            return None;
-        }
-        offsets.sort_unstable();
-        let median = offsets[offsets.len() / 2];
-        let bound = i64::try_from(self.config.cluster.params.skew_bound_ms / 2).unwrap_or(i64::MAX);
-        (median.unsigned_abs() > bound.unsigned_abs()).then(|| {
+        let median = median_offset(offsets)?;
+        let bound = self.config.cluster.params.skew_bound_ms / 2;
+        (median.unsigned_abs() > bound).then(|| {
             format!(
-                "this node's clock is {} ms {} its peers' (median): fix the clock (NTP); it refuses to issue records until then",
-                median.unsigned_abs(),
+                "this node's clock is {} {} its peers' (median): fix the clock (NTP); it refuses to issue records until then",
+                banmesh_crdt::duration::format_duration(Duration::from_millis(median.unsigned_abs())),
                 if median > 0 { "behind" } else { "ahead of" }
             )
         })
@@ -498,6 +494,25 @@ impl Node {
     }
 }
 
+/// The median of the peers' clock offsets with this node counted as one
+/// more voter at 0, so one peer with a wrong clock cannot make a node with a
+/// right one refuse; for an even count the middle value nearer 0 wins (with
+/// one peer, neither side can tell which clock is wrong). `None` without peers.
+fn median_offset(mut offsets: Vec<i64>) -> Option<i64> {
+    if offsets.is_empty() {
+        return None;
+    }
+    offsets.push(0);
+    offsets.sort_unstable();
+    let n = offsets.len();
+    let upper = offsets[n / 2];
+    if n % 2 == 1 {
+        return Some(upper);
+    }
+    let lower = offsets[n / 2 - 1];
+    Some(if lower.unsigned_abs() <= upper.unsigned_abs() { lower } else { upper })
+}
+
 /// The IP address in a multiaddr, if it has one.
 fn ip_of(addr: &libp2p::Multiaddr) -> Option<IpAddr> {
     addr.iter().find_map(|p| match p {
@@ -516,5 +531,22 @@ fn lifetime(duration_ms: Option<u64>, permanent: bool) -> Lifetime {
         (true, _) => Lifetime::Permanent,
         (false, Some(ms)) => Lifetime::For(ms),
         (false, None) => Lifetime::Default,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_offset;
+
+    #[test]
+    fn one_wrong_clock_does_not_outvote_the_others() {
+        assert_eq!(median_offset(vec![]), None);
+        // A node whose clock is right, with one peer 10 minutes ahead.
+        assert_eq!(median_offset(vec![3, 600_000]), Some(3));
+        // The node 10 minutes ahead sees everyone behind it.
+        assert_eq!(median_offset(vec![-600_000, -600_003]), Some(-600_000));
+        // Two nodes: neither can tell.
+        assert_eq!(median_offset(vec![600_000]), Some(0));
+        assert_eq!(median_offset(vec![-600_000]), Some(0));
     }
 }

@@ -69,6 +69,11 @@ fn gossipsub(mesh_n_low: usize) -> Result<gossipsub::Behaviour, BuildError> {
             topic_weight: 1.0,
             invalid_message_deliveries_weight: -100.0,
             invalid_message_deliveries_decay: 0.9,
+            // Rejects must be able to push a peer under the thresholds: no
+            // bonus for time in the mesh, and no penalty for a quiet peer
+            // (bans are rare; an honest node may send nothing for hours).
+            time_in_mesh_weight: 0.0,
+            mesh_message_deliveries_weight: 0.0,
             ..gossipsub::TopicScoreParams::default()
         },
     );

@@ -96,7 +96,6 @@ pub struct MeshStats {
 struct Peer {
     state: PeerState,
     deadline: Instant,
-    rejects: u32,
 }
 
 /// The swarm task's ends of the channels to the sync task.
@@ -127,6 +126,8 @@ pub struct Mesh {
     unblocks: Vec<(Instant, PeerId)>,
     /// When the configured peers were last dialled.
     last_bootstrap: Option<Instant>,
+    /// Rejected messages per peer since it was last blocked.
+    rejects: HashMap<PeerId, u32>,
     /// Sync requests in flight, by request id.
     pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
     /// Inbound sync requests go to the sync task.
@@ -171,6 +172,7 @@ impl Mesh {
             inbound_tx,
             unblocks: Vec::new(),
             last_bootstrap: None,
+            rejects: HashMap::new(),
             pending_sync: HashMap::new(),
             sync_inbound_tx: channels.sync_inbound_tx,
             sync_order_tx: channels.sync_order_tx,
@@ -298,9 +300,13 @@ impl Mesh {
         for node in outcome.revoked {
             self.drop_revoked(&node);
         }
-        if reject && let Some(peer) = self.peers.get_mut(&outcome.source) {
-            peer.rejects += 1;
-            if peer.rejects >= REJECTS_BEFORE_BLOCK {
+        if reject {
+            // Kept per PeerId, not per connection: reconnecting does not
+            // wipe a peer's record. Cleared when the peer is blocked.
+            let count = self.rejects.entry(outcome.source).or_default();
+            *count += 1;
+            if *count >= REJECTS_BEFORE_BLOCK {
+                self.rejects.remove(&outcome.source);
                 self.block(outcome.source, "repeated rejects");
             }
         }

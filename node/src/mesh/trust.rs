@@ -117,17 +117,19 @@ impl Trust {
                 Err(_) => return Verdict::Reject("bad revocation"),
             }
         }
-        let horizon = now_ms.saturating_add(params.skew_bound_ms);
         for record in &batch.records {
             if record.statement().validate(params).is_err() {
                 return Verdict::Reject("cluster rule");
             }
-            if record.issued_at().millis() > horizon {
-                return Verdict::Ignore("future-dated");
-            }
         }
         if verify_batch(&batch.records).is_err() {
             return Verdict::Reject("bad signature");
+        }
+        // Only after the signatures: a future-dated record must not hide a
+        // forged one beside it.
+        let horizon = now_ms.saturating_add(params.skew_bound_ms);
+        if batch.records.iter().any(|r| r.issued_at().millis() > horizon) {
+            return Verdict::Ignore("future-dated");
         }
         for record in &batch.records {
             let Ok(origin) = PublicKey::from_bytes(&record.origin().0) else {

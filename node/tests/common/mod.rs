@@ -112,6 +112,8 @@ pub struct NodeSpec {
     pub peers: Vec<String>,
     /// `--config`, or none for the built-in defaults.
     pub config: Option<PathBuf>,
+    /// Run under `faketime -f OFFSET` (e.g. `+10m`): a node with a wrong clock.
+    pub clock_offset: Option<String>,
 }
 
 impl TestCluster {
@@ -173,6 +175,7 @@ impl TestCluster {
             cluster_pub: Some(self.cluster_pub.clone()),
             peers: peers.to_vec(),
             config: None,
+            clock_offset: None,
         }
     }
 
@@ -274,7 +277,14 @@ impl TestNode {
     pub fn command(&self) -> Command {
         let log = fs::File::options().create(true).append(true).open(&self.log).expect("log file");
         let err = log.try_clone().expect("clone log file");
-        let mut command = Command::new(bin());
+        let mut command = match &self.spec.clock_offset {
+            Some(offset) => {
+                let mut faketime = Command::new("faketime");
+                faketime.args(["-f", offset]).arg(bin());
+                faketime
+            }
+            None => Command::new(bin()),
+        };
         command
             .args(["node", "--data-dir", arg(&self.data_dir), "--listen", &self.addr()])
             .args(["--socket", arg(&self.socket)]);

@@ -79,7 +79,6 @@ impl Mesh {
                     blocked: false,
                 },
                 deadline: Instant::now() + self.hello_timeout,
-                rejects: 0,
             },
         );
         // The dialer speaks first; the listener judges its hello and answers

@@ -1,0 +1,728 @@
+//! The mesh against a hostile peer: a libp2p swarm driven by the test itself
+//! (a "rogue", built with the node's own `behaviour::build`), enrolled in
+//! the cluster or not, that publishes crafted gossip to node1 of a real
+//! cluster: a batch with one forged signature, malformed batches, records
+//! from the future or from an unknown origin, oversized messages, and sync
+//! requests before any hello. Each must be refused, counted and never
+//! stored, and node1 must keep serving its honest peers.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use banmesh_crdt::{Hlc, Key, Kind, Metadata, Origin, Record, Statement};
+use banmesh_keys::{Certificate, SecretKey, files, sign_record};
+use banmesh_node::mesh::batch::{Batch, MAX_MESSAGE};
+use banmesh_node::mesh::behaviour::{self, Behaviour, BehaviourEvent, HELLO_PROTOCOL, TOPIC};
+use banmesh_node::mesh::hello::{HELLO_VERSION, Hello};
+use banmesh_node::mesh::sync::{MAX_FRAME, SYNC_PROTOCOL, SyncRequest, SyncResponse};
+use common::{SOON, TestCluster, TestNode, holds_for, wait_until};
+use libp2p::futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::request_response::{self, Message, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identity, noise, ping, tcp, yamux,
+};
+use serde_bytes::ByteBuf;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long the rogue lets the gossip mesh settle after node1 subscribes.
+const MESH_SETTLE: Duration = Duration::from_millis(1500);
+/// How long a refused thing is watched for not getting through.
+const WATCH: Duration = Duration::from_secs(3);
+
+/// Unix milliseconds now.
+fn now_ms() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
+    u64::try_from(since.as_millis()).expect("ms fit u64")
+}
+
+/// A ban on `ip` signed by `secret`, issued at `issued_ms`, for an hour.
+fn ban(secret: &SecretKey, ip: &str, issued_ms: u64, reason: &str) -> Record {
+    let statement = Statement {
+        key: Key::parse(ip).expect("ip").key,
+        kind: Kind::Ban,
+        issued_at: Hlc::from_millis(issued_ms),
+        expires_at: Some(issued_ms + 3_600_000),
+        strikes: 1,
+        meta: Metadata {
+            jail: "rogue".to_owned(),
+            reason: reason.to_owned(),
+            source: "test".to_owned(),
+        },
+        origin: Origin::default(),
+    };
+    sign_record(secret, statement)
+}
+
+/// `count` bans signed by `secret` on `PREFIX.1..`.
+fn bans(secret: &SecretKey, prefix: &str, count: usize) -> Vec<Record> {
+    let now = now_ms();
+    (1..=count).map(|i| ban(secret, &format!("{prefix}.{i}"), now, "valid")).collect()
+}
+
+/// The keys of the records `node` stores, as strings.
+fn stored_keys(node: &TestNode) -> HashSet<String> {
+    node.records().iter().filter_map(|r| r["key"].as_str().map(str::to_owned)).collect()
+}
+
+/// Whether `node` stores a record on every one of `ips`.
+fn stores_all(node: &TestNode, ips: &[String]) -> bool {
+    let keys = stored_keys(node);
+    ips.iter().all(|ip| keys.contains(ip))
+}
+
+/// Which of `ips` `node` stores.
+fn stored_of(node: &TestNode, ips: &[String]) -> Vec<String> {
+    let keys = stored_keys(node);
+    ips.iter().filter(|ip| keys.contains(*ip)).cloned().collect()
+}
+
+/// The keys of `records`, as `records --json` shows them.
+fn keys_of(records: &[Record]) -> Vec<String> {
+    records.iter().map(|r| r.key().to_string()).collect()
+}
+
+/// The count of refusals in `status --json` whose reason contains `word`.
+fn rejects_matching(node: &TestNode, word: &str) -> u64 {
+    let status = node.status();
+    let Some(rejects) = status["rejects"].as_object() else { return 0 };
+    rejects.iter().filter(|(reason, _)| reason.contains(word)).filter_map(|(_, n)| n.as_u64()).sum()
+}
+
+/// Every refusal count of `node`, for messages.
+fn rejects(node: &TestNode) -> Value {
+    node.status()["rejects"].clone()
+}
+
+/// A node key written with the real CLI and enrolled (or not) in a cluster.
+struct RogueKey {
+    secret: SecretKey,
+    /// The certificate's canonical bytes; empty when not enrolled.
+    cert: Vec<u8>,
+}
+
+impl RogueKey {
+    /// Reads `node.key` (and `node.cert` when there is one) from `dir`.
+    fn read(dir: &Path) -> RogueKey {
+        let secret = files::read_secret_key(&dir.join("node.key")).expect("rogue node.key");
+        let cert_path = dir.join("node.cert");
+        let cert = if cert_path.exists() {
+            files::read_certificate(&cert_path).expect("rogue node.cert").to_bytes()
+        } else {
+            Vec::new()
+        };
+        RogueKey { secret, cert }
+    }
+
+    /// The certificate.
+    fn certificate(&self) -> Certificate {
+        Certificate::from_bytes(&self.cert).expect("rogue certificate")
+    }
+}
+
+/// What the test tells the rogue's task.
+enum Command {
+    Dial(Multiaddr),
+    Publish(Vec<u8>, oneshot::Sender<Result<(), String>>),
+    Hello(PeerId),
+    Sync(PeerId, SyncRequest, oneshot::Sender<Result<SyncResponse, String>>),
+}
+
+/// What the rogue's task has seen.
+#[derive(Default, Debug)]
+struct Seen {
+    connected: HashSet<PeerId>,
+    subscribed: HashSet<PeerId>,
+    established: u32,
+    closed: u32,
+    dial_errors: Vec<String>,
+    hello_answers: u32,
+}
+
+/// A libp2p swarm driven by the test: it speaks the node's protocols but
+/// publishes whatever the test hands it.
+struct Rogue {
+    commands: mpsc::UnboundedSender<Command>,
+    seen: Arc<Mutex<Seen>>,
+    peer_id: PeerId,
+    /// Dropped last: ends the task and closes every connection.
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Rogue {
+    /// A rogue on the node's own stack (`behaviour::build`); it answers
+    /// hellos and sends one on each connection when `hello` is true.
+    fn new(key: &RogueKey, hello: bool) -> Rogue {
+        let swarm = behaviour::build(&key.secret, 4).expect("build the rogue swarm");
+        Rogue::with_swarm(swarm, key, hello)
+    }
+
+    fn with_swarm(swarm: Swarm<Behaviour>, key: &RogueKey, hello: bool) -> Rogue {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let peer_id = *swarm.local_peer_id();
+        let task = RogueTask {
+            swarm,
+            cert: key.cert.clone(),
+            hello,
+            seen: seen.clone(),
+            pending_sync: HashMap::new(),
+        };
+        runtime.spawn(task.run(command_rx));
+        Rogue { commands, seen, peer_id, runtime }
+    }
+
+    fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.seen.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn dial(&self, node: &TestNode) {
+        let addr: Multiaddr = node.addr().parse().expect("node multiaddr");
+        self.commands.send(Command::Dial(addr)).expect("rogue task alive");
+    }
+
+    /// Publishes `bytes` on the topic; the local gossipsub's verdict.
+    fn publish(&self, bytes: Vec<u8>) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Publish(bytes, reply)).expect("rogue task alive");
+        answer.blocking_recv().expect("rogue task answers")
+    }
+
+    /// Publishes and expects the local gossipsub to send it.
+    fn publish_ok(&self, bytes: Vec<u8>) {
+        let len = bytes.len();
+        if let Err(e) = self.publish(bytes) {
+            panic!("the rogue could not publish {len} bytes: {e}");
+        }
+    }
+
+    fn send_hello(&self, peer: PeerId) {
+        self.commands.send(Command::Hello(peer)).expect("rogue task alive");
+    }
+
+    /// Sends a sync request and waits (bounded) for its answer.
+    fn sync(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Sync(peer, request, reply)).expect("rogue task alive");
+        self.runtime.block_on(async {
+            match tokio::time::timeout(SOON, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err("rogue task dropped the request".to_owned()),
+                Err(_) => Err(format!("no answer within {SOON:?}")),
+            }
+        })
+    }
+
+    fn is_connected(&self, peer: &PeerId) -> bool {
+        self.seen(|s| s.connected.contains(peer))
+    }
+
+    /// Dials node1 and waits until node1 lists the rogue as a connected
+    /// (hello accepted) peer and has subscribed to the topic, then lets the
+    /// gossip mesh settle.
+    fn join(&self, node1: &TestNode) -> PeerId {
+        let node1_id: PeerId = node1.peer_id().parse().expect("node1 peer id");
+        self.dial(node1);
+        let me = self.peer_id.to_string();
+        let ready = wait_until(SOON, || {
+            self.seen(|s| s.subscribed.contains(&node1_id)) && node1.connected_peers().contains(&me)
+        });
+        assert!(
+            ready,
+            "node1 did not accept the rogue and subscribe within {SOON:?}: rogue saw {:?}; node1 peers {:?}",
+            self.seen(|s| format!("{s:?}")),
+            node1.peers()
+        );
+        std::thread::sleep(MESH_SETTLE);
+        node1_id
+    }
+}
+
+struct RogueTask {
+    swarm: Swarm<Behaviour>,
+    cert: Vec<u8>,
+    hello: bool,
+    seen: Arc<Mutex<Seen>>,
+    pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
+}
+
+impl RogueTask {
+    fn hello(&self) -> Hello {
+        Hello {
+            version: HELLO_VERSION,
+            cert: ByteBuf::from(self.cert.clone()),
+            clock_ms: now_ms(),
+            revocations: Vec::new(),
+            addrs: Vec::new(),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.event(event),
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Dial(addr) => {
+                if let Err(e) = self.swarm.dial(addr) {
+                    self.seen().dial_errors.push(e.to_string());
+                }
+            }
+            Command::Publish(bytes, reply) => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(TOPIC), bytes)
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:?}"));
+                let _ = reply.send(result);
+            }
+            Command::Hello(peer) => {
+                let hello = self.hello();
+                self.swarm.behaviour_mut().hello.send_request(&peer, hello);
+            }
+            Command::Sync(peer, request, reply) => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending_sync.insert(id, reply);
+            }
+        }
+    }
+
+    fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                {
+                    let mut seen = self.seen();
+                    seen.established += 1;
+                    seen.connected.insert(peer_id);
+                }
+                if self.hello {
+                    let hello = self.hello();
+                    self.swarm.behaviour_mut().hello.send_request(&peer_id, hello);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                let mut seen = self.seen();
+                seen.closed += 1;
+                seen.connected.remove(&peer_id);
+                seen.subscribed.remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                self.seen().dial_errors.push(error.to_string());
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => match event {
+                request_response::Event::Message {
+                    message: Message::Request { channel, .. },
+                    ..
+                } if self.hello => {
+                    let hello = self.hello();
+                    let _ = self.swarm.behaviour_mut().hello.send_response(channel, hello);
+                }
+                request_response::Event::Message { message: Message::Response { .. }, .. } => {
+                    self.seen().hello_answers += 1;
+                }
+                _ => {}
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                ..
+            })) => {
+                self.seen().subscribed.insert(peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => match event {
+                request_response::Event::Message {
+                    message: Message::Request { channel, .. },
+                    ..
+                } => {
+                    // The node reconciles with each new peer: refuse, politely.
+                    let refused = SyncResponse::Refused { reason: "rogue".to_owned() };
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, refused);
+                }
+                request_response::Event::Message {
+                    message: Message::Response { request_id, response },
+                    ..
+                } => {
+                    if let Some(reply) = self.pending_sync.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+                request_response::Event::OutboundFailure { request_id, error, .. } => {
+                    if let Some(reply) = self.pending_sync.remove(&request_id) {
+                        let _ = reply.send(Err(error.to_string()));
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+/// The node's stack (as `behaviour::build`) but with gossipsub allowed to
+/// send messages of up to `max_transmit` bytes: a sender that ignores the
+/// 64 KiB limit.
+fn oversize_swarm(secret: &SecretKey, max_transmit: usize) -> Swarm<Behaviour> {
+    let mut seed = secret.seed();
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed[..]).expect("identity");
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
+        .max_transmit_size(max_transmit)
+        .heartbeat_interval(Duration::from_millis(700))
+        .build()
+        .expect("gossipsub config");
+    let mut gossipsub =
+        gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).expect("gossipsub");
+    gossipsub.subscribe(&IdentTopic::new(TOPIC)).expect("subscribe");
+    let hello = request_response::cbor::Behaviour::with_codec(
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(64 * 1024)
+            .set_response_size_maximum(64 * 1024),
+        [(StreamProtocol::new(HELLO_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+    );
+    let sync = request_response::cbor::Behaviour::with_codec(
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(MAX_FRAME)
+            .set_response_size_maximum(MAX_FRAME),
+        [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+    );
+    libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .expect("tcp")
+        .with_behaviour(|_| Behaviour {
+            gossipsub,
+            hello,
+            sync,
+            ping: ping::Behaviour::default(),
+            blocked: allow_block_list::Behaviour::default(),
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build()
+}
+
+/// A star of `count` nodes with every node connected, and an enrolled rogue
+/// key in the same cluster.
+fn cluster_with_rogue(count: usize) -> (TestCluster, RogueKey) {
+    let cluster = TestCluster::star(count);
+    cluster.wait_for_peers(count - 1);
+    let dir = cluster.enroll("rogue");
+    let key = RogueKey::read(&dir);
+    (cluster, key)
+}
+
+/// Waits until every node stores every one of `ips`; panics naming what is
+/// missing.
+fn wait_stored_everywhere(cluster: &TestCluster, ips: &[String], what: &str) {
+    let ok = wait_until(SOON, || cluster.nodes.iter().all(|n| stores_all(n, ips)));
+    let missing: Vec<(String, usize)> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), ips.len() - stored_of(n, ips).len()))
+        .collect();
+    assert!(ok, "{what} did not reach every node within {SOON:?}: missing per node {missing:?}");
+}
+
+#[test]
+fn mesh_batch_with_one_bad_signature_is_rejected_whole_and_counted() {
+    let (cluster, key) = cluster_with_rogue(3);
+    let rogue = Rogue::new(&key, true);
+    rogue.join(cluster.node(0));
+    let node1 = cluster.node(0);
+    let before = rejects_matching(node1, "signature");
+
+    let mut records = bans(&key.secret, "198.18.1", 10);
+    let good = ban(&key.secret, "198.18.1.11", now_ms(), "honest words");
+    let mut forged = good.statement().clone();
+    forged.meta.reason = "words changed after signing".to_owned();
+    records.push(Record::new(forged, *good.signature()));
+    let bad_ips = keys_of(&records);
+    rogue.publish_ok(Batch::of_records(vec![key.certificate()], records).encode());
+
+    let counted = wait_until(SOON, || rejects_matching(node1, "signature") > before);
+    assert!(counted, "node1 counts no signature reject: {}", rejects(node1));
+
+    // The control: a valid batch over the same channel reaches every node
+    // (one reject does not block), and the rejected batch reached none.
+    let control = bans(&key.secret, "198.18.2", 5);
+    let control_ips = keys_of(&control);
+    rogue.publish_ok(Batch::of_records(vec![key.certificate()], control).encode());
+    wait_stored_everywhere(&cluster, &control_ips, "the valid control batch");
+    for node in &cluster.nodes {
+        let stored = stored_of(node, &bad_ips);
+        assert!(
+            stored.is_empty(),
+            "{} stored records of the rejected batch: {stored:?}",
+            node.name
+        );
+    }
+    assert!(
+        node1.connected_peers().contains(&rogue.peer_id.to_string()),
+        "one reject should not disconnect the rogue: {:?}",
+        node1.peers()
+    );
+    assert_eq!(rejects_matching(node1, "repeated rejects"), 0, "{}", rejects(node1));
+}
+
+#[test]
+fn mesh_repeated_rejects_block_the_peer() {
+    let (cluster, key) = cluster_with_rogue(2);
+    let rogue = Rogue::new(&key, true);
+    let node1_id = rogue.join(cluster.node(0));
+    let node1 = cluster.node(0);
+    let me = rogue.peer_id.to_string();
+    let before = rejects_matching(node1, "malformed");
+
+    // An unknown origin is an Ignore, not a Reject: it must not count.
+    let stranger = SecretKey::generate().expect("stranger key");
+    rogue.publish_ok(Batch::of_records(Vec::new(), bans(&stranger, "198.18.3", 1)).encode());
+    // Garbage, a truncated batch, a batch of an unknown version.
+    let garbage: Vec<u8> =
+        (0..600u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let valid =
+        Batch::of_records(vec![key.certificate()], bans(&key.secret, "198.18.4", 3)).encode();
+    let truncated = valid[..valid.len() - 7].to_vec();
+    let mut unknown_version = valid.clone();
+    unknown_version[0] = 0xee;
+    for message in [garbage, truncated, unknown_version] {
+        rogue.publish_ok(message);
+    }
+
+    let blocked = wait_until(SOON, || {
+        rejects_matching(node1, "repeated rejects") > 0 && !rogue.is_connected(&node1_id)
+    });
+    assert!(
+        blocked,
+        "node1 did not block the rogue after 3 malformed batches: rejects {}, rogue saw {:?}",
+        rejects(node1),
+        rogue.seen(|s| format!("{s:?}"))
+    );
+    assert!(
+        rejects_matching(node1, "malformed") >= before + 3,
+        "node1 should count 3 malformed batches: {}",
+        rejects(node1)
+    );
+    assert!(
+        !node1.connected_peers().contains(&me),
+        "node1 still lists the rogue: {:?}",
+        node1.peers()
+    );
+
+    // A reconnect is refused: the dial fails or its connection closes at once.
+    let (errors, closed) = rogue.seen(|s| (s.dial_errors.len(), s.closed));
+    rogue.dial(node1);
+    let refused =
+        wait_until(SOON, || rogue.seen(|s| s.dial_errors.len() > errors || s.closed > closed));
+    assert!(
+        refused,
+        "the redial was neither refused nor closed: {:?}",
+        rogue.seen(|s| format!("{s:?}"))
+    );
+    let kept_out = holds_for(WATCH, || {
+        !rogue.is_connected(&node1_id) && !node1.connected_peers().contains(&me)
+    });
+    assert!(
+        kept_out,
+        "the blocked rogue got back in: rogue saw {:?}, node1 peers {:?}",
+        rogue.seen(|s| format!("{s:?}")),
+        node1.peers()
+    );
+    // Nothing of the rogue's was stored, and node1 still serves node2.
+    assert!(
+        stored_of(node1, &["198.18.3.1".to_owned(), "198.18.4.1".to_owned()]).is_empty(),
+        "node1 stored a refused record: {:?}",
+        node1.records()
+    );
+    cluster.node(1).call(&["ban", "198.18.5.1"]);
+    wait_stored_everywhere(&cluster, &["198.18.5.1".to_owned()], "node2's ban");
+}
+
+#[test]
+fn mesh_future_dated_and_unknown_origin_records_are_ignored_not_stored() {
+    let (cluster, key) = cluster_with_rogue(2);
+    let rogue = Rogue::new(&key, true);
+    rogue.join(cluster.node(0));
+    let node1 = cluster.node(0);
+    let rejects_before = node1.status()["rejects"].clone();
+
+    let future = ban(&key.secret, "198.18.6.1", now_ms() + 10 * 60_000, "from the future");
+    rogue.publish_ok(Batch::of_records(vec![key.certificate()], vec![future]).encode());
+    let stranger = SecretKey::generate().expect("stranger key");
+    let unknown = ban(&stranger, "198.18.6.2", now_ms(), "nobody's");
+    rogue.publish_ok(Batch::of_records(Vec::new(), vec![unknown]).encode());
+
+    // Gossip from one peer is judged in order: once the later valid batch is
+    // stored, the earlier two have been judged.
+    let control = bans(&key.secret, "198.18.7", 3);
+    let control_ips = keys_of(&control);
+    rogue.publish_ok(Batch::of_records(vec![key.certificate()], control).encode());
+    wait_stored_everywhere(&cluster, &control_ips, "the valid batch after the ignored ones");
+
+    let ignored = ["198.18.6.1".to_owned(), "198.18.6.2".to_owned()];
+    for node in &cluster.nodes {
+        let stored = stored_of(node, &ignored);
+        assert!(stored.is_empty(), "{} stored an ignored record: {stored:?}", node.name);
+    }
+    assert!(
+        node1.connected_peers().contains(&rogue.peer_id.to_string()),
+        "ignored records must not cost the rogue its connection: {:?}",
+        node1.peers()
+    );
+    assert_eq!(
+        node1.status()["rejects"],
+        rejects_before,
+        "ignored records must not be counted as rejects"
+    );
+}
+
+/// A batch of valid bans signed by `key` whose encoding is over `min_len`
+/// bytes (record texts make the size up).
+fn big_batch(key: &RogueKey, prefix: &str, min_len: usize) -> (Vec<u8>, Vec<String>) {
+    let now = now_ms();
+    let reason = "x".repeat(400);
+    let mut records = Vec::new();
+    let mut i = 0u32;
+    loop {
+        let bytes = Batch::of_records(vec![key.certificate()], records.clone()).encode();
+        if bytes.len() > min_len {
+            return (bytes, keys_of(&records));
+        }
+        i += 1;
+        let ip = format!("{prefix}.{}.{}", i / 250, i % 250 + 1);
+        records.push(ban(&key.secret, &ip, now, &reason));
+    }
+}
+
+#[test]
+fn mesh_oversized_gossip_is_refused() {
+    let (cluster, key) = cluster_with_rogue(2);
+    let rogue = Rogue::new(&key, true);
+    rogue.join(cluster.node(0));
+    let node1 = cluster.node(0);
+    let before = rejects_matching(node1, "malformed");
+
+    // Over 64 KiB but within gossipsub's 64 KiB + 1 KiB: it travels, and
+    // the node's decoder refuses it whole.
+    let (just_over, just_over_ips) = big_batch(&key, "198.19", MAX_MESSAGE);
+    assert!(just_over.len() < MAX_MESSAGE + 512, "{} bytes", just_over.len());
+    rogue.publish_ok(just_over);
+    let counted = wait_until(SOON, || rejects_matching(node1, "malformed") > before);
+    assert!(
+        counted,
+        "node1 counted no reject of a {} KiB batch: {}",
+        MAX_MESSAGE / 1024,
+        rejects(node1)
+    );
+
+    // Far over: the node's own stack refuses to send it.
+    let (far_over, far_over_ips) = big_batch(&key, "198.19", 100 * 1024);
+    let sent = rogue.publish(far_over.clone());
+    assert!(
+        sent.as_ref().is_err_and(|e| e.contains("TooLarge")),
+        "gossipsub on the node's stack should refuse to send {} bytes: {sent:?}",
+        far_over.len()
+    );
+    drop(rogue);
+
+    // A sender that ignores the limit: node1's gossipsub refuses the frame.
+    let big = Rogue::with_swarm(oversize_swarm(&key.secret, 1024 * 1024), &key, true);
+    big.join(node1);
+    big.publish_ok(far_over);
+    // Whether the same sender still gets a valid batch through afterwards.
+    let after = bans(&key.secret, "198.18.10", 2);
+    let after_ips = keys_of(&after);
+    big.publish_ok(Batch::of_records(vec![key.certificate()], after).encode());
+    // node1 keeps serving: node2's ban still arrives.
+    cluster.node(1).call(&["ban", "198.18.8.1"]);
+    wait_stored_everywhere(
+        &cluster,
+        &["198.18.8.1".to_owned()],
+        "node2's ban after the oversized frame",
+    );
+    let none_stored = holds_for(WATCH, || {
+        stored_of(node1, &just_over_ips).is_empty() && stored_of(node1, &far_over_ips).is_empty()
+    });
+    assert!(none_stored, "node1 stored records of an oversized message");
+    eprintln!(
+        "after the oversized frame: rogue saw {:?}; node1 rejects {}; valid batch after it stored: {}",
+        big.seen(|s| format!("{s:?}")),
+        rejects(node1),
+        stores_all(node1, &after_ips)
+    );
+}
+
+#[test]
+fn mesh_sync_request_from_pending_peer_is_refused() {
+    let cluster = TestCluster::star(1);
+    let other = TestCluster::new();
+    let key = RogueKey::read(&other.enroll("foreign"));
+    let rogue = Rogue::new(&key, false);
+    let node1 = cluster.node(0);
+    let node1_id: PeerId = node1.peer_id().parse().expect("node1 peer id");
+    rogue.dial(node1);
+    let connected = wait_until(SOON, || rogue.is_connected(&node1_id));
+    assert!(connected, "the rogue could not connect: {:?}", rogue.seen(|s| format!("{s:?}")));
+
+    // Before any hello: the sync request is refused.
+    let answer = rogue
+        .sync(node1_id, SyncRequest::Open { horizon_ms: now_ms(), msg: ByteBuf::from(vec![0x61]) });
+    eprintln!("pending peer's sync request answered: {answer:?}");
+    match &answer {
+        Ok(SyncResponse::Refused { reason }) => {
+            assert!(reason.contains("hello"), "refused for another reason: {reason}");
+        }
+        Ok(other) => panic!("node1 answered a pending peer's sync request: {other:?}"),
+        Err(e) => eprintln!("the sync request failed rather than being refused: {e}"),
+    }
+    let counted = wait_until(SOON, || rejects_matching(node1, "pending") > 0);
+    assert!(counted, "node1 counts no sync from a pending peer: {}", rejects(node1));
+
+    // A hello with another cluster's certificate: refused, disconnected.
+    rogue.send_hello(node1_id);
+    let dropped = wait_until(SOON, || {
+        rejects_matching(node1, "cluster") > 0 && !rogue.is_connected(&node1_id)
+    });
+    assert!(
+        dropped,
+        "node1 kept the foreign rogue: rejects {}, rogue saw {:?}",
+        rejects(node1),
+        rogue.seen(|s| format!("{s:?}"))
+    );
+    assert!(
+        node1.connected_peers().is_empty(),
+        "node1 lists a connected peer: {:?}",
+        node1.peers()
+    );
+    // node1 still serves its control socket and issues records.
+    node1.call(&["ban", "198.18.9.1"]);
+    assert!(node1.is_banned("198.18.9.1"), "{}", node1.decision("198.18.9.1"));
+}
