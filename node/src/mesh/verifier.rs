@@ -3,9 +3,10 @@
 //! thread), stores what is valid, and sends back Accept (something new),
 //! Ignore or Reject. Ends when its token fires or the swarm task is gone.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use banmesh_crdt::Params;
+use banmesh_crdt::{Id, Params, Record};
 use banmesh_keys::PublicKey;
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageId;
@@ -39,7 +40,12 @@ pub struct Outcome {
     pub revoked: Vec<PublicKey>,
 }
 
-/// The verifier's loop.
+/// Messages judged and stored together: one signature-checking pass and
+/// one store transaction per sending peer, however many messages wait.
+const DRAIN: usize = 256;
+
+/// The verifier's loop: takes every message waiting (up to [`DRAIN`]),
+/// judges them together and reports each one's verdict.
 pub async fn run(
     mut inbound_rx: mpsc::Receiver<Inbound>,
     outcome_tx: mpsc::Sender<Outcome>,
@@ -49,56 +55,132 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
-        let inbound = tokio::select! {
+        let first = tokio::select! {
             () = shutdown.cancelled() => break,
             inbound = inbound_rx.recv() => match inbound {
                 Some(inbound) => inbound,
                 None => break,
             },
         };
-        let (verdict, revoked) =
-            verify(&inbound.data, &inbound.source, &store, &trust, &params).await;
-        let outcome = Outcome { id: inbound.id, source: inbound.source, verdict, revoked };
-        if outcome_tx.send(outcome).await.is_err() {
-            break;
+        let mut waiting = vec![first];
+        while waiting.len() < DRAIN {
+            match inbound_rx.try_recv() {
+                Ok(inbound) => waiting.push(inbound),
+                Err(_) => break,
+            }
+        }
+        let (heads, data): (Vec<(MessageId, PeerId)>, Vec<Vec<u8>>) =
+            waiting.into_iter().map(|i| ((i.id, i.source), i.data)).unzip();
+        let sources: Vec<PeerId> = heads.iter().map(|(_, source)| *source).collect();
+        let results = verify_many(data, &sources, &store, &trust, &params).await;
+        for ((id, source), (verdict, revoked)) in heads.into_iter().zip(results) {
+            if outcome_tx.send(Outcome { id, source, verdict, revoked }).await.is_err() {
+                return;
+            }
         }
     }
 }
 
-/// Decodes, judges and stores one batch (from gossip or sync): `Ok(true)`
-/// if it held something new, `Ok(false)` to ignore, `Err` to reject; and
-/// the nodes it revoked.
+/// What one message came to: `Ok(true)` if it held something new,
+/// `Ok(false)` to ignore it, `Err` to reject it (why); and the nodes it revoked.
+pub type Verified = (Result<bool, &'static str>, Vec<PublicKey>);
+
+/// Decodes, judges and stores one batch (from gossip or sync).
 pub async fn verify(
     data: &[u8],
     from: &PeerId,
     store: &Store,
     trust: &Arc<RwLock<Trust>>,
     params: &Params,
-) -> (Result<bool, &'static str>, Vec<PublicKey>) {
-    let batch = match Batch::decode(data) {
-        Ok(batch) => batch,
-        Err(e) => {
-            tracing::warn!(target: "banmesh::events::record_rejected", error = %e, "malformed gossip");
-            return (Err("malformed batch"), Vec::new());
-        }
-    };
+) -> Verified {
+    let mut results = verify_many(vec![data.to_vec()], &[*from], store, trust, params).await;
+    results.pop().unwrap_or((Ok(false), Vec::new()))
+}
+
+/// Decodes and judges many batches in one blocking pass, stores every valid
+/// one (one transaction per sending peer), and returns a verdict for each,
+/// in order. `sources[i]` sent `data[i]`.
+pub async fn verify_many(
+    data: Vec<Vec<u8>>,
+    sources: &[PeerId],
+    store: &Store,
+    trust: &Arc<RwLock<Trust>>,
+    params: &Params,
+) -> Vec<Verified> {
     let snapshot = trust.read().unwrap_or_else(PoisonError::into_inner).clone();
     let params_copy = *params;
     let now = now_ms();
-    let judged =
-        tokio::task::spawn_blocking(move || snapshot.judge(batch, now, &params_copy)).await;
-    let (certs, revocations, records) = match judged {
-        Ok(Verdict::Store { certs, revocations, records }) => (certs, revocations, records),
-        Ok(Verdict::Ignore(reason)) => {
-            tracing::debug!(target: "banmesh::events::record_ignored", reason, "gossip ignored");
-            return (Ok(false), Vec::new());
+    let count = data.len();
+    let judged = tokio::task::spawn_blocking(move || {
+        data.iter()
+            .map(|bytes| match Batch::decode(bytes) {
+                Ok(batch) => Ok(snapshot.judge(batch, now, &params_copy)),
+                Err(e) => {
+                    tracing::warn!(target: "banmesh::events::record_rejected", error = %e, "malformed batch");
+                    Err("malformed batch")
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_else(|_| (0..count).map(|_| Ok(Verdict::Ignore("verifier failed"))).collect());
+    let mut results: Vec<Verified> = Vec::with_capacity(count);
+    let mut by_source: HashMap<PeerId, Vec<(usize, Record)>> = HashMap::new();
+    for (i, judged) in judged.into_iter().enumerate() {
+        let verdict = match judged {
+            Err(reason) | Ok(Verdict::Reject(reason)) => {
+                tracing::warn!(target: "banmesh::events::record_rejected", reason, "gossip rejected");
+                Err(reason)
+            }
+            Ok(Verdict::Ignore(reason)) => {
+                tracing::debug!(target: "banmesh::events::record_ignored", reason, "gossip ignored");
+                Ok(false)
+            }
+            Ok(Verdict::Store { certs, revocations, records }) => {
+                let (changed, revoked) = store_trust_items(certs, revocations, store, trust).await;
+                let source = sources.get(i).copied().unwrap_or_else(PeerId::random);
+                by_source.entry(source).or_default().extend(records.into_iter().map(|r| (i, r)));
+                results.push((Ok(changed), revoked));
+                continue;
+            }
+        };
+        results.push((verdict, Vec::new()));
+    }
+    for (source, records) in by_source {
+        let (owners, records): (Vec<usize>, Vec<Record>) = records.into_iter().unzip();
+        let ids: Vec<Id> = records.iter().map(Record::id).collect();
+        match store.apply_from(records, now, source.to_string()).await {
+            Ok(applied) => {
+                let new: HashSet<Id> = applied.new.iter().map(Record::id).collect();
+                for r in &applied.new {
+                    tracing::info!(
+                        target: "banmesh::events::record_applied",
+                        key = %r.key(), kind = %r.kind(), origin = %r.origin(), issued_at = r.issued_at().0,
+                        "record applied"
+                    );
+                }
+                for (owner, id) in owners.into_iter().zip(ids) {
+                    if new.contains(&id)
+                        && let Some((verdict, _)) = results.get_mut(owner)
+                    {
+                        *verdict = Ok(true);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot store received records"),
         }
-        Ok(Verdict::Reject(reason)) => {
-            tracing::warn!(target: "banmesh::events::record_rejected", reason, "gossip rejected");
-            return (Err(reason), Vec::new());
-        }
-        Err(_) => return (Ok(false), Vec::new()),
-    };
+    }
+    results
+}
+
+/// Stores the certificates and revocations a valid batch carried; returns
+/// whether any was new, and the nodes newly revoked.
+async fn store_trust_items(
+    certs: Vec<banmesh_keys::Certificate>,
+    revocations: Vec<banmesh_keys::Revocation>,
+    store: &Store,
+    trust: &Arc<RwLock<Trust>>,
+) -> (bool, Vec<PublicKey>) {
     let mut changed = false;
     let mut revoked = Vec::new();
     for cert in certs {
@@ -116,20 +198,5 @@ pub async fn verify(
             revoked.push(node);
         }
     }
-    match store.apply_from(records, now, from.to_string()).await {
-        Ok(applied) => {
-            for r in &applied.new {
-                tracing::info!(
-                    target: "banmesh::events::record_applied",
-                    key = %r.key(), kind = %r.kind(), origin = %r.origin(), issued_at = r.issued_at().0,
-                    "record applied"
-                );
-            }
-            (Ok(changed || !applied.new.is_empty()), revoked)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot store gossiped records");
-            (Ok(false), revoked)
-        }
-    }
+    (changed, revoked)
 }
