@@ -204,6 +204,11 @@ impl TestCluster {
         &self.nodes[index]
     }
 
+    /// Node `index`, to stop or restart it.
+    pub fn node_mut(&mut self, index: usize) -> &mut TestNode {
+        &mut self.nodes[index]
+    }
+
     /// Waits until every node has at least `min` connected peers.
     pub fn wait_for_peers(&self, min: usize) {
         let ok = wait_until(SOON, || self.nodes.iter().all(|n| n.connected_peers().len() >= min));
