@@ -63,3 +63,33 @@ fn mesh_stopped_node_and_new_node_catch_up_ten_thousand_records() {
     let trace = cluster.node(fresh).trace("10.100.39.15");
     assert!(trace["decision"].as_str().unwrap_or("").starts_with("banned"), "{trace}");
 }
+
+/// A flood from one enrolled origin is delayed, not dropped: node2 accepts
+/// a burst of 1,000 of node1's records, refuses the rest on gossip (counted
+/// in its status), and a later sync brings them in as its limit refills.
+#[test]
+fn mesh_flood_from_one_origin_is_delayed_not_dropped() {
+    let mut cluster = TestCluster::new();
+    let config = cluster.path("limited.toml");
+    std::fs::write(&config, "[sync]\ninterval = \"2s\"\norigin_rate = 200\norigin_burst = 1000\n")
+        .expect("config");
+    let mut first = cluster.spec("node1", &[]);
+    first.config = Some(config.clone());
+    cluster.start(first);
+    let mut second = cluster.spec("node2", &[cluster.node(0).addr()]);
+    second.config = Some(config);
+    cluster.start(second);
+    cluster.wait_for_peers(1);
+
+    ban_many(&cluster.node(0).socket, 2_500);
+    let delayed = wait_until(Duration::from_secs(30), || {
+        cluster.node(1).status()["rejects"].to_string().contains("origin over its rate")
+    });
+    assert!(delayed, "node2 never limited node1: {}", cluster.node(1).status()["rejects"]);
+    let all = wait_until(Duration::from_secs(60), || bans(&cluster, 1) == 2_500);
+    assert!(
+        all,
+        "node2 holds {} of 2500 bans: the flood was dropped, not delayed",
+        bans(&cluster, 1)
+    );
+}

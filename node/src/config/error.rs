@@ -45,6 +45,20 @@ pub enum ConfigError {
         /// The key, as `section.key`.
         key: &'static str,
     },
+    /// A number below its minimum.
+    #[error("{origin}: {key} is {value}, below its minimum of {min}: {why}")]
+    TooSmall {
+        /// The file.
+        origin: String,
+        /// The key, as `section.key`.
+        key: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest allowed.
+        min: u64,
+        /// Why the minimum.
+        why: &'static str,
+    },
     /// A path is empty.
     #[error("{origin}: {key} is empty; give a path, or remove the key to use the default")]
     EmptyPath {

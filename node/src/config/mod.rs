@@ -99,6 +99,11 @@ pub struct SyncConfig {
     pub interval: Duration,
     /// How long a new peer has to complete its hello.
     pub hello_timeout: Duration,
+    /// Records per second accepted from one origin; beyond it, records wait
+    /// (gossip ignores them, sync brings them later).
+    pub origin_rate: u64,
+    /// How many records one origin may send at once before the rate applies.
+    pub origin_burst: u64,
 }
 
 /// Values given on the command line, laid over the file before validation.
@@ -321,7 +326,38 @@ impl Validator<'_> {
         Ok(SyncConfig {
             interval: self.positive("sync.interval", &raw.interval)?,
             hello_timeout: self.positive("sync.hello_timeout", &raw.hello_timeout)?,
+            origin_rate: self.at_least(
+                "sync.origin_rate",
+                raw.origin_rate,
+                1,
+                "a rate of 0 would stop every origin",
+            )?,
+            origin_burst: self.at_least(
+                "sync.origin_burst",
+                raw.origin_burst,
+                1_000,
+                "a full gossip message (up to about 400 records) must fit",
+            )?,
         })
+    }
+
+    fn at_least(
+        &self,
+        key: &'static str,
+        value: u64,
+        min: u64,
+        why: &'static str,
+    ) -> Result<u64, ConfigError> {
+        if value < min {
+            return Err(ConfigError::TooSmall {
+                origin: self.origin.to_owned(),
+                key,
+                value,
+                min,
+                why,
+            });
+        }
+        Ok(value)
     }
 
     fn duration(&self, key: &'static str, text: &str) -> Result<Duration, ConfigError> {

@@ -135,11 +135,20 @@ pub(super) struct RawSync {
     pub interval: String,
     #[serde(default = "default_hello_timeout")]
     pub hello_timeout: String,
+    #[serde(default = "default_origin_rate")]
+    pub origin_rate: u64,
+    #[serde(default = "default_origin_burst")]
+    pub origin_burst: u64,
 }
 
 impl Default for RawSync {
     fn default() -> Self {
-        RawSync { interval: default_sync_interval(), hello_timeout: default_hello_timeout() }
+        RawSync {
+            interval: default_sync_interval(),
+            hello_timeout: default_hello_timeout(),
+            origin_rate: default_origin_rate(),
+            origin_burst: default_origin_burst(),
+        }
     }
 }
 
@@ -193,6 +202,14 @@ fn default_known_duration() -> String {
 
 fn default_sync_interval() -> String {
     "30s".to_owned()
+}
+
+fn default_origin_rate() -> u64 {
+    2_000
+}
+
+fn default_origin_burst() -> u64 {
+    20_000
 }
 
 fn default_hello_timeout() -> String {

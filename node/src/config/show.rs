@@ -47,6 +47,14 @@ impl Config {
         out.section("sync");
         out.key("interval", duration(self.sync.interval));
         out.key("hello_timeout", duration(self.sync.hello_timeout));
+        out.key(
+            "origin_rate",
+            Value::Integer(i64::try_from(self.sync.origin_rate).unwrap_or(i64::MAX)),
+        );
+        out.key(
+            "origin_burst",
+            Value::Integer(i64::try_from(self.sync.origin_burst).unwrap_or(i64::MAX)),
+        );
         out.0
     }
 }

@@ -143,6 +143,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             hello_timeout: config.sync.hello_timeout,
             params: config.cluster.params,
             sync_interval: config.sync.interval,
+            origin_rate: config.sync.origin_rate,
+            origin_burst: config.sync.origin_burst,
         },
         &identity.secret,
         own_cert,

@@ -12,6 +12,7 @@ pub mod batch;
 #[allow(missing_docs)] // the NetworkBehaviour derive writes an undocumented event enum
 pub mod behaviour;
 pub mod hello;
+pub mod limit;
 pub mod swarm;
 pub mod sync;
 pub mod trust;
@@ -44,6 +45,10 @@ pub struct MeshSettings {
     pub params: Params,
     /// How often to reconcile with the next peer.
     pub sync_interval: Duration,
+    /// Records per second accepted from one origin.
+    pub origin_rate: u64,
+    /// Records one origin may send at once.
+    pub origin_burst: u64,
 }
 
 /// Why the mesh could not start.
@@ -139,13 +144,14 @@ pub fn start(
     );
     mesh.listen(&settings.listen).map_err(MeshError::Listen)?;
     tasks.spawn(mesh.run(command_rx, outcome_rx, shutdown.clone()));
-    let ctx = sync::SyncContext {
-        store: store.clone(),
-        trust: trust.clone(),
+    let checker = verifier::Checker {
+        store,
+        trust,
         params: settings.params,
-        swarm_tx: command_tx.clone(),
+        limits: Arc::new(limit::OriginLimits::new(settings.origin_rate, settings.origin_burst)),
         stats: stats.clone(),
     };
+    let ctx = sync::SyncContext { checker: checker.clone(), swarm_tx: command_tx.clone() };
     tasks.spawn(sync::run(
         ctx,
         sync_inbound_rx,
@@ -153,7 +159,7 @@ pub fn start(
         settings.sync_interval,
         shutdown.clone(),
     ));
-    tasks.spawn(verifier::run(inbound_rx, outcome_tx, store, trust, settings.params, shutdown));
+    tasks.spawn(verifier::run(inbound_rx, outcome_tx, checker, shutdown));
     Ok(MeshHandle { command_tx, order_tx, stats, peer_id })
 }
 

@@ -11,10 +11,10 @@
 //! requests on a bounded channel. Ends when its token fires.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use banmesh_crdt::{Origin, Params};
+use banmesh_crdt::Origin;
 use banmesh_keys::{Certificate, Revocation};
 use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
@@ -26,11 +26,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, MAX_MESSAGE, pack};
-use super::swarm::{MeshCommand, MeshStats};
-use super::trust::Trust;
-use super::verifier;
+use super::swarm::MeshCommand;
+use super::verifier::{self, Checker};
 use crate::clock::now_ms;
-use crate::store::Store;
 use crate::store::query::{self, SyncItem};
 
 /// The protocol name.
@@ -135,16 +133,10 @@ struct Session {
 /// What a session needs from the node, shared with child tasks.
 #[derive(Clone)]
 pub struct SyncContext {
-    /// The store.
-    pub store: Store,
-    /// What the node trusts.
-    pub trust: Arc<RwLock<Trust>>,
-    /// Cluster parameters.
-    pub params: Params,
+    /// Store, trust, parameters, limits and counters.
+    pub checker: Checker,
     /// Commands to the swarm task.
     pub swarm_tx: mpsc::Sender<MeshCommand>,
-    /// Counters (last sync per peer).
-    pub stats: Arc<Mutex<MeshStats>>,
 }
 
 /// The sync task's loop.
@@ -232,8 +224,9 @@ async fn storage_of(
     ctx: &SyncContext,
     horizon_ms: u64,
 ) -> Result<(NegentropyStorageVector, HashMap<[u8; 32], SyncItem>), String> {
-    let params = ctx.params;
+    let params = ctx.checker.params;
     let items = ctx
+        .checker
         .store
         .read(move |c, p| query::sync_items(c, p, horizon_ms, &params))
         .await
@@ -282,14 +275,18 @@ async fn initiate(ctx: &SyncContext, peer: PeerId) -> Result<(), String> {
             return Err("unexpected answer to pull".into());
         };
         for batch in batches {
-            let (verdict, _) =
-                verifier::verify(&batch, &peer, &ctx.store, &ctx.trust, &ctx.params).await;
+            let (verdict, _) = verifier::verify(&batch, &peer, &ctx.checker).await;
             verdict.map_err(|reason| format!("peer sent a bad batch: {reason}"))?;
             pulled += 1;
         }
     }
     let _ = request(ctx, peer, SyncRequest::Close { session }).await;
-    ctx.stats.lock().unwrap_or_else(PoisonError::into_inner).last_sync.insert(peer, now_ms());
+    ctx.checker
+        .stats
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .last_sync
+        .insert(peer, now_ms());
     tracing::info!(
         target: "banmesh::events::synced",
         %peer, pushed, pulled_batches = pulled, pulled_items = need.len(), "sync finished"
@@ -313,6 +310,7 @@ async fn push(ctx: &SyncContext, peer: PeerId, items: Vec<SyncItem>) -> Result<u
 /// certificates of the records' origins.
 async fn batches_of(ctx: &SyncContext, items: Vec<SyncItem>) -> Result<Vec<Vec<u8>>, String> {
     let (records, certs, revocations) = ctx
+        .checker
         .store
         .read(move |c, p| query::fetch_items(c, p, &items))
         .await
@@ -330,7 +328,7 @@ async fn batches_of(ctx: &SyncContext, items: Vec<SyncItem>) -> Result<Vec<Vec<u
     encoded.extend(revocations.chunks(100).map(|chunk| {
         Batch { certs: Vec::new(), revocations: chunk.to_vec(), records: Vec::new() }.encode()
     }));
-    let trust = ctx.trust.read().unwrap_or_else(PoisonError::into_inner).clone();
+    let trust = ctx.checker.trust.read().unwrap_or_else(PoisonError::into_inner).clone();
     let cert_of = |origin: Origin| {
         banmesh_keys::PublicKey::from_bytes(&origin.0).ok().and_then(|k| trust.cert_of(&k).cloned())
     };
@@ -349,7 +347,7 @@ async fn respond(
     let refused = |reason: &str| SyncResponse::Refused { reason: reason.to_owned() };
     match request {
         SyncRequest::Open { horizon_ms, msg } => {
-            let limit = now_ms().saturating_add(ctx.params.skew_bound_ms);
+            let limit = now_ms().saturating_add(ctx.checker.params.skew_bound_ms);
             if horizon_ms > limit {
                 return refused("horizon in the future");
             }
@@ -408,7 +406,7 @@ async fn respond(
             if batch.len() > MAX_MESSAGE {
                 return refused("batch over 64 KiB");
             }
-            match verifier::verify(&batch, &peer, &ctx.store, &ctx.trust, &ctx.params).await.0 {
+            match verifier::verify(&batch, &peer, &ctx.checker).await.0 {
                 Ok(_) => SyncResponse::Done,
                 Err(reason) => refused(reason),
             }

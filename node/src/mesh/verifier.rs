@@ -4,7 +4,7 @@
 //! Ignore or Reject. Ends when its token fires or the swarm task is gone.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use banmesh_crdt::{Id, Params, Record};
 use banmesh_keys::PublicKey;
@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::Batch;
+use super::limit::OriginLimits;
+use super::swarm::MeshStats;
 use super::trust::{Trust, Verdict};
 use crate::clock::now_ms;
 use crate::store::Store;
@@ -40,6 +42,21 @@ pub struct Outcome {
     pub revoked: Vec<PublicKey>,
 }
 
+/// What judging and storing a batch needs; cheap to clone.
+#[derive(Clone)]
+pub struct Checker {
+    /// The store.
+    pub store: Store,
+    /// What the node trusts.
+    pub trust: Arc<RwLock<Trust>>,
+    /// Cluster parameters.
+    pub params: Params,
+    /// Per-origin rate limits.
+    pub limits: Arc<OriginLimits>,
+    /// Counters (refusals by reason).
+    pub stats: Arc<Mutex<MeshStats>>,
+}
+
 /// Messages judged and stored together: one signature-checking pass and
 /// one store transaction per sending peer, however many messages wait.
 const DRAIN: usize = 256;
@@ -49,9 +66,7 @@ const DRAIN: usize = 256;
 pub async fn run(
     mut inbound_rx: mpsc::Receiver<Inbound>,
     outcome_tx: mpsc::Sender<Outcome>,
-    store: Store,
-    trust: Arc<RwLock<Trust>>,
-    params: Params,
+    checker: Checker,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -72,7 +87,7 @@ pub async fn run(
         let (heads, data): (Vec<(MessageId, PeerId)>, Vec<Vec<u8>>) =
             waiting.into_iter().map(|i| ((i.id, i.source), i.data)).unzip();
         let sources: Vec<PeerId> = heads.iter().map(|(_, source)| *source).collect();
-        let results = verify_many(data, &sources, &store, &trust, &params).await;
+        let results = verify_many(data, &sources, &checker).await;
         for ((id, source), (verdict, revoked)) in heads.into_iter().zip(results) {
             if outcome_tx.send(Outcome { id, source, verdict, revoked }).await.is_err() {
                 return;
@@ -86,14 +101,8 @@ pub async fn run(
 pub type Verified = (Result<bool, &'static str>, Vec<PublicKey>);
 
 /// Decodes, judges and stores one batch (from gossip or sync).
-pub async fn verify(
-    data: &[u8],
-    from: &PeerId,
-    store: &Store,
-    trust: &Arc<RwLock<Trust>>,
-    params: &Params,
-) -> Verified {
-    let mut results = verify_many(vec![data.to_vec()], &[*from], store, trust, params).await;
+pub async fn verify(data: &[u8], from: &PeerId, checker: &Checker) -> Verified {
+    let mut results = verify_many(vec![data.to_vec()], &[*from], checker).await;
     results.pop().unwrap_or((Ok(false), Vec::new()))
 }
 
@@ -103,10 +112,9 @@ pub async fn verify(
 pub async fn verify_many(
     data: Vec<Vec<u8>>,
     sources: &[PeerId],
-    store: &Store,
-    trust: &Arc<RwLock<Trust>>,
-    params: &Params,
+    checker: &Checker,
 ) -> Vec<Verified> {
+    let Checker { store, trust, params, limits, stats } = checker;
     let snapshot = trust.read().unwrap_or_else(PoisonError::into_inner).clone();
     let params_copy = *params;
     let now = now_ms();
@@ -138,6 +146,17 @@ pub async fn verify_many(
             }
             Ok(Verdict::Store { certs, revocations, records }) => {
                 let (changed, revoked) = store_trust_items(certs, revocations, store, trust).await;
+                if !limits.admit(&records, std::time::Instant::now()) {
+                    // Delayed, not dropped: not stored or forwarded now; a
+                    // later sync brings these records in.
+                    let mut stats = stats.lock().unwrap_or_else(PoisonError::into_inner);
+                    *stats
+                        .refused
+                        .entry("origin over its rate (delayed)".to_owned())
+                        .or_default() += 1;
+                    results.push((Ok(changed), revoked));
+                    continue;
+                }
                 let source = sources.get(i).copied().unwrap_or_else(PeerId::random);
                 by_source.entry(source).or_default().extend(records.into_iter().map(|r| (i, r)));
                 results.push((Ok(changed), revoked));
