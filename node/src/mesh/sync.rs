@@ -42,6 +42,8 @@ const PULL_IDS: usize = 2_000;
 /// Responder sessions kept at once, and how long an idle one lives.
 const MAX_SESSIONS: usize = 32;
 const SESSION_IDLE: Duration = Duration::from_secs(60);
+/// Records in one streamed page (about 320 KiB), under the frame limit.
+const PAGE_RECORDS: usize = 2_000;
 /// Rounds before a session is abandoned (a hostile or broken peer).
 const MAX_ROUNDS: usize = 64;
 
@@ -74,6 +76,15 @@ pub enum SyncRequest {
         /// The batch bytes.
         batch: ByteBuf,
     },
+    /// Send the whole set from `after` on, in (`issued_at`, `id`) order: how
+    /// an empty node catches up without negentropy sending it every id.
+    Stream {
+        /// The horizon of the set.
+        horizon_ms: u64,
+        /// Where the previous page ended; `None` for the first page, which
+        /// also carries every certificate and revocation.
+        after: Option<(u64, ByteBuf)>,
+    },
     /// The session is over.
     Close {
         /// The responder's session.
@@ -95,6 +106,13 @@ pub enum SyncResponse {
     Items {
         /// Batch bytes.
         batches: Vec<ByteBuf>,
+    },
+    /// A page of a [`SyncRequest::Stream`].
+    Page {
+        /// Gossip-format batches.
+        batches: Vec<ByteBuf>,
+        /// Where to continue; `None` when this was the last page.
+        next: Option<(u64, ByteBuf)>,
     },
     /// Done.
     Done,
@@ -241,10 +259,77 @@ async fn storage_of(
     Ok((storage, by_id))
 }
 
-/// One initiator session with `peer`: reconcile, push, pull.
+/// Streams the peer's whole set into this (empty) node, page by page;
+/// returns how many batches it stored.
+async fn stream_from(ctx: &SyncContext, peer: PeerId, horizon_ms: u64) -> Result<usize, String> {
+    let mut after = None;
+    let mut stored = 0;
+    loop {
+        let SyncResponse::Page { batches, next } =
+            request(ctx, peer, SyncRequest::Stream { horizon_ms, after }).await?
+        else {
+            return Err("unexpected answer to stream".into());
+        };
+        for batch in batches {
+            let (verdict, _) = verifier::verify(&batch, &peer, &ctx.checker).await;
+            verdict.map_err(|reason| format!("peer streamed a bad batch: {reason}"))?;
+            stored += 1;
+        }
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => {
+                tracing::info!(target: "banmesh::events::streamed", %peer, batches = stored, "streamed the whole set");
+                return Ok(stored);
+            }
+        }
+    }
+}
+
+/// One page of the set for [`SyncRequest::Stream`].
+async fn page(
+    ctx: &SyncContext,
+    horizon_ms: u64,
+    after: Option<(u64, ByteBuf)>,
+) -> Result<SyncResponse, String> {
+    let cursor = match &after {
+        Some((at, id)) => {
+            Some((*at, <[u8; 32]>::try_from(id.as_slice()).map_err(|_| "bad cursor".to_owned())?))
+        }
+        None => None,
+    };
+    let params = ctx.checker.params;
+    let (records, next) = ctx
+        .checker
+        .store
+        .read(move |c, p| query::records_after(c, p, horizon_ms, &params, cursor, PAGE_RECORDS))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut batches = Vec::new();
+    if after.is_none() {
+        let (certs, revocations) =
+            ctx.checker.store.read(query::trust_items).await.map_err(|e| e.to_string())?;
+        batches.extend(trust_batches(&certs, &revocations));
+    }
+    let trust = ctx.checker.trust.read().unwrap_or_else(PoisonError::into_inner).clone();
+    batches.extend(pack(records, |origin: Origin| {
+        banmesh_keys::PublicKey::from_bytes(&origin.0).ok().and_then(|k| trust.cert_of(&k).cloned())
+    }));
+    Ok(SyncResponse::Page {
+        batches: batches.into_iter().map(ByteBuf::from).collect(),
+        next: next.map(|(at, id)| (at, ByteBuf::from(id.to_vec()))),
+    })
+}
+
+/// One initiator session with `peer`: reconcile, push, pull. An empty node
+/// is first streamed the whole set.
 async fn initiate(ctx: &SyncContext, peer: PeerId) -> Result<(), String> {
     let horizon_ms = now_ms();
-    let (storage, items) = storage_of(ctx, horizon_ms).await?;
+    let (mut storage, mut items) = storage_of(ctx, horizon_ms).await?;
+    if !items.values().any(|i| i.kind == query::ItemKind::Record)
+        && stream_from(ctx, peer, horizon_ms).await? > 0
+    {
+        (storage, items) = storage_of(ctx, horizon_ms).await?;
+    }
     let mut negentropy = Negentropy::owned(storage, NEGENTROPY_FRAME).map_err(|e| e.to_string())?;
     let first = negentropy.initiate().map_err(|e| e.to_string())?;
     let SyncResponse::Round { session, mut msg } =
@@ -315,25 +400,32 @@ async fn batches_of(ctx: &SyncContext, items: Vec<SyncItem>) -> Result<Vec<Vec<u
         .read(move |c, p| query::fetch_items(c, p, &items))
         .await
         .map_err(|e| e.to_string())?;
-    let certs: Vec<Certificate> =
-        certs.iter().filter_map(|b| Certificate::from_bytes(b).ok()).collect();
-    let revocations: Vec<Revocation> =
-        revocations.iter().filter_map(|b| Revocation::from_bytes(b).ok()).collect();
-    let mut encoded: Vec<Vec<u8>> = certs
-        .chunks(100)
-        .map(|chunk| {
-            Batch { certs: chunk.to_vec(), revocations: Vec::new(), records: Vec::new() }.encode()
-        })
-        .collect();
-    encoded.extend(revocations.chunks(100).map(|chunk| {
-        Batch { certs: Vec::new(), revocations: chunk.to_vec(), records: Vec::new() }.encode()
-    }));
+    let mut encoded = trust_batches(&certs, &revocations);
     let trust = ctx.checker.trust.read().unwrap_or_else(PoisonError::into_inner).clone();
     let cert_of = |origin: Origin| {
         banmesh_keys::PublicKey::from_bytes(&origin.0).ok().and_then(|k| trust.cert_of(&k).cloned())
     };
     encoded.extend(pack(records, cert_of));
     Ok(encoded)
+}
+
+/// Certificates and revocations (canonical bodies) as gossip-format
+/// batches of up to 100 each; bodies that no longer decode are left out.
+fn trust_batches(certs: &[Vec<u8>], revocations: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let certs: Vec<Certificate> =
+        certs.iter().filter_map(|b| Certificate::from_bytes(b).ok()).collect();
+    let revocations: Vec<Revocation> =
+        revocations.iter().filter_map(|b| Revocation::from_bytes(b).ok()).collect();
+    let mut out: Vec<Vec<u8>> = certs
+        .chunks(100)
+        .map(|chunk| {
+            Batch { certs: chunk.to_vec(), revocations: Vec::new(), records: Vec::new() }.encode()
+        })
+        .collect();
+    out.extend(revocations.chunks(100).map(|chunk| {
+        Batch { certs: Vec::new(), revocations: chunk.to_vec(), records: Vec::new() }.encode()
+    }));
+    out
 }
 
 /// Answers one inbound request.
@@ -410,6 +502,12 @@ async fn respond(
                 Ok(_) => SyncResponse::Done,
                 Err(reason) => refused(reason),
             }
+        }
+        SyncRequest::Stream { horizon_ms, after } => {
+            if horizon_ms > now_ms().saturating_add(ctx.checker.params.skew_bound_ms) {
+                return refused("horizon in the future");
+            }
+            page(ctx, horizon_ms, after).await.unwrap_or_else(|e| refused(&e))
         }
         SyncRequest::Close { session } => {
             sessions.retain(|id, s| !(*id == session && s.peer == peer));

@@ -87,7 +87,7 @@ pub async fn run(
         let (heads, data): (Vec<(MessageId, PeerId)>, Vec<Vec<u8>>) =
             waiting.into_iter().map(|i| ((i.id, i.source), i.data)).unzip();
         let sources: Vec<PeerId> = heads.iter().map(|(_, source)| *source).collect();
-        let results = verify_many(data, &sources, &checker).await;
+        let results = verify_many(data, &sources, &checker, true).await;
         for ((id, source), (verdict, revoked)) in heads.into_iter().zip(results) {
             if outcome_tx.send(Outcome { id, source, verdict, revoked }).await.is_err() {
                 return;
@@ -101,18 +101,22 @@ pub async fn run(
 pub type Verified = (Result<bool, &'static str>, Vec<PublicKey>);
 
 /// Decodes, judges and stores one batch (from gossip or sync).
+/// Not rate-limited: sync is what delivers records gossip delayed, and a
+/// new node must catch up at full speed.
 pub async fn verify(data: &[u8], from: &PeerId, checker: &Checker) -> Verified {
-    let mut results = verify_many(vec![data.to_vec()], &[*from], checker).await;
+    let mut results = verify_many(vec![data.to_vec()], &[*from], checker, false).await;
     results.pop().unwrap_or((Ok(false), Vec::new()))
 }
 
 /// Decodes and judges many batches in one blocking pass, stores every valid
 /// one (one transaction per sending peer), and returns a verdict for each,
-/// in order. `sources[i]` sent `data[i]`.
+/// in order. `sources[i]` sent `data[i]`. With `limited`, per-origin rate
+/// limits apply (gossip).
 pub async fn verify_many(
     data: Vec<Vec<u8>>,
     sources: &[PeerId],
     checker: &Checker,
+    limited: bool,
 ) -> Vec<Verified> {
     let Checker { store, trust, params, limits, stats } = checker;
     let snapshot = trust.read().unwrap_or_else(PoisonError::into_inner).clone();
@@ -146,7 +150,7 @@ pub async fn verify_many(
             }
             Ok(Verdict::Store { certs, revocations, records }) => {
                 let (changed, revoked) = store_trust_items(certs, revocations, store, trust).await;
-                if !limits.admit(&records, std::time::Instant::now()) {
+                if limited && !limits.admit(&records, std::time::Instant::now()) {
                     // Delayed, not dropped: not stored or forwarded now; a
                     // later sync brings these records in.
                     let mut stats = stats.lock().unwrap_or_else(PoisonError::into_inner);

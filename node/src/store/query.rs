@@ -380,3 +380,35 @@ pub fn orders(
         })
         .collect())
 }
+
+/// A position in the (`issued_at`, `id`) order of records.
+pub type Cursor = (u64, [u8; 32]);
+
+/// Up to `limit` records of the sync set at `horizon_ms` after `after`, in
+/// (`issued_at`, `id`) order, and the cursor to continue from (`None` when
+/// this page is the last): how an empty node is streamed the whole set.
+pub fn records_after(
+    conn: &Connection,
+    path: &Path,
+    horizon_ms: u64,
+    params: &Params,
+    after: Option<Cursor>,
+    limit: usize,
+) -> Result<(Vec<Record>, Option<Cursor>), StoreError> {
+    let floor = to_sql(horizon_ms.saturating_sub(params.retention_ms));
+    let (at, id) = after.map_or((-1, Vec::new()), |(at, id)| (to_sql(at), id.to_vec()));
+    let records = select_records(
+        conn,
+        path,
+        &format!(
+            "r.end_ms > ?1 AND (r.issued_at > ?2 OR (r.issued_at = ?2 AND r.id > ?3))
+             ORDER BY r.issued_at, r.id LIMIT {}",
+            limit.max(1)
+        ),
+        rusqlite::params![floor, at, id],
+    )?;
+    let next = (records.len() >= limit.max(1))
+        .then(|| records.last().map(|r| (r.issued_at().0, r.id().0)))
+        .flatten();
+    Ok((records, next))
+}
