@@ -1,0 +1,247 @@
+//! The node task's read commands: status, peers, records and trace, and
+//! how a stored record is shown.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::PoisonError;
+
+use banmesh_crdt::{Decision, Key, Kind, Record};
+use banmesh_keys::{PublicKey, record_valid};
+
+use super::{Node, ip_of};
+use crate::clock::now_ms;
+use crate::control::protocol::Response;
+use crate::control::views::{PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView};
+use crate::store::query;
+
+impl Node {
+    pub(super) fn names(&self) -> impl Fn(&PublicKey) -> Option<String> + '_ {
+        |key| {
+            let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+            trust.cert_of(key).map(|c| c.name().to_owned())
+        }
+    }
+
+    /// A record as the control socket shows it, with when and from which
+    /// peer it arrived (`None` for the peer: issued here).
+    pub(super) fn view(
+        &self,
+        record: &Record,
+        arrival: Option<&(u64, Option<String>)>,
+    ) -> RecordView {
+        let s = record.statement();
+        let origin = PublicKey::from_bytes(&s.origin.0).ok();
+        let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+        let valid = origin.as_ref().is_some_and(|o| {
+            trust
+                .cert_at(o, s.issued_at.millis())
+                .is_some_and(|c| record_valid(record, c, trust.revocations()).is_ok())
+        });
+        RecordView {
+            key: s.key.to_string(),
+            kind: s.kind.to_string(),
+            origin_name: origin
+                .as_ref()
+                .and_then(|o| trust.cert_of(o))
+                .map(|c| c.name().to_owned()),
+            origin_key: s.origin.to_string(),
+            issued_at_ms: s.issued_at.millis(),
+            issued_at: s.issued_at.to_string(),
+            expires_at_ms: s.expires_at,
+            strikes: s.strikes,
+            jail: s.meta.jail.clone(),
+            reason: s.meta.reason.clone(),
+            source: s.meta.source.clone(),
+            id: record.id().to_string(),
+            valid,
+            arrived_at_ms: arrival.map(|(at, _)| *at),
+            arrived_from: arrival.and_then(|(_, from)| from.clone()),
+        }
+    }
+
+    pub(super) async fn peers(&self) -> Vec<PeerView> {
+        let last_sync =
+            self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).last_sync.clone();
+        self.mesh
+            .peers()
+            .await
+            .into_iter()
+            .map(|p| PeerView {
+                peer_id: p.peer.to_string(),
+                name: p.name,
+                state: match (p.blocked, p.connected, p.ready) {
+                    (true, _, _) => PeerState::Blocked,
+                    (false, false, _) => PeerState::Disconnected,
+                    (false, true, true) => PeerState::Connected,
+                    (false, true, false) => PeerState::Pending,
+                },
+                addrs: p.addrs.iter().map(ToString::to_string).collect(),
+                last_sync_ms: last_sync.get(&p.peer).copied(),
+                clock_offset_ms: p.offset_ms,
+            })
+            .collect()
+    }
+
+    pub(super) async fn status(&self) -> Result<Response, String> {
+        let counts = self.store.read(query::counts).await.map_err(|e| e.to_string())?;
+        let peers = self.peers().await;
+        let never_ban = self.never_ban(
+            &self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.clone(),
+            &peers,
+        );
+        let stats = self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut record_counts = BTreeMap::new();
+        for (kind, n) in Kind::ALL.iter().zip(counts.by_kind) {
+            record_counts.insert(kind.to_string(), n);
+        }
+        let mut warnings = self.identity.notices.clone();
+        warnings.extend(self.config.warnings.iter().cloned());
+        warnings.extend(self.skew_warning().await);
+        let mut offsets: Vec<i64> = peers.iter().filter_map(|p| p.clock_offset_ms).collect();
+        offsets.sort_unstable();
+        Ok(Response::Status(StatusView {
+            peer_id: self.mesh.peer_id.to_string(),
+            node_key: self.identity.secret.public().to_string(),
+            name: self.identity.cert.as_ref().map(|c| c.name().to_owned()),
+            certificate_expires_at_ms: self.identity.cert.as_ref().map(|c| c.not_after_ms()),
+            cluster_key: self.identity.cluster.to_string(),
+            listen_addrs: stats.listen.iter().map(ToString::to_string).collect(),
+            peers,
+            record_counts,
+            rejects: stats.refused,
+            never_ban,
+            enforce: self.config.safety.enforce,
+            clock_offset_ms: offsets.get(offsets.len() / 2).copied(),
+            warnings,
+        }))
+    }
+
+    /// The never-ban list as enforcement will apply it: the configured
+    /// networks, this node's own addresses and its peers' addresses.
+    pub(super) fn never_ban(
+        &self,
+        listen: &[libp2p::Multiaddr],
+        peers: &[PeerView],
+    ) -> Vec<String> {
+        let mut list: Vec<String> =
+            self.config.safety.never_ban.iter().map(ToString::to_string).collect();
+        let peer_addrs = peers.iter().flat_map(|p| p.addrs.iter().filter_map(|a| a.parse().ok()));
+        for addr in listen.iter().cloned().chain(peer_addrs) {
+            if let Some(ip) = ip_of(&addr)
+                && !ip.is_unspecified()
+            {
+                let text = Key::from_addr(ip).to_string();
+                if !list.contains(&text) {
+                    list.push(text);
+                }
+            }
+        }
+        list
+    }
+
+    pub(super) async fn records(
+        &self,
+        ip: Option<String>,
+        origin: Option<String>,
+        kind: Option<String>,
+    ) -> Result<Response, String> {
+        let kind = match kind {
+            Some(k) => Some(
+                Kind::ALL
+                    .into_iter()
+                    .find(|c| c.as_str() == k)
+                    .ok_or(format!("unknown kind {k:?}: use ban, unban, allow or disallow"))?,
+            ),
+            None => None,
+        };
+        let (records, arrivals) = match ip {
+            Some(ip) => {
+                let key = Key::parse(&ip).map_err(|e| e.to_string())?.key;
+                self.store
+                    .read(move |c, p| {
+                        let keys = query::covering_keys(key);
+                        Ok((
+                            query::records_on_keys(c, p, &keys)?,
+                            query::arrivals_on_keys(c, p, &keys)?,
+                        ))
+                    })
+                    .await
+            }
+            None => {
+                self.store
+                    .read(|c, p| Ok((query::all_records(c, p)?, query::all_arrivals(c, p)?)))
+                    .await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let names = self.names();
+        let records = records
+            .iter()
+            .filter(|r| kind.is_none_or(|k| r.kind() == k))
+            .filter(|r| {
+                origin.as_deref().is_none_or(|o| {
+                    r.origin().to_string() == o
+                        || PublicKey::from_bytes(&r.origin().0)
+                            .ok()
+                            .and_then(|k| names(&k))
+                            .as_deref()
+                            == Some(o)
+                })
+            })
+            .map(|r| self.view(r, arrivals.get(&r.id())))
+            .collect();
+        Ok(Response::Records(records))
+    }
+
+    pub(super) async fn trace(&self, ip: &str) -> Result<Response, String> {
+        let addr: IpAddr = ip.trim().parse().map_err(|_| format!("invalid IP address {ip:?}"))?;
+        let key = Key::from_addr(addr);
+        let now = now_ms();
+        let (mut records, arrivals) = self
+            .store
+            .read(move |c, p| {
+                let keys = query::covering_keys(key);
+                Ok((query::records_on_keys(c, p, &keys)?, query::arrivals_on_keys(c, p, &keys)?))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        records
+            .sort_by(|a, b| b.key().prefix_len().cmp(&a.key().prefix_len()).then(a.order_cmp(b)));
+        let decision = self.store.with_index(|i| i.decision(addr, now));
+        let (text, until, by) = match decision {
+            Decision::Allowed { key, until_ms } => (
+                format!("allowed by an allow on {key}"),
+                Some(until_ms),
+                Some((key, Kind::Allow, until_ms)),
+            ),
+            Decision::Banned { key, until_ms, .. } => {
+                let local = if self.config.safety.never_ban.iter().any(|n| n.contains(addr)) {
+                    ", but never banned on this node"
+                } else {
+                    ""
+                };
+                (
+                    format!("banned by a ban on {key}{local}"),
+                    Some(until_ms),
+                    Some((key, Kind::Ban, until_ms)),
+                )
+            }
+            Decision::Free => ("not banned".to_owned(), None, None),
+        };
+        let entries = records
+            .iter()
+            .map(|r| TraceEntry {
+                decides: by.is_some_and(|(k, kind, until)| {
+                    r.key() == k && r.kind() == kind && r.statement().expires_at == Some(until)
+                }),
+                record: self.view(r, arrivals.get(&r.id())),
+            })
+            .collect();
+        Ok(Response::Trace(TraceView {
+            address: key.to_string(),
+            records: entries,
+            decision: text,
+            until_ms: until,
+        }))
+    }
+}
