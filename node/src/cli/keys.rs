@@ -2,14 +2,14 @@
 //! certificates, revoke them, and verify a certificate the way a node would.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use banmesh_crdt::duration::parse_duration;
 use banmesh_keys::files::{self, FileError};
 use banmesh_keys::time::format_rfc3339;
-use banmesh_keys::{Certificate, MaxPrefix, Revocation, Revocations, Roles, SecretKey};
+use banmesh_keys::{Certificate, MaxPrefix, PublicKey, Revocation, Revocations, Roles, SecretKey};
 use clap::{Args, Subcommand};
 
 use super::show;
@@ -197,13 +197,25 @@ fn revoke(args: &RevokeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
-    let cluster = files::read_public_key(&args.cluster_pub)?;
-    let cert = files::read_certificate(&args.cert)?;
-    let revocations = match &args.revocations {
+/// The cluster key, a certificate and the revocations in a directory (none
+/// without one): what checking a certificate or a record against a cluster needs.
+pub fn trust_files(
+    cluster_pub: &Path,
+    cert: &Path,
+    revocations: Option<&Path>,
+) -> anyhow::Result<(PublicKey, Certificate, Revocations)> {
+    let cluster = files::read_public_key(cluster_pub)?;
+    let cert = files::read_certificate(cert)?;
+    let revocations = match revocations {
         Some(dir) => files::read_revocations(dir, &cluster)?,
         None => Revocations::new(cluster),
     };
+    Ok((cluster, cert, revocations))
+}
+
+fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
+    let (cluster, cert, revocations) =
+        trust_files(&args.cluster_pub, &args.cert, args.revocations.as_deref())?;
     let now = now_ms()?;
     cert.verify(&cluster, now, &revocations).with_context(|| format!("{}", args.cert.display()))?;
     println!(

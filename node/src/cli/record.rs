@@ -12,10 +12,10 @@ use banmesh_crdt::state::decide_key;
 use banmesh_crdt::{BanPolicy, HlcClock, Key, Kind, Metadata, Origin, Params, Record, Statement};
 use banmesh_keys::files;
 use banmesh_keys::time::format_rfc3339;
-use banmesh_keys::{Revocations, record_valid, sign_record, verify_record};
+use banmesh_keys::{record_valid, sign_record, verify_record};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::keys::now_ms;
+use super::keys::{now_ms, trust_files};
 
 /// The `record` subcommands.
 #[derive(Debug, Subcommand)]
@@ -141,12 +141,8 @@ fn sign(args: &SignArgs) -> anyhow::Result<()> {
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<()> {
-    let cluster = files::read_public_key(&args.cluster_pub)?;
-    let cert = files::read_certificate(&args.cert)?;
-    let revocations = match &args.revocations {
-        Some(dir) => files::read_revocations(dir, &cluster)?,
-        None => Revocations::new(cluster),
-    };
+    let (cluster, cert, revocations) =
+        trust_files(&args.cluster_pub, &args.cert, args.revocations.as_deref())?;
     let text = if args.record == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
