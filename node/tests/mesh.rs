@@ -400,3 +400,33 @@ fn mesh_node_with_a_clock_ten_minutes_off_is_reported_and_refuses_to_issue() {
         assert!(!warnings.contains("clock"), "a node with a right clock warns: {warnings}");
     }
 }
+
+/// A revocation dropped into a node's `revocations/` directory is loaded at
+/// start, voids the revoked node's records there, and reaches the other
+/// nodes (through the hello and sync) without any `revoke-publish`.
+#[test]
+fn mesh_revocation_file_in_the_data_dir_is_loaded_at_start_and_spread() {
+    let mut cluster = TestCluster::star(3);
+    cluster.wait_for_peers(2);
+    cluster.node(2).call(&["ban", "192.0.2.111"]);
+    wait_all(&cluster, "192.0.2.111", "banned", |n| n.is_banned("192.0.2.111"));
+
+    cluster.node_mut(1).stop();
+    let dir = cluster.node(1).data_dir.join("revocations");
+    std::fs::create_dir_all(&dir).expect("revocations dir");
+    cli_ok(&[
+        "keys",
+        "revoke",
+        "--cluster-key",
+        arg(&cluster.cluster_key),
+        "--cert",
+        arg(&cluster.path("node3/node.cert")),
+        "--out",
+        arg(&dir.join("node3.revocation")),
+    ]);
+    cluster.node_mut(1).restart();
+    let loaded = wait_until(SOON, || cluster.node(1).is_not_banned("192.0.2.111"));
+    assert!(loaded, "node2 did not load the revocation: {}", cluster.node(1).trace("192.0.2.111"));
+    let spread = wait_until(SOON, || cluster.node(0).is_not_banned("192.0.2.111"));
+    assert!(spread, "the revocation did not reach node1: {}", cluster.node(0).trace("192.0.2.111"));
+}

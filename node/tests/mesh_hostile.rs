@@ -726,3 +726,28 @@ fn mesh_sync_request_from_pending_peer_is_refused() {
     node1.call(&["ban", "198.18.9.1"]);
     assert!(node1.is_banned("198.18.9.1"), "{}", node1.decision("198.18.9.1"));
 }
+
+/// A peer presenting another node's (valid) certificate: the certificate's
+/// key is not the connection's PeerId, so the hello is refused, counted, and
+/// the peer is dropped.
+#[test]
+fn mesh_certificate_of_another_key_is_refused() {
+    let (cluster, rogue_key) = cluster_with_rogue(2);
+    let node1 = cluster.node(0);
+    let node1_id: PeerId = node1.peer_id().parse().expect("node1 peer id");
+    let node2_cert = files::read_certificate(&cluster.node(1).data_dir.join("node.cert"))
+        .expect("node2's certificate");
+    let impostor = RogueKey { secret: rogue_key.secret, cert: node2_cert.to_bytes() };
+    let rogue = Rogue::new(&impostor, true);
+    rogue.dial(node1);
+    let refused = wait_until(SOON, || rejects_matching(node1, "not the peer's") > 0);
+    assert!(refused, "node1 counts no refusal of a borrowed certificate: {}", rejects(node1));
+    let out = holds_for(Duration::from_secs(2), || !rogue.is_connected(&node1_id));
+    assert!(out, "node1 kept the impostor: {:?}", node1.peers());
+    assert_eq!(
+        node1.connected_peers().len(),
+        1,
+        "node1 should keep only node2: {:?}",
+        node1.peers()
+    );
+}
