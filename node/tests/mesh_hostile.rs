@@ -15,21 +15,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use banmesh_crdt::{Hlc, Key, Kind, Metadata, Origin, Record, Statement};
 use banmesh_keys::{Certificate, SecretKey, files, sign_record};
+use banmesh_node::mesh::MeshStats;
 use banmesh_node::mesh::batch::{Batch, MAX_MESSAGE};
-use banmesh_node::mesh::behaviour::{self, Behaviour, BehaviourEvent, HELLO_PROTOCOL, TOPIC};
+use banmesh_node::mesh::behaviour::{self, Behaviour, BehaviourEvent, TOPIC};
 use banmesh_node::mesh::hello::{HELLO_VERSION, Hello};
-use banmesh_node::mesh::sync::{MAX_FRAME, SYNC_PROTOCOL, SyncRequest, SyncResponse};
+use banmesh_node::mesh::sync::{SyncRequest, SyncResponse};
 use common::{SOON, TestCluster, TestNode, holds_for, wait_until};
 use libp2p::futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
-use libp2p::request_response::{self, Message, OutboundRequestId, ProtocolSupport};
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::request_response::{self, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identity, noise, ping, tcp, yamux,
-};
+use libp2p::{Multiaddr, PeerId, Swarm};
 use serde_bytes::ByteBuf;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long the rogue lets the gossip mesh settle after node1 subscribes.
@@ -160,7 +158,8 @@ impl Rogue {
     /// A rogue on the node's own stack (`behaviour::build`); it answers
     /// hellos and sends one on each connection when `hello` is true.
     fn new(key: &RogueKey, hello: bool) -> Rogue {
-        let swarm = behaviour::build(&key.secret, 4).expect("build the rogue swarm");
+        let swarm = behaviour::build(&key.secret, 4, Arc::new(Mutex::new(MeshStats::default())))
+            .expect("build the rogue swarm");
         Rogue::with_swarm(swarm, key, hello)
     }
 
@@ -387,47 +386,8 @@ impl RogueTask {
 /// send messages of up to `max_transmit` bytes: a sender that ignores the
 /// 64 KiB limit.
 fn oversize_swarm(secret: &SecretKey, max_transmit: usize) -> Swarm<Behaviour> {
-    let mut seed = secret.seed();
-    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed[..]).expect("identity");
-    let config = gossipsub::ConfigBuilder::default()
-        .validation_mode(ValidationMode::Anonymous)
-        .validate_messages()
-        .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
-        .max_transmit_size(max_transmit)
-        .heartbeat_interval(Duration::from_millis(700))
-        .build()
-        .expect("gossipsub config");
-    let mut gossipsub =
-        gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).expect("gossipsub");
-    gossipsub.subscribe(&IdentTopic::new(TOPIC)).expect("subscribe");
-    let hello = request_response::cbor::Behaviour::with_codec(
-        request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(64 * 1024)
-            .set_response_size_maximum(64 * 1024),
-        [(StreamProtocol::new(HELLO_PROTOCOL), ProtocolSupport::Full)],
-        request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
-    );
-    let sync = request_response::cbor::Behaviour::with_codec(
-        request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(MAX_FRAME)
-            .set_response_size_maximum(MAX_FRAME),
-        [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
-        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-    );
-    libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .expect("tcp")
-        .with_behaviour(|_| Behaviour {
-            gossipsub,
-            hello,
-            sync,
-            ping: ping::Behaviour::default(),
-            blocked: allow_block_list::Behaviour::default(),
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build()
+    behaviour::build_with(secret, 4, max_transmit, Arc::new(Mutex::new(MeshStats::default())))
+        .expect("swarm")
 }
 
 /// A star of `count` nodes with every node connected, and an enrolled rogue
@@ -750,4 +710,22 @@ fn mesh_certificate_of_another_key_is_refused() {
         "node1 should keep only node2: {:?}",
         node1.peers()
     );
+}
+
+/// A sync request over the 512 KiB frame limit is refused by the codec,
+/// counted, and the node keeps serving.
+#[test]
+fn mesh_oversized_sync_request_is_refused_and_counted() {
+    let (cluster, key) = cluster_with_rogue(2);
+    let rogue = Rogue::new(&key, true);
+    let node1_id = rogue.join(cluster.node(0));
+    let huge = SyncRequest::Push { batch: ByteBuf::from(vec![7u8; 600 * 1024]) };
+    let answer = rogue.sync(node1_id, huge);
+    assert!(!matches!(answer, Ok(SyncResponse::Done)), "node1 took a 600 KiB frame: {answer:?}");
+    eprintln!("answer to the oversized request: {answer:?}");
+    let counted = wait_until(SOON, || rejects_matching(cluster.node(0), "malformed sync") > 0);
+    assert!(counted, "node1 counts no malformed sync request: {}", rejects(cluster.node(0)));
+    cluster.node(1).call(&["ban", "198.18.7.7"]);
+    let served = wait_until(SOON, || cluster.node(0).is_banned("198.18.7.7"));
+    assert!(served, "node1 stopped serving after the oversized frame");
 }

@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use banmesh_keys::SecretKey;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::request_response::{self, ProtocolSupport, cbor};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{StreamProtocol, Swarm, allow_block_list, identity, noise, ping, tcp, yamux};
 use sha2::{Digest, Sha256};
 
+use std::sync::{Arc, Mutex};
+
 use super::batch::MAX_MESSAGE;
+use super::codec::Counted;
 use super::hello::Hello;
+use super::swarm::MeshStats;
 use super::sync::{MAX_FRAME, SYNC_PROTOCOL, SyncRequest, SyncResponse};
 
 /// The one gossip topic.
@@ -26,9 +30,9 @@ pub struct Behaviour {
     /// Live gossip of record batches.
     pub gossipsub: gossipsub::Behaviour,
     /// The hello exchange.
-    pub hello: request_response::cbor::Behaviour<Hello, Hello>,
+    pub hello: request_response::Behaviour<Counted<cbor::codec::Codec<Hello, Hello>>>,
     /// Anti-entropy.
-    pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    pub sync: request_response::Behaviour<Counted<cbor::codec::Codec<SyncRequest, SyncResponse>>>,
     /// Keeps idle connections alive and measures round trips.
     pub ping: ping::Behaviour,
     /// Peers refused for a while (no hello, repeated rejects, revoked).
@@ -49,12 +53,12 @@ pub enum BuildError {
 /// The gossipsub configuration DESIGN.md asks for: messages validated by
 /// the application, anonymous (records carry their own signatures; Noise
 /// authenticates the peer), message id = SHA-256 of the data, at most 64 KiB.
-fn gossipsub(mesh_n_low: usize) -> Result<gossipsub::Behaviour, BuildError> {
+fn gossipsub(mesh_n_low: usize, max_transmit: usize) -> Result<gossipsub::Behaviour, BuildError> {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
-        .max_transmit_size(MAX_MESSAGE + 1024)
+        .max_transmit_size(max_transmit)
         .heartbeat_interval(Duration::from_millis(700))
         .mesh_n_low(mesh_n_low)
         .build()
@@ -89,21 +93,44 @@ fn gossipsub(mesh_n_low: usize) -> Result<gossipsub::Behaviour, BuildError> {
 }
 
 /// Builds the swarm: TCP (nodelay) + Noise + yamux, the node key as identity.
-pub fn build(secret: &SecretKey, mesh_n_low: usize) -> Result<Swarm<Behaviour>, BuildError> {
+pub fn build(
+    secret: &SecretKey,
+    mesh_n_low: usize,
+    stats: Arc<Mutex<MeshStats>>,
+) -> Result<Swarm<Behaviour>, BuildError> {
+    build_with(secret, mesh_n_low, MAX_MESSAGE + 1024, stats)
+}
+
+/// [`build`] with another gossip size limit (tests use it to play a sender
+/// that ignores the 64 KiB limit).
+pub fn build_with(
+    secret: &SecretKey,
+    mesh_n_low: usize,
+    max_transmit: usize,
+    stats: Arc<Mutex<MeshStats>>,
+) -> Result<Swarm<Behaviour>, BuildError> {
     let mut seed = secret.seed();
     let keypair = identity::Keypair::ed25519_from_bytes(&mut seed[..])
         .map_err(|e| BuildError::Identity(e.to_string()))?;
-    let hello = request_response::cbor::Behaviour::with_codec(
-        request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(64 * 1024)
-            .set_response_size_maximum(64 * 1024),
+    let hello = request_response::Behaviour::with_codec(
+        Counted::new(
+            cbor::codec::Codec::default()
+                .set_request_size_maximum(64 * 1024)
+                .set_response_size_maximum(64 * 1024),
+            "malformed hello",
+            stats.clone(),
+        ),
         [(StreamProtocol::new(HELLO_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
     );
-    let sync = request_response::cbor::Behaviour::with_codec(
-        request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(MAX_FRAME)
-            .set_response_size_maximum(MAX_FRAME),
+    let sync = request_response::Behaviour::with_codec(
+        Counted::new(
+            cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_FRAME)
+                .set_response_size_maximum(MAX_FRAME),
+            "malformed sync request",
+            stats,
+        ),
         [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
     );
@@ -113,7 +140,7 @@ pub fn build(secret: &SecretKey, mesh_n_low: usize) -> Result<Swarm<Behaviour>, 
         .map_err(|e| BuildError::Stack(e.to_string()))?
         .with_behaviour(|_| {
             Ok(Behaviour {
-                gossipsub: gossipsub(mesh_n_low).map_err(|e| e.to_string())?,
+                gossipsub: gossipsub(mesh_n_low, max_transmit).map_err(|e| e.to_string())?,
                 hello,
                 sync,
                 ping: ping::Behaviour::default(),

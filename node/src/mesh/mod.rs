@@ -11,6 +11,7 @@
 pub mod batch;
 #[allow(missing_docs)] // the NetworkBehaviour derive writes an undocumented event enum
 pub mod behaviour;
+pub mod codec;
 pub mod hello;
 pub mod limit;
 pub mod swarm;
@@ -123,9 +124,9 @@ pub fn start(
 ) -> Result<MeshHandle, MeshError> {
     // gossipsub's default mesh_n_low: keep at least this many direct peers.
     const TARGET_PEERS: usize = 4;
-    let swarm = behaviour::build(secret, TARGET_PEERS)?;
-    let peer_id = *swarm.local_peer_id();
     let stats = Arc::new(Mutex::new(MeshStats::default()));
+    let swarm = behaviour::build(secret, TARGET_PEERS, stats.clone())?;
+    let peer_id = *swarm.local_peer_id();
     let (command_tx, command_rx) = mpsc::channel(256);
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let (outcome_tx, outcome_rx) = mpsc::channel(256);

@@ -433,6 +433,7 @@ impl Mesh {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
+                // Unreadable requests are counted by the codec (`codec.rs`).
                 tracing::debug!(%peer, %error, "sync request failed");
             }
             request_response::Event::ResponseSent { .. } => {}

@@ -113,6 +113,7 @@ impl Mesh {
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "hello not answered");
             }
+
             _ => {}
         }
     }
