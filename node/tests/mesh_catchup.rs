@@ -71,7 +71,7 @@ fn mesh_stopped_node_and_new_node_catch_up_ten_thousand_records() {
 fn mesh_flood_from_one_origin_is_delayed_not_dropped() {
     let mut cluster = TestCluster::new();
     let config = cluster.path("limited.toml");
-    std::fs::write(&config, "[sync]\ninterval = \"2s\"\norigin_rate = 200\norigin_burst = 1000\n")
+    std::fs::write(&config, "[sync]\ninterval = \"2s\"\norigin_rate = 10\norigin_burst = 1000\n")
         .expect("config");
     let mut first = cluster.spec("node1", &[]);
     first.config = Some(config.clone());
