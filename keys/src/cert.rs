@@ -3,14 +3,13 @@
 //! Canonical bytes, strict decoding (decode, re-encode, compare) and checks.
 
 use banmesh_crdt::wire::{Reader, put_text};
-use pem_rfc7468::LineEnding;
-use sha2::{Digest, Sha256};
 
 use crate::key::{PublicKey, SIGNATURE_LEN, SecretKey};
 use crate::revocation::Revocations;
 use crate::roles::{MaxPrefix, Role, Roles};
+use crate::signed::{Signed, SignedBody, SignedError};
 use crate::time::format_rfc3339;
-use crate::wire::{DecodeError, read_key, read_signed, unarmour};
+use crate::wire::{DecodeError, read_key};
 
 /// The PEM label of a certificate.
 pub const CERTIFICATE_PEM_LABEL: &str = "BANMESH CERTIFICATE";
@@ -126,6 +125,20 @@ impl From<DecodeError> for CertError {
     }
 }
 
+impl SignedError for CertError {
+    fn wrong_cluster(expected: PublicKey, found: PublicKey) -> Self {
+        CertError::WrongCluster { expected, found }
+    }
+
+    fn tampered() -> Self {
+        CertError::Tampered
+    }
+
+    fn pem(reason: String) -> Self {
+        CertError::Pem { reason }
+    }
+}
+
 /// The signed fields of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Body {
@@ -138,15 +151,16 @@ struct Body {
     max_prefix: Option<MaxPrefix>,
 }
 
-impl Body {
-    /// The bytes the signature covers: the domain prefix, then the body as sent.
-    /// The one function that lays out a certificate's fields.
-    fn signed_bytes(&self) -> Vec<u8> {
-        let mut out = DOMAIN.to_vec();
+impl SignedBody for Body {
+    const DOMAIN: &'static [u8] = DOMAIN;
+    const PEM_LABEL: &'static str = CERTIFICATE_PEM_LABEL;
+    type Error = CertError;
+
+    fn write(&self, out: &mut Vec<u8>) {
         out.push(VERSION);
         out.extend_from_slice(self.cluster.as_bytes());
         out.extend_from_slice(self.node.as_bytes());
-        put_text(&mut out, &self.name);
+        put_text(out, &self.name);
         out.push(self.roles.bits());
         out.extend_from_slice(&self.not_before_ms.to_be_bytes());
         out.extend_from_slice(&self.not_after_ms.to_be_bytes());
@@ -154,7 +168,6 @@ impl Body {
             None => out.push(0),
             Some(prefix) => out.extend_from_slice(&[1, prefix.v4, prefix.v6]),
         }
-        out
     }
 
     fn read(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -182,6 +195,10 @@ impl Body {
         }
         let max_prefix = read_max_prefix(input)?;
         Ok(Body { cluster, node, name, roles, not_before_ms, not_after_ms, max_prefix })
+    }
+
+    fn cluster(&self) -> &PublicKey {
+        &self.cluster
     }
 }
 
@@ -211,10 +228,7 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// A node key's certificate, signed by the cluster key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Certificate {
-    body: Body,
-    signature: [u8; SIGNATURE_LEN],
-}
+pub struct Certificate(Signed<Body>);
 
 impl Certificate {
     /// Signs a certificate for `node` with the cluster's secret key.
@@ -253,51 +267,39 @@ impl Certificate {
             not_after_ms,
             max_prefix,
         };
-        let signature = cluster_secret.sign(&body.signed_bytes());
-        Ok(Certificate { body, signature })
+        Ok(Certificate(Signed::issue(cluster_secret, body)))
     }
 
     /// The bytes as sent: the signed body without the domain prefix, then the signature.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self.body.signed_bytes().split_off(DOMAIN.len());
-        out.extend_from_slice(&self.signature);
-        out
+        self.0.to_bytes()
     }
 
     /// Reads a certificate strictly: every field checked, no trailing bytes,
     /// and the input must be exactly the re-encoding of what was read.
     /// The signature is not checked here; call [`Certificate::verify`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CertError> {
-        let (body, signature) = read_signed(bytes, Body::read)?;
-        let cert = Certificate { body, signature };
-        if cert.to_bytes() != bytes {
-            return Err(DecodeError::NotCanonical.into());
-        }
-        Ok(cert)
+        Signed::from_bytes(bytes).map(Certificate)
     }
 
     /// The certificate in PEM armour (`-----BEGIN BANMESH CERTIFICATE-----`).
     pub fn to_pem(&self) -> Result<String, CertError> {
-        pem_rfc7468::encode_string(CERTIFICATE_PEM_LABEL, LineEnding::LF, &self.to_bytes())
-            .map_err(|e| CertError::Pem { reason: e.to_string() })
+        self.0.to_pem()
     }
 
     /// Reads a certificate from PEM armour, as strictly as [`Certificate::from_bytes`].
     pub fn from_pem(text: &str) -> Result<Self, CertError> {
-        Self::from_bytes(&unarmour(CERTIFICATE_PEM_LABEL, text)?)
+        Signed::from_pem(text).map(Certificate)
     }
 
     /// SHA-256 of the signed bytes (domain prefix included).
     pub fn id(&self) -> [u8; 32] {
-        Sha256::digest(self.body.signed_bytes()).into()
+        self.0.id()
     }
 
     /// Checks that `cluster` signed this certificate, ignoring time and revocation.
     pub fn verify_signature(&self, cluster: &PublicKey) -> Result<(), CertError> {
-        if self.body.cluster != *cluster {
-            return Err(CertError::WrongCluster { expected: *cluster, found: self.body.cluster });
-        }
-        cluster.verify(&self.body.signed_bytes(), &self.signature).map_err(|_| CertError::Tampered)
+        self.0.verify(cluster)
     }
 
     /// Checks the certificate fully: signed by `cluster`, node not revoked in
@@ -310,15 +312,15 @@ impl Certificate {
         revocations: &Revocations,
     ) -> Result<(), CertError> {
         self.verify_signature(cluster)?;
-        if revocations.is_revoked(&self.body.node) {
-            return Err(CertError::Revoked { node: self.body.node });
+        if revocations.is_revoked(&self.0.body.node) {
+            return Err(CertError::Revoked { node: self.0.body.node });
         }
         self.check_time(at_ms)
     }
 
     /// Checks that `at_ms` lies inside the validity window.
     pub fn check_time(&self, at_ms: u64) -> Result<(), CertError> {
-        let Body { not_before_ms, not_after_ms, .. } = self.body;
+        let Body { not_before_ms, not_after_ms, .. } = self.0.body;
         if at_ms < not_before_ms {
             return Err(CertError::NotYetValid { not_before_ms, at_ms });
         }
@@ -330,7 +332,7 @@ impl Certificate {
 
     /// Checks that the certificate grants `role`.
     pub fn require_role(&self, role: Role) -> Result<(), CertError> {
-        if self.body.roles.contains(role) { Ok(()) } else { Err(CertError::MissingRole { role }) }
+        if self.0.body.roles.contains(role) { Ok(()) } else { Err(CertError::MissingRole { role }) }
     }
 
     /// The widest prefix length the node may act on for one address family:
@@ -338,8 +340,8 @@ impl Certificate {
     /// `wide-prefix` role), else 0 with `wide-prefix`, else 16 (IPv4) or 48 (IPv6).
     pub fn widest_prefix(&self, is_v4: bool) -> u8 {
         let default = MaxPrefix::DEFAULT.get(is_v4);
-        let wide = self.body.roles.contains(Role::WidePrefix);
-        match (self.body.max_prefix, wide) {
+        let wide = self.0.body.roles.contains(Role::WidePrefix);
+        match (self.0.body.max_prefix, wide) {
             (Some(cap), true) => cap.get(is_v4),
             (Some(cap), false) => cap.get(is_v4).max(default),
             (None, true) => 0,
@@ -355,42 +357,42 @@ impl Certificate {
 
     /// The certified node key.
     pub fn node(&self) -> &PublicKey {
-        &self.body.node
+        &self.0.body.node
     }
 
     /// The cluster key that signed the certificate.
     pub fn cluster(&self) -> &PublicKey {
-        &self.body.cluster
+        &self.0.body.cluster
     }
 
     /// The node's name.
     pub fn name(&self) -> &str {
-        &self.body.name
+        &self.0.body.name
     }
 
     /// The granted roles.
     pub fn roles(&self) -> Roles {
-        self.body.roles
+        self.0.body.roles
     }
 
     /// Start of the validity window, Unix milliseconds, inclusive.
     pub fn not_before_ms(&self) -> u64 {
-        self.body.not_before_ms
+        self.0.body.not_before_ms
     }
 
     /// End of the validity window, Unix milliseconds, exclusive.
     pub fn not_after_ms(&self) -> u64 {
-        self.body.not_after_ms
+        self.0.body.not_after_ms
     }
 
     /// The explicit widest prefix, if one was given.
     pub fn max_prefix(&self) -> Option<MaxPrefix> {
-        self.body.max_prefix
+        self.0.body.max_prefix
     }
 
     /// The cluster's signature.
     pub fn signature(&self) -> &[u8; SIGNATURE_LEN] {
-        &self.signature
+        &self.0.signature
     }
 }
 

@@ -8,6 +8,7 @@ pub mod key;
 pub mod record;
 pub mod revocation;
 pub mod roles;
+mod signed;
 pub mod time;
 pub mod wire;
 

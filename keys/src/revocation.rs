@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 
 use banmesh_crdt::wire::{Reader, check_text, put_text};
-use pem_rfc7468::LineEnding;
-use sha2::{Digest, Sha256};
 
 use crate::key::{PublicKey, SIGNATURE_LEN, SecretKey};
-use crate::wire::{DecodeError, read_key, read_signed, unarmour};
+use crate::signed::{Signed, SignedBody, SignedError};
+use crate::wire::{DecodeError, read_key};
 
 /// The PEM label of a revocation.
 pub const REVOCATION_PEM_LABEL: &str = "BANMESH REVOCATION";
@@ -68,6 +67,20 @@ impl From<DecodeError> for RevocationError {
     }
 }
 
+impl SignedError for RevocationError {
+    fn wrong_cluster(expected: PublicKey, found: PublicKey) -> Self {
+        RevocationError::WrongCluster { expected, found }
+    }
+
+    fn tampered() -> Self {
+        RevocationError::Tampered
+    }
+
+    fn pem(reason: String) -> Self {
+        RevocationError::Pem { reason }
+    }
+}
+
 /// The signed fields of a revocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Body {
@@ -77,17 +90,17 @@ struct Body {
     reason: String,
 }
 
-impl Body {
-    /// The bytes the signature covers: the domain prefix, then the body as sent.
-    /// The one function that lays out a revocation's fields.
-    fn signed_bytes(&self) -> Vec<u8> {
-        let mut out = DOMAIN.to_vec();
+impl SignedBody for Body {
+    const DOMAIN: &'static [u8] = DOMAIN;
+    const PEM_LABEL: &'static str = REVOCATION_PEM_LABEL;
+    type Error = RevocationError;
+
+    fn write(&self, out: &mut Vec<u8>) {
         out.push(VERSION);
         out.extend_from_slice(self.cluster.as_bytes());
         out.extend_from_slice(self.node.as_bytes());
         out.extend_from_slice(&self.issued_at_ms.to_be_bytes());
-        put_text(&mut out, &self.reason);
-        out
+        put_text(out, &self.reason);
     }
 
     fn read(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -102,14 +115,15 @@ impl Body {
             reason: input.text("reason", MAX_REASON_LEN)?,
         })
     }
+
+    fn cluster(&self) -> &PublicKey {
+        &self.cluster
+    }
 }
 
 /// A cluster-signed statement that a node key is no longer trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revocation {
-    body: Body,
-    signature: [u8; SIGNATURE_LEN],
-}
+pub struct Revocation(Signed<Body>);
 
 impl Revocation {
     /// Signs a revocation of `node` with the cluster's secret key.
@@ -130,86 +144,69 @@ impl Revocation {
             issued_at_ms,
             reason: reason.to_owned(),
         };
-        let signature = cluster_secret.sign(&body.signed_bytes());
-        Ok(Revocation { body, signature })
+        Ok(Revocation(Signed::issue(cluster_secret, body)))
     }
 
     /// The bytes as sent: the signed body without the domain prefix, then the signature.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self.body.signed_bytes().split_off(DOMAIN.len());
-        out.extend_from_slice(&self.signature);
-        out
+        self.0.to_bytes()
     }
 
     /// Reads a revocation strictly (decode, re-encode, compare).
     /// The signature is not checked here; call [`Revocation::verify`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, RevocationError> {
-        let (body, signature) = read_signed(bytes, Body::read)?;
-        let revocation = Revocation { body, signature };
-        if revocation.to_bytes() != bytes {
-            return Err(DecodeError::NotCanonical.into());
-        }
-        Ok(revocation)
+        Signed::from_bytes(bytes).map(Revocation)
     }
 
     /// The revocation in PEM armour (`-----BEGIN BANMESH REVOCATION-----`).
     pub fn to_pem(&self) -> Result<String, RevocationError> {
-        pem_rfc7468::encode_string(REVOCATION_PEM_LABEL, LineEnding::LF, &self.to_bytes())
-            .map_err(|e| RevocationError::Pem { reason: e.to_string() })
+        self.0.to_pem()
     }
 
     /// Reads a revocation from PEM armour, as strictly as [`Revocation::from_bytes`].
     pub fn from_pem(text: &str) -> Result<Self, RevocationError> {
-        Self::from_bytes(&unarmour(REVOCATION_PEM_LABEL, text)?)
+        Signed::from_pem(text).map(Revocation)
     }
 
     /// SHA-256 of the signed bytes (domain prefix included).
     pub fn id(&self) -> [u8; 32] {
-        Sha256::digest(self.body.signed_bytes()).into()
+        self.0.id()
     }
 
     /// Checks that `cluster` signed this revocation.
     pub fn verify(&self, cluster: &PublicKey) -> Result<(), RevocationError> {
-        if self.body.cluster != *cluster {
-            return Err(RevocationError::WrongCluster {
-                expected: *cluster,
-                found: self.body.cluster,
-            });
-        }
-        cluster
-            .verify(&self.body.signed_bytes(), &self.signature)
-            .map_err(|_| RevocationError::Tampered)
+        self.0.verify(cluster)
     }
 
     /// The cluster key that signed the revocation.
     pub fn cluster(&self) -> &PublicKey {
-        &self.body.cluster
+        &self.0.body.cluster
     }
 
     /// The revoked node key.
     pub fn node(&self) -> &PublicKey {
-        &self.body.node
+        &self.0.body.node
     }
 
     /// When the revocation was signed, Unix milliseconds.
     pub fn issued_at_ms(&self) -> u64 {
-        self.body.issued_at_ms
+        self.0.body.issued_at_ms
     }
 
     /// Why the node was revoked (may be empty).
     pub fn reason(&self) -> &str {
-        &self.body.reason
+        &self.0.body.reason
     }
 
     /// The cluster's signature.
     pub fn signature(&self) -> &[u8; SIGNATURE_LEN] {
-        &self.signature
+        &self.0.signature
     }
 
     /// The order that decides which of two revocations of one node is kept:
     /// earliest first, then by id, so every node keeps the same one.
     pub fn precedes(&self, other: &Revocation) -> bool {
-        (self.body.issued_at_ms, self.id()) < (other.body.issued_at_ms, other.id())
+        (self.0.body.issued_at_ms, self.id()) < (other.0.body.issued_at_ms, other.id())
     }
 }
 

@@ -241,7 +241,7 @@ fn cap_wider_than_default_without_role_is_clamped_on_read() {
         max_prefix: Some(MaxPrefix { v4: 8, v6: 32 }),
     };
     let signature = key(1).sign(&body.signed_bytes());
-    let cert = Certificate { body, signature };
+    let cert = Certificate(Signed { body, signature });
     assert_eq!((cert.widest_prefix(true), cert.widest_prefix(false)), (16, 48));
 }
 
