@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need (CI and people install the same set):
-# faketime runs a node with a wrong clock in the mesh tests.
-packages=(faketime)
+# faketime runs a node with a wrong clock in the mesh tests; fail2ban checks
+# the shipped action and jail files (`cargo test fail2ban`).
+packages=(faketime fail2ban)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -221,6 +221,7 @@ fn to_json(response: Response) -> serde_json::Value {
         Response::Written { record, notes } => json!({"record": record, "notes": notes}),
         Response::Synced { peers } => json!({"peers": peers}),
         Response::Revoked { node, new } => json!({"node": node, "new": new}),
+        Response::Skipped { reason } => json!({"skipped": reason}),
         Response::Error { message } => json!({"error": message}),
     }
 }
@@ -245,6 +246,7 @@ fn to_text(response: &Response, now: u64) -> String {
         Response::Revoked { node, new: false } => {
             format!("the node already held the revocation of {node}\n")
         }
+        Response::Skipped { reason } => format!("nothing to do: {reason}\n"),
         Response::Error { message } => format!("error: {message}\n"),
     }
 }

@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod control;
+mod fail2ban;
 mod keys;
 mod node_cmd;
 mod record;
@@ -34,6 +35,9 @@ enum Command {
     /// Inspect a stopped node's store.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// What Fail2Ban's banmesh action runs: hand a local ban or unban to the node.
+    #[command(subcommand, name = "fail2ban")]
+    Fail2Ban(fail2ban::Fail2BanCommand),
     /// Print or check the node's configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -50,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Record(command) => record::run(command),
         Command::Store(command) => store::run(command),
         Command::Config(command) => config_cmd::run(command),
+        Command::Fail2Ban(command) => fail2ban::run(command),
         Command::Control(command) => control::run(command),
     }
 }

@@ -117,6 +117,29 @@ pub enum Command {
         /// The revocation, PEM-armoured as `banmesh keys revoke` writes it.
         pem: String,
     },
+    /// Fail2Ban banned an address (from `action.d/banmesh.conf`'s actionban).
+    Fail2BanBan {
+        /// The address (`<ip>`).
+        ip: String,
+        /// The jail (`<name>`).
+        jail: String,
+        /// The ban's length in seconds as Fail2Ban sized it (`<bantime>`,
+        /// already escalated); -1 for a ban without end.
+        bantime_s: i64,
+        /// Failures that led to the ban (`<failures>`).
+        failures: u64,
+        /// Which repeat this is (`<bancount>`).
+        bancount: u32,
+        /// Fail2Ban restored the ticket at start (`<restored>`).
+        restored: bool,
+    },
+    /// Fail2Ban lifted a ban (actionunban): by hand, or at its natural end.
+    Fail2BanUnban {
+        /// The address.
+        ip: String,
+        /// The jail.
+        jail: String,
+    },
 }
 
 /// The node's answer to one [`Command`].
@@ -151,6 +174,11 @@ pub enum Response {
         /// False when the node already held this revocation.
         new: bool,
     },
+    /// Nothing to do, and why (a restored ticket, a natural expiry, ...).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
     /// The command failed; the message says why and what to do.
     Error {
         /// Lowercase, no trailing period.
@@ -174,6 +202,7 @@ impl Response {
             Response::Trace(_) => "trace",
             Response::Synced { .. } => "synced",
             Response::Revoked { .. } => "revoked",
+            Response::Skipped { .. } => "skipped",
             Response::Error { .. } => "error",
         }
     }

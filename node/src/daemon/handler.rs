@@ -11,6 +11,7 @@ use banmesh_keys::Revocation;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod fail2ban;
 mod reads;
 
 use super::identity::Identity;
@@ -136,6 +137,10 @@ impl Node {
             Command::Trace { ip } => self.trace(&ip).await,
             Command::Sync { peer } => self.sync(peer).await,
             Command::RevokePublish { pem } => self.revoke(&pem).await,
+            Command::Fail2BanBan { ip, jail, bantime_s, failures, bancount, restored } => {
+                self.fail2ban_ban(ip, jail, bantime_s, failures, bancount, restored).await
+            }
+            Command::Fail2BanUnban { ip, jail } => self.fail2ban_unban(ip, jail).await,
         };
         result.unwrap_or_else(Response::error)
     }
@@ -168,10 +173,15 @@ impl Node {
         lifetime: Lifetime,
         meta: Metadata,
     ) -> Result<Response, String> {
+        self.write_order(Order { kind, key, lifetime, strikes: 1, meta }).await
+    }
+
+    /// Issues, commits and gossips the record for `order`.
+    async fn write_order(&mut self, order: Order) -> Result<Response, String> {
         if let Some(skew) = self.skew_warning().await {
             return Err(skew);
         }
-        let order = Order { kind, key, lifetime, strikes: 1, meta };
+        let (kind, lifetime) = (order.kind, order.lifetime);
         let now = now_ms();
         let parsed = Key::parse(&order.key).map_err(|e| e.to_string())?;
         let greatest = {

@@ -1,0 +1,171 @@
+//! Fail2Ban, for real: the shipped action and jail files pass Debian's
+//! `fail2ban-client -t`, and the exact command the action runs hands bans
+//! and unbans to a real node. Needs Debian's `fail2ban` (scripts/test.sh
+//! installs it).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{TestCluster, arg, bin};
+
+fn require_fail2ban() {
+    let found =
+        Command::new("fail2ban-client").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "these tests need Debian's fail2ban: apt-get install fail2ban (scripts/test.sh installs it)"
+    );
+}
+
+/// Debian's Fail2Ban configuration with banmesh's files added, in `dir`,
+/// with socket, pidfile, database and log inside `dir` and sshd reading a
+/// log file there.
+fn fail2ban_config(dir: &Path) {
+    let copy = Command::new("cp").args(["-r", "/etc/fail2ban", arg(dir)]).status().expect("cp");
+    assert!(copy.success(), "cannot copy /etc/fail2ban");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/fail2ban");
+    std::fs::copy(shipped.join("action.d/banmesh.conf"), dir.join("action.d/banmesh.conf"))
+        .expect("action");
+    std::fs::copy(shipped.join("jail.d/banmesh.conf"), dir.join("jail.d/banmesh.conf"))
+        .expect("jail");
+    std::fs::copy(
+        shipped.join("jail.d/banmesh-publish.conf.example"),
+        dir.join("jail.d/banmesh-publish.conf"),
+    )
+    .expect("publish example");
+    let d = dir.display();
+    std::fs::write(
+        dir.join("fail2ban.local"),
+        format!("[Definition]\nsocket = {d}/f2b.sock\npidfile = {d}/f2b.pid\ndbfile = {d}/f2b.sqlite3\nlogtarget = {d}/f2b.log\n"),
+    )
+    .expect("fail2ban.local");
+    std::fs::write(dir.join("auth.log"), "").expect("auth.log");
+    std::fs::write(
+        dir.join("jail.local"),
+        format!("[sshd]\nbackend = polling\nlogpath = {d}/auth.log\n"),
+    )
+    .expect("jail.local");
+}
+
+#[test]
+fn fail2ban_accepts_the_shipped_action_and_jails() {
+    require_fail2ban();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("fail2ban");
+    fail2ban_config(&dir);
+    let test = Command::new("fail2ban-client")
+        .args(["-c", arg(&dir), "-t"])
+        .output()
+        .expect("fail2ban-client");
+    assert!(
+        test.status.success(),
+        "fail2ban-client -t refused the files: {}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let dump = Command::new("fail2ban-client")
+        .args(["-c", arg(&dir), "-d"])
+        .output()
+        .expect("fail2ban-client -d");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.contains("['set', 'sshd', 'addaction', 'banmesh']"),
+        "sshd does not publish: {dump}"
+    );
+    assert!(
+        !dump.contains("['set', 'banmesh', 'addaction', 'banmesh']"),
+        "the banmesh jail would echo mesh bans"
+    );
+    assert!(
+        dump.contains("['set', 'banmesh', 'bantime', '-1']"),
+        "the banmesh jail's bans must not end on their own"
+    );
+    assert!(
+        dump.contains("banmesh fail2ban ban --socket"),
+        "the action's command is not in the dump"
+    );
+}
+
+/// Runs the action's command line as Fail2Ban would, with its tags filled in.
+fn action(socket: &Path, verb: &str, tags: &[&str]) -> (bool, String) {
+    let mut args = vec!["fail2ban", verb, "--socket", arg(socket), "--timeout", "2s"];
+    args.extend_from_slice(tags);
+    let out = Command::new(bin()).args(&args).output().expect("banmesh");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn fail2ban_action_hands_bans_and_early_unbans_to_the_node() {
+    let cluster = TestCluster::star(1);
+    let node = cluster.node(0);
+    let ban = |ip: &str, jail: &str, bantime: &str, restored: &str| {
+        let tags = [
+            "--ip",
+            ip,
+            "--jail",
+            jail,
+            "--bantime",
+            bantime,
+            "--failures",
+            "5",
+            "--bancount",
+            "2",
+            "--restored",
+            restored,
+        ];
+        action(&node.socket, "ban", &tags)
+    };
+    let (ok, text) = ban("203.0.113.5", "sshd", "600", "0");
+    assert!(ok && text.contains("published ban 203.0.113.5"), "{text}");
+    let records = node.records_on("203.0.113.5");
+    let record = records.first().expect("the ban is stored");
+    assert_eq!(
+        (record["jail"].as_str(), record["source"].as_str()),
+        (Some("sshd"), Some("fail2ban"))
+    );
+    assert_eq!(record["strikes"], 2, "Fail2Ban's bancount is kept as strikes");
+    let ttl = record["expires_at_ms"].as_u64().unwrap_or(0)
+        - record["issued_at_ms"].as_u64().unwrap_or(0);
+    assert_eq!(ttl, 600_000, "the ban keeps Fail2Ban's bantime");
+
+    let (ok, text) = ban("203.0.113.6", "sshd", "-1", "0");
+    assert!(ok && text.contains("published"), "{text}");
+    let ttl = {
+        let r = &node.records_on("203.0.113.6")[0];
+        r["expires_at_ms"].as_u64().unwrap_or(0) - r["issued_at_ms"].as_u64().unwrap_or(0)
+    };
+    assert_eq!(ttl, 35 * 86_400_000, "a ban without end lasts max_ttl and is renewed");
+
+    for (ip, jail, restored, why) in [
+        ("203.0.113.7", "sshd", "1", "restored"),
+        ("203.0.113.8", "banmesh", "0", "never published"),
+    ] {
+        let (ok, text) = ban(ip, jail, "600", restored);
+        assert!(ok && text.contains(why), "{ip}: {text}");
+        assert!(node.records_on(ip).is_empty(), "{ip} was published: {text}");
+    }
+
+    // An unban by hand, well before the end: published as an Unban.
+    let (ok, text) = action(&node.socket, "unban", &["--ip", "203.0.113.5", "--jail", "sshd"]);
+    assert!(ok && text.contains("published unban 203.0.113.5"), "{text}");
+    assert!(node.is_not_banned("203.0.113.5"), "{}", node.decision("203.0.113.5"));
+    // An unban of an address this node never banned: nothing.
+    let (ok, text) = action(&node.socket, "unban", &["--ip", "198.51.100.1", "--jail", "sshd"]);
+    assert!(ok && text.contains("holds no ban"), "{text}");
+    // Bad input from the tags: a clear error, non-zero exit.
+    let (ok, text) = ban("not-an-ip", "sshd", "600", "0");
+    assert!(!ok && text.contains("invalid IP address"), "{text}");
+}
+
+#[test]
+fn fail2ban_action_is_harmless_when_the_node_is_down() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let socket = tmp.path().join("none.sock");
+    let (ok, text) =
+        action(&socket, "ban", &["--ip", "203.0.113.9", "--jail", "sshd", "--bantime", "600"]);
+    assert!(ok, "the action must not fail Fail2Ban when the node is down: {text}");
+    assert!(text.contains("reconcile will publish it"), "{text}");
+}
