@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{NodeSpec, SOON, TestCluster, TestNode, arg, cli_ok, holds_for, wait_until};
+use common::{NodeSpec, SOON, TestCluster, TestNode, arg, holds_for, wait_until};
 use serde_json::Value;
 
 /// How long a refused node is watched for not getting through.
@@ -180,18 +180,7 @@ fn mesh_revoked_node_is_dropped_and_its_records_stop_counting() {
     wait_all(&cluster, "192.0.2.99", "banned", |n| n.is_banned("192.0.2.99"));
 
     let revocation = cluster.path("node3.revocation");
-    cli_ok(&[
-        "keys",
-        "revoke",
-        "--cluster-key",
-        arg(&cluster.cluster_key),
-        "--cert",
-        arg(&cluster.path("node3/node.cert")),
-        "--reason",
-        "e2e",
-        "--out",
-        arg(&revocation),
-    ]);
+    cluster.revoke("node3", &revocation);
     cluster.node(0).call(&["revoke-publish", arg(&revocation)]);
 
     let survivors = &cluster.nodes[..2];
@@ -414,16 +403,7 @@ fn mesh_revocation_file_in_the_data_dir_is_loaded_at_start_and_spread() {
     cluster.node_mut(1).stop();
     let dir = cluster.node(1).data_dir.join("revocations");
     std::fs::create_dir_all(&dir).expect("revocations dir");
-    cli_ok(&[
-        "keys",
-        "revoke",
-        "--cluster-key",
-        arg(&cluster.cluster_key),
-        "--cert",
-        arg(&cluster.path("node3/node.cert")),
-        "--out",
-        arg(&dir.join("node3.revocation")),
-    ]);
+    cluster.revoke("node3", &dir.join("node3.revocation"));
     cluster.node_mut(1).restart();
     let loaded = wait_until(SOON, || cluster.node(1).is_not_banned("192.0.2.111"));
     assert!(loaded, "node2 did not load the revocation: {}", cluster.node(1).trace("192.0.2.111"));

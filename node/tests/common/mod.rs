@@ -167,6 +167,15 @@ impl TestCluster {
         ]);
     }
 
+    /// Revokes node `name`'s certificate with `banmesh keys revoke`,
+    /// writing the revocation to `out`.
+    pub fn revoke(&self, name: &str, out: &Path) {
+        let cert = self.path(&format!("{name}/node.cert"));
+        let args =
+            ["--cluster-key", arg(&self.cluster_key), "--cert", arg(&cert), "--out", arg(out)];
+        cli_ok(&[&["keys", "revoke"][..], &args].concat());
+    }
+
     /// The spec of an enrolled node of this cluster peering with `peers`.
     pub fn spec(&self, name: &str, peers: &[String]) -> NodeSpec {
         NodeSpec {
