@@ -7,5 +7,6 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod fail2ban;
 pub mod mesh;
 pub mod store;

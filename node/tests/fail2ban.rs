@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{TestCluster, arg, bin};
+use common::{SOON, TestCluster, arg, bin, wait_until};
 
 fn require_fail2ban() {
     let found =
@@ -168,4 +168,111 @@ fn fail2ban_action_is_harmless_when_the_node_is_down() {
         action(&socket, "ban", &["--ip", "203.0.113.9", "--jail", "sshd", "--bantime", "600"]);
     assert!(ok, "the action must not fail Fail2Ban when the node is down: {text}");
     assert!(text.contains("reconcile will publish it"), "{text}");
+}
+
+/// A real `fail2ban-server` on a private config dir (Debian's configuration,
+/// banmesh's files, `banaction = dummy`), stopped when dropped.
+struct Fail2BanServer {
+    dir: std::path::PathBuf,
+}
+
+impl Fail2BanServer {
+    fn start(dir: &Path) -> Fail2BanServer {
+        require_fail2ban();
+        fail2ban_config(dir);
+        let d = dir.display();
+        let mut local = std::fs::read_to_string(dir.join("jail.local")).expect("jail.local");
+        local.push_str("[DEFAULT]\nbanaction = dummy\nbanaction_allports = dummy\n");
+        std::fs::write(dir.join("jail.local"), local).expect("jail.local");
+        std::fs::write(dir.join("action.d/dummy.local"), format!("[Init]\ntarget = {d}/dummy\n"))
+            .expect("dummy");
+        let out = Command::new("fail2ban-client")
+            .args(["-c", arg(dir), "start"])
+            .output()
+            .expect("start");
+        assert!(
+            out.status.success(),
+            "fail2ban-server did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Fail2BanServer { dir: dir.to_owned() }
+    }
+
+    /// What the `banmesh` jail holds.
+    fn banmesh_jail(&self) -> String {
+        let out = Command::new("fail2ban-client")
+            .args(["-c", arg(&self.dir), "get", "banmesh", "banip"])
+            .output()
+            .expect("fail2ban-client get");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Fail2BanServer {
+    fn drop(&mut self) {
+        let _ = Command::new("fail2ban-client").args(["-c", arg(&self.dir), "stop"]).output();
+    }
+}
+
+#[test]
+fn fail2ban_mesh_bans_land_in_the_banmesh_jail_and_leave_it() {
+    let mut cluster = TestCluster::new();
+    let server = Fail2BanServer::start(&cluster.path("fail2ban"));
+    let config = cluster.path("apply.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
+            server.dir.display()
+        ),
+    )
+    .expect("config");
+    let mut first = cluster.spec("node1", &[]);
+    first.config = Some(config);
+    cluster.start(first);
+    let second = cluster.spec("node2", &[cluster.node(0).addr()]);
+    cluster.start(second);
+    cluster.wait_for_peers(1);
+
+    let holds = |ip: &str| server.banmesh_jail().split_whitespace().any(|s| s == ip);
+    cluster.node(1).call(&["ban", "10.55.0.1", "--for", "1h"]);
+    cluster.node(1).call(&["ban", "10.55.0.2", "--for", "1h"]);
+    let landed = wait_until(SOON, || holds("10.55.0.1") && holds("10.55.0.2"));
+    assert!(landed, "node2's bans are not in node1's banmesh jail: {}", server.banmesh_jail());
+
+    cluster.node(1).call(&["unban", "10.55.0.1"]);
+    let lifted = wait_until(SOON, || !holds("10.55.0.1"));
+    assert!(lifted, "an unbanned address stayed in the jail: {}", server.banmesh_jail());
+    cluster.node(1).call(&["allow", "10.55.0.0/24", "--for", "1h"]);
+    let allowed = wait_until(SOON, || !holds("10.55.0.2"));
+    assert!(allowed, "an allowed address stayed in the jail: {}", server.banmesh_jail());
+    let status = cluster.node(0).status();
+    assert!(!status["warnings"].to_string().contains("fail2ban:"), "{}", status["warnings"]);
+}
+
+#[test]
+fn fail2ban_unreachable_is_reported_in_status_and_the_node_keeps_running() {
+    let mut cluster = TestCluster::new();
+    let config = cluster.path("apply.toml");
+    let missing = cluster.path("no-fail2ban-here");
+    std::fs::write(
+        &config,
+        format!(
+            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
+            missing.display()
+        ),
+    )
+    .expect("config");
+    let mut only = cluster.spec("node1", &[]);
+    only.config = Some(config);
+    cluster.start(only);
+    let reported =
+        wait_until(SOON, || cluster.node(0).status()["warnings"].to_string().contains("fail2ban:"));
+    assert!(
+        reported,
+        "status does not report the failing Fail2Ban: {}",
+        cluster.node(0).status()["warnings"]
+    );
+    cluster.node(0).call(&["ban", "10.56.0.1"]);
+    assert!(cluster.node(0).is_banned("10.56.0.1"), "the node stopped working");
 }

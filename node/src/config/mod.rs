@@ -16,7 +16,7 @@ use banmesh_crdt::duration::{FormatDuration, parse_duration};
 use banmesh_crdt::{BanPolicy, Key, Params};
 
 pub use error::ConfigError;
-use raw::{RawBans, RawCluster, RawConfig, RawNode, RawSafety, RawSync};
+use raw::{RawBans, RawCluster, RawConfig, RawFail2Ban, RawNode, RawSafety, RawSync};
 
 /// The commented example configuration; every value in it is the default.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -44,6 +44,8 @@ pub struct Config {
     pub safety: SafetyConfig,
     /// `[sync]`: catch-up timing.
     pub sync: SyncConfig,
+    /// `[fail2ban]`: applying mesh bans into the local Fail2Ban.
+    pub fail2ban: Fail2BanConfig,
     /// Values that were adjusted or look wrong, for the node to log.
     pub warnings: Vec<String>,
 }
@@ -80,6 +82,23 @@ pub struct ClusterConfig {
     pub public_key: Option<PathBuf>,
     /// `max_ttl`, `retention` and `skew_bound`, which every node must share.
     pub params: Params,
+}
+
+/// `[fail2ban]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail2BanConfig {
+    /// Whether mesh bans are put into Fail2Ban's jail (off by default).
+    pub apply: bool,
+    /// The `fail2ban-client` program.
+    pub client: String,
+    /// Passed as `-c DIR` to the client, for a Fail2Ban with its own config dir.
+    pub config_dir: Option<PathBuf>,
+    /// The jail mesh bans go into.
+    pub jail: String,
+    /// How often Fail2Ban is brought in line with the mesh.
+    pub interval: Duration,
+    /// Addresses per `banip` or `unbanip` call.
+    pub batch: u64,
 }
 
 /// `[safety]`, validated.
@@ -191,7 +210,8 @@ impl Validator<'_> {
         self.check_retention(&cluster.params, &bans)?;
         let safety = self.safety(raw.safety)?;
         let sync = self.sync(raw.sync)?;
-        Ok(Config { node, cluster, bans, safety, sync, warnings: self.warnings })
+        let fail2ban = self.fail2ban(raw.fail2ban)?;
+        Ok(Config { node, cluster, bans, safety, sync, fail2ban, warnings: self.warnings })
     }
 
     fn node(&self, raw: RawNode) -> Result<NodeConfig, ConfigError> {
@@ -320,6 +340,22 @@ impl Validator<'_> {
             never_ban.push(parsed.key);
         }
         Ok(SafetyConfig { never_ban, enforce: raw.enforce })
+    }
+
+    fn fail2ban(&self, raw: RawFail2Ban) -> Result<Fail2BanConfig, ConfigError> {
+        Ok(Fail2BanConfig {
+            apply: raw.apply,
+            client: raw.client,
+            config_dir: raw.config_dir,
+            jail: raw.jail,
+            interval: self.positive("fail2ban.interval", &raw.interval)?,
+            batch: self.at_least(
+                "fail2ban.batch",
+                raw.batch,
+                1,
+                "each call must carry an address",
+            )?,
+        })
     }
 
     fn sync(&self, raw: RawSync) -> Result<SyncConfig, ConfigError> {

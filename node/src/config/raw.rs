@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
     pub safety: RawSafety,
     #[serde(default)]
     pub sync: RawSync,
+    #[serde(default)]
+    pub fail2ban: RawFail2Ban,
 }
 
 /// `[node]`: where this node keeps its files and where it listens.
@@ -214,4 +216,51 @@ fn default_origin_burst() -> u64 {
 
 fn default_hello_timeout() -> String {
     "10s".to_owned()
+}
+
+/// `[fail2ban]`: applying mesh bans into the local Fail2Ban.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "fail2ban")]
+pub(super) struct RawFail2Ban {
+    #[serde(default)]
+    pub apply: bool,
+    #[serde(default = "default_fail2ban_client")]
+    pub client: String,
+    #[serde(default)]
+    pub config_dir: Option<PathBuf>,
+    #[serde(default = "default_fail2ban_jail")]
+    pub jail: String,
+    #[serde(default = "default_fail2ban_interval")]
+    pub interval: String,
+    #[serde(default = "default_fail2ban_batch")]
+    pub batch: u64,
+}
+
+impl Default for RawFail2Ban {
+    fn default() -> Self {
+        RawFail2Ban {
+            apply: false,
+            client: default_fail2ban_client(),
+            config_dir: None,
+            jail: default_fail2ban_jail(),
+            interval: default_fail2ban_interval(),
+            batch: default_fail2ban_batch(),
+        }
+    }
+}
+
+fn default_fail2ban_client() -> String {
+    "fail2ban-client".to_owned()
+}
+
+fn default_fail2ban_jail() -> String {
+    "banmesh".to_owned()
+}
+
+fn default_fail2ban_interval() -> String {
+    "5s".to_owned()
+}
+
+fn default_fail2ban_batch() -> u64 {
+    500
 }

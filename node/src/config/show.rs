@@ -55,6 +55,16 @@ impl Config {
             "origin_burst",
             Value::Integer(i64::try_from(self.sync.origin_burst).unwrap_or(i64::MAX)),
         );
+        let f2b = &self.fail2ban;
+        out.section("fail2ban");
+        out.key("apply", Value::Boolean(f2b.apply));
+        out.key("client", Value::String(f2b.client.clone()));
+        if let Some(dir) = &f2b.config_dir {
+            out.key("config_dir", path(dir));
+        }
+        out.key("jail", Value::String(f2b.jail.clone()));
+        out.key("interval", duration(f2b.interval));
+        out.key("batch", Value::Integer(i64::try_from(f2b.batch).unwrap_or(i64::MAX)));
         out.0
     }
 }

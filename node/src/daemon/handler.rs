@@ -3,7 +3,7 @@
 //! store, then gossiped; reads come from the store and the index.
 
 use std::net::IpAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use banmesh_crdt::{HlcClock, Key, Kind, Metadata, Record};
@@ -20,6 +20,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::control::protocol::{Command, Response};
 use crate::control::server::Call;
+use crate::fail2ban::ApplierStatus;
 use crate::mesh::{MeshHandle, Trust};
 use crate::store::{Store, query};
 
@@ -31,6 +32,7 @@ pub struct Node {
     clock: HlcClock,
     mesh: MeshHandle,
     trust: Arc<RwLock<Trust>>,
+    applier: Arc<Mutex<ApplierStatus>>,
 }
 
 impl Node {
@@ -42,8 +44,9 @@ impl Node {
         clock: HlcClock,
         mesh: MeshHandle,
         trust: Arc<RwLock<Trust>>,
+        applier: Arc<Mutex<ApplierStatus>>,
     ) -> Node {
-        Node { config, identity, store, clock, mesh, trust }
+        Node { config, identity, store, clock, mesh, trust, applier }
     }
 
     /// Answers calls until the token fires or the control server is gone,

@@ -15,7 +15,7 @@ pub mod issue;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use banmesh_crdt::{Hlc, HlcClock};
 use banmesh_keys::{Certificate, Revocation};
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::control::server::{self, Call};
+use crate::fail2ban::{self, ApplierStatus};
 use crate::mesh::{self, MeshSettings, Trust};
 use crate::store::{Store, StoreError, query};
 
@@ -154,7 +155,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         shutdown.child_token(),
     )?;
     tracing::info!(peer_id = %mesh.peer_id, socket = %config.node.socket.display(), "banmesh node started");
-    let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust);
+    let applier = Arc::new(Mutex::new(ApplierStatus::default()));
+    if config.fail2ban.apply {
+        tasks.spawn(fail2ban::run_applier(
+            config.fail2ban.clone(),
+            store.clone(),
+            config.safety.never_ban.clone(),
+            applier.clone(),
+            shutdown.child_token(),
+        ));
+    }
+    let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
     tasks.spawn(node.run(call_rx, shutdown.child_token()));
 
     shutdown.cancelled().await;

@@ -97,6 +97,10 @@ impl Node {
         let mut warnings = self.identity.notices.clone();
         warnings.extend(self.config.warnings.iter().cloned());
         warnings.extend(self.skew_warning().await);
+        let applier = self.applier.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(error) = applier.last_error {
+            warnings.push(format!("fail2ban: {error}"));
+        }
         let mut offsets: Vec<i64> = peers.iter().filter_map(|p| p.clock_offset_ms).collect();
         offsets.sort_unstable();
         Ok(Response::Status(StatusView {
