@@ -183,6 +183,7 @@ impl Fail2BanServer {
         let d = dir.display();
         let mut local = std::fs::read_to_string(dir.join("jail.local")).expect("jail.local");
         local.push_str("[DEFAULT]\nbanaction = dummy\nbanaction_allports = dummy\n");
+        local = local.replacen("[sshd]\n", "[sshd]\nignoreip = 127.0.0.1/8 10.57.0.0/24\n", 1);
         std::fs::write(dir.join("jail.local"), local).expect("jail.local");
         std::fs::write(dir.join("action.d/dummy.local"), format!("[Init]\ntarget = {d}/dummy\n"))
             .expect("dummy");
@@ -246,6 +247,15 @@ fn fail2ban_mesh_bans_land_in_the_banmesh_jail_and_leave_it() {
     cluster.node(1).call(&["allow", "10.55.0.0/24", "--for", "1h"]);
     let allowed = wait_until(SOON, || !holds("10.55.0.2"));
     assert!(allowed, "an allowed address stayed in the jail: {}", server.banmesh_jail());
+    // An address another jail's ignoreip covers is never put in the jail
+    // (a manual banip would ignore ignoreip), though the mesh bans it.
+    cluster.node(1).call(&["ban", "10.57.0.5", "--for", "1h"]);
+    assert!(
+        wait_until(SOON, || cluster.node(0).is_banned("10.57.0.5")),
+        "the ban did not reach node1"
+    );
+    let kept_out = common::holds_for(std::time::Duration::from_secs(3), || !holds("10.57.0.5"));
+    assert!(kept_out, "an ignoreip address was banned: {}", server.banmesh_jail());
     let status = cluster.node(0).status();
     assert!(!status["warnings"].to_string().contains("fail2ban:"), "{}", status["warnings"]);
 }

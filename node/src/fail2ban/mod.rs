@@ -4,9 +4,9 @@
 //! the index on a timer; a failing `fail2ban-client` is retried with backoff
 //! and reported in `banmesh status`, and never blocks gossip.
 //!
-//! Task: `run_applier`, ended by its token. Still to come: every jail's
-//! `ignoreip` in the never-ban list, CIDR bans split around allowed
-//! addresses, publish/apply jail filters, and reconcile of local jails.
+//! Task: `run_applier`, ended by its token. Still to come: peers' addresses
+//! in the never-ban list, CIDR bans split around allowed addresses,
+//! publish/apply jail filters, and reconcile of local jails.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -76,6 +76,33 @@ impl Client {
     pub async fn banned(&self, jail: &str) -> Result<BTreeSet<Key>, String> {
         let out = self.run(&["get".into(), jail.into(), "banip".into()]).await?;
         Ok(out.split_whitespace().filter_map(|ip| ip.parse::<Key>().ok()).collect())
+    }
+
+    /// Every jail's name (`status`).
+    pub async fn jails(&self) -> Result<Vec<String>, String> {
+        let out = self.run(&["status".into()]).await?;
+        Ok(out
+            .lines()
+            .find_map(|line| line.split_once("Jail list:").map(|(_, list)| list))
+            .map(|list| {
+                list.split(',').map(|j| j.trim().to_owned()).filter(|j| !j.is_empty()).collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The addresses and networks `jail` ignores (`get JAIL ignoreip`);
+    /// entries that are not addresses (host names) are left out.
+    pub async fn ignoreip(&self, jail: &str) -> Result<Vec<Key>, String> {
+        let out = self.run(&["get".into(), jail.into(), "ignoreip".into()]).await?;
+        Ok(out
+            .lines()
+            .filter_map(|line| {
+                line.trim_start()
+                    .strip_prefix("|-")
+                    .or_else(|| line.trim_start().strip_prefix("`-"))
+            })
+            .filter_map(|entry| entry.trim().parse::<Key>().ok())
+            .collect())
     }
 
     /// `set JAIL banip|unbanip` for `keys`, in batches of `batch`.
@@ -151,7 +178,9 @@ pub async fn run_applier(
 }
 
 /// One round: ban what the mesh bans and the jail lacks, unban what the
-/// jail holds and the mesh no longer bans. Returns how many the jail holds.
+/// jail holds and the mesh no longer bans, never touching what any jail's
+/// `ignoreip` covers (a manual `banip` would ignore it). Returns how many
+/// the jail holds.
 async fn apply_once(
     client: &Client,
     jail: &str,
@@ -159,7 +188,11 @@ async fn apply_once(
     never_ban: &[Key],
     batch: usize,
 ) -> Result<usize, String> {
-    let want = wanted(store, never_ban, now_ms());
+    let mut never: Vec<Key> = never_ban.to_vec();
+    for other in client.jails().await? {
+        never.extend(client.ignoreip(&other).await?);
+    }
+    let want = wanted(store, &never, now_ms());
     let have = client.banned(jail).await?;
     let to_ban: Vec<Key> = want.difference(&have).copied().collect();
     let to_unban: Vec<Key> = have.difference(&want).copied().collect();
