@@ -181,27 +181,10 @@ pub fn digest(
     horizon_ms: u64,
     params: &Params,
 ) -> Result<[u8; 32], StoreError> {
-    let floor = to_sql(horizon_ms.saturating_sub(params.retention_ms));
-    let mut items: Vec<(Hlc, Id)> = Vec::new();
-    let mut push_rows = |sql: &str, args: &[i64], millis: bool| -> Result<(), StoreError> {
-        let mut stmt = conn.prepare_cached(sql).map_err(fail(path))?;
-        let rows: Vec<(i64, Vec<u8>)> = stmt
-            .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|r| r.collect())
-            .map_err(fail(path))?;
-        for (at, id) in rows {
-            let at = if millis { Hlc::from_millis(from_sql(at)) } else { Hlc(from_sql(at)) };
-            let id = blob32(&id).map_err(|e| StoreError::Damaged {
-                path: path.to_owned(),
-                detail: e.to_string(),
-            })?;
-            items.push((at, Id(id)));
-        }
-        Ok(())
-    };
-    push_rows("SELECT issued_at, id FROM records WHERE end_ms > ?1", &[floor], false)?;
-    push_rows("SELECT not_before, id FROM certificates", &[], true)?;
-    push_rows("SELECT issued_at, id FROM revocations", &[], true)?;
+    let mut items: Vec<(Hlc, Id)> = sync_items(conn, path, horizon_ms, params)?
+        .into_iter()
+        .map(|item| (Hlc(item.at), Id(item.id)))
+        .collect();
     items.sort_unstable();
     Ok(digest_items(&items))
 }
@@ -266,9 +249,11 @@ pub fn sync_items(
                 .map_err(fail(path))?;
             for (at, id) in rows {
                 let at = if millis { Hlc::from_millis(from_sql(at)).0 } else { from_sql(at) };
-                if let Ok(id) = blob32(&id) {
-                    items.push(SyncItem { at, id, kind });
-                }
+                let id = blob32(&id).map_err(|e| StoreError::Damaged {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                })?;
+                items.push(SyncItem { at, id, kind });
             }
             Ok(())
         };
