@@ -77,6 +77,12 @@ impl Key {
         Key(fold_mapped(IpNet::from(addr)).0)
     }
 
+    /// The key naming `net`, made canonical (host bits cleared, an
+    /// IPv4-mapped network folded to IPv4).
+    pub fn from_net(net: IpNet) -> Key {
+        Key(fold_mapped(net.trunc()).0)
+    }
+
     /// The network this key names.
     pub fn net(&self) -> IpNet {
         self.0

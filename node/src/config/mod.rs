@@ -99,6 +99,21 @@ pub struct Fail2BanConfig {
     pub interval: Duration,
     /// Addresses per `banip` or `unbanip` call.
     pub batch: u64,
+    /// Jails whose bans are published to the mesh; empty: every jail. The
+    /// mesh jail (`jail`, and `banmesh`) is never published.
+    pub publish_jails: Vec<String>,
+    /// Mesh bans applied here, by the jail their records name; empty: all.
+    /// Bans naming no jail (operators' and the gateway's) always apply.
+    pub apply_jails: Vec<String>,
+}
+
+impl Fail2BanConfig {
+    /// Whether bans from `jail` are published to the mesh.
+    pub fn publishes(&self, jail: &str) -> bool {
+        jail != self.jail
+            && jail != crate::fail2ban::MESH_JAIL
+            && (self.publish_jails.is_empty() || self.publish_jails.iter().any(|j| j == jail))
+    }
 }
 
 /// `[safety]`, validated.
@@ -342,7 +357,15 @@ impl Validator<'_> {
         Ok(SafetyConfig { never_ban, enforce: raw.enforce })
     }
 
-    fn fail2ban(&self, raw: RawFail2Ban) -> Result<Fail2BanConfig, ConfigError> {
+    fn fail2ban(&mut self, raw: RawFail2Ban) -> Result<Fail2BanConfig, ConfigError> {
+        self.non_empty_entries("fail2ban.publish_jails", &raw.publish_jails)?;
+        self.non_empty_entries("fail2ban.apply_jails", &raw.apply_jails)?;
+        if raw.publish_jails.iter().any(|j| *j == raw.jail || j == crate::fail2ban::MESH_JAIL) {
+            self.warnings.push(format!(
+                "{}: fail2ban.publish_jails names the mesh jail; its bans are never published",
+                self.origin
+            ));
+        }
         Ok(Fail2BanConfig {
             apply: raw.apply,
             client: raw.client,
@@ -355,6 +378,8 @@ impl Validator<'_> {
                 1,
                 "each call must carry an address",
             )?,
+            publish_jails: raw.publish_jails,
+            apply_jails: raw.apply_jails,
         })
     }
 

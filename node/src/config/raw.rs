@@ -234,6 +234,10 @@ pub(super) struct RawFail2Ban {
     pub interval: String,
     #[serde(default = "default_fail2ban_batch")]
     pub batch: u64,
+    #[serde(default)]
+    pub publish_jails: Vec<String>,
+    #[serde(default)]
+    pub apply_jails: Vec<String>,
 }
 
 impl Default for RawFail2Ban {
@@ -245,6 +249,8 @@ impl Default for RawFail2Ban {
             jail: default_fail2ban_jail(),
             interval: default_fail2ban_interval(),
             batch: default_fail2ban_batch(),
+            publish_jails: Vec::new(),
+            apply_jails: Vec::new(),
         }
     }
 }

@@ -65,6 +65,8 @@ impl Config {
         out.key("jail", Value::String(f2b.jail.clone()));
         out.key("interval", duration(f2b.interval));
         out.key("batch", Value::Integer(i64::try_from(f2b.batch).unwrap_or(i64::MAX)));
+        out.key("publish_jails", strings(f2b.publish_jails.iter().cloned()));
+        out.key("apply_jails", strings(f2b.apply_jails.iter().cloned()));
         out.0
     }
 }

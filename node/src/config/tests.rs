@@ -258,3 +258,23 @@ fn socket_and_cluster_pub_overrides_are_validated_too() {
     let error = Config::from_toml("", "f", &long).expect_err("long socket");
     assert!(matches!(error, ConfigError::SocketTooLong { .. }));
 }
+
+#[test]
+fn jail_filters_publish_and_apply() {
+    let config =
+        parse("[fail2ban]\npublish_jails = [\"sshd\"]\napply_jails = [\"sshd\", \"nginx\"]\n")
+            .expect("ok");
+    let f2b = &config.fail2ban;
+    assert!(f2b.publishes("sshd"));
+    assert!(!f2b.publishes("nginx"), "not listed");
+    assert_eq!(f2b.apply_jails, ["sshd", "nginx"]);
+    assert_eq!(parse(&config.to_toml()).expect("round trip"), config);
+    let all = parse("").expect("defaults");
+    assert!(all.fail2ban.publishes("anything"), "empty: every jail publishes");
+    assert!(!all.fail2ban.publishes("banmesh"), "the mesh jail never publishes");
+    let warned = parse("[fail2ban]\npublish_jails = [\"banmesh\"]\n").expect("ok");
+    assert!(warned.warnings[0].contains("never published"), "{:?}", warned.warnings);
+    assert!(!warned.fail2ban.publishes("banmesh"));
+    let (_, message) = refused("[fail2ban]\napply_jails = [\"sshd\", \" \"]\n");
+    assert!(message.contains("fail2ban.apply_jails"), "{message}");
+}

@@ -2,7 +2,6 @@
 //! allow, disallow) are issued by the clock rule, signed, committed to the
 //! store, then gossiped; reads come from the store and the index.
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -302,15 +301,6 @@ fn median_offset(mut offsets: Vec<i64>) -> Option<i64> {
     }
     let lower = offsets[n / 2 - 1];
     Some(if lower.unsigned_abs() <= upper.unsigned_abs() { lower } else { upper })
-}
-
-/// The IP address in a multiaddr, if it has one.
-fn ip_of(addr: &libp2p::Multiaddr) -> Option<IpAddr> {
-    addr.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
-        _ => None,
-    })
 }
 
 fn cli_meta() -> Metadata {

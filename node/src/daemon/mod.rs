@@ -3,7 +3,9 @@
 //! its token fires.
 //!
 //! Tasks (all in one `JoinSet`, none detached): the store writer, the mesh
-//! swarm and verifier, the control server, and the node task itself, which
+//! swarm and verifier, the control server, the Fail2Ban applier (with
+//! `[fail2ban] apply`, sending reconcile's bans to the node task over the
+//! same inbox as the control server), and the node task itself, which
 //! owns the clock and the node key and answers control calls one at a time
 //! (so records it issues get strictly increasing timestamps). Shutdown: the
 //! root token fires (SIGTERM/SIGINT, or a test), every task ends, the control
@@ -135,7 +137,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let mut tasks = JoinSet::new();
     let listener = server::bind(&config.node.socket).await?;
     let (call_tx, call_rx) = mpsc::channel::<Call>(64);
-    tasks.spawn(server::serve(listener, call_tx, shutdown.child_token()));
+    tasks.spawn(server::serve(listener, call_tx.clone(), shutdown.child_token()));
     let own_cert = identity.cert.as_ref().map(Certificate::to_bytes).unwrap_or_default();
     let mesh = mesh::start(
         MeshSettings {
@@ -157,13 +159,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     tracing::info!(peer_id = %mesh.peer_id, socket = %config.node.socket.display(), "banmesh node started");
     let applier = Arc::new(Mutex::new(ApplierStatus::default()));
     if config.fail2ban.apply {
-        tasks.spawn(fail2ban::run_applier(
-            config.fail2ban.clone(),
-            store.clone(),
-            config.safety.never_ban.clone(),
-            applier.clone(),
-            shutdown.child_token(),
-        ));
+        let task = fail2ban::Applier {
+            config: config.fail2ban.clone(),
+            store: store.clone(),
+            mesh: mesh.clone(),
+            never_ban: config.safety.never_ban.clone(),
+            status: applier.clone(),
+            call_tx: call_tx.clone(),
+            origin,
+        };
+        tasks.spawn(task.run(shutdown.child_token()));
     }
     let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
     tasks.spawn(node.run(call_rx, shutdown.child_token()));

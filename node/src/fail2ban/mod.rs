@@ -1,208 +1,272 @@
-//! Fail2Ban: the only module that runs commands. The applier task puts mesh
-//! bans into the local `banmesh` jail in batches (`set JAIL banip IP...`) and
-//! lifts those the mesh no longer holds (`unbanip`), comparing the jail with
-//! the index on a timer; a failing `fail2ban-client` is retried with backoff
-//! and reported in `banmesh status`, and never blocks gossip.
+//! Fail2Ban: the only module that runs commands. The applier task brings
+//! the local Fail2Ban in line with the mesh, at start and every `interval`:
 //!
-//! Task: `run_applier`, ended by its token. Still to come: peers' addresses
-//! in the never-ban list, CIDR bans split around allowed addresses,
-//! publish/apply jail filters, and reconcile of local jails.
+//! - mesh bans go into the `banmesh` jail in batches (`set JAIL banip
+//!   IP...`) and leave it (`unbanip`) when the mesh no longer holds them;
+//!   never what the never-ban list covers (configured networks, this node's
+//!   and its peers' addresses, every jail's `ignoreip`) or an allow covers;
+//!   a banned network holding such an address goes in split around it
+//!   ([`split`]); `apply_jails` chooses which mesh bans apply ([`filter`]);
+//! - addresses the mesh allows are unbanned in every jail;
+//! - bans Fail2Ban made while the node was down are published
+//!   ([`reconcile`]), through the node task, which alone signs records.
+//!
+//! Task: [`Applier::run`], ended by its token. A failing `fail2ban-client`
+//! is retried with doubling waits and reported in `banmesh status`; gossip
+//! never waits for it.
+
+pub mod client;
+mod filter;
+pub mod reconcile;
+pub mod split;
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use banmesh_crdt::{Decision, Key};
+use banmesh_crdt::{Key, KeySummary, Origin};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+pub use client::Client;
+use filter::JailFilter;
+use split::{TooManyPieces, split_excluding};
 
 use crate::clock::now_ms;
 use crate::config::Fail2BanConfig;
-use crate::store::Store;
+use crate::control::server::Call;
+use crate::mesh::MeshHandle;
+use crate::store::{Index, Store};
 
-/// How long one `fail2ban-client` call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The jail shipped for mesh bans (`jail.d/banmesh.conf`): never published.
+pub const MESH_JAIL: &str = "banmesh";
 /// The longest wait between attempts while Fail2Ban keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The most pieces one banned network may be split into.
+pub const MAX_PIECES: usize = 256;
 
 /// What the applier last did, for `banmesh status`.
 #[derive(Debug, Clone, Default)]
 pub struct ApplierStatus {
     /// Addresses and networks the jail holds for the mesh.
     pub applied: usize,
+    /// Banned networks left out because splitting them around protected
+    /// addresses takes more than [`MAX_PIECES`] pieces.
+    pub too_wide: Vec<String>,
+    /// Bans Fail2Ban made without the node knowing, published since start.
+    pub published: u64,
     /// The last failure, if the last round failed.
     pub last_error: Option<String>,
 }
 
-/// `fail2ban-client`, with its config dir.
-#[derive(Debug, Clone)]
-pub struct Client {
-    program: String,
-    config_dir: Option<PathBuf>,
-}
-
-impl Client {
-    /// The client configured in `[fail2ban]`.
-    pub fn new(config: &Fail2BanConfig) -> Client {
-        Client { program: config.client.clone(), config_dir: config.config_dir.clone() }
-    }
-
-    async fn run(&self, args: &[String]) -> Result<String, String> {
-        let mut command = tokio::process::Command::new(&self.program);
-        if let Some(dir) = &self.config_dir {
-            command.arg("-c").arg(dir);
+impl ApplierStatus {
+    /// What `banmesh status` should warn about.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(error) = &self.last_error {
+            out.push(format!("fail2ban: {error}"));
         }
-        command.args(args).kill_on_drop(true);
-        let output = tokio::time::timeout(CALL_TIMEOUT, command.output())
-            .await
-            .map_err(|_| format!("{} did not answer within {CALL_TIMEOUT:?}", self.program))?
-            .map_err(|e| format!("cannot run {}: {e}; is fail2ban installed?", self.program))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            return Err(format!(
-                "{} {} failed: {}{}",
-                self.program,
-                args.join(" "),
-                stderr.trim(),
-                stdout.trim()
+        if let Some(first) = self.too_wide.first() {
+            out.push(format!(
+                "fail2ban: {} banned network(s) not applied, such as {first}: splitting them around allowed or never-ban addresses takes more than {MAX_PIECES} pieces",
+                self.too_wide.len()
             ));
         }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        out
+    }
+}
+
+/// The applier task's parts.
+pub struct Applier {
+    /// `[fail2ban]`.
+    pub config: Fail2BanConfig,
+    /// The store, read for the index and for records.
+    pub store: Store,
+    /// The mesh, for this node's and its peers' addresses.
+    pub mesh: MeshHandle,
+    /// `[safety] never_ban`.
+    pub never_ban: Vec<Key>,
+    /// Shared with the node task for `banmesh status`.
+    pub status: Arc<Mutex<ApplierStatus>>,
+    /// The node task's inbox: reconcile publishes through it.
+    pub call_tx: mpsc::Sender<Call>,
+    /// This node's origin, to tell its own records.
+    pub origin: Origin,
+}
+
+impl Applier {
+    /// Brings Fail2Ban in line with the mesh at once and then every
+    /// `interval`, backing off while Fail2Ban fails, until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let client = Client::new(&self.config);
+        let mut filter = JailFilter::new(self.config.apply_jails.clone());
+        let mut reconciler =
+            reconcile::Reconciler::new(self.store.clone(), self.call_tx.clone(), self.origin);
+        let mut wait = Duration::ZERO;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let result = self.round(&client, &mut filter, &mut reconciler).await;
+            let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            s.published = reconciler.published;
+            match result {
+                Ok(round) => {
+                    s.applied = round.applied;
+                    s.too_wide = round.too_wide;
+                    s.last_error = None;
+                    wait = self.config.interval;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot bring Fail2Ban in line with the mesh; retrying");
+                    s.last_error = Some(e);
+                    wait = (wait * 2)
+                        .max(self.config.interval)
+                        .min(MAX_BACKOFF.max(self.config.interval));
+                }
+            }
+        }
     }
 
-    /// The addresses and networks `jail` holds (`get JAIL banip`).
-    pub async fn banned(&self, jail: &str) -> Result<BTreeSet<Key>, String> {
-        let out = self.run(&["get".into(), jail.into(), "banip".into()]).await?;
-        Ok(out.split_whitespace().filter_map(|ip| ip.parse::<Key>().ok()).collect())
-    }
-
-    /// Every jail's name (`status`).
-    pub async fn jails(&self) -> Result<Vec<String>, String> {
-        let out = self.run(&["status".into()]).await?;
-        Ok(out
-            .lines()
-            .find_map(|line| line.split_once("Jail list:").map(|(_, list)| list))
-            .map(|list| {
-                list.split(',').map(|j| j.trim().to_owned()).filter(|j| !j.is_empty()).collect()
-            })
-            .unwrap_or_default())
-    }
-
-    /// The addresses and networks `jail` ignores (`get JAIL ignoreip`);
-    /// entries that are not addresses (host names) are left out.
-    pub async fn ignoreip(&self, jail: &str) -> Result<Vec<Key>, String> {
-        let out = self.run(&["get".into(), jail.into(), "ignoreip".into()]).await?;
-        Ok(out
-            .lines()
-            .filter_map(|line| {
-                line.trim_start()
-                    .strip_prefix("|-")
-                    .or_else(|| line.trim_start().strip_prefix("`-"))
-            })
-            .filter_map(|entry| entry.trim().parse::<Key>().ok())
-            .collect())
-    }
-
-    /// `set JAIL banip|unbanip` for `keys`, in batches of `batch`.
-    pub async fn set(
+    /// One round: every other jail first (unban what the mesh allows,
+    /// publish what the node missed), then the `banmesh` jail.
+    async fn round(
         &self,
-        jail: &str,
-        verb: &str,
-        keys: &[Key],
+        client: &Client,
+        filter: &mut JailFilter,
+        reconciler: &mut reconcile::Reconciler,
+    ) -> Result<Round, String> {
+        let batch = usize::try_from(self.config.batch).unwrap_or(usize::MAX);
+        let jails = client.jails().await?;
+        let mut never = self.mesh.never_ban(&self.never_ban).await;
+        for jail in &jails {
+            never.extend(client.ignoreip(jail).await?);
+        }
+        let offset_s = client::local_offset_s().await?;
+        let mut errors = Vec::new();
+        for jail in jails.iter().filter(|j| **j != self.config.jail) {
+            let tickets = client.tickets(jail, offset_s).await?;
+            let now = now_ms();
+            let allowed: Vec<Key> = self.store.with_index(|index| {
+                tickets.iter().map(|t| t.key).filter(|k| allowed(index, *k, now)).collect()
+            });
+            client.set(jail, "unbanip", &allowed, batch).await?;
+            if !allowed.is_empty() {
+                tracing::info!(
+                    target: "banmesh::events::fail2ban_applied",
+                    jail = %jail, unbanned = allowed.len(), "addresses the mesh allows unbanned"
+                );
+            }
+            if self.config.publishes(jail) {
+                let missed = tickets.into_iter().filter(|t| !allowed.contains(&t.key)).collect();
+                if let Err(e) = reconciler.publish_missed(jail, missed).await {
+                    errors.push(e);
+                }
+            }
+        }
+        let round = self.apply_mesh_jail(client, filter, &never, batch).await?;
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(round),
+        }
+    }
+
+    /// Bans in the mesh jail what the mesh bans and it lacks; unbans what it
+    /// holds and the mesh no longer bans.
+    async fn apply_mesh_jail(
+        &self,
+        client: &Client,
+        filter: &mut JailFilter,
+        never: &[Key],
         batch: usize,
-    ) -> Result<(), String> {
-        for chunk in keys.chunks(batch.max(1)) {
-            let mut args = vec!["set".to_owned(), jail.to_owned(), verb.to_owned()];
-            args.extend(chunk.iter().map(ToString::to_string));
-            self.run(&args).await?;
+    ) -> Result<Round, String> {
+        let jail = &self.config.jail;
+        let now = now_ms();
+        let candidates: Vec<(Key, KeySummary)> = self.store.with_index(|index| {
+            index.live(now).filter(|(_, s)| s.banned_at(now).is_some()).collect()
+        });
+        filter.refresh(&self.store, &candidates).await.map_err(|e| e.to_string())?;
+        let want = self.store.with_index(|index| {
+            wanted(index, &candidates, never, |k, s| filter.applies(k, s, now), now)
+        });
+        for skipped in &want.too_wide {
+            tracing::debug!(error = %skipped, "banned network not applied");
         }
-        Ok(())
+        let have = client.banned(jail).await?;
+        let to_ban: Vec<Key> = want.keys.difference(&have).copied().collect();
+        let to_unban: Vec<Key> = have.difference(&want.keys).copied().collect();
+        client.set(jail, "banip", &to_ban, batch).await?;
+        client.set(jail, "unbanip", &to_unban, batch).await?;
+        if !to_ban.is_empty() || !to_unban.is_empty() {
+            tracing::info!(
+                target: "banmesh::events::fail2ban_applied",
+                banned = to_ban.len(), unbanned = to_unban.len(), jail = %jail, "Fail2Ban brought in line"
+            );
+        }
+        Ok(Round {
+            applied: want.keys.len(),
+            too_wide: want.too_wide.iter().map(|e| e.net.to_string()).collect(),
+        })
     }
 }
 
-/// The keys the jail should hold at `now_ms`: every key the index bans whose
-/// network is not allowed, leaving out the never-ban list.
-fn wanted(store: &Store, never_ban: &[Key], now_ms: u64) -> BTreeSet<Key> {
-    store.with_index(|index| {
-        index
-            .live(now_ms)
-            .filter(|(_, summary)| summary.banned_at(now_ms).is_some())
-            .map(|(key, _)| key)
-            .filter(|key| {
-                let addr: IpAddr = key.net().network();
-                matches!(index.decision(addr, now_ms), Decision::Banned { .. })
-            })
-            .filter(|key| {
-                !never_ban
-                    .iter()
-                    .any(|n| n.net().contains(&key.net()) || key.net().contains(&n.net()))
-            })
-            .collect()
-    })
+/// What a round did.
+struct Round {
+    applied: usize,
+    too_wide: Vec<String>,
 }
 
-/// Brings the jail in line with the mesh every `interval`, backing off while
-/// Fail2Ban fails.
-pub async fn run_applier(
-    config: Fail2BanConfig,
-    store: Store,
-    never_ban: Vec<Key>,
-    status: Arc<Mutex<ApplierStatus>>,
-    shutdown: CancellationToken,
-) {
-    let client = Client::new(&config);
-    let batch = usize::try_from(config.batch).unwrap_or(usize::MAX);
-    let mut wait = config.interval;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
-        }
-        let result = apply_once(&client, &config.jail, &store, &never_ban, batch).await;
-        let mut s = status.lock().unwrap_or_else(PoisonError::into_inner);
-        match result {
-            Ok(applied) => {
-                s.applied = applied;
-                s.last_error = None;
-                wait = config.interval;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot bring Fail2Ban in line with the mesh; retrying");
-                s.last_error = Some(e);
-                wait = (wait * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
+/// What the mesh jail should hold.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Wanted {
+    keys: BTreeSet<Key>,
+    too_wide: Vec<TooManyPieces>,
 }
 
-/// One round: ban what the mesh bans and the jail lacks, unban what the
-/// jail holds and the mesh no longer bans, never touching what any jail's
-/// `ignoreip` covers (a manual `banip` would ignore it). Returns how many
-/// the jail holds.
-async fn apply_once(
-    client: &Client,
-    jail: &str,
-    store: &Store,
-    never_ban: &[Key],
-    batch: usize,
-) -> Result<usize, String> {
-    let mut never: Vec<Key> = never_ban.to_vec();
-    for other in client.jails().await? {
-        never.extend(client.ignoreip(&other).await?);
-    }
-    let want = wanted(store, &never, now_ms());
-    let have = client.banned(jail).await?;
-    let to_ban: Vec<Key> = want.difference(&have).copied().collect();
-    let to_unban: Vec<Key> = have.difference(&want).copied().collect();
-    client.set(jail, "banip", &to_ban, batch).await?;
-    client.set(jail, "unbanip", &to_unban, batch).await?;
-    if !to_ban.is_empty() || !to_unban.is_empty() {
-        tracing::info!(
-            target: "banmesh::events::fail2ban_applied",
-            banned = to_ban.len(), unbanned = to_unban.len(), jail, "Fail2Ban brought in line"
-        );
-    }
-    Ok(want.len())
+/// Whether an allow covers the whole of `key` at `now_ms`.
+fn allowed(index: &Index, key: Key, now_ms: u64) -> bool {
+    Key::covering(key.net().network())
+        .filter(|k| k.prefix_len() <= key.prefix_len())
+        .any(|k| index.get(k).is_some_and(|s| s.allowed_at(now_ms).is_some()))
 }
+
+/// The keys the mesh jail should hold at `now_ms`: every banned candidate
+/// that `applies` and that neither an allow nor a never-ban entry covers,
+/// split around the allowed and never-ban networks inside it.
+fn wanted(
+    index: &Index,
+    candidates: &[(Key, KeySummary)],
+    never: &[Key],
+    applies: impl Fn(Key, KeySummary) -> bool,
+    now_ms: u64,
+) -> Wanted {
+    let allows: Vec<Key> = index
+        .live(now_ms)
+        .filter(|(_, s)| s.allowed_at(now_ms).is_some())
+        .map(|(k, _)| k)
+        .collect();
+    let mut out = Wanted::default();
+    for &(key, summary) in candidates {
+        if !applies(key, summary)
+            || allowed(index, key, now_ms)
+            || never.iter().any(|n| n.net().contains(&key.net()))
+        {
+            continue;
+        }
+        let holes: Vec<ipnet::IpNet> =
+            never.iter().chain(&allows).map(Key::net).filter(|h| key.net().contains(h)).collect();
+        if holes.is_empty() {
+            out.keys.insert(key);
+            continue;
+        }
+        match split_excluding(key.net(), &holes, MAX_PIECES) {
+            Ok(pieces) => out.keys.extend(pieces.into_iter().map(Key::from_net)),
+            Err(e) => out.too_wide.push(e),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

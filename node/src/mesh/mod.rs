@@ -19,10 +19,12 @@ pub mod sync;
 pub mod trust;
 pub mod verifier;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use banmesh_crdt::{Params, Record};
+use std::net::IpAddr;
+
+use banmesh_crdt::{Key, Params, Record};
 use banmesh_keys::{Revocation, SecretKey};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -101,6 +103,14 @@ impl MeshHandle {
         answer.await.unwrap_or_default()
     }
 
+    /// The never-ban list as enforcement applies it: `configured`, then
+    /// this node's own listen addresses and its admitted peers' addresses
+    /// (see [`never_ban_list`]).
+    pub async fn never_ban(&self, configured: &[Key]) -> Vec<Key> {
+        let listen = self.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.clone();
+        never_ban_list(configured, &listen, &self.peers().await)
+    }
+
     /// Every connected peer.
     pub async fn peers(&self) -> Vec<PeerState> {
         let (reply, answer) = oneshot::channel();
@@ -109,6 +119,32 @@ impl MeshHandle {
         }
         answer.await.unwrap_or_default()
     }
+}
+
+/// The never-ban list from its parts: the configured networks, the
+/// addresses in `listen` and those of every peer whose hello was accepted
+/// and which is not blocked (a blocked peer's self-reported addresses earn
+/// it nothing). Unspecified addresses (`0.0.0.0`) are left out; no entry
+/// appears twice.
+pub fn never_ban_list(configured: &[Key], listen: &[Multiaddr], peers: &[PeerState]) -> Vec<Key> {
+    let mut list: Vec<Key> = Vec::with_capacity(configured.len() + listen.len());
+    let peer_addrs = peers.iter().filter(|p| p.ready && !p.blocked).flat_map(|p| p.addrs.iter());
+    let found = listen.iter().chain(peer_addrs).filter_map(ip_of).filter(|ip| !ip.is_unspecified());
+    for key in configured.iter().copied().chain(found.map(Key::from_addr)) {
+        if !list.contains(&key) {
+            list.push(key);
+        }
+    }
+    list
+}
+
+/// The IP address in a multiaddr, if it has one.
+pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
 }
 
 /// Builds the swarm, starts listening, and spawns the swarm and verifier

@@ -57,6 +57,26 @@ pub fn records_on_keys(
     select_records(conn, path, &format!("r.key IN ({marks})"), params_from_iter(blobs))
 }
 
+/// Every record on exactly these keys whose origin is not revoked: the
+/// records decisions count.
+pub fn counted_records_on_keys(
+    conn: &Connection,
+    path: &Path,
+    keys: &[Key],
+) -> Result<Vec<Record>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; keys.len()].join(",");
+    let blobs = keys.iter().map(Key::to_bytes);
+    select_records(
+        conn,
+        path,
+        &format!("r.key IN ({marks}) AND {NOT_REVOKED}"),
+        params_from_iter(blobs),
+    )
+}
+
 /// Every key that covers `key`: itself and every wider network holding it.
 pub fn covering_keys(key: Key) -> Vec<Key> {
     Key::covering(key.net().network()).filter(|k| k.prefix_len() <= key.prefix_len()).collect()

@@ -1,23 +1,40 @@
 //! Fail2Ban's hand-over (`action.d/banmesh.conf`): a local ban becomes a
 //! signed record at once, sized as Fail2Ban sized it; a ban Fail2Ban lifts by
 //! hand becomes an Unban, one that ends naturally does not (it would cut
-//! other nodes' longer bans short).
+//! other nodes' longer bans short). `publish_jails` chooses the jails
+//! published; the mesh jail never is. Reconcile sends the same command for
+//! bans the hand-over missed.
 
-use banmesh_crdt::{Key, Kind, Metadata};
+use banmesh_crdt::{Decision, Key, Kind, Metadata};
 
 use super::super::issue::{Lifetime, Order};
 use super::Node;
 use crate::clock::now_ms;
 use crate::control::protocol::Response;
+use crate::fail2ban::MESH_JAIL;
 use crate::store::query;
 
-/// The jail that holds mesh bans: never published back.
-pub const MESH_JAIL: &str = "banmesh";
+/// The longest jail name (the record's `jail` field holds 64 bytes).
+const MAX_JAIL: usize = 64;
+
 /// A ban lifted this long or more before its end counts as lifted by hand.
 const EARLY_MS: u64 = 5_000;
 
 fn skipped(reason: &str) -> Result<Response, String> {
     Ok(Response::Skipped { reason: reason.to_owned() })
+}
+
+/// A jail name as Fail2Ban's `<name>` tag gives it: letters, digits and
+/// `-_.@:`, at most [`MAX_JAIL`] bytes. Anything else is refused, so that a
+/// broken action line cannot put arbitrary text in signed records.
+fn check_jail(jail: &str) -> Result<(), String> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || "-_.@:".contains(c);
+    if jail.is_empty() || jail.len() > MAX_JAIL || !jail.chars().all(fine) {
+        return Err(format!(
+            "invalid jail name {jail:?}: Fail2Ban's <name> tag gives letters, digits and -_.@: (at most {MAX_JAIL} bytes); check the banmesh action line in action.d/banmesh.conf"
+        ));
+    }
+    Ok(())
 }
 
 impl Node {
@@ -33,11 +50,15 @@ impl Node {
         bancount: u32,
         restored: bool,
     ) -> Result<Response, String> {
+        check_jail(&jail)?;
         if restored {
             return skipped("Fail2Ban restored this ticket; it was published when first banned");
         }
-        if jail == MESH_JAIL {
+        if jail == MESH_JAIL || jail == self.config.fail2ban.jail {
             return skipped("the banmesh jail holds mesh bans and is never published");
+        }
+        if !self.config.fail2ban.publishes(&jail) {
+            return skipped("the jail is not in [fail2ban] publish_jails");
         }
         if bantime_s == 0 {
             return skipped("a ban of 0 s lasts no time");
@@ -47,23 +68,37 @@ impl Node {
             Ok(s) if s.saturating_mul(1000) <= max_ttl_ms => Lifetime::For(s * 1000),
             _ => Lifetime::Permanent,
         };
-        let meta =
-            Metadata { jail, reason: format!("{failures} failures"), source: "fail2ban".into() };
+        let reason = match failures {
+            0 => "banned by Fail2Ban".to_owned(),
+            n => format!("{n} failures"),
+        };
+        let meta = Metadata { jail, reason, source: "fail2ban".into() };
         let order = Order { kind: Kind::Ban, key: ip, lifetime, strikes: bancount.max(1), meta };
         self.write_order(order).await
     }
 
     /// Publishes an Unban when Fail2Ban lifted this node's ban early (by
-    /// hand); at the ban's natural end it does nothing.
+    /// hand); at the ban's natural end it does nothing, nor when an allow
+    /// covers the address (the applier lifts allowed addresses in every
+    /// jail; the allow already frees it everywhere).
     pub(super) async fn fail2ban_unban(
         &mut self,
         ip: String,
         jail: String,
     ) -> Result<Response, String> {
-        if jail == MESH_JAIL {
+        check_jail(&jail)?;
+        if jail == MESH_JAIL || jail == self.config.fail2ban.jail {
             return skipped("the banmesh jail's unbans are banmesh's own");
         }
+        if !self.config.fail2ban.publishes(&jail) {
+            return skipped("the jail is not in [fail2ban] publish_jails");
+        }
         let key = Key::parse(&ip).map_err(|e| e.to_string())?.key;
+        let addr = key.net().network();
+        if matches!(self.store.with_index(|i| i.decision(addr, now_ms())), Decision::Allowed { .. })
+        {
+            return skipped("an allow covers the address; it needs no unban");
+        }
         let own = banmesh_keys::origin_of(&self.identity.secret.public());
         let records = self
             .store
@@ -83,5 +118,21 @@ impl Node {
         let meta =
             Metadata { jail, reason: "unbanned in Fail2Ban".into(), source: "fail2ban".into() };
         self.write(Kind::Unban, ip, Lifetime::Default, meta).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_jail;
+
+    #[test]
+    fn odd_jail_names_are_refused() {
+        for fine in ["sshd", "nginx-http-auth", "postfix.sasl", "a_b@c:1"] {
+            assert_eq!(check_jail(fine), Ok(()), "{fine}");
+        }
+        for odd in ["", "ssh d", "<name>", "x\nreason", "sshd;rm", &"j".repeat(65)] {
+            let err = check_jail(odd).expect_err(odd);
+            assert!(err.contains("invalid jail name"), "{err}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::PoisonError;
 use banmesh_crdt::{Decision, Key, Kind, Record};
 use banmesh_keys::{PublicKey, record_valid};
 
-use super::{Node, ip_of};
+use super::Node;
 use crate::clock::now_ms;
 use crate::control::protocol::Response;
 use crate::control::views::{PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView};
@@ -85,10 +85,8 @@ impl Node {
     pub(super) async fn status(&self) -> Result<Response, String> {
         let counts = self.store.read(query::counts).await.map_err(|e| e.to_string())?;
         let peers = self.peers().await;
-        let never_ban = self.never_ban(
-            &self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.clone(),
-            &peers,
-        );
+        let never_ban = self.mesh.never_ban(&self.config.safety.never_ban).await;
+        let never_ban = never_ban.iter().map(ToString::to_string).collect();
         let stats = self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let mut record_counts = BTreeMap::new();
         for (kind, n) in Kind::ALL.iter().zip(counts.by_kind) {
@@ -98,9 +96,7 @@ impl Node {
         warnings.extend(self.config.warnings.iter().cloned());
         warnings.extend(self.skew_warning().await);
         let applier = self.applier.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        if let Some(error) = applier.last_error {
-            warnings.push(format!("fail2ban: {error}"));
-        }
+        warnings.extend(applier.warnings());
         let mut offsets: Vec<i64> = peers.iter().filter_map(|p| p.clock_offset_ms).collect();
         offsets.sort_unstable();
         Ok(Response::Status(StatusView {
@@ -118,29 +114,6 @@ impl Node {
             clock_offset_ms: offsets.get(offsets.len() / 2).copied(),
             warnings,
         }))
-    }
-
-    /// The never-ban list as enforcement will apply it: the configured
-    /// networks, this node's own addresses and its peers' addresses.
-    pub(super) fn never_ban(
-        &self,
-        listen: &[libp2p::Multiaddr],
-        peers: &[PeerView],
-    ) -> Vec<String> {
-        let mut list: Vec<String> =
-            self.config.safety.never_ban.iter().map(ToString::to_string).collect();
-        let peer_addrs = peers.iter().flat_map(|p| p.addrs.iter().filter_map(|a| a.parse().ok()));
-        for addr in listen.iter().cloned().chain(peer_addrs) {
-            if let Some(ip) = ip_of(&addr)
-                && !ip.is_unspecified()
-            {
-                let text = Key::from_addr(ip).to_string();
-                if !list.contains(&text) {
-                    list.push(text);
-                }
-            }
-        }
-        list
     }
 
     pub(super) async fn records(

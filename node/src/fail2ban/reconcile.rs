@@ -1,0 +1,144 @@
+//! Reconcile, Fail2Ban to mesh: a ban a local jail holds that this node
+//! has no record of (the action's hand-over missed it, typically because the
+//! node was down) is published, sized from the time Fail2Ban says is left.
+//! Records are issued by the node task, which owns the clock and the key:
+//! the reconciler sends it the action's own command over its inbox.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use banmesh_crdt::{Key, Kind, Origin, Record};
+use tokio::sync::{mpsc, oneshot};
+
+use super::client::Ticket;
+use crate::clock::now_ms;
+use crate::control::protocol::{Command, Response};
+use crate::control::server::Call;
+use crate::store::{Store, query};
+
+/// A ban with less than this left is not worth publishing.
+const MIN_LEFT_MS: u64 = 5_000;
+/// A record of this node's issued this long before Fail2Ban's ban started
+/// still counts as the record of that ban (clocks, rounding to seconds).
+const SLACK_MS: u64 = 60_000;
+/// How long the node task may take to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keys per query.
+const CHUNK: usize = 500;
+
+/// Publishes what the node missed; remembers the tickets it has checked.
+pub struct Reconciler {
+    store: Store,
+    call_tx: mpsc::Sender<Call>,
+    origin: Origin,
+    /// Tickets already checked, by jail and key, with their start.
+    checked: HashMap<(String, Key), u64>,
+    /// Bans published since start.
+    pub published: u64,
+}
+
+impl Reconciler {
+    /// A reconciler publishing as `origin` through `call_tx`.
+    pub fn new(store: Store, call_tx: mpsc::Sender<Call>, origin: Origin) -> Reconciler {
+        Reconciler { store, call_tx, origin, checked: HashMap::new(), published: 0 }
+    }
+
+    /// Publishes every ticket of `jail` that this node has no record of.
+    /// Each ticket is checked once (again only if Fail2Ban bans anew).
+    pub async fn publish_missed(&mut self, jail: &str, tickets: Vec<Ticket>) -> Result<(), String> {
+        self.checked.retain(|(j, k), _| j != jail || tickets.iter().any(|t| t.key == *k));
+        let fresh: Vec<Ticket> = tickets
+            .into_iter()
+            .filter(|t| self.checked.get(&(jail.to_owned(), t.key)) != Some(&t.start_ms))
+            .collect();
+        let mut first_error = None;
+        for chunk in fresh.chunks(CHUNK) {
+            let keys: Vec<Key> = chunk.iter().map(|t| t.key).collect();
+            let records = self
+                .store
+                .read(move |c, p| query::records_on_keys(c, p, &keys))
+                .await
+                .map_err(|e| e.to_string())?;
+            let now = now_ms();
+            for ticket in chunk {
+                let on_key = records.iter().filter(|r| r.key() == ticket.key);
+                let outcome = if known(on_key, self.origin, ticket, now) {
+                    Ok(())
+                } else {
+                    self.publish(jail, ticket, now).await
+                };
+                match outcome {
+                    Ok(()) => {
+                        self.checked.insert((jail.to_owned(), ticket.key), ticket.start_ms);
+                    }
+                    Err(e) => {
+                        tracing::warn!(jail, key = %ticket.key, error = %e, "cannot publish a ban Fail2Ban holds");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn publish(&mut self, jail: &str, ticket: &Ticket, now: u64) -> Result<(), String> {
+        let bantime_s = match ticket.end_ms {
+            None => -1,
+            Some(end) if end < now.saturating_add(MIN_LEFT_MS) => return Ok(()),
+            Some(end) => i64::try_from((end - now).div_ceil(1000)).unwrap_or(-1),
+        };
+        let command = Command::Fail2BanBan {
+            ip: ticket.key.to_string(),
+            jail: jail.to_owned(),
+            bantime_s,
+            failures: 0,
+            bancount: 1,
+            restored: false,
+        };
+        let (reply, answer) = oneshot::channel();
+        self.call_tx
+            .send(Call { command, reply })
+            .await
+            .map_err(|_| "the node task has stopped".to_owned())?;
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, answer)
+            .await
+            .map_err(|_| "the node task did not answer".to_owned())?
+            .map_err(|_| "the node task has stopped".to_owned())?;
+        match response {
+            Response::Written { .. } => {
+                self.published += 1;
+                tracing::info!(
+                    target: "banmesh::events::fail2ban_reconciled",
+                    jail, key = %ticket.key, bantime_s, "published a ban Fail2Ban made while the node did not hear of it"
+                );
+                Ok(())
+            }
+            Response::Skipped { reason } => {
+                tracing::debug!(jail, key = %ticket.key, reason, "not published");
+                Ok(())
+            }
+            Response::Error { message } => Err(message),
+            other => Err(format!("unexpected answer from the node task: {}", other.name())),
+        }
+    }
+}
+
+/// Whether this node already has a record of `ticket`: a Ban of its own on
+/// the key issued since the ticket started (less [`SLACK_MS`]), or one still
+/// running that no later Unban of its own lifted (an Unban from another
+/// node does not make Fail2Ban's ban new).
+pub fn known<'a>(
+    records: impl Iterator<Item = &'a Record> + Clone,
+    origin: Origin,
+    ticket: &Ticket,
+    now_ms: u64,
+) -> bool {
+    let own = records.filter(|r| r.origin() == origin);
+    let own_unban = own.clone().filter(|r| r.kind() == Kind::Unban).max_by(|a, b| a.order_cmp(b));
+    own.filter(|r| r.kind() == Kind::Ban).any(|b| {
+        let issued = b.issued_at().millis();
+        let running = b.statement().expires_at.is_some_and(|e| e > now_ms)
+            && own_unban.is_none_or(|u| b.order_cmp(u).is_gt());
+        issued.saturating_add(SLACK_MS) >= ticket.start_ms || running
+    })
+}
