@@ -5,7 +5,10 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
 
 use banmesh_crdt::Key;
 
@@ -38,12 +41,18 @@ impl Client {
         Client { program: config.client.clone(), config_dir: config.config_dir.clone() }
     }
 
-    async fn run(&self, args: &[String]) -> Result<String, String> {
+    fn command(&self) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.program);
         if let Some(dir) = &self.config_dir {
             command.arg("-c").arg(dir);
         }
-        command.args(args).kill_on_drop(true);
+        command.kill_on_drop(true);
+        command
+    }
+
+    async fn run(&self, args: &[String]) -> Result<String, String> {
+        let mut command = self.command();
+        command.args(args);
         let output = tokio::time::timeout(CALL_TIMEOUT, command.output())
             .await
             .map_err(|_| format!("{} did not answer within {CALL_TIMEOUT:?}", self.program))?
@@ -52,16 +61,58 @@ impl Client {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let stdout = String::from_utf8_lossy(&output.stdout);
             let text = format!("{}{}", stderr.trim(), stdout.trim());
-            let hint = if text.contains("does not exist") && args.get(1).is_some() {
-                "; is the jail configured (systemd/fail2ban/jail.d/banmesh.conf)?"
-            } else if text.contains("Failed to access socket") || text.contains("Is it running?") {
-                "; is fail2ban-server running?"
-            } else {
-                ""
-            };
+            let hint = hint(&text);
             return Err(format!("{} {} failed: {text}{hint}", self.program, args.join(" ")));
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs `commands` (each like `get sshd ignoreip`) in one
+    /// `fail2ban-client -i` process, which costs one Python start instead of
+    /// one per command; returns each command's answer in order. An answer
+    /// saying a jail does not exist is an error.
+    pub async fn batch(&self, commands: &[String]) -> Result<Vec<String>, String> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut command = self.command();
+        command.arg("-i").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}; is fail2ban installed?", self.program))?;
+        let input = commands.join("\n") + "\n";
+        let talk = async {
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(input.as_bytes()).await?;
+            }
+            child.wait_with_output().await
+        };
+        let output = tokio::time::timeout(CALL_TIMEOUT, talk)
+            .await
+            .map_err(|_| format!("{} -i did not answer within {CALL_TIMEOUT:?}", self.program))?
+            .map_err(|e| format!("cannot talk to {} -i: {e}", self.program))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let parts: Vec<&str> = stdout.split(PROMPT).collect();
+        if parts.len() != commands.len() + 2 {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let text = format!("{}{}", stderr.trim(), stdout.trim());
+            return Err(format!(
+                "{} -i gave {} answers to {} commands: {text}{}",
+                self.program,
+                parts.len().saturating_sub(2),
+                commands.len(),
+                hint(&text)
+            ));
+        }
+        let mut answers = Vec::with_capacity(commands.len());
+        for (command, answer) in commands.iter().zip(&parts[1..=commands.len()]) {
+            if answer.trim_start().starts_with("Sorry but") {
+                let text = answer.trim();
+                return Err(format!("{} {command} failed: {text}{}", self.program, hint(text)));
+            }
+            answers.push((*answer).to_owned());
+        }
+        Ok(answers)
     }
 
     /// The addresses and networks `jail` holds (`get JAIL banip`).
@@ -75,8 +126,7 @@ impl Client {
     /// local times).
     pub async fn tickets(&self, jail: &str, offset_s: i64) -> Result<Vec<Ticket>, String> {
         let args = ["get".into(), jail.into(), "banip".into(), "--with-time".into()];
-        let out = self.run(&args).await?;
-        Ok(out.lines().filter_map(|line| parse_ticket(line, offset_s)).collect())
+        Ok(parse_tickets(&self.run(&args).await?, offset_s))
     }
 
     /// Every jail's name (`status`).
@@ -94,16 +144,7 @@ impl Client {
     /// The addresses and networks `jail` ignores (`get JAIL ignoreip`);
     /// entries that are not addresses (host names) are left out.
     pub async fn ignoreip(&self, jail: &str) -> Result<Vec<Key>, String> {
-        let out = self.run(&["get".into(), jail.into(), "ignoreip".into()]).await?;
-        Ok(out
-            .lines()
-            .filter_map(|line| {
-                line.trim_start()
-                    .strip_prefix("|-")
-                    .or_else(|| line.trim_start().strip_prefix("`-"))
-            })
-            .filter_map(|entry| entry.trim().parse::<Key>().ok())
-            .collect())
+        Ok(parse_ignoreip(&self.run(&["get".into(), jail.into(), "ignoreip".into()]).await?))
     }
 
     /// `set JAIL banip|unbanip` for `keys`, in batches of `batch`.
@@ -121,6 +162,37 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// What `fail2ban-client -i` prints before reading each command.
+const PROMPT: &str = "fail2ban> ";
+
+/// A hint for a failure Fail2Ban described in `text`.
+fn hint(text: &str) -> &'static str {
+    if text.contains("does not exist") {
+        "; is the jail configured (systemd/fail2ban/jail.d/banmesh.conf) and fail2ban reloaded?"
+    } else if text.contains("Failed to access socket") || text.contains("Is it running?") {
+        "; is fail2ban-server running?"
+    } else {
+        ""
+    }
+}
+
+/// The addresses and networks in a `get JAIL ignoreip` answer; entries
+/// that are not addresses (host names) are left out.
+pub fn parse_ignoreip(text: &str) -> Vec<Key> {
+    text.lines()
+        .filter_map(|line| {
+            line.trim_start().strip_prefix("|-").or_else(|| line.trim_start().strip_prefix("`-"))
+        })
+        .filter_map(|entry| entry.trim().parse::<Key>().ok())
+        .collect()
+}
+
+/// The bans in a `get JAIL banip --with-time` answer; lines that are not
+/// an address and times (a hand-edited jail) are left out.
+pub fn parse_tickets(text: &str, offset_s: i64) -> Vec<Ticket> {
+    text.lines().filter_map(|line| parse_ticket(line, offset_s)).collect()
 }
 
 /// The local time zone's offset from UTC in seconds (`date +%z`), which

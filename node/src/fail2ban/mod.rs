@@ -129,8 +129,9 @@ impl Applier {
         }
     }
 
-    /// One round: every other jail first (unban what the mesh allows,
-    /// publish what the node missed), then the `banmesh` jail.
+    /// One round: read every jail (one `status`, then one batch of reads),
+    /// deal with every other jail first (unban what the mesh allows,
+    /// publish what the node missed), then bring the mesh jail in line.
     async fn round(
         &self,
         client: &Client,
@@ -138,47 +139,84 @@ impl Applier {
         reconciler: &mut reconcile::Reconciler,
     ) -> Result<Round, String> {
         let batch = usize::try_from(self.config.batch).unwrap_or(usize::MAX);
-        let jails = client.jails().await?;
-        let mut never = self.mesh.never_ban(&self.never_ban).await;
+        // A name with blanks cannot be sent to `fail2ban-client -i`.
+        let jails: Vec<String> = client
+            .jails()
+            .await?
+            .into_iter()
+            .filter(|j| !j.contains(char::is_whitespace))
+            .collect();
+        let mut commands = Vec::with_capacity(jails.len() * 2);
         for jail in &jails {
-            never.extend(client.ignoreip(jail).await?);
+            commands.push(format!("get {jail} ignoreip"));
+            commands.push(format!("get {jail} banip --with-time"));
         }
+        let answers = client.batch(&commands).await?;
         let offset_s = client::local_offset_s().await?;
+        let mut never = self.mesh.never_ban(&self.never_ban).await;
+        let mut mesh_jail = None;
         let mut errors = Vec::new();
-        for jail in jails.iter().filter(|j| **j != self.config.jail) {
-            let tickets = client.tickets(jail, offset_s).await?;
-            let now = now_ms();
-            let allowed: Vec<Key> = self.store.with_index(|index| {
-                tickets.iter().map(|t| t.key).filter(|k| allowed(index, *k, now)).collect()
-            });
-            client.set(jail, "unbanip", &allowed, batch).await?;
-            if !allowed.is_empty() {
-                tracing::info!(
-                    target: "banmesh::events::fail2ban_applied",
-                    jail = %jail, unbanned = allowed.len(), "addresses the mesh allows unbanned"
-                );
+        for (jail, pair) in jails.iter().zip(answers.chunks(2)) {
+            let [ignoreip, bans] = pair else { continue };
+            never.extend(client::parse_ignoreip(ignoreip));
+            let tickets = client::parse_tickets(bans, offset_s);
+            if *jail == self.config.jail {
+                mesh_jail = Some(tickets.iter().map(|t| t.key).collect::<BTreeSet<Key>>());
+                continue;
             }
-            if self.config.publishes(jail) {
-                let missed = tickets.into_iter().filter(|t| !allowed.contains(&t.key)).collect();
-                if let Err(e) = reconciler.publish_missed(jail, missed).await {
-                    errors.push(e);
-                }
+            if let Err(e) = self.other_jail(client, reconciler, jail, tickets, batch).await {
+                errors.push(e);
             }
         }
-        let round = self.apply_mesh_jail(client, filter, &never, batch).await?;
+        let Some(have) = mesh_jail else {
+            return Err(format!(
+                "Fail2Ban has no jail {:?}: install systemd/fail2ban/jail.d/banmesh.conf and reload fail2ban",
+                self.config.jail
+            ));
+        };
+        let round = self.apply_mesh_jail(client, filter, &never, have, batch).await?;
         match errors.into_iter().next() {
             Some(e) => Err(e),
             None => Ok(round),
         }
     }
 
+    /// Unbans in `jail` what the mesh allows; publishes, if the jail
+    /// publishes, the bans the node missed.
+    async fn other_jail(
+        &self,
+        client: &Client,
+        reconciler: &mut reconcile::Reconciler,
+        jail: &str,
+        tickets: Vec<client::Ticket>,
+        batch: usize,
+    ) -> Result<(), String> {
+        let now = now_ms();
+        let allowed: Vec<Key> = self.store.with_index(|index| {
+            tickets.iter().map(|t| t.key).filter(|k| allowed(index, *k, now)).collect()
+        });
+        client.set(jail, "unbanip", &allowed, batch).await?;
+        if !allowed.is_empty() {
+            tracing::info!(
+                target: "banmesh::events::fail2ban_applied",
+                jail, unbanned = allowed.len(), "addresses the mesh allows unbanned"
+            );
+        }
+        if self.config.publishes(jail) {
+            let missed = tickets.into_iter().filter(|t| !allowed.contains(&t.key)).collect();
+            reconciler.publish_missed(jail, missed).await?;
+        }
+        Ok(())
+    }
+
     /// Bans in the mesh jail what the mesh bans and it lacks; unbans what it
-    /// holds and the mesh no longer bans.
+    /// holds (`have`) and the mesh no longer bans.
     async fn apply_mesh_jail(
         &self,
         client: &Client,
         filter: &mut JailFilter,
         never: &[Key],
+        have: BTreeSet<Key>,
         batch: usize,
     ) -> Result<Round, String> {
         let jail = &self.config.jail;
@@ -193,7 +231,6 @@ impl Applier {
         for skipped in &want.too_wide {
             tracing::debug!(error = %skipped, "banned network not applied");
         }
-        let have = client.banned(jail).await?;
         let to_ban: Vec<Key> = want.keys.difference(&have).copied().collect();
         let to_unban: Vec<Key> = have.difference(&want.keys).copied().collect();
         client.set(jail, "banip", &to_ban, batch).await?;
