@@ -8,46 +8,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::fail2ban::{Fail2BanServer, fail2ban_config, require_fail2ban};
 use common::{SOON, TestCluster, arg, bin, wait_until};
-
-fn require_fail2ban() {
-    let found =
-        Command::new("fail2ban-client").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "these tests need Debian's fail2ban: apt-get install fail2ban (scripts/test.sh installs it)"
-    );
-}
-
-/// Debian's Fail2Ban configuration with banmesh's files added, in `dir`,
-/// with socket, pidfile, database and log inside `dir` and sshd reading a
-/// log file there.
-fn fail2ban_config(dir: &Path) {
-    let copy = Command::new("cp").args(["-r", "/etc/fail2ban", arg(dir)]).status().expect("cp");
-    assert!(copy.success(), "cannot copy /etc/fail2ban");
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/fail2ban");
-    std::fs::copy(shipped.join("action.d/banmesh.conf"), dir.join("action.d/banmesh.conf"))
-        .expect("action");
-    std::fs::copy(shipped.join("jail.d/banmesh.conf"), dir.join("jail.d/banmesh.conf"))
-        .expect("jail");
-    std::fs::copy(
-        shipped.join("jail.d/banmesh-publish.conf.example"),
-        dir.join("jail.d/banmesh-publish.conf"),
-    )
-    .expect("publish example");
-    let d = dir.display();
-    std::fs::write(
-        dir.join("fail2ban.local"),
-        format!("[Definition]\nsocket = {d}/f2b.sock\npidfile = {d}/f2b.pid\ndbfile = {d}/f2b.sqlite3\nlogtarget = {d}/f2b.log\n"),
-    )
-    .expect("fail2ban.local");
-    std::fs::write(dir.join("auth.log"), "").expect("auth.log");
-    std::fs::write(
-        dir.join("jail.local"),
-        format!("[sshd]\nbackend = polling\nlogpath = {d}/auth.log\n"),
-    )
-    .expect("jail.local");
-}
 
 #[test]
 fn fail2ban_accepts_the_shipped_action_and_jails() {
@@ -158,6 +120,10 @@ fn fail2ban_action_hands_bans_and_early_unbans_to_the_node() {
     // Bad input from the tags: a clear error, non-zero exit.
     let (ok, text) = ban("not-an-ip", "sshd", "600", "0");
     assert!(!ok && text.contains("invalid IP address"), "{text}");
+    let (ok, text) = ban("203.0.113.10", "ssh d;x", "600", "0");
+    assert!(!ok && text.contains("invalid jail name"), "{text}");
+    assert!(node.records_on("203.0.113.10").is_empty(), "an odd jail name was published");
+    assert!(node.status()["peer_id"].is_string(), "the node stopped answering");
 }
 
 #[test]
@@ -168,51 +134,6 @@ fn fail2ban_action_is_harmless_when_the_node_is_down() {
         action(&socket, "ban", &["--ip", "203.0.113.9", "--jail", "sshd", "--bantime", "600"]);
     assert!(ok, "the action must not fail Fail2Ban when the node is down: {text}");
     assert!(text.contains("reconcile will publish it"), "{text}");
-}
-
-/// A real `fail2ban-server` on a private config dir (Debian's configuration,
-/// banmesh's files, `banaction = dummy`), stopped when dropped.
-struct Fail2BanServer {
-    dir: std::path::PathBuf,
-}
-
-impl Fail2BanServer {
-    fn start(dir: &Path) -> Fail2BanServer {
-        require_fail2ban();
-        fail2ban_config(dir);
-        let d = dir.display();
-        let mut local = std::fs::read_to_string(dir.join("jail.local")).expect("jail.local");
-        local.push_str("[DEFAULT]\nbanaction = dummy\nbanaction_allports = dummy\n");
-        local = local.replacen("[sshd]\n", "[sshd]\nignoreip = 127.0.0.1/8 10.57.0.0/24\n", 1);
-        std::fs::write(dir.join("jail.local"), local).expect("jail.local");
-        std::fs::write(dir.join("action.d/dummy.local"), format!("[Init]\ntarget = {d}/dummy\n"))
-            .expect("dummy");
-        let out = Command::new("fail2ban-client")
-            .args(["-c", arg(dir), "start"])
-            .output()
-            .expect("start");
-        assert!(
-            out.status.success(),
-            "fail2ban-server did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Fail2BanServer { dir: dir.to_owned() }
-    }
-
-    /// What the `banmesh` jail holds.
-    fn banmesh_jail(&self) -> String {
-        let out = Command::new("fail2ban-client")
-            .args(["-c", arg(&self.dir), "get", "banmesh", "banip"])
-            .output()
-            .expect("fail2ban-client get");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Fail2BanServer {
-    fn drop(&mut self) {
-        let _ = Command::new("fail2ban-client").args(["-c", arg(&self.dir), "stop"]).output();
-    }
 }
 
 #[test]

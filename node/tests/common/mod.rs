@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod fail2ban;
+
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::net::TcpListener;
@@ -28,6 +30,12 @@ const LOG_TAIL_BYTES: u64 = 6_000;
 /// The `banmesh` binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_banmesh"))
+}
+
+/// The wall clock in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

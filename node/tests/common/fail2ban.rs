@@ -1,0 +1,179 @@
+//! Real `fail2ban-server`s for the tests: each on a private copy of
+//! Debian's configuration with banmesh's shipped files, its socket, pid
+//! file, database and log inside its own directory, `banaction = dummy`
+//! (no firewall needed) and `sshd` reading a log file the test writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::{arg, bin};
+
+/// Fails the test, saying what to install, when Fail2Ban is missing.
+pub fn require_fail2ban() {
+    let found =
+        Command::new("fail2ban-client").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "these tests need Debian's fail2ban: apt-get install fail2ban (scripts/test.sh installs it)"
+    );
+}
+
+/// Debian's Fail2Ban configuration with banmesh's files added, in `dir`,
+/// with socket, pidfile, database and log inside `dir` and sshd reading a
+/// log file there.
+pub fn fail2ban_config(dir: &Path) {
+    let copy = Command::new("cp").args(["-r", "/etc/fail2ban", arg(dir)]).status().expect("cp");
+    assert!(copy.success(), "cannot copy /etc/fail2ban");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/fail2ban");
+    std::fs::copy(shipped.join("action.d/banmesh.conf"), dir.join("action.d/banmesh.conf"))
+        .expect("action");
+    std::fs::copy(shipped.join("jail.d/banmesh.conf"), dir.join("jail.d/banmesh.conf"))
+        .expect("jail");
+    std::fs::copy(
+        shipped.join("jail.d/banmesh-publish.conf.example"),
+        dir.join("jail.d/banmesh-publish.conf"),
+    )
+    .expect("publish example");
+    let d = dir.display();
+    std::fs::write(
+        dir.join("fail2ban.local"),
+        format!("[Definition]\nsocket = {d}/f2b.sock\npidfile = {d}/f2b.pid\ndbfile = {d}/f2b.sqlite3\nlogtarget = {d}/f2b.log\n"),
+    )
+    .expect("fail2ban.local");
+    std::fs::write(dir.join("auth.log"), "").expect("auth.log");
+    std::fs::write(
+        dir.join("jail.local"),
+        format!("[sshd]\nbackend = polling\nlogpath = {d}/auth.log\n"),
+    )
+    .expect("jail.local");
+}
+
+/// A real `fail2ban-server` on a private config dir, stopped when dropped.
+pub struct Fail2BanServer {
+    /// Its config dir, which also holds its socket, database and logs.
+    pub dir: PathBuf,
+}
+
+impl Fail2BanServer {
+    /// A server whose `sshd` ignores 127.0.0.1/8 and 10.57.0.0/24; its
+    /// banmesh action points at no node.
+    pub fn start(dir: &Path) -> Fail2BanServer {
+        require_fail2ban();
+        fail2ban_config(dir);
+        let d = dir.display();
+        let mut local = std::fs::read_to_string(dir.join("jail.local")).expect("jail.local");
+        local.push_str("[DEFAULT]\nbanaction = dummy\nbanaction_allports = dummy\n");
+        local = local.replacen("[sshd]\n", "[sshd]\nignoreip = 127.0.0.1/8 10.57.0.0/24\n", 1);
+        std::fs::write(dir.join("jail.local"), local).expect("jail.local");
+        std::fs::write(dir.join("action.d/dummy.local"), format!("[Init]\ntarget = {d}/dummy\n"))
+            .expect("dummy");
+        let server = Fail2BanServer { dir: dir.to_owned() };
+        server.launch();
+        server
+    }
+
+    /// A server on one host of a mesh: the shipped banmesh action on `sshd`
+    /// (bantime 1h, reading `auth.log`) and on `sshd-short` (bantime 20 s,
+    /// reading `short.log`), handing bans to the node at `node_socket`;
+    /// two failures ban; `sshd` also ignores `ignoreip`.
+    pub fn start_publishing(dir: &Path, node_socket: &Path, ignoreip: &str) -> Fail2BanServer {
+        require_fail2ban();
+        fail2ban_config(dir);
+        let d = dir.display();
+        std::fs::write(dir.join("short.log"), "").expect("short.log");
+        std::fs::write(
+            dir.join("jail.local"),
+            format!(
+                "[DEFAULT]\nbanaction = dummy\nbanaction_allports = dummy\n\n\
+                 [sshd]\nbackend = polling\nlogpath = {d}/auth.log\nmaxretry = 2\nfindtime = 10m\n\
+                 bantime = 1h\nignoreip = 127.0.0.1/8 {ignoreip}\n\n\
+                 [sshd-short]\nenabled = true\nfilter = sshd\nbackend = polling\n\
+                 logpath = {d}/short.log\nmaxretry = 2\nfindtime = 10m\nbantime = 20\n\
+                 action = %(action_)s\n         banmesh\n"
+            ),
+        )
+        .expect("jail.local");
+        std::fs::write(dir.join("action.d/dummy.local"), format!("[Init]\ntarget = {d}/dummy\n"))
+            .expect("dummy");
+        std::fs::write(
+            dir.join("action.d/banmesh.local"),
+            format!("[Init]\nsocket = {}\n", node_socket.display()),
+        )
+        .expect("banmesh.local");
+        let server = Fail2BanServer { dir: dir.to_owned() };
+        server.launch();
+        server
+    }
+
+    /// Starts the server, with the `banmesh` under test first on its PATH
+    /// (the action runs `banmesh fail2ban ban`).
+    pub fn launch(&self) {
+        let bin_dir = bin().parent().expect("bin dir").to_owned();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let out = Command::new("fail2ban-client")
+            .args(["-c", arg(&self.dir), "start"])
+            .env("PATH", path)
+            .output()
+            .expect("start");
+        assert!(
+            out.status.success(),
+            "fail2ban-server did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server (its database keeps the bans it restores).
+    pub fn stop(&self) {
+        let out = self.client(&["stop"]);
+        assert!(out.status.success(), "stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Runs `fail2ban-client -c DIR ARGS`.
+    pub fn client(&self, args: &[&str]) -> Output {
+        Command::new("fail2ban-client")
+            .args(["-c", arg(&self.dir)])
+            .args(args)
+            .output()
+            .expect("fail2ban-client")
+    }
+
+    /// What `jail` holds (`get JAIL banip`); empty when the call fails.
+    pub fn jail(&self, jail: &str) -> Vec<String> {
+        let out = self.client(&["get", jail, "banip"]);
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// What the `banmesh` jail holds, as text.
+    pub fn banmesh_jail(&self) -> String {
+        self.jail("banmesh").join(" ")
+    }
+
+    /// Whether `jail` holds `ip`.
+    pub fn holds(&self, jail: &str, ip: &str) -> bool {
+        self.jail(jail).iter().any(|s| s == ip)
+    }
+
+    /// Appends `count` failed sshd logins from `ip` to `log` (in this
+    /// server's dir), stamped now as syslog does and Debian's sshd filter reads.
+    pub fn fail_logins(&self, log: &str, ip: &str, count: usize) {
+        use std::io::Write as _;
+        let stamp = Command::new("date").arg("+%b %d %H:%M:%S").output().expect("date");
+        let stamp = String::from_utf8_lossy(&stamp.stdout).trim().to_owned();
+        let mut file =
+            std::fs::OpenOptions::new().append(true).open(self.dir.join(log)).expect("open log");
+        for i in 0..count {
+            writeln!(
+                file,
+                "{stamp} host sshd[{}]: Failed password for root from {ip} port 22 ssh2",
+                1000 + i
+            )
+            .expect("write log");
+        }
+    }
+}
+
+impl Drop for Fail2BanServer {
+    fn drop(&mut self) {
+        let _ = Command::new("fail2ban-client").args(["-c", arg(&self.dir), "stop"]).output();
+    }
+}
