@@ -207,3 +207,42 @@ fn fail2ban_unreachable_is_reported_in_status_and_the_node_keeps_running() {
     cluster.node(0).call(&["ban", "10.56.0.1"]);
     assert!(cluster.node(0).is_banned("10.56.0.1"), "the node stopped working");
 }
+
+#[test]
+fn fail2ban_errors_name_the_cause_in_status_and_the_node_keeps_running() {
+    let mut cluster = TestCluster::new();
+    let server = Fail2BanServer::start(&cluster.path("fail2ban"));
+    let config = cluster.path("apply.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
+            server.dir.display()
+        ),
+    )
+    .expect("config");
+    let mut only = cluster.spec("node1", &[]);
+    only.config = Some(config);
+    cluster.start(only);
+    let node = cluster.node(0);
+    let warnings = || node.status()["warnings"].to_string();
+    cluster.node(0).call(&["ban", "10.58.0.1", "--for", "1h"]);
+    assert!(wait_until(SOON, || server.holds("banmesh", "10.58.0.1")), "{}", server.banmesh_jail());
+
+    // The jail edited away: the error names the file to install.
+    assert!(server.client(&["stop", "banmesh"]).status.success(), "cannot stop the jail");
+    let named = wait_until(SOON, || warnings().contains("jail.d/banmesh.conf"));
+    assert!(named, "status does not name the missing jail: {}", warnings());
+    // Fail2Ban down: the socket is gone.
+    server.stop();
+    let down = wait_until(SOON, || warnings().contains("is fail2ban-server running?"));
+    assert!(down, "status does not say Fail2Ban is down: {}", warnings());
+    node.call(&["ban", "10.58.0.2", "--for", "1h"]);
+    assert!(node.is_banned("10.58.0.2"), "the node stopped working");
+    // Back up: the error clears and the jail is brought in line.
+    server.launch();
+    let healed = wait_until(SOON * 2, || {
+        server.holds("banmesh", "10.58.0.2") && !warnings().contains("fail2ban:")
+    });
+    assert!(healed, "not repaired: jail {}, warnings {}", server.banmesh_jail(), warnings());
+}

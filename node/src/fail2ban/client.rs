@@ -92,9 +92,20 @@ impl Client {
             .map_err(|_| format!("{} -i did not answer within {CALL_TIMEOUT:?}", self.program))?
             .map_err(|e| format!("cannot talk to {} -i: {e}", self.program))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
+        // `-i` always exits 255 (it ends on EOF), so failures are read from
+        // its log lines on stderr: every ERROR but that EOF is one.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("ERROR") && !l.contains("EOF when reading a line"))
+            .map(|l| l.split_once("ERROR").map_or(l, |(_, e)| e).trim())
+            .collect();
+        if !errors.is_empty() {
+            let text = errors.join("; ");
+            return Err(format!("{} -i failed: {text}{}", self.program, hint(&text)));
+        }
         let parts: Vec<&str> = stdout.split(PROMPT).collect();
         if parts.len() != commands.len() + 2 {
-            let stderr = String::from_utf8_lossy(&output.stderr);
             let text = format!("{}{}", stderr.trim(), stdout.trim());
             return Err(format!(
                 "{} -i gave {} answers to {} commands: {text}{}",
@@ -171,7 +182,7 @@ const PROMPT: &str = "fail2ban> ";
 fn hint(text: &str) -> &'static str {
     if text.contains("does not exist") {
         "; is the jail configured (systemd/fail2ban/jail.d/banmesh.conf) and fail2ban reloaded?"
-    } else if text.contains("Failed to access socket") || text.contains("Is it running?") {
+    } else if text.contains("Failed to access socket") || text.contains("running?") {
         "; is fail2ban-server running?"
     } else {
         ""
