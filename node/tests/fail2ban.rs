@@ -246,3 +246,35 @@ fn fail2ban_errors_name_the_cause_in_status_and_the_node_keeps_running() {
     });
     assert!(healed, "not repaired: jail {}, warnings {}", server.banmesh_jail(), warnings());
 }
+
+#[test]
+fn fail2ban_observe_only_node_keeps_the_banmesh_jail_empty() {
+    let mut cluster = TestCluster::new();
+    let server = Fail2BanServer::start(&cluster.path("fail2ban"));
+    let config = cluster.path("observe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[safety]\nenforce = false\n[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
+            server.dir.display()
+        ),
+    )
+    .expect("config");
+    assert!(server.client(&["set", "banmesh", "banip", "10.59.0.9"]).status.success());
+    let mut only = cluster.spec("node1", &[]);
+    only.config = Some(config);
+    cluster.start(only);
+    let node = cluster.node(0);
+    node.call(&["ban", "10.59.0.1", "--for", "1h"]);
+    let emptied = wait_until(SOON, || !server.holds("banmesh", "10.59.0.9"));
+    assert!(
+        emptied,
+        "an observe-only node left its banmesh jail as it was: {}",
+        server.banmesh_jail()
+    );
+    let kept_out = common::holds_for(std::time::Duration::from_secs(3), || {
+        !server.holds("banmesh", "10.59.0.1")
+    });
+    assert!(kept_out, "an observe-only node applied a ban: {}", server.banmesh_jail());
+    assert!(node.is_banned("10.59.0.1"), "the record is still kept and decided");
+}

@@ -164,6 +164,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             store: store.clone(),
             mesh: mesh.clone(),
             never_ban: config.safety.never_ban.clone(),
+            enforce: config.safety.enforce,
             status: applier.clone(),
             call_tx: call_tx.clone(),
             origin,

@@ -8,6 +8,8 @@
 //!   a banned network holding such an address goes in split around it
 //!   ([`split`]); `apply_jails` chooses which mesh bans apply ([`filter`]);
 //! - addresses the mesh allows are unbanned in every jail;
+//! - with `[safety] enforce = false` (observe only) none of the above
+//!   touches Fail2Ban: the mesh jail is kept empty;
 //! - bans Fail2Ban made while the node was down are published
 //!   ([`reconcile`]), through the node task, which alone signs records.
 //!
@@ -86,6 +88,9 @@ pub struct Applier {
     pub mesh: MeshHandle,
     /// `[safety] never_ban`.
     pub never_ban: Vec<Key>,
+    /// `[safety] enforce`: when false (observe only) the mesh jail is kept
+    /// empty and no jail is touched; reconcile still publishes.
+    pub enforce: bool,
     /// Shared with the node task for `banmesh status`.
     pub status: Arc<Mutex<ApplierStatus>>,
     /// The node task's inbox: reconcile publishes through it.
@@ -192,9 +197,13 @@ impl Applier {
         batch: usize,
     ) -> Result<(), String> {
         let now = now_ms();
-        let allowed: Vec<Key> = self.store.with_index(|index| {
-            tickets.iter().map(|t| t.key).filter(|k| allowed(index, *k, now)).collect()
-        });
+        let allowed: Vec<Key> = if self.enforce {
+            self.store.with_index(|index| {
+                tickets.iter().map(|t| t.key).filter(|k| allowed(index, *k, now)).collect()
+            })
+        } else {
+            Vec::new()
+        };
         client.set(jail, "unbanip", &allowed, batch).await?;
         if !allowed.is_empty() {
             tracing::info!(
@@ -225,9 +234,13 @@ impl Applier {
             index.live(now).filter(|(_, s)| s.banned_at(now).is_some()).collect()
         });
         filter.refresh(&self.store, &candidates).await.map_err(|e| e.to_string())?;
-        let want = self.store.with_index(|index| {
-            wanted(index, &candidates, never, |k, s| filter.applies(k, s, now), now)
-        });
+        let want = if self.enforce {
+            self.store.with_index(|index| {
+                wanted(index, &candidates, never, |k, s| filter.applies(k, s, now), now)
+            })
+        } else {
+            Wanted::default()
+        };
         for skipped in &want.too_wide {
             tracing::debug!(error = %skipped, "banned network not applied");
         }
