@@ -278,3 +278,56 @@ fn fail2ban_observe_only_node_keeps_the_banmesh_jail_empty() {
     assert!(kept_out, "an observe-only node applied a ban: {}", server.banmesh_jail());
     assert!(node.is_banned("10.59.0.1"), "the record is still kept and decided");
 }
+
+#[test]
+fn fail2ban_jail_filters_choose_what_is_published_and_applied() {
+    let mut cluster = TestCluster::new();
+    let server = Fail2BanServer::start(&cluster.path("fail2ban"));
+    let applying = cluster.path("apply.toml");
+    std::fs::write(
+        &applying,
+        format!(
+            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\napply_jails = [\"nginx\"]\n",
+            server.dir.display()
+        ),
+    )
+    .expect("config");
+    let publishing = cluster.path("publish.toml");
+    std::fs::write(&publishing, "[fail2ban]\npublish_jails = [\"sshd\"]\n").expect("config");
+    let mut first = cluster.spec("node1", &[]);
+    first.config = Some(applying);
+    cluster.start(first);
+    let mut second = cluster.spec("node2", &[cluster.node(0).addr()]);
+    second.config = Some(publishing);
+    cluster.start(second);
+    cluster.wait_for_peers(1);
+
+    // node2 publishes only its sshd jail's bans.
+    let socket = cluster.node(1).socket.clone();
+    let tags = |ip: &'static str, jail: &'static str| {
+        ["--ip", ip, "--jail", jail, "--bantime", "3600", "--failures", "3"]
+    };
+    let (ok, text) = action(&socket, "ban", &tags("10.60.0.1", "sshd"));
+    assert!(ok && text.contains("published"), "{text}");
+    let (ok, text) = action(&socket, "ban", &tags("10.60.0.2", "nginx"));
+    assert!(ok && text.contains("publish_jails"), "{text}");
+    assert!(cluster.node(1).records_on("10.60.0.2").is_empty(), "an unlisted jail was published");
+
+    // node1 applies only nginx's bans and bans that name no jail.
+    cluster.node(1).call(&["ban", "10.60.0.3", "--for", "1h", "--jail", "nginx"]);
+    cluster.node(1).call(&["ban", "10.60.0.4", "--for", "1h"]);
+    let applied = wait_until(SOON, || {
+        server.holds("banmesh", "10.60.0.3") && server.holds("banmesh", "10.60.0.4")
+    });
+    assert!(applied, "nginx's and the operator's bans were not applied: {}", server.banmesh_jail());
+    let reached = wait_until(SOON, || cluster.node(0).is_banned("10.60.0.1"));
+    assert!(reached, "the sshd ban did not reach node1");
+    let kept_out = common::holds_for(std::time::Duration::from_secs(3), || {
+        !server.holds("banmesh", "10.60.0.1")
+    });
+    assert!(
+        kept_out,
+        "a ban from a jail not in apply_jails was applied: {}",
+        server.banmesh_jail()
+    );
+}
