@@ -200,6 +200,12 @@ pub fn parse_ignoreip(text: &str) -> Vec<Key> {
         .collect()
 }
 
+/// The addresses and networks in a `get JAIL banip --with-time` answer,
+/// whether or not their times can be read.
+pub fn parse_keys(text: &str) -> BTreeSet<Key> {
+    text.lines().filter_map(|l| l.split_whitespace().next()?.parse::<Key>().ok()).collect()
+}
+
 /// The bans in a `get JAIL banip --with-time` answer; lines that are not
 /// an address and times (a hand-edited jail) are left out.
 pub fn parse_tickets(text: &str, offset_s: i64) -> Vec<Ticket> {
@@ -292,6 +298,8 @@ mod tests {
         let forever =
             parse_ticket("192.0.2.9 \t2026-11-25 15:55:11 + -1 = 9999-12-31 23:59:59", 0).unwrap();
         assert_eq!(forever.end_ms, None);
+        let keys = parse_keys("192.0.2.1 \tsome other date format\nbogus \t2026\n10.0.0.0/30");
+        assert_eq!(keys, ["192.0.2.1", "10.0.0.0/30"].iter().map(|k| k.parse().unwrap()).collect());
         for junk in ["", "bogus \t2026-11-25 15:55:11 + 600", "192.0.2.1", "192.0.2.1 x y + 6"] {
             assert_eq!(parse_ticket(junk, 0), None, "{junk:?}");
         }

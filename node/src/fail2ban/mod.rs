@@ -164,12 +164,13 @@ impl Applier {
         for (jail, pair) in jails.iter().zip(answers.chunks(2)) {
             let [ignoreip, bans] = pair else { continue };
             never.extend(client::parse_ignoreip(ignoreip));
-            let tickets = client::parse_tickets(bans, offset_s);
             if *jail == self.config.jail {
-                mesh_jail = Some(tickets.iter().map(|t| t.key).collect::<BTreeSet<Key>>());
+                mesh_jail = Some(client::parse_keys(bans));
                 continue;
             }
-            if let Err(e) = self.other_jail(client, reconciler, jail, tickets, batch).await {
+            let held = client::parse_keys(bans);
+            let tickets = client::parse_tickets(bans, offset_s);
+            if let Err(e) = self.other_jail(client, reconciler, jail, held, tickets, batch).await {
                 errors.push(e);
             }
         }
@@ -186,21 +187,22 @@ impl Applier {
         }
     }
 
-    /// Unbans in `jail` what the mesh allows; publishes, if the jail
-    /// publishes, the bans the node missed.
+    /// Unbans in `jail` what the mesh allows (of `held`, all it holds);
+    /// publishes, if the jail publishes, the bans the node missed (of
+    /// `tickets`, those whose times could be read).
     async fn other_jail(
         &self,
         client: &Client,
         reconciler: &mut reconcile::Reconciler,
         jail: &str,
+        held: BTreeSet<Key>,
         tickets: Vec<client::Ticket>,
         batch: usize,
     ) -> Result<(), String> {
         let now = now_ms();
         let allowed: Vec<Key> = if self.enforce {
-            self.store.with_index(|index| {
-                tickets.iter().map(|t| t.key).filter(|k| allowed(index, *k, now)).collect()
-            })
+            self.store
+                .with_index(|index| held.into_iter().filter(|k| allowed(index, *k, now)).collect())
         } else {
             Vec::new()
         };
