@@ -174,6 +174,8 @@ fn fail2ban_mesh_short_bans_expire_everywhere_and_missed_bans_are_published() {
         - missed["issued_at_ms"].as_u64().unwrap_or(0);
     assert!((3_000_000..=3_600_000).contains(&left), "sized from the time left: {left} ms");
     assert_eq!(missed["jail"], "sshd");
+    let published = hosts.cluster.node(0).status()["fail2ban"]["published"].as_u64();
+    assert!(published >= Some(1), "status does not count the missed ban: {published:?}");
 
     // The short ban ends on all three, not before its expiry (Fail2Ban's
     // own on a may end a little earlier: the record was issued after it).

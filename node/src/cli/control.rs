@@ -276,6 +276,16 @@ fn status_text(s: &StatusView, now: u64) -> String {
         ("records", counts(&s.record_counts)),
         ("rejects", counts(&s.rejects)),
         ("never ban", join(&s.never_ban)),
+        (
+            "fail2ban",
+            match &s.fail2ban {
+                Some(f) => format!(
+                    "{} in the banmesh jail; {} missed bans published since start",
+                    f.applied, f.published
+                ),
+                None => "not applied ([fail2ban] apply = false)".to_owned(),
+            },
+        ),
     ];
     let mut out: String =
         lines.iter().map(|(l, v)| format!("{:<14}{v}\n", format!("{l}:"))).collect();

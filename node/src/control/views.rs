@@ -37,6 +37,19 @@ pub struct StatusView {
     pub clock_offset_ms: Option<i64>,
     /// Problems the operator should know about, one sentence each.
     pub warnings: Vec<String>,
+    /// The Fail2Ban applier's last round; `None` when `[fail2ban] apply`
+    /// is off.
+    #[serde(default)]
+    pub fail2ban: Option<Fail2BanView>,
+}
+
+/// What the Fail2Ban applier has done.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fail2BanView {
+    /// Addresses and networks the `banmesh` jail holds for the mesh.
+    pub applied: u64,
+    /// Bans Fail2Ban made that the node had missed, published since start.
+    pub published: u64,
 }
 
 /// Where the node stands with one peer.

@@ -11,7 +11,9 @@ use banmesh_keys::{PublicKey, record_valid};
 use super::Node;
 use crate::clock::now_ms;
 use crate::control::protocol::Response;
-use crate::control::views::{PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView};
+use crate::control::views::{
+    Fail2BanView, PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView,
+};
 use crate::store::query;
 
 impl Node {
@@ -113,6 +115,10 @@ impl Node {
             enforce: self.config.safety.enforce,
             clock_offset_ms: offsets.get(offsets.len() / 2).copied(),
             warnings,
+            fail2ban: self.config.fail2ban.apply.then(|| Fail2BanView {
+                applied: u64::try_from(applier.applied).unwrap_or(u64::MAX),
+                published: applier.published,
+            }),
         }))
     }
 
