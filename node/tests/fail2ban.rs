@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::fail2ban::{Fail2BanServer, fail2ban_config, require_fail2ban};
 use common::{SOON, TestCluster, arg, bin, wait_until};
@@ -330,4 +331,40 @@ fn fail2ban_jail_filters_choose_what_is_published_and_applied() {
         "a ban from a jail not in apply_jails was applied: {}",
         server.banmesh_jail()
     );
+}
+
+#[test]
+fn fail2ban_a_jail_reconcile_refuses_is_reported_and_mesh_bans_still_apply() {
+    let mut cluster = TestCluster::new();
+    let dir = cluster.path("fail2ban");
+    let server = Fail2BanServer::start(&dir);
+    // A hand-edited jail whose name the node refuses to put in a record.
+    let mut local = std::fs::read_to_string(dir.join("jail.local")).expect("jail.local");
+    local.push_str(
+        "\n[odd!jail]\nenabled = true\nfilter =\nlogpath = /dev/null\nbackend = polling\n",
+    );
+    std::fs::write(dir.join("jail.local"), local).expect("jail.local");
+    assert!(server.client(&["reload"]).status.success(), "reload");
+    assert!(server.client(&["set", "odd!jail", "banip", "10.61.0.1"]).status.success());
+    let config = cluster.path("apply.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
+            server.dir.display()
+        ),
+    )
+    .expect("config");
+    let mut only = cluster.spec("node1", &[]);
+    only.config = Some(config);
+    cluster.start(only);
+    let node = cluster.node(0);
+    let warnings = || node.status()["warnings"].to_string();
+    let reported = wait_until(SOON, || warnings().contains("invalid jail name"));
+    assert!(reported, "status does not name the refused jail: {}", warnings());
+    assert!(node.records_on("10.61.0.1").is_empty(), "an odd jail name was published");
+    // The refusal is confined to that jail: mesh bans apply at the usual pace.
+    node.call(&["ban", "10.61.0.2", "--for", "1h"]);
+    let applied = wait_until(Duration::from_secs(8), || server.holds("banmesh", "10.61.0.2"));
+    assert!(applied, "the applier slowed down: {}", server.banmesh_jail());
 }

@@ -57,6 +57,9 @@ pub struct ApplierStatus {
     pub too_wide: Vec<String>,
     /// Bans Fail2Ban made without the node knowing, published since start.
     pub published: u64,
+    /// What went wrong with single jails in the last round (reconcile
+    /// refused, an unban failed), while the round itself went on.
+    pub problems: Vec<String>,
     /// The last failure, if the last round failed.
     pub last_error: Option<String>,
 }
@@ -68,6 +71,7 @@ impl ApplierStatus {
         if let Some(error) = &self.last_error {
             out.push(format!("fail2ban: {error}"));
         }
+        out.extend(self.problems.iter().map(|p| format!("fail2ban: {p}")));
         if let Some(first) = self.too_wide.first() {
             out.push(format!(
                 "fail2ban: {} banned network(s) not applied, such as {first}: splitting them around allowed or never-ban addresses takes more than {MAX_PIECES} pieces",
@@ -120,6 +124,7 @@ impl Applier {
                 Ok(round) => {
                     s.applied = round.applied;
                     s.too_wide = round.too_wide;
+                    s.problems = round.problems;
                     s.last_error = None;
                     wait = self.config.interval;
                 }
@@ -136,7 +141,9 @@ impl Applier {
 
     /// One round: read every jail (one `status`, then one batch of reads),
     /// deal with every other jail first (unban what the mesh allows,
-    /// publish what the node missed), then bring the mesh jail in line.
+    /// publish what the node missed; a failure there is a problem of that
+    /// jail, reported, and the round goes on), then bring the mesh jail in
+    /// line (a failure there is an error: the applier backs off).
     async fn round(
         &self,
         client: &Client,
@@ -160,7 +167,7 @@ impl Applier {
         let offset_s = client::local_offset_s().await?;
         let mut never = self.mesh.never_ban(&self.never_ban).await;
         let mut mesh_jail = None;
-        let mut errors = Vec::new();
+        let mut problems = Vec::new();
         for (jail, pair) in jails.iter().zip(answers.chunks(2)) {
             let [ignoreip, bans] = pair else { continue };
             never.extend(client::parse_ignoreip(ignoreip));
@@ -171,7 +178,8 @@ impl Applier {
             let held = client::parse_keys(bans);
             let tickets = client::parse_tickets(bans, offset_s);
             if let Err(e) = self.other_jail(client, reconciler, jail, held, tickets, batch).await {
-                errors.push(e);
+                tracing::warn!(jail = %jail, error = %e, "cannot bring a jail in line with the mesh");
+                problems.push(e);
             }
         }
         let Some(have) = mesh_jail else {
@@ -180,11 +188,9 @@ impl Applier {
                 self.config.jail
             ));
         };
-        let round = self.apply_mesh_jail(client, filter, &never, have, batch).await?;
-        match errors.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(round),
-        }
+        let mut round = self.apply_mesh_jail(client, filter, &never, have, batch).await?;
+        round.problems = problems;
+        Ok(round)
     }
 
     /// Unbans in `jail` what the mesh allows (of `held`, all it holds);
@@ -259,6 +265,7 @@ impl Applier {
         Ok(Round {
             applied: want.keys.len(),
             too_wide: want.too_wide.iter().map(|e| e.net.to_string()).collect(),
+            problems: Vec::new(),
         })
     }
 }
@@ -267,6 +274,8 @@ impl Applier {
 struct Round {
     applied: usize,
     too_wide: Vec<String>,
+    /// Failures confined to one jail: reported, but no reason to back off.
+    problems: Vec<String>,
 }
 
 /// What the mesh jail should hold.

@@ -4,7 +4,7 @@
 //! Records are issued by the node task, which owns the clock and the key:
 //! the reconciler sends it the action's own command over its inbox.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use banmesh_crdt::{Key, Kind, Origin, Record};
@@ -46,12 +46,12 @@ impl Reconciler {
     /// Publishes every ticket of `jail` that this node has no record of.
     /// Each ticket is checked once (again only if Fail2Ban bans anew).
     pub async fn publish_missed(&mut self, jail: &str, tickets: Vec<Ticket>) -> Result<(), String> {
-        self.checked.retain(|(j, k), _| j != jail || tickets.iter().any(|t| t.key == *k));
+        let held: HashSet<Key> = tickets.iter().map(|t| t.key).collect();
+        self.checked.retain(|(j, k), _| j != jail || held.contains(k));
         let fresh: Vec<Ticket> = tickets
             .into_iter()
             .filter(|t| self.checked.get(&(jail.to_owned(), t.key)) != Some(&t.start_ms))
             .collect();
-        let mut first_error = None;
         for chunk in fresh.chunks(CHUNK) {
             let keys: Vec<Key> = chunk.iter().map(|t| t.key).collect();
             let records = self
@@ -62,23 +62,17 @@ impl Reconciler {
             let now = now_ms();
             for ticket in chunk {
                 let on_key = records.iter().filter(|r| r.key() == ticket.key);
-                let outcome = if known(on_key, self.origin, ticket, now) {
-                    Ok(())
-                } else {
-                    self.publish(jail, ticket, now).await
-                };
-                match outcome {
-                    Ok(()) => {
-                        self.checked.insert((jail.to_owned(), ticket.key), ticket.start_ms);
-                    }
-                    Err(e) => {
-                        tracing::warn!(jail, key = %ticket.key, error = %e, "cannot publish a ban Fail2Ban holds");
-                        first_error.get_or_insert(e);
-                    }
+                if !known(on_key, self.origin, ticket, now) {
+                    // The first failure ends the round: the next would
+                    // most likely fail alike (clock skew, an odd jail name).
+                    self.publish(jail, ticket, now).await.map_err(|e| {
+                        format!("cannot publish {} from the {jail} jail: {e}", ticket.key)
+                    })?;
                 }
+                self.checked.insert((jail.to_owned(), ticket.key), ticket.start_ms);
             }
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(())
     }
 
     async fn publish(&mut self, jail: &str, ticket: &Ticket, now: u64) -> Result<(), String> {
