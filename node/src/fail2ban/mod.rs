@@ -161,7 +161,9 @@ impl Applier {
         let mut commands = Vec::with_capacity(jails.len() * 2);
         for jail in &jails {
             commands.push(format!("get {jail} ignoreip"));
-            commands.push(format!("get {jail} banip --with-time"));
+            // The mesh jail's times are banmesh's own: only its list is read.
+            let times = if *jail == self.config.jail { "" } else { " --with-time" };
+            commands.push(format!("get {jail} banip{times}"));
         }
         let answers = client.batch(&commands).await?;
         let offset_s = client::local_offset_s().await?;
@@ -172,7 +174,7 @@ impl Applier {
             let [ignoreip, bans] = pair else { continue };
             never.extend(client::parse_ignoreip(ignoreip));
             if *jail == self.config.jail {
-                mesh_jail = Some(client::parse_keys(bans));
+                mesh_jail = Some(bans.split_whitespace().filter_map(|b| b.parse().ok()).collect());
                 continue;
             }
             let held = client::parse_keys(bans);
