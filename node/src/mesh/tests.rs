@@ -1,5 +1,5 @@
-//! Unit tests of the gossip batch format and of the trust rules a received
-//! batch is judged by.
+//! Unit tests of the gossip batch format, of the trust rules a received
+//! batch is judged by, and of the never-ban list.
 
 use banmesh_crdt::{Hlc, Kind, Metadata, Origin, Params, Statement};
 use banmesh_keys::{Certificate, Revocation, Roles, SecretKey, sign_record};
@@ -155,4 +155,33 @@ fn revocations_travel_in_batches_and_void_their_origin() {
     let foreign = Revocation::issue(&Cluster::new().key, node.public(), NOW, "x").unwrap();
     let bad = Batch { certs: vec![], revocations: vec![foreign], records: vec![] };
     assert!(matches!(trust.judge(bad, NOW, &params), Verdict::Reject("bad revocation")));
+}
+
+#[test]
+fn never_ban_holds_configured_own_and_admitted_peers_addresses() {
+    use super::{PeerState, never_ban_list};
+    let peer = |addr: &str, ready: bool, blocked: bool| PeerState {
+        peer: libp2p::PeerId::random(),
+        name: None,
+        ready,
+        offset_ms: None,
+        connected_ms: 0,
+        addrs: vec![addr.parse().unwrap()],
+        connected: true,
+        blocked,
+    };
+    let configured = vec!["10.0.0.0/8".parse().unwrap(), "192.0.2.1".parse().unwrap()];
+    let listen = vec![
+        "/ip4/0.0.0.0/tcp/4646".parse().unwrap(),
+        "/ip4/192.0.2.1/tcp/4646".parse().unwrap(),
+        "/ip6/2001:db8::5/tcp/4646".parse().unwrap(),
+    ];
+    let peers = [
+        peer("/ip4/198.51.100.7/tcp/4646", true, false),
+        peer("/ip4/198.51.100.8/tcp/4646", false, false),
+        peer("/ip4/198.51.100.9/tcp/4646", true, true),
+    ];
+    let list: Vec<String> =
+        never_ban_list(&configured, &listen, &peers).iter().map(ToString::to_string).collect();
+    assert_eq!(list, ["10.0.0.0/8", "192.0.2.1", "2001:db8::5", "198.51.100.7"]);
 }
