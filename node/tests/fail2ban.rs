@@ -288,7 +288,7 @@ fn fail2ban_jail_filters_choose_what_is_published_and_applied() {
     std::fs::write(
         &applying,
         format!(
-            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\napply_jails = [\"nginx\"]\n",
+            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1h\"\napply_jails = [\"nginx\"]\n",
             server.dir.display()
         ),
     )
@@ -314,7 +314,8 @@ fn fail2ban_jail_filters_choose_what_is_published_and_applied() {
     assert!(ok && text.contains("publish_jails"), "{text}");
     assert!(cluster.node(1).records_on("10.60.0.2").is_empty(), "an unlisted jail was published");
 
-    // node1 applies only nginx's bans and bans that name no jail.
+    // node1 applies only nginx's bans and bans that name no jail. Its
+    // interval is an hour: rounds follow the changes in its index.
     cluster.node(1).call(&["ban", "10.60.0.3", "--for", "1h", "--jail", "nginx"]);
     cluster.node(1).call(&["ban", "10.60.0.4", "--for", "1h"]);
     let applied = wait_until(SOON, || {

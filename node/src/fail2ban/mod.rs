@@ -13,9 +13,11 @@
 //! - bans Fail2Ban made while the node was down are published
 //!   ([`reconcile`]), through the node task, which alone signs records.
 //!
-//! Task: [`Applier::run`], ended by its token. A failing `fail2ban-client`
-//! is retried with doubling waits and reported in `banmesh status`; gossip
-//! never waits for it.
+//! Task: [`Applier::run`], ended by its token. Rounds run every `interval`
+//! and, at most once a second, soon after a commit changes the index
+//! ([`Store::changes`]). A failing `fail2ban-client` is retried with
+//! doubling waits and reported in `banmesh status`; gossip never waits for
+//! it.
 
 pub mod client;
 mod filter;
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use banmesh_crdt::{Key, KeySummary, Origin};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use client::Client;
@@ -42,6 +45,8 @@ use crate::store::{Index, Store};
 
 /// The jail shipped for mesh bans (`jail.d/banmesh.conf`): never published.
 pub const MESH_JAIL: &str = "banmesh";
+/// The shortest time between two rounds started by changes in the index.
+const MIN_GAP: Duration = Duration::from_secs(1);
 /// The longest wait between attempts while Fail2Ban keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The most pieces one banned network may be split into.
@@ -111,13 +116,28 @@ impl Applier {
         let mut filter = JailFilter::new(self.config.apply_jails.clone());
         let mut reconciler =
             reconcile::Reconciler::new(self.store.clone(), self.call_tx.clone(), self.origin);
+        let mut changes = self.store.changes();
         let mut wait = Duration::ZERO;
+        let mut healthy = true;
         loop {
+            let last = Instant::now();
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(wait) => {}
+                // A commit changed the index: a round soon, not before
+                // MIN_GAP after the last (a stream of gossip costs one
+                // round per MIN_GAP, not one per message). Not while
+                // Fail2Ban is failing: then only the backoff decides.
+                Ok(()) = changes.changed(), if healthy => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep_until(last + MIN_GAP) => {}
+                    }
+                    changes.mark_unchanged();
+                }
             }
             let result = self.round(&client, &mut filter, &mut reconciler).await;
+            healthy = result.is_ok();
             let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             s.published = reconciler.published;
             match result {

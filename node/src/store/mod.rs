@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use banmesh_crdt::{Params, Record};
 use banmesh_keys::{Certificate, Revocation};
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use db::{Applied, Db};
@@ -139,6 +139,8 @@ pub struct Store {
     writer_tx: mpsc::Sender<Command>,
     index: Arc<RwLock<Index>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Counts the commits that changed the index.
+    changes: watch::Receiver<u64>,
 }
 
 impl Store {
@@ -160,11 +162,13 @@ impl Store {
         .map_err(|_| StoreError::Closed)??;
         let index = Arc::new(RwLock::new(index));
         let (writer_tx, writer_rx) = mpsc::channel(WRITER_QUEUE);
+        let (changes_tx, changes) = watch::channel(0);
         let writer = tokio::task::spawn_blocking({
             let index = index.clone();
-            move || run_writer(db, writer_rx, &index)
+            move || run_writer(db, writer_rx, &index, &changes_tx)
         });
-        let store = Store { path, writer_tx, index, readers: Arc::new(Mutex::new(Vec::new())) };
+        let readers = Arc::new(Mutex::new(Vec::new()));
+        let store = Store { path, writer_tx, index, readers, changes };
         Ok((store, writer))
     }
 
@@ -228,6 +232,15 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// A receiver that is marked changed after every commit that changed
+    /// what some key decides (for tasks that follow the index, such as the
+    /// Fail2Ban applier).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        let mut changes = self.changes.clone();
+        changes.mark_unchanged();
+        changes
+    }
+
     /// Runs `f` with the index (shared, read-only). Keep `f` short: the
     /// writer waits for it to update the index.
     pub fn with_index<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
@@ -257,7 +270,12 @@ impl Store {
 }
 
 /// The writer task's loop: one command at a time until every handle is gone.
-fn run_writer(mut db: Db, mut writer_rx: mpsc::Receiver<Command>, index: &RwLock<Index>) {
+fn run_writer(
+    mut db: Db,
+    mut writer_rx: mpsc::Receiver<Command>,
+    index: &RwLock<Index>,
+    changes_tx: &watch::Sender<u64>,
+) {
     let update = |summaries: &[(banmesh_crdt::Key, banmesh_crdt::KeySummary)]| {
         if summaries.is_empty() {
             return;
@@ -266,6 +284,8 @@ fn run_writer(mut db: Db, mut writer_rx: mpsc::Receiver<Command>, index: &RwLock
         for (key, summary) in summaries {
             index.set(*key, *summary);
         }
+        drop(index);
+        changes_tx.send_modify(|n| *n = n.wrapping_add(1));
     };
     while let Some(command) = writer_rx.blocking_recv() {
         match command {

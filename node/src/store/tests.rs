@@ -93,6 +93,20 @@ async fn store_apply_reports_new_records_and_is_idempotent() {
 }
 
 #[tokio::test]
+async fn store_changes_mark_commits_that_change_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let mut changes = store.changes();
+    assert!(!changes.has_changed().unwrap(), "nothing committed yet");
+    let ban = sign_record(&SecretKey::generate().unwrap(), statement(Kind::Ban, "10.0.0.1", T0, 1));
+    store.apply(vec![ban.clone()], T0).await.unwrap();
+    assert!(changes.has_changed().unwrap(), "a new ban changed the index");
+    changes.mark_unchanged();
+    store.apply(vec![ban], T0).await.unwrap();
+    assert!(!changes.has_changed().unwrap(), "the same ban again changed nothing");
+}
+
+#[tokio::test]
 async fn store_keeps_the_greatest_record_per_slot_whatever_the_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
