@@ -13,9 +13,10 @@
 //! - bans Fail2Ban made while the node was down are published
 //!   ([`reconcile`]), through the node task, which alone signs records.
 //!
-//! Task: [`Applier::run`], ended by its token. Rounds run every `interval`
-//! and, at most once a second, soon after a commit changes the index
-//! ([`Store::changes`]). A failing `fail2ban-client` is retried with
+//! Task: [`Applier::run`], ended by its token. Rounds run every `interval`,
+//! when the next ban or allow ends if that is sooner, and soon after a
+//! commit changes the index ([`Store::changes`]); at most one a second
+//! but for the interval's own. A failing `fail2ban-client` is retried with
 //! doubling waits and reported in `banmesh status`; gossip never waits for
 //! it.
 
@@ -146,7 +147,13 @@ impl Applier {
                     s.too_wide = round.too_wide;
                     s.problems = round.problems;
                     s.last_error = None;
-                    wait = self.config.interval;
+                    // The next ban or allow to end changes the jail
+                    // without any commit: a round then, if before the interval.
+                    let interval = self.config.interval;
+                    wait = round.next_ms.map_or(interval, |at| {
+                        let left = Duration::from_millis(at.saturating_sub(now_ms()) + 1);
+                        left.clamp(MIN_GAP.min(interval), interval)
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot bring Fail2Ban in line with the mesh; retrying");
@@ -271,6 +278,7 @@ impl Applier {
         } else {
             Wanted::default()
         };
+        let next_ms = self.store.with_index(|index| next_change(index, now));
         for skipped in &want.too_wide {
             tracing::debug!(error = %skipped, "banned network not applied");
         }
@@ -288,6 +296,7 @@ impl Applier {
             applied: want.keys.len(),
             too_wide: want.too_wide.iter().map(|e| e.net.to_string()).collect(),
             problems: Vec::new(),
+            next_ms,
         })
     }
 }
@@ -298,6 +307,17 @@ struct Round {
     too_wide: Vec<String>,
     /// Failures confined to one jail: reported, but no reason to back off.
     problems: Vec<String>,
+    /// When the next ban or allow ends (Unix ms), if one is running.
+    next_ms: Option<u64>,
+}
+
+/// When the next live ban or allow in `index` ends, after `now_ms`.
+fn next_change(index: &Index, now_ms: u64) -> Option<u64> {
+    index
+        .live(now_ms)
+        .flat_map(|(_, s)| [s.ban_until_ms, s.allow_until_ms])
+        .filter(|&t| t > now_ms)
+        .min()
 }
 
 /// What the mesh jail should hold.

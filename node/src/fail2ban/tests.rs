@@ -66,6 +66,17 @@ fn a_split_beyond_the_cap_leaves_the_ban_out_and_says_so() {
 }
 
 #[test]
+fn the_next_change_is_the_first_ban_or_allow_to_end() {
+    let mut index = Index::default();
+    assert_eq!(next_change(&index, 100), None);
+    index.set(key("192.0.2.1"), ban(500));
+    index.set(key("192.0.2.2"), KeySummary { ban_until_ms: 900, strikes: 1, allow_until_ms: 300 });
+    index.set(key("192.0.2.3"), ban(50));
+    assert_eq!(next_change(&index, 100), Some(300));
+    assert_eq!(next_change(&index, 300), Some(500));
+}
+
+#[test]
 fn the_jail_filter_decides_per_key() {
     let mut index = Index::default();
     index.set(key("192.0.2.1"), ban(500));
