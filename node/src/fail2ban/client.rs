@@ -1,6 +1,6 @@
 //! `fail2ban-client`, run as a child process with a time limit, and its
-//! answers parsed: jails, bans (with their times), `ignoreip`, batched
-//! `set JAIL banip|unbanip`. Entries Fail2Ban holds that are not addresses
+//! answers parsed: jails, bans (with their times), `ignoreip` (read in one
+//! `fail2ban-client -i` per round), batched `set JAIL banip|unbanip`. Entries Fail2Ban holds that are not addresses
 //! (a hand-edited jail) are left out, never an error.
 
 use std::collections::BTreeSet;
@@ -16,6 +16,9 @@ use crate::config::Fail2BanConfig;
 
 /// How long one `fail2ban-client` call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer a `set` call may take per address it carries: Fail2Ban
+/// runs the jail's action once per address before it answers.
+const PER_ADDRESS: Duration = Duration::from_millis(20);
 
 /// One ban a jail holds, as `get JAIL banip --with-time` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +53,12 @@ impl Client {
         command
     }
 
-    async fn run(&self, args: &[String]) -> Result<String, String> {
+    async fn run(&self, args: &[String], limit: Duration) -> Result<String, String> {
         let mut command = self.command();
         command.args(args);
-        let output = tokio::time::timeout(CALL_TIMEOUT, command.output())
+        let output = tokio::time::timeout(limit, command.output())
             .await
-            .map_err(|_| format!("{} did not answer within {CALL_TIMEOUT:?}", self.program))?
+            .map_err(|_| format!("{} did not answer within {limit:?}", self.program))?
             .map_err(|e| format!("cannot run {}: {e}; is fail2ban installed?", self.program))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
@@ -126,23 +129,9 @@ impl Client {
         Ok(answers)
     }
 
-    /// The addresses and networks `jail` holds (`get JAIL banip`).
-    pub async fn banned(&self, jail: &str) -> Result<BTreeSet<Key>, String> {
-        let out = self.run(&["get".into(), jail.into(), "banip".into()]).await?;
-        Ok(out.split_whitespace().filter_map(|ip| ip.parse::<Key>().ok()).collect())
-    }
-
-    /// The bans `jail` holds with their times (`get JAIL banip --with-time`),
-    /// read with the local time zone's offset `offset_s` (Fail2Ban prints
-    /// local times).
-    pub async fn tickets(&self, jail: &str, offset_s: i64) -> Result<Vec<Ticket>, String> {
-        let args = ["get".into(), jail.into(), "banip".into(), "--with-time".into()];
-        Ok(parse_tickets(&self.run(&args).await?, offset_s))
-    }
-
     /// Every jail's name (`status`).
     pub async fn jails(&self) -> Result<Vec<String>, String> {
-        let out = self.run(&["status".into()]).await?;
+        let out = self.run(&["status".into()], CALL_TIMEOUT).await?;
         Ok(out
             .lines()
             .find_map(|line| line.split_once("Jail list:").map(|(_, list)| list))
@@ -150,12 +139,6 @@ impl Client {
                 list.split(',').map(|j| j.trim().to_owned()).filter(|j| !j.is_empty()).collect()
             })
             .unwrap_or_default())
-    }
-
-    /// The addresses and networks `jail` ignores (`get JAIL ignoreip`);
-    /// entries that are not addresses (host names) are left out.
-    pub async fn ignoreip(&self, jail: &str) -> Result<Vec<Key>, String> {
-        Ok(parse_ignoreip(&self.run(&["get".into(), jail.into(), "ignoreip".into()]).await?))
     }
 
     /// `set JAIL banip|unbanip` for `keys`, in batches of `batch`.
@@ -169,7 +152,8 @@ impl Client {
         for chunk in keys.chunks(batch.max(1)) {
             let mut args = vec!["set".to_owned(), jail.to_owned(), verb.to_owned()];
             args.extend(chunk.iter().map(ToString::to_string));
-            self.run(&args).await?;
+            let per = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            self.run(&args, CALL_TIMEOUT + PER_ADDRESS * per).await?;
         }
         Ok(())
     }
