@@ -15,9 +15,10 @@ use common::{SOON, TestCluster, holds_for, wait_until};
 /// Three hosts a, b, c: nodes in a star around a, each with its Fail2Ban;
 /// b's `sshd` also ignores `ignore_on_b`.
 struct Hosts {
-    /// Declared first: the nodes stop before their Fail2Bans.
-    cluster: TestCluster,
+    /// Declared first, so dropped first: the servers are stopped while
+    /// their config dirs (inside the cluster's directory) still exist.
     f2b: Vec<Fail2BanServer>,
+    cluster: TestCluster,
 }
 
 fn three_hosts(ignore_on_b: &str) -> Hosts {
@@ -42,7 +43,7 @@ fn three_hosts(ignore_on_b: &str) -> Hosts {
         assert_eq!(cluster.node(index).socket, socket, "the action points at the node");
     }
     cluster.wait_for_peers(2);
-    Hosts { cluster, f2b }
+    Hosts { f2b, cluster }
 }
 
 /// Waits until `condition` holds, or fails saying `what`, with `detail`.

@@ -3,10 +3,11 @@
 //! file, database and log inside its own directory, `banaction = dummy`
 //! (no firewall needed) and `sshd` reading a log file the test writes.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::{arg, bin};
+use super::{arg, bin, signal};
 
 /// Fails the test, saying what to install, when Fail2Ban is missing.
 pub fn require_fail2ban() {
@@ -48,10 +49,13 @@ pub fn fail2ban_config(dir: &Path) {
     .expect("jail.local");
 }
 
-/// A real `fail2ban-server` on a private config dir, stopped when dropped.
+/// A real `fail2ban-server` on a private config dir, stopped when dropped
+/// (killed, if its config dir is already gone).
 pub struct Fail2BanServer {
     /// Its config dir, which also holds its socket, database and logs.
     pub dir: PathBuf,
+    /// The server's process id, from its pid file, while it runs.
+    pid: Cell<Option<u32>>,
 }
 
 impl Fail2BanServer {
@@ -67,7 +71,7 @@ impl Fail2BanServer {
         std::fs::write(dir.join("jail.local"), local).expect("jail.local");
         std::fs::write(dir.join("action.d/dummy.local"), format!("[Init]\ntarget = {d}/dummy\n"))
             .expect("dummy");
-        let server = Fail2BanServer { dir: dir.to_owned() };
+        let server = Fail2BanServer { dir: dir.to_owned(), pid: Cell::new(None) };
         server.launch();
         server
     }
@@ -100,7 +104,7 @@ impl Fail2BanServer {
             format!("[Init]\nsocket = {}\n", node_socket.display()),
         )
         .expect("banmesh.local");
-        let server = Fail2BanServer { dir: dir.to_owned() };
+        let server = Fail2BanServer { dir: dir.to_owned(), pid: Cell::new(None) };
         server.launch();
         server
     }
@@ -120,12 +124,15 @@ impl Fail2BanServer {
             "fail2ban-server did not start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let pid = std::fs::read_to_string(self.dir.join("f2b.pid")).unwrap_or_default();
+        self.pid.set(pid.trim().parse().ok());
     }
 
     /// Stops the server (its database keeps the bans it restores).
     pub fn stop(&self) {
         let out = self.client(&["stop"]);
         assert!(out.status.success(), "stop: {}", String::from_utf8_lossy(&out.stderr));
+        self.pid.set(None);
     }
 
     /// Runs `fail2ban-client -c DIR ARGS`.
@@ -174,6 +181,12 @@ impl Fail2BanServer {
 
 impl Drop for Fail2BanServer {
     fn drop(&mut self) {
-        let _ = Command::new("fail2ban-client").args(["-c", arg(&self.dir), "stop"]).output();
+        let stopped = Command::new("fail2ban-client")
+            .args(["-c", arg(&self.dir), "stop"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !stopped && let Some(pid) = self.pid.get() {
+            signal(pid, "TERM");
+        }
     }
 }
