@@ -171,6 +171,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         };
         tasks.spawn(task.run(shutdown.child_token()));
     }
+    // Only the control server and the applier hold the node task's inbox.
+    drop(call_tx);
     let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
     tasks.spawn(node.run(call_rx, shutdown.child_token()));
 
