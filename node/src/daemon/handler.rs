@@ -18,7 +18,7 @@ use super::identity::Identity;
 use super::issue::{self, Lifetime, Order};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::control::protocol::{Command, Response};
+use crate::control::protocol::{Command, IssuedView, MAX_ISSUE_BATCH, OrderSpec, Response};
 use crate::control::server::Call;
 use crate::fail2ban::ApplierStatus;
 use crate::mesh::{MeshHandle, Trust};
@@ -144,6 +144,7 @@ impl Node {
                 self.fail2ban_ban(ip, jail, bantime_s, failures, bancount, restored).await
             }
             Command::Fail2BanUnban { ip, jail } => self.fail2ban_unban(ip, jail).await,
+            Command::Issue { orders } => self.issue_batch(orders).await,
         };
         result.unwrap_or_else(Response::error)
     }
@@ -229,6 +230,73 @@ impl Node {
         Ok(Response::Written { record: self.view(&record, Some(&(now, None))), notes })
     }
 
+    /// Issues a batch: every order signed in turn, the valid ones committed
+    /// in one transaction and gossiped together; each order reports its own
+    /// error.
+    async fn issue_batch(&mut self, specs: Vec<OrderSpec>) -> Result<Response, String> {
+        if specs.len() > MAX_ISSUE_BATCH {
+            return Err(format!(
+                "{} orders in one batch; send at most {MAX_ISSUE_BATCH} at a time",
+                specs.len()
+            ));
+        }
+        if let Some(skew) = self.skew_warning().await {
+            return Err(skew);
+        }
+        let now = now_ms();
+        let keys: Vec<Option<Key>> =
+            specs.iter().map(|s| Key::parse(&s.key).ok().map(|p| p.key)).collect();
+        let wanted: Vec<Key> = keys.iter().flatten().copied().collect();
+        let greatest = self
+            .store
+            .read(move |c, p| {
+                wanted
+                    .into_iter()
+                    .map(|k| query::greatest_on_key(c, p, k).map(|g| (k, g)))
+                    .collect::<Result<std::collections::HashMap<_, _>, _>>()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut items = Vec::with_capacity(specs.len());
+        let mut issued = Vec::new();
+        for spec in specs {
+            let key = spec.key.clone();
+            let result = order_of(spec).and_then(|order| {
+                let lifetime = order.lifetime;
+                issue::issue(
+                    &order,
+                    &self.identity.secret,
+                    &mut self.clock,
+                    now,
+                    |k| greatest.get(&k).copied().flatten(),
+                    &self.config.cluster.params,
+                    &self.config.bans,
+                )
+                .map(|(record, _)| (record, lifetime))
+                .map_err(|e| e.to_string())
+            });
+            items.push(match result {
+                Ok((record, lifetime)) => {
+                    let id = record.id().to_string();
+                    issued.push((record, lifetime));
+                    IssuedView { key, id: Some(id), error: None }
+                }
+                Err(error) => IssuedView { key, id: None, error: Some(error) },
+            });
+        }
+        let records: Vec<Record> = issued.iter().map(|(r, _)| r.clone()).collect();
+        let applied = self.store.apply(records, now).await.map_err(|e| e.to_string())?;
+        for (record, lifetime) in &issued {
+            self.keep_orders(record, *lifetime).await?;
+        }
+        tracing::info!(
+            target: "banmesh::events::records_issued",
+            count = issued.len(), new = applied.new.len(), "records issued"
+        );
+        self.mesh.publish(applied.new).await;
+        Ok(Response::Issued(items))
+    }
+
     /// Records a standing order for a permanent Ban or Allow; an Unban or
     /// Disallow issued here ends this node's order on that key.
     async fn keep_orders(&self, record: &Record, lifetime: Lifetime) -> Result<(), String> {
@@ -310,6 +378,21 @@ fn ip_of(addr: &libp2p::Multiaddr) -> Option<IpAddr> {
         libp2p::multiaddr::Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
         libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
         _ => None,
+    })
+}
+
+/// The order a batch item asks for.
+fn order_of(spec: OrderSpec) -> Result<Order, String> {
+    let kind = Kind::ALL.into_iter().find(|k| k.as_str() == spec.kind).ok_or_else(|| {
+        format!("unknown kind {:?}: write ban, unban, allow or disallow", spec.kind)
+    })?;
+    let meta = Metadata { jail: spec.jail, reason: spec.reason, source: spec.source };
+    Ok(Order {
+        kind,
+        key: spec.key,
+        lifetime: lifetime(spec.duration_ms, spec.permanent),
+        strikes: spec.strikes.max(1),
+        meta,
     })
 }
 
