@@ -151,6 +151,7 @@ fn mesh_unenrolled_node_is_refused() {
         peers: vec![first],
         config: None,
         clock_offset: None,
+        args: Vec::new(),
     };
     check_refused(cluster, outsider, "enrolled");
 }
@@ -166,6 +167,7 @@ fn mesh_node_from_another_cluster_is_refused() {
         peers: vec![cluster.node(0).addr()],
         config: None,
         clock_offset: None,
+        args: Vec::new(),
     };
     check_refused(cluster, outsider, "cluster");
     drop(other);
@@ -216,6 +218,7 @@ fn mesh_node_lifecycle() {
         peers: Vec::new(),
         config: None,
         clock_offset: None,
+        args: Vec::new(),
     };
     let mut second = TestNode::spawn(cluster.dir.path(), second);
     let mut status = None;
@@ -261,6 +264,7 @@ fn mesh_first_run_without_cluster_makes_a_development_cluster() {
             peers: Vec::new(),
             config: None,
             clock_offset: None,
+            args: Vec::new(),
         },
     );
     let status = node.status();

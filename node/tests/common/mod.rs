@@ -114,6 +114,8 @@ pub struct NodeSpec {
     pub config: Option<PathBuf>,
     /// Run under `faketime -f OFFSET` (e.g. `+10m`): a node with a wrong clock.
     pub clock_offset: Option<String>,
+    /// More arguments for `banmesh node` (e.g. `--gateway 127.0.0.1:PORT`).
+    pub args: Vec<String>,
 }
 
 impl TestCluster {
@@ -185,6 +187,7 @@ impl TestCluster {
             peers: peers.to_vec(),
             config: None,
             clock_offset: None,
+            args: Vec::new(),
         }
     }
 
@@ -311,6 +314,7 @@ impl TestNode {
         if let Some(config) = &self.spec.config {
             command.args(["--config", arg(config)]);
         }
+        command.args(&self.spec.args);
         command
             .env("RUST_LOG", "info,libp2p=warn")
             .stdin(Stdio::null())
