@@ -23,10 +23,10 @@ use crate::control::{
 pub struct Connect {
     /// The node's control socket.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    pub(super) socket: PathBuf,
     /// Print the answer as JSON (`records --json` prints an array of records).
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// How long a ban or allow lasts: `--for 2h` or `--for permanent`.

@@ -1,0 +1,261 @@
+//! `banmesh import-seed` end to end: a database made with exactly the old
+//! server's schema (SEED-API.md), imported into node 1 of a real two-node
+//! cluster; the records checked on both nodes, the per-row report, and the
+//! refusal of files that are not such a database.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{SOON, TestCluster, TestNode, arg, bin, wait_until};
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// The old server's table and indexes, as SEED-API.md gives them.
+const SEED_SCHEMA: &str = "
+    CREATE TABLE ip_addresses (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ip_address TEXT NOT NULL UNIQUE,
+        description TEXT,
+        status TEXT,
+        reported_by TEXT,
+        blocked_until TIMESTAMP,
+        allowed_since TIMESTAMP,
+        block_count INTEGER DEFAULT 1,
+        jail TEXT
+    );
+    CREATE INDEX idx_ip_address ON ip_addresses (ip_address);
+    CREATE INDEX idx_status ON ip_addresses (status);
+    CREATE INDEX idx_status_ip ON ip_addresses (status, ip_address);
+    CREATE INDEX idx_jail ON ip_addresses (jail);
+";
+
+/// The time zone the import runs in: a POSIX rule (no tzdata needed), five
+/// hours behind UTC, so a test that ignored local time would be 5 h off.
+const TZ: &str = "EST5";
+const TZ_OFFSET_MS: i64 = -5 * 3_600_000;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
+    i64::try_from(since.as_millis()).expect("ms fit")
+}
+
+/// `at` (Unix ms) as Python's `str(datetime)` writes it in [`TZ`]:
+/// `2026-11-25 12:56:08.123456`, or without the fraction.
+fn local(conn: &Connection, at: i64, fraction: bool) -> String {
+    let format = if fraction { "%Y-%m-%d %H:%M:%f" } else { "%Y-%m-%d %H:%M:%S" };
+    let secs = (at + TZ_OFFSET_MS) as f64 / 1000.0;
+    let text: String = conn
+        .query_row("SELECT strftime(?1, ?2, 'unixepoch')", rusqlite::params![format, secs], |r| {
+            r.get(0)
+        })
+        .expect("strftime");
+    if fraction { format!("{text}456") } else { text }
+}
+
+/// One row: (ip, status, blocked_until, allowed_since, block_count, jail).
+type Row<'a> = (&'a str, &'a str, Option<String>, Option<String>, i64, &'a str);
+
+/// A database with the old server's schema holding `rows`.
+fn seed_db(path: &Path, rows: impl FnOnce(&Connection) -> Vec<Row<'static>>) {
+    let conn = Connection::open(path).expect("create seed db");
+    conn.execute_batch(SEED_SCHEMA).expect("schema");
+    for (ip, status, until, since, count, jail) in rows(&conn) {
+        conn.execute(
+            "INSERT INTO ip_addresses (ip_address, description, status, reported_by, \
+             blocked_until, allowed_since, block_count, jail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![
+                ip,
+                format!("{jail} failures"),
+                status,
+                "web1@10.0.0.5",
+                until,
+                since,
+                count,
+                jail
+            ],
+        )
+        .expect("insert");
+    }
+}
+
+/// The rows of the main test, around `now`.
+fn rows(conn: &Connection, now: i64) -> Vec<Row<'static>> {
+    let at = |offset: i64, fraction| Some(local(conn, now + offset, fraction));
+    vec![
+        ("198.51.100.1", "blocked", at(HOUR, true), None, 3, "sshd"),
+        ("198.51.100.2", "blocked", at(2 * HOUR, false), None, 1, "nginx"),
+        ("198.51.100.3", "allowed", at(-MIN, true), at(-MIN, true), 2, "sshd"),
+        ("198.51.100.4", "known", at(-HOUR, true), None, 4, "sshd"),
+        ("198.51.100.5", "blocked", at(-10 * MIN, true), None, 2, "sshd"),
+        ("not-an-ip", "blocked", at(HOUR, true), None, 1, "sshd"),
+        ("2001:db8::1", "blocked", at(HOUR, true), None, 2, "sshd"),
+        ("2001:DB8:0::1", "known", at(-HOUR, false), None, 5, "sshd"),
+        ("198.51.100.9", "blocked", Some("yesterday".to_owned()), None, 1, "sshd"),
+        ("198.51.100.10", "known", at(-72 * HOUR, true), None, 6, "sshd"),
+    ]
+}
+
+/// `banmesh import-seed ARGS` in [`TZ`].
+fn import(args: &[&str]) -> Output {
+    Command::new(bin()).env("TZ", TZ).arg("import-seed").args(args).output().expect("run banmesh")
+}
+
+fn import_json(node: &TestNode, db: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![arg(db), "--socket", arg(&node.socket), "--json"];
+    args.extend(extra);
+    let output = import(&args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "import-seed failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn ms(value: &Value) -> i64 {
+    value.as_i64().unwrap_or_else(|| panic!("not a time: {value}"))
+}
+
+fn assert_near(what: &str, got: i64, want: i64) {
+    assert!((got - want).abs() < 30_000, "{what}: {got} is not within 30 s of {want}");
+}
+
+/// The record of `kind` on `key` on `node`, once it is there.
+fn record(node: &TestNode, key: &str, kind: &str) -> Value {
+    let mut found = None;
+    let arrived = wait_until(SOON, || {
+        found = node.records_on(key).into_iter().find(|r| r["kind"] == kind);
+        found.is_some()
+    });
+    assert!(arrived, "{}: no {kind} on {key}: {:?}", node.name, node.records_on(key));
+    found.expect("found")
+}
+
+#[test]
+fn import_seed_turns_every_status_into_records_on_both_nodes() {
+    let cluster = TestCluster::star(2);
+    cluster.wait_for_peers(1);
+    let (db, config) = (cluster.path("ip_management.db"), cluster.path("serverconfig.ini"));
+    let now = now_ms();
+    seed_db(&db, |conn| rows(conn, now));
+    let ini = "[DEFAULT]\nbantime = 3m\nallowed_duration = 5m\nknown_duration = 48h\n\
+               [api_tokens]\nweb1 = token-one\n";
+    std::fs::write(&config, ini).expect("write seed config");
+
+    let dry = import(&[arg(&db), "--dry-run", "--seed-config", arg(&config)]);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "dry run failed: {text}{}", String::from_utf8_lossy(&dry.stderr));
+    for expected in [
+        "dry run: nothing is sent to the node",
+        "row 1 (198.51.100.1, blocked): ban 198.51.100.1 until",
+        "row 6 (not-an-ip, blocked): skipped (invalid address)",
+        "row 9 (198.51.100.9, blocked): skipped (bad timestamp): blocked_until \"yesterday\"",
+        "row 8 (2001:DB8:0::1, known): skipped (duplicate): the same address as row 7",
+        "row 10 (198.51.100.10, known): skipped (forgotten)",
+        "would import 6 of 10 row(s): 1 allowed, 4 blocked, 1 known",
+        "records cannot be backdated",
+        "skipped 4 row(s): 1 bad timestamp, 1 duplicate, 1 forgotten, 1 invalid address",
+    ] {
+        assert!(text.contains(expected), "dry run lacks {expected:?}:\n{text}");
+    }
+    assert!(cluster.node(0).records_on("198.51.100.1").is_empty(), "a dry run issued records");
+
+    let report = import_json(cluster.node(0), &db, &["--seed-config", arg(&config)]);
+    let summary = &report["summary"];
+    assert_eq!(summary["imported"], serde_json::json!({"allowed": 1, "blocked": 4, "known": 1}));
+    assert_eq!((summary["ended_now"].as_u64(), summary["failed"].as_u64()), (Some(2), Some(0)));
+    let skipped = serde_json::json!({"bad timestamp": 1, "duplicate": 1, "forgotten": 1, "invalid address": 1});
+    assert_eq!(summary["skipped"], skipped);
+    let row = |id: i64| report["rows"].as_array().expect("rows").iter().find(|r| r["row"] == id);
+    let invalid = row(6).expect("row 6 reported");
+    assert_eq!(
+        (invalid["action"].as_str(), invalid["category"].as_str()),
+        (Some("skipped"), Some("invalid address"))
+    );
+
+    for node in &cluster.nodes {
+        // A live ban keeps its end (local time read in TZ), count, jail, text.
+        let ban = record(node, "198.51.100.1", "ban");
+        assert_eq!((ban["strikes"].as_u64(), ban["jail"].as_str()), (Some(3), Some("sshd")));
+        assert_eq!(
+            (ban["reason"].as_str(), ban["source"].as_str()),
+            (Some("sshd failures"), Some("web1@10.0.0.5"))
+        );
+        assert_near("198.51.100.1 ends", ms(&ban["expires_at_ms"]), now + HOUR);
+        let ban = record(node, "198.51.100.2", "ban");
+        assert_near("198.51.100.2 ends", ms(&ban["expires_at_ms"]), now + 2 * HOUR);
+        assert_eq!(ban["jail"], "nginx");
+        // An allowed row: its ban history, and an allow for the rest of
+        // allowed_duration (5m from the seed config, allowed a minute ago).
+        let ban = record(node, "198.51.100.3", "ban");
+        assert_eq!(ban["strikes"], 2);
+        assert_eq!(ms(&ban["expires_at_ms"]) - ms(&ban["issued_at_ms"]), 1);
+        let allow = record(node, "198.51.100.3", "allow");
+        assert_near("198.51.100.3 allowed until", ms(&allow["expires_at_ms"]), now + 4 * MIN);
+        // Known and expired rows: a ban ending now that keeps the count.
+        for (key, strikes) in [("198.51.100.4", 4), ("198.51.100.5", 2)] {
+            let ban = record(node, key, "ban");
+            assert_eq!(ban["strikes"], strikes, "{key}");
+            assert_eq!(ms(&ban["expires_at_ms"]) - ms(&ban["issued_at_ms"]), 1, "{key}");
+        }
+        // The two spellings of one IPv6 address: one key, the higher count,
+        // the live ban's end.
+        let ban = record(node, "2001:db8::1", "ban");
+        assert_eq!(ban["strikes"], 5);
+        assert_near("2001:db8::1 ends", ms(&ban["expires_at_ms"]), now + HOUR);
+        assert_eq!(node.records_on("2001:db8::1").len(), 1);
+    }
+    let node = cluster.node(1);
+    for skipped in ["198.51.100.9", "198.51.100.10"] {
+        assert!(node.records_on(skipped).is_empty(), "{skipped} was imported");
+    }
+    assert!(node.records().iter().all(|r| r["key"] != "not-an-ip"));
+}
+
+#[test]
+fn import_seed_refuses_files_that_are_not_a_seed_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("missing.db", None, "cannot read"),
+        ("text.db", Some("not sqlite"), "not a readable SQLite database"),
+        ("other.db", Some("CREATE TABLE bans (ip TEXT)"), "has no ip_addresses table"),
+        (
+            "short.db",
+            Some(
+                "CREATE TABLE ip_addresses (id INTEGER PRIMARY KEY, ip_address TEXT, status TEXT)",
+            ),
+            "its ip_addresses table lacks description, reported_by",
+        ),
+    ];
+    for (name, content, expected) in cases {
+        let path = dir.path().join(name);
+        match content {
+            Some("not sqlite") => std::fs::write(&path, "[DEFAULT]\nbantime = 3m\n".repeat(40))
+                .expect("write text file"),
+            Some(sql) => Connection::open(&path).and_then(|c| c.execute_batch(sql)).expect("db"),
+            None => {}
+        }
+        let output = import(&[arg(&path), "--dry-run"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name} was accepted");
+        assert!(stderr.contains(expected), "{name}: {stderr:?} lacks {expected:?}");
+        assert!(stderr.contains(arg(&path)), "{name}: {stderr:?} does not name the file");
+    }
+    // A node that is not running: the error names the socket.
+    let db = dir.path().join("ip_management.db");
+    seed_db(&db, |conn| {
+        vec![("192.0.2.1", "blocked", Some(local(conn, now_ms() + HOUR, true)), None, 1, "sshd")]
+    });
+    let socket = dir.path().join("nowhere.sock");
+    let output = import(&[arg(&db), "--socket", arg(&socket)]);
+    assert!(!output.status.success(), "import without a node succeeded");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nowhere.sock"), "{stderr}");
+}
