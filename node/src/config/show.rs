@@ -65,6 +65,27 @@ impl Config {
         out.key("jail", Value::String(f2b.jail.clone()));
         out.key("interval", duration(f2b.interval));
         out.key("batch", Value::Integer(i64::try_from(f2b.batch).unwrap_or(i64::MAX)));
+        let gateway = &self.gateway;
+        out.section("gateway");
+        if let Some(listen) = gateway.listen {
+            out.key("listen", Value::String(listen.to_string()));
+        }
+        if let Some(seed) = &gateway.seed_config {
+            out.key("seed_config", path(seed));
+        }
+        let proxies = gateway.trusted_proxies.iter().map(|net| net.to_string());
+        out.key("trusted_proxies", strings(proxies));
+        out.key(
+            "body_limit",
+            Value::Integer(i64::try_from(gateway.body_limit).unwrap_or(i64::MAX)),
+        );
+        out.section("gateway.tokens");
+        for token in gateway.tokens.iter().filter(|t| !t.from_seed) {
+            out.key(
+                &Value::String(token.name.clone()).to_string(),
+                Value::String(format!("sha256:{}", hex::encode(token.digest))),
+            );
+        }
         out.0
     }
 }
