@@ -37,6 +37,21 @@ pub struct StatusView {
     pub clock_offset_ms: Option<i64>,
     /// Problems the operator should know about, one sentence each.
     pub warnings: Vec<String>,
+    /// The REST gateway, when it is on.
+    #[serde(default)]
+    pub gateway: Option<GatewayView>,
+}
+
+/// The REST gateway, as `banmesh status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayView {
+    /// The address it listens on.
+    pub listen: String,
+    /// Client tokens in force.
+    pub tokens: usize,
+    /// Why the last SIGHUP reload failed, until one succeeds.
+    #[serde(default)]
+    pub last_reload_error: Option<String>,
 }
 
 /// Where the node stands with one peer.

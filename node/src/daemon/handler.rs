@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::control::protocol::{Command, IssuedView, MAX_ISSUE_BATCH, OrderSpec, Response};
 use crate::control::server::Call;
 use crate::fail2ban::ApplierStatus;
+use crate::gateway::GatewayStatus;
 use crate::mesh::{MeshHandle, Trust};
 use crate::store::{Store, query};
 
@@ -33,6 +34,7 @@ pub struct Node {
     mesh: MeshHandle,
     trust: Arc<RwLock<Trust>>,
     applier: Arc<Mutex<ApplierStatus>>,
+    gateway: Option<Arc<Mutex<GatewayStatus>>>,
 }
 
 impl Node {
@@ -46,7 +48,13 @@ impl Node {
         trust: Arc<RwLock<Trust>>,
         applier: Arc<Mutex<ApplierStatus>>,
     ) -> Node {
-        Node { config, identity, store, clock, mesh, trust, applier }
+        Node { config, identity, store, clock, mesh, trust, applier, gateway: None }
+    }
+
+    /// Shows the gateway's status in `banmesh status`.
+    pub fn with_gateway(mut self, status: Arc<Mutex<GatewayStatus>>) -> Node {
+        self.gateway = Some(status);
+        self
     }
 
     /// Answers calls until the token fires or the control server is gone,

@@ -25,9 +25,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::control::server::{self, Call};
 use crate::fail2ban::{self, ApplierStatus};
+use crate::gateway::{self, GatewayDeps, GatewayStatus};
 use crate::mesh::{self, MeshSettings, Trust};
 use crate::store::{Store, StoreError, query};
 
@@ -70,6 +71,9 @@ pub enum DaemonError {
     /// The revocations directory.
     #[error(transparent)]
     Revocations(#[from] banmesh_keys::FileError),
+    /// The REST gateway.
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
 }
 
 /// Holds the data dir's lock for as long as it lives.
@@ -105,8 +109,13 @@ fn addrs(what: &'static str, texts: &[String]) -> Result<Vec<Multiaddr>, DaemonE
 }
 
 /// Runs the node until `shutdown` fires. Returns once every task has ended
-/// and the store is closed.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+/// and the store is closed. `source` is where `config` came from, read again
+/// on SIGHUP for the gateway's tokens.
+pub async fn run(
+    config: Config,
+    source: ConfigSource,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let _lock = lock_data_dir(&config.node.data_dir)?;
     let listen = addrs("listen", &config.node.listen)?;
     let peers = addrs("peer", &config.node.peers)?;
@@ -135,7 +144,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let mut tasks = JoinSet::new();
     let listener = server::bind(&config.node.socket).await?;
     let (call_tx, call_rx) = mpsc::channel::<Call>(64);
-    tasks.spawn(server::serve(listener, call_tx, shutdown.child_token()));
+    tasks.spawn(server::serve(listener, call_tx.clone(), shutdown.child_token()));
     let own_cert = identity.cert.as_ref().map(Certificate::to_bytes).unwrap_or_default();
     let mesh = mesh::start(
         MeshSettings {
@@ -165,7 +174,32 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             shutdown.child_token(),
         ));
     }
-    let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
+    let gateway_status = match config.gateway.listen {
+        Some(listen) => {
+            let status = Arc::new(Mutex::new(GatewayStatus::default()));
+            let deps = GatewayDeps {
+                store: store.clone(),
+                call_tx: call_tx.clone(),
+                params: config.cluster.params,
+                source,
+                status: status.clone(),
+            };
+            let started =
+                gateway::start(&config.gateway, listen, deps, &mut tasks, shutdown.child_token())
+                    .await;
+            if let Err(error) = started {
+                shutdown.cancel();
+                while tasks.join_next().await.is_some() {}
+                return Err(error.into());
+            }
+            Some(status)
+        }
+        None => None,
+    };
+    let mut node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
+    if let Some(status) = gateway_status {
+        node = node.with_gateway(status);
+    }
     tasks.spawn(node.run(call_rx, shutdown.child_token()));
 
     shutdown.cancelled().await;

@@ -11,7 +11,9 @@ use banmesh_keys::{PublicKey, record_valid};
 use super::{Node, ip_of};
 use crate::clock::now_ms;
 use crate::control::protocol::Response;
-use crate::control::views::{PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView};
+use crate::control::views::{
+    GatewayView, PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView,
+};
 use crate::store::query;
 
 impl Node {
@@ -101,6 +103,18 @@ impl Node {
         if let Some(error) = applier.last_error {
             warnings.push(format!("fail2ban: {error}"));
         }
+        let gateway = self.gateway.as_ref().map(|g| {
+            let g = g.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            if let Some(error) = &g.last_reload_error {
+                warnings
+                    .push(format!("gateway: the last reload failed, old tokens in force: {error}"));
+            }
+            GatewayView {
+                listen: g.listen,
+                tokens: g.tokens,
+                last_reload_error: g.last_reload_error,
+            }
+        });
         let mut offsets: Vec<i64> = peers.iter().filter_map(|p| p.clock_offset_ms).collect();
         offsets.sort_unstable();
         Ok(Response::Status(StatusView {
@@ -117,6 +131,7 @@ impl Node {
             enforce: self.config.safety.enforce,
             clock_offset_ms: offsets.get(offsets.len() / 2).copied(),
             warnings,
+            gateway,
         }))
     }
 
