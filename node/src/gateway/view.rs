@@ -27,6 +27,9 @@ use crate::store::{Store, StoreError, StoreEvent, query};
 
 /// Longest a change waits before it shows in the lists.
 pub const REBUILD_DELAY: Duration = Duration::from_millis(100);
+/// Shortest time between two rebuilds for lifecycle steps alone, so keys
+/// expiring a few ms apart cost one rebuild, not one each.
+pub const STEP_COALESCE: Duration = Duration::from_millis(250);
 /// How often records past the GC rule are dropped from memory.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -146,8 +149,9 @@ async fn run(
 ) {
     let mut pending: Option<Instant> = None;
     let mut next_prune = Instant::now() + PRUNE_EVERY;
+    let mut last_rebuild = Instant::now();
     loop {
-        let step = view.step_deadline();
+        let step = view.step_deadline().max(last_rebuild + STEP_COALESCE);
         let deadline = pending.map_or(step, |p| p.min(step)).min(next_prune);
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -168,6 +172,7 @@ async fn run(
                     }
                     ViewMsg::Flush { reply } => {
                         view.rebuild(now_ms());
+                        last_rebuild = Instant::now();
                         pending = None;
                         let _ = reply.send(());
                     }
@@ -180,6 +185,7 @@ async fn run(
                     next_prune = now + PRUNE_EVERY;
                 }
                 view.rebuild(now_ms());
+                last_rebuild = Instant::now();
                 pending = None;
             }
         }
@@ -273,6 +279,7 @@ impl View {
 
     /// Derives what changed and publishes a new snapshot.
     fn rebuild(&mut self, now: u64) {
+        let started = std::time::Instant::now();
         let mut snapshot = Snapshot { built_at_ms: now, ..Snapshot::default() };
         let mut next_step = u64::MAX;
         for (key, entry) in &mut self.keys {
@@ -289,7 +296,14 @@ impl View {
             }
         }
         self.next_step_ms = next_step;
+        let listed: [usize; 3] = std::array::from_fn(|i| snapshot.lists[i].len());
         self.snapshot_tx.send_replace(Arc::new(snapshot));
+        tracing::debug!(
+            keys = self.keys.len(),
+            ?listed,
+            took_ms = started.elapsed().as_millis(),
+            "gateway view rebuilt"
+        );
     }
 
     /// The timer for the next lifecycle step.
