@@ -24,6 +24,7 @@ use super::body::{accepts_gzip, json_response, kind_of, read_object};
 use super::error::ApiError;
 use super::lifecycle::Status;
 use super::snapshot::Page;
+use super::view::KeyState;
 use crate::clock::now_ms;
 use crate::control::protocol::{
     Command, IssuedView, MAX_ISSUE_BATCH, OrderSpec, Response as Reply,
@@ -105,24 +106,71 @@ pub async fn add_ips(
 ) -> Result<Response, ApiError> {
     let client = shared.auth.check(&headers, peer)?;
     let object = read_object(&headers, body, shared.body_limit).await?;
-    let ips = match object.get("ips") {
+    let (keys, mut invalid) = parse_ips(ips_of(&object)?);
+    let meta = OrderSpec {
+        kind: "ban".into(),
+        key: String::new(),
+        duration_ms: None,
+        permanent: false,
+        strikes: 1,
+        jail: text_field(&object, "jail", MAX_JAIL)?,
+        reason: text_field(&object, "description", MAX_REASON)?,
+        source: clean(&client.reported_by(), MAX_SOURCE),
+    };
+    let states = shared.view.lookup(keys.clone()).await.ok_or_else(shutting_down)?;
+    let orders = plan(&shared, keys.into_iter().zip(states), &meta);
+    let mut added = Vec::new();
+    for (n, chunk) in orders.chunks(MAX_ISSUE_BATCH).enumerate() {
+        let views = match issue(&shared, chunk.to_vec()).await {
+            Ok(views) => views,
+            Err(error) if n == 0 => return Err(error),
+            // Earlier batches are committed: report the rest per address.
+            Err(error) => chunk
+                .iter()
+                .map(|o| IssuedView {
+                    key: o.key.clone(),
+                    id: None,
+                    error: Some(error.to_string()),
+                })
+                .collect(),
+        };
+        for view in views {
+            match view.error {
+                None => added.push(Value::String(view.key)),
+                Some(error) => invalid.push(json!({"ip": view.key, "error": error})),
+            }
+        }
+    }
+    shared.view.flush().await;
+    let body = json!({
+        "message": format!("{} addresses added", added.len()),
+        "added_ips": added,
+        "invalid_ips": invalid,
+    });
+    let gzip = accepts_gzip(&headers);
+    Ok(json_response(StatusCode::CREATED, Bytes::from(body.to_string()), gzip, false))
+}
+
+/// The `ips` list of an `add_ips` body.
+fn ips_of(object: &Map<String, Value>) -> Result<&[Value], ApiError> {
+    match object.get("ips") {
         None | Some(Value::Null) => {
-            return Err(ApiError::BadRequest("no ips given: send {\"ips\": [addresses]}".into()));
+            Err(ApiError::BadRequest("no ips given: send {\"ips\": [addresses]}".into()))
         }
         Some(Value::Array(ips)) if ips.is_empty() => {
-            return Err(ApiError::BadRequest("ips is empty: send at least one address".into()));
+            Err(ApiError::BadRequest("ips is empty: send at least one address".into()))
         }
-        Some(Value::Array(ips)) => ips,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "ips must be a list of addresses, not {}",
-                kind_of(other)
-            )));
-        }
-    };
-    let jail = text_field(&object, "jail", MAX_JAIL)?;
-    let reason = text_field(&object, "description", MAX_REASON)?;
-    let source = clean(&client.reported_by(), MAX_SOURCE);
+        Some(Value::Array(ips)) => Ok(ips),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "ips must be a list of addresses, not {}",
+            kind_of(other)
+        ))),
+    }
+}
+
+/// The distinct keys named in `ips`, in order, and an `{"ip", "error"}`
+/// for each entry that is not an address or network.
+fn parse_ips(ips: &[Value]) -> (Vec<Key>, Vec<Value>) {
     let mut invalid = Vec::new();
     let mut keys = Vec::new();
     let mut seen = HashSet::new();
@@ -138,48 +186,37 @@ pub async fn add_ips(
             ),
         }
     }
-    let states = shared.view.lookup(keys.clone()).await.ok_or_else(shutting_down)?;
+    (keys, invalid)
+}
+
+/// The ban orders for keys where they stand: blocked keys and keys a live
+/// Allow decides are left alone; allowed-by-window and known keys are
+/// banned again one strike up; unknown keys get a first ban. `meta` gives
+/// the jail, reason and source.
+fn plan(
+    shared: &Shared,
+    states: impl Iterator<Item = (Key, Option<KeyState>)>,
+    meta: &OrderSpec,
+) -> Vec<OrderSpec> {
     let now = now_ms();
     let mut orders = Vec::new();
-    for (key, state) in keys.into_iter().zip(states) {
+    for (key, state) in states {
         let strikes = match state {
             Some(s) if s.explicit_allow || s.status == Status::Blocked => continue,
             Some(s) => s.block_count.saturating_add(1).max(1),
-            None if covered_by_allow(&shared, key, now) => continue,
             None => 1,
         };
+        if covered_by_allow(shared, key, now) {
+            continue;
+        }
         orders.push(OrderSpec {
-            kind: "ban".into(),
             key: key.to_string(),
             duration_ms: Some(millis(shared.policy.bantime_for(strikes))),
-            permanent: false,
             strikes,
-            jail: jail.clone(),
-            reason: reason.clone(),
-            source: source.clone(),
+            ..meta.clone()
         });
     }
-    let mut added = Vec::new();
-    for chunk in orders.chunks(MAX_ISSUE_BATCH) {
-        for view in issue(&shared, chunk.to_vec()).await? {
-            match view.error {
-                None => added.push(Value::String(view.key)),
-                Some(error) => invalid.push(json!({"ip": view.key, "error": error})),
-            }
-        }
-    }
-    shared.view.flush().await;
-    let body = json!({
-        "message": format!("{} addresses added", added.len()),
-        "added_ips": added,
-        "invalid_ips": invalid,
-    });
-    Ok(json_response(
-        StatusCode::CREATED,
-        Bytes::from(body.to_string()),
-        accepts_gzip(&headers),
-        false,
-    ))
+    orders
 }
 
 /// Whether a live Allow on a network covering this address already wins

@@ -1,6 +1,7 @@
 //! Tokens reload on SIGHUP: a new token works, a removed one gets 401, a
 //! broken seed file keeps the tokens in force (and status says so), and
-//! the node's peers stay connected throughout.
+//! the node's peers stay connected throughout; a broken seed file at start
+//! stops the node with an error naming the file and line.
 
 use std::fs;
 use std::time::Duration;
@@ -56,4 +57,22 @@ fn gw_add_with(gw: &Gw, token: &str) -> u16 {
     let auth = format!("Bearer {token}");
     request(gw.port, "POST", "/add_ips", &[("Authorization", &auth)], br#"{"ips": ["192.0.2.8"]}"#)
         .status
+}
+
+#[test]
+fn gateway_broken_seed_file_stops_the_node_at_start_naming_the_line() {
+    let cluster = TestCluster::new();
+    let seed = cluster.path("serverconfig.ini");
+    fs::write(&seed, "[DEFAULT]\nbantime = 3m\nbantime.factor = lots\n[api_tokens]\nweb1 = tok1\n")
+        .unwrap();
+    let data = cluster.path("data");
+    let output = std::process::Command::new(crate::common::bin())
+        .args(["node", "--data-dir", crate::common::arg(&data), "--gateway"])
+        .args(["--seed-config", crate::common::arg(&seed)])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{}:3", seed.display())), "{stderr}");
+    assert!(stderr.contains("bantime.factor"), "{stderr}");
 }
