@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{SOON, TestCluster, TestNode, arg, bin, wait_until};
+use common::{SOON, TestCluster, TestNode, arg, bin, free_port, gateway_spec, http, wait_until};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -140,14 +140,23 @@ fn record(node: &TestNode, key: &str, kind: &str) -> Value {
 
 #[test]
 fn import_seed_turns_every_status_into_records_on_both_nodes() {
-    let cluster = TestCluster::star(2);
-    cluster.wait_for_peers(1);
+    // Node 1's gateway has the old server's settings; node 2's lets an
+    // ended ban through its allowed window in a second, to see it as known.
+    let mut cluster = TestCluster::new();
     let (db, config) = (cluster.path("ip_management.db"), cluster.path("serverconfig.ini"));
-    let now = now_ms();
-    seed_db(&db, |conn| rows(conn, now));
+    let short = cluster.path("short.ini");
     let ini = "[DEFAULT]\nbantime = 3m\nallowed_duration = 5m\nknown_duration = 48h\n\
                [api_tokens]\nweb1 = token-one\n";
     std::fs::write(&config, ini).expect("write seed config");
+    std::fs::write(&short, ini.replace("5m", "1s")).expect("write short seed config");
+    let ports = [free_port(), free_port()];
+    let spec = gateway_spec(&cluster, "node1", &[], ports[0], &config);
+    cluster.start(spec);
+    let spec = gateway_spec(&cluster, "node2", &[cluster.node(0).addr()], ports[1], &short);
+    cluster.start(spec);
+    cluster.wait_for_peers(1);
+    let now = now_ms();
+    seed_db(&db, |conn| rows(conn, now));
 
     let dry = import(&[arg(&db), "--dry-run", "--seed-config", arg(&config)]);
     let text = String::from_utf8_lossy(&dry.stdout);
@@ -217,6 +226,51 @@ fn import_seed_turns_every_status_into_records_on_both_nodes() {
         assert!(node.records_on(skipped).is_empty(), "{skipped} was imported");
     }
     assert!(node.records().iter().all(|r| r["key"] != "not-an-ip"));
+
+    // The gateways list them as the old server did, block_count included.
+    let live = [("198.51.100.1", 3), ("198.51.100.2", 1), ("2001:db8::1", 5)];
+    // Ended bans are recorded as ending now: allowed for allowed_duration
+    // first (5m on node 1), then known (node 2, after 1s).
+    let allowed = [("198.51.100.3", 2), ("198.51.100.4", 4), ("198.51.100.5", 2)];
+    let known = [("198.51.100.4", 4), ("198.51.100.5", 2)];
+    let cases = [
+        (ports[0], "/get_ips", &live[..]),
+        (ports[0], "/get_allowed_ips", &allowed[..]),
+        (ports[1], "/get_ips", &live[..]),
+        (ports[1], "/get_known_ips", &known[..]),
+    ];
+    for (port, path, want) in cases {
+        let mut got = Vec::new();
+        let listed = wait_until(SOON, || {
+            got = listed(port, path);
+            want.iter().all(|w| got.contains(&(w.0.to_owned(), w.1)))
+        });
+        assert!(listed, "port {port} {path}: {got:?} lacks some of {want:?}");
+    }
+    let items = http(ports[0], "GET", "/get_ips", Some("token-one"), None).json();
+    let first = items["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["ip_address"] == "198.51.100.1");
+    let first = first.expect("198.51.100.1 listed");
+    assert_eq!(
+        (first["jail"].as_str(), first["description"].as_str()),
+        (Some("sshd"), Some("sshd failures"))
+    );
+    assert_eq!(first["reported_by"], "web1@10.0.0.5");
+}
+
+/// `(ip_address, block_count)` of every item `GET path` lists.
+fn listed(port: u16, path: &str) -> Vec<(String, u64)> {
+    let reply = http(port, "GET", path, Some("token-one"), None);
+    assert_eq!(reply.status, 200, "GET {path}: {}", String::from_utf8_lossy(&reply.body));
+    let answer = reply.json();
+    let items = answer["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|i| Some((i["ip_address"].as_str()?.to_owned(), i["block_count"].as_u64()?)))
+        .collect()
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use banmesh_crdt::duration::{format_duration, parse_duration};
+use banmesh_crdt::duration::format_duration;
 use banmesh_keys::time::format_rfc3339;
 use clap::Args;
 use serde_json::json;
@@ -23,6 +23,7 @@ use serde_json::json;
 use self::plan::{Action, ENDED_BAN_MS, RowPlan, Windows};
 use super::control::Connect;
 use crate::clock;
+use crate::config::seed::Seed;
 use crate::control::protocol::{MAX_ISSUE_BATCH, MAX_REQUEST_FRAME};
 use crate::control::{self, Command, OrderSpec, Response};
 
@@ -76,33 +77,19 @@ pub fn run(args: ImportSeedArgs) -> anyhow::Result<()> {
 }
 
 /// `allowed_duration` and `known_duration` from `[DEFAULT]` of the old
-/// server's `serverconfig.ini`, or the old server's defaults.
+/// server's `serverconfig.ini` (read as the gateway reads it), or the old
+/// server's defaults.
 fn read_windows(path: Option<&Path>) -> anyhow::Result<Windows> {
-    let mut windows = Windows::default();
-    let Some(path) = path else { return Ok(windows) };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the seed config {}", path.display()))?;
-    let mut section = String::new();
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with(['#', ';']) {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name.trim().to_owned();
-            continue;
-        }
-        let Some((name, value)) = line.split_once(['=', ':']) else { continue };
-        let name = name.trim().to_ascii_lowercase();
-        let target = match name.as_str() {
-            "allowed_duration" if section == "DEFAULT" => &mut windows.allowed_ms,
-            "known_duration" if section == "DEFAULT" => &mut windows.known_ms,
-            _ => continue,
-        };
-        let duration = parse_duration(value)
-            .with_context(|| format!("{}: [DEFAULT] {name}", path.display()))?;
-        *target = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-    }
-    Ok(windows)
+    let defaults = Windows::default();
+    let Some(path) = path else { return Ok(defaults) };
+    let seed = Seed::load(path)?;
+    let ms = |d: Option<Duration>, default| {
+        d.map_or(default, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    Ok(Windows {
+        allowed_ms: ms(seed.allowed_duration, defaults.allowed_ms),
+        known_ms: ms(seed.known_duration, defaults.known_ms),
+    })
 }
 
 /// Sends the rows' orders in batches of whole rows, at most
@@ -294,13 +281,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("serverconfig.ini");
         let ini = "[DEFAULT]\nbantime = 3m\nallowed_duration = 5m\nKnown_Duration: 1d\n\
-                   [api_tokens]\nallowed_duration = 1w\n";
+                   [api_tokens]\nweb1 = secret\n";
         std::fs::write(&path, ini).expect("write");
         let windows = read_windows(Some(&path)).expect("read");
         assert_eq!(windows, Windows { allowed_ms: 5 * 60_000, known_ms: 86_400_000 });
+        std::fs::write(&path, "[DEFAULT]\nbantime = 3m\n").expect("write");
+        assert_eq!(read_windows(Some(&path)).expect("defaults"), Windows::default());
         std::fs::write(&path, "[DEFAULT]\nknown_duration = soon\n").expect("write");
         let error = format!("{:#}", read_windows(Some(&path)).expect_err("refused"));
-        assert!(error.contains("known_duration") && error.contains("2h"), "{error}");
+        assert!(
+            error.contains("known_duration") && error.contains("serverconfig.ini:2"),
+            "{error}"
+        );
         assert_eq!(read_windows(None).expect("defaults"), Windows::default());
     }
 }
