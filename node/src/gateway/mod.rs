@@ -4,7 +4,8 @@
 //! by this node, issued through the node task like any control command.
 //!
 //! Tasks (in the daemon's `JoinSet`): the HTTP server (axum, one task per
-//! connection inside it), the view task ([`view`]) and the reload task,
+//! connection inside it, connections limited and timed out by
+//! [`listener`]), the view task ([`view`]) and the reload task,
 //! which re-reads the configuration and the seed file on SIGHUP and swaps
 //! the tokens (a broken file keeps the old ones and is shown in status).
 //! Channels: handlers send [`Call`]s on the control server's `mpsc` to the
@@ -17,6 +18,7 @@ pub mod body;
 pub mod error;
 pub mod handlers;
 pub mod lifecycle;
+pub mod listener;
 pub mod snapshot;
 pub mod view;
 
@@ -40,6 +42,7 @@ use crate::control::server::Call;
 use crate::store::{Store, StoreError};
 use auth::Auth;
 use lifecycle::{Status, Windows};
+use listener::{GatewayListener, Peer};
 use view::ViewHandle;
 
 /// How long requests in flight may run on after shutdown.
@@ -135,7 +138,7 @@ pub async fn start(
         );
     }
     tasks.spawn(reload_on_hangup(shared.clone(), deps.source, deps.status, shutdown.child_token()));
-    tasks.spawn(serve(listener, router(shared), shutdown.child_token()));
+    tasks.spawn(serve(GatewayListener::new(listener), router(shared), shutdown.child_token()));
     tracing::info!(listen = %local, "gateway started");
     Ok(local)
 }
@@ -143,10 +146,10 @@ pub async fn start(
 /// The routes.
 fn router(shared: Arc<Shared>) -> Router {
     type S = State<Arc<Shared>>;
-    type Peer = ConnectInfo<SocketAddr>;
+    type P = ConnectInfo<Peer>;
     type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
     let list = |status: Status| {
-        get(move |State(s): S, ConnectInfo(peer): Peer, headers: HeaderMap, q: Q| {
+        get(move |State(s): S, ConnectInfo(Peer(peer)): P, headers: HeaderMap, q: Q| {
             handlers::list(s, status, headers, peer, q)
         })
     };
@@ -156,13 +159,13 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/get_known_ips", list(Status::Known))
         .route(
             "/add_ips",
-            post(|State(s): S, ConnectInfo(peer): Peer, headers: HeaderMap, body: Body| {
+            post(|State(s): S, ConnectInfo(Peer(peer)): P, headers: HeaderMap, body: Body| {
                 handlers::add_ips(s, headers, peer, body)
             }),
         )
         .route(
             "/allow_ip",
-            post(|State(s): S, ConnectInfo(peer): Peer, headers: HeaderMap, body: Body| {
+            post(|State(s): S, ConnectInfo(Peer(peer)): P, headers: HeaderMap, body: Body| {
                 handlers::allow_ip(s, headers, peer, body)
             }),
         )
@@ -172,8 +175,8 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// The HTTP server task.
-async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+async fn serve(listener: GatewayListener, router: Router, shutdown: CancellationToken) {
+    let service = router.into_make_service_with_connect_info::<Peer>();
     let stop = shutdown.clone();
     let server = axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned());
     let grace = async {
