@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 
 /// Responses smaller than this are sent uncompressed.
-const GZIP_MIN: usize = 1024;
+pub const GZIP_MIN: usize = 1024;
 
 /// Compresses `data` with gzip (fast level: lists are large and repetitive).
 pub fn gzip(data: &[u8]) -> Bytes {

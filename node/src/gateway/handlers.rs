@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
 use super::Shared;
-use super::body::{accepts_gzip, json_response, kind_of, read_object};
+use super::body::{GZIP_MIN, accepts_gzip, json_response, kind_of, read_object};
 use super::error::ApiError;
 use super::lifecycle::Status;
 use super::snapshot::Page;
@@ -52,12 +52,29 @@ pub async fn list(
     let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
     let (search, page) = list_params(&params)?;
     let snapshot = shared.view.snapshot();
-    let list = snapshot.list(status);
     let gzip = accepts_gzip(&headers);
-    if search.is_empty() && page == Page::All {
-        return Ok(json_response(StatusCode::OK, list.full(gzip), gzip, gzip));
+    if search.is_empty() && page != Page::All {
+        // A page is a slice of ready items: cheap enough to answer here.
+        let body = snapshot.list(status).answer("", &page);
+        return Ok(json_response(StatusCode::OK, body, gzip, false));
     }
-    Ok(json_response(StatusCode::OK, list.answer(&search, &page), gzip, false))
+    // A whole list or a search touches every item (and may be gzipped):
+    // off the async threads, so pages keep flowing meanwhile.
+    let (body, compressed) = tokio::task::spawn_blocking(move || {
+        let list = snapshot.list(status);
+        if search.is_empty() {
+            return (list.full(gzip), gzip);
+        }
+        let body = list.answer(&search, &page);
+        if gzip && body.len() >= GZIP_MIN {
+            (super::body::gzip(&body), true)
+        } else {
+            (body, false)
+        }
+    })
+    .await
+    .map_err(|_| shutting_down())?;
+    Ok(json_response(StatusCode::OK, body, compressed, compressed))
 }
 
 /// The first value of `name`, with empty values read as absent.

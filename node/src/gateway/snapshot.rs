@@ -27,7 +27,7 @@ pub struct Item {
     /// The jail, `unknown` for none (for `jail_counts`).
     pub jail: Arc<str>,
     /// The item's JSON object.
-    pub json: Bytes,
+    pub json: Arc<[u8]>,
 }
 
 /// The id every gateway gives a key: the first 52 bits of SHA-256 of its
@@ -85,11 +85,7 @@ impl Item {
         };
         // Serialising plain strings and numbers cannot fail.
         let json = serde_json::to_vec(&json).unwrap_or_default();
-        Item {
-            jail: Arc::from(jail.unwrap_or(NO_JAIL)),
-            ip: Arc::from(ip),
-            json: Bytes::from(json),
-        }
+        Item { jail: Arc::from(jail.unwrap_or(NO_JAIL)), ip: Arc::from(ip), json: Arc::from(json) }
     }
 }
 
@@ -106,8 +102,18 @@ pub struct List {
 impl List {
     /// Adds the next item (in key order).
     pub fn push(&mut self, item: Item) {
-        *self.jail_counts.entry(item.jail.clone()).or_default() += 1;
+        match self.jail_counts.get_mut(&*item.jail) {
+            Some(count) => *count += 1,
+            None => {
+                self.jail_counts.insert(item.jail.clone(), 1);
+            }
+        }
         self.items.push(item);
+    }
+
+    /// Room for `additional` more items.
+    pub fn reserve(&mut self, additional: usize) {
+        self.items.reserve(additional);
     }
 
     /// How many items.
@@ -240,7 +246,7 @@ mod tests {
         Item {
             ip: Arc::from(ip),
             jail: Arc::from(jail),
-            json: Bytes::from(format!("{{\"ip\":\"{ip}\"}}")),
+            json: Arc::from(format!("{{\"ip\":\"{ip}\"}}").as_bytes()),
         }
     }
 

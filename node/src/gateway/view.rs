@@ -25,11 +25,13 @@ use super::snapshot::{Item, Snapshot};
 use crate::clock::now_ms;
 use crate::store::{Store, StoreError, StoreEvent, query};
 
-/// Longest a change waits before it shows in the lists.
-pub const REBUILD_DELAY: Duration = Duration::from_millis(100);
+/// Longest a change from elsewhere (gossip, sync, the CLI) waits before it
+/// shows in the lists; a gateway write shows at once (`Flush`). A rebuild
+/// walks every key, so a steady trickle of records costs one per period.
+pub const REBUILD_DELAY: Duration = Duration::from_millis(500);
 /// Shortest time between two rebuilds for lifecycle steps alone, so keys
 /// expiring a few ms apart cost one rebuild, not one each.
-pub const STEP_COALESCE: Duration = Duration::from_millis(250);
+pub const STEP_COALESCE: Duration = Duration::from_secs(1);
 /// How often records past the GC rule are dropped from memory.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -112,6 +114,8 @@ struct View {
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
     /// The earliest `valid_until`, for the timer.
     next_step_ms: u64,
+    /// Records changed since the last rebuild.
+    changed: bool,
 }
 
 /// Loads the view and starts serving it: returns the handle and the task's
@@ -132,6 +136,7 @@ pub async fn start(
         revoked: HashSet::new(),
         snapshot_tx,
         next_step_ms: u64::MAX,
+        changed: false,
     };
     view.reload().await?;
     view.rebuild(now_ms());
@@ -171,9 +176,12 @@ async fn run(
                         let _ = reply.send(view.lookup(&keys, now_ms()));
                     }
                     ViewMsg::Flush { reply } => {
-                        view.rebuild(now_ms());
-                        last_rebuild = Instant::now();
-                        pending = None;
+                        // Flushes queued behind one another share its rebuild.
+                        if view.changed {
+                            view.rebuild(now_ms());
+                            last_rebuild = Instant::now();
+                            pending = None;
+                        }
                         let _ = reply.send(());
                     }
                 }
@@ -241,6 +249,7 @@ impl View {
                     entry.records.retain(|r| r.origin() != origin);
                     entry.dirty |= entry.records.len() != before;
                 }
+                self.changed = true;
             }
         }
     }
@@ -261,6 +270,7 @@ impl View {
             None => entry.records.push(record),
         }
         entry.dirty = true;
+        self.changed = true;
     }
 
     fn lookup(&self, keys: &[Key], now: u64) -> Vec<Option<KeyState>> {
@@ -281,6 +291,12 @@ impl View {
     fn rebuild(&mut self, now: u64) {
         let started = std::time::Instant::now();
         let mut snapshot = Snapshot { built_at_ms: now, ..Snapshot::default() };
+        {
+            let previous = self.snapshot_tx.borrow();
+            for (list, before) in snapshot.lists.iter_mut().zip(&previous.lists) {
+                list.reserve(before.len() + before.len() / 8);
+            }
+        }
         let mut next_step = u64::MAX;
         for (key, entry) in &mut self.keys {
             if entry.dirty || entry.valid_until <= now {
@@ -296,6 +312,7 @@ impl View {
             }
         }
         self.next_step_ms = next_step;
+        self.changed = false;
         let listed: [usize; 3] = std::array::from_fn(|i| snapshot.lists[i].len());
         self.snapshot_tx.send_replace(Arc::new(snapshot));
         tracing::debug!(
