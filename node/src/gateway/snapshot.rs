@@ -19,15 +19,45 @@ use super::lifecycle::{Lifecycle, Status};
 /// The jail name counted for records without one.
 const NO_JAIL: &str = "unknown";
 
-/// One listed key, ready to send.
+/// One listed key, ready to send; one allocation, so a rebuild copies a
+/// pointer and touches one reference count per item.
 #[derive(Debug, Clone)]
-pub struct Item {
+pub struct Item(Arc<ItemData>);
+
+/// What an [`Item`] holds.
+#[derive(Debug)]
+pub struct ItemData {
     /// The key as the API shows it (`192.0.2.7`, `10.0.0.0/24`).
-    pub ip: Arc<str>,
+    pub ip: Box<str>,
     /// The jail, `unknown` for none (for `jail_counts`).
-    pub jail: Arc<str>,
+    pub jail: Box<str>,
     /// The item's JSON object.
-    pub json: Arc<[u8]>,
+    pub json: Box<[u8]>,
+}
+
+impl std::ops::Deref for Item {
+    type Target = ItemData;
+
+    fn deref(&self) -> &ItemData {
+        &self.0
+    }
+}
+
+impl Item {
+    /// An item from its parts.
+    pub fn from_parts(ip: &str, jail: &str, json: Vec<u8>) -> Item {
+        Item(Arc::new(ItemData { ip: ip.into(), jail: jail.into(), json: json.into() }))
+    }
+}
+
+/// Counts one more item of `jail`.
+fn count(counts: &mut BTreeMap<Arc<str>, u64>, jail: &str) {
+    match counts.get_mut(jail) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(Arc::from(jail), 1);
+        }
+    }
 }
 
 /// The id every gateway gives a key: the first 52 bits of SHA-256 of its
@@ -85,7 +115,7 @@ impl Item {
         };
         // Serialising plain strings and numbers cannot fail.
         let json = serde_json::to_vec(&json).unwrap_or_default();
-        Item { jail: Arc::from(jail.unwrap_or(NO_JAIL)), ip: Arc::from(ip), json: Arc::from(json) }
+        Item::from_parts(&ip, jail.unwrap_or(NO_JAIL), json)
     }
 }
 
@@ -102,12 +132,7 @@ pub struct List {
 impl List {
     /// Adds the next item (in key order).
     pub fn push(&mut self, item: Item) {
-        match self.jail_counts.get_mut(&*item.jail) {
-            Some(count) => *count += 1,
-            None => {
-                self.jail_counts.insert(item.jail.clone(), 1);
-            }
-        }
+        count(&mut self.jail_counts, &item.jail);
         self.items.push(item);
     }
 
@@ -152,7 +177,7 @@ impl List {
         let matching: Vec<&Item> = self.items.iter().filter(|i| i.ip.contains(search)).collect();
         let mut counts: BTreeMap<Arc<str>, u64> = BTreeMap::new();
         for item in &matching {
-            *counts.entry(item.jail.clone()).or_default() += 1;
+            count(&mut counts, &item.jail);
         }
         match page {
             Page::All => render(&matching, &counts, page, search),
@@ -243,11 +268,7 @@ mod tests {
     use super::*;
 
     fn item(ip: &str, jail: &str) -> Item {
-        Item {
-            ip: Arc::from(ip),
-            jail: Arc::from(jail),
-            json: Arc::from(format!("{{\"ip\":\"{ip}\"}}").as_bytes()),
-        }
+        Item::from_parts(ip, jail, format!("{{\"ip\":\"{ip}\"}}").into_bytes())
     }
 
     fn list() -> List {
