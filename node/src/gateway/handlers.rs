@@ -159,6 +159,13 @@ pub async fn add_ips(
         }
     }
     shared.view.flush().await;
+    tracing::info!(
+        target: "banmesh::events::gateway_add_ips",
+        client = %meta.source,
+        added = added.len(),
+        invalid = invalid.len(),
+        "add_ips"
+    );
     let body = json!({
         "message": format!("{} addresses added", added.len()),
         "added_ips": added,
@@ -299,6 +306,7 @@ pub async fn allow_ip(
         return Err(ApiError::Unavailable(error));
     }
     shared.view.flush().await;
+    tracing::info!(target: "banmesh::events::gateway_allow_ip", client = %source, %key, "allow_ip");
     let body =
         json!({"message": format!("{key} is allowed"), "ip": key.to_string(), "status": "allowed"});
     Ok(json_response(StatusCode::OK, Bytes::from(body.to_string()), false, false))

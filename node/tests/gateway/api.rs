@@ -70,11 +70,17 @@ fn gateway_endpoints_answer_in_the_old_servers_shapes() {
         assert_eq!(gw.get(&format!("{path}?page=1"))["pagination"]["total_pages"], 0);
     }
 
+    // X-Forwarded-For counts only from a trusted proxy (none configured).
+    let auth = format!("Bearer {TOKEN}");
+    let forwarded = [("Authorization", auth.as_str()), ("X-Forwarded-For", "203.0.113.99")];
+    let reply = request(gw.port, "POST", "/add_ips", &forwarded, br#"{"ips": ["192.0.2.60"]}"#);
+    assert_eq!(reply.status, 201);
+    assert_eq!(gw.item("/get_ips", "192.0.2.60").unwrap()["reported_by"], "web1@127.0.0.1");
+
     // A JSON body without a JSON content type, gzip-compressed.
     let body = gzip(
         json!({"ips": ["203.0.113.5"], "description": "five failures"}).to_string().as_bytes(),
     );
-    let auth = format!("Bearer {TOKEN}");
     let reply = request(
         gw.port,
         "POST",
@@ -94,7 +100,7 @@ fn gateway_endpoints_answer_in_the_old_servers_shapes() {
     );
     assert_eq!(reply.header("content-encoding"), Some("gzip"));
     let plain: Value = serde_json::from_slice(&gunzip(&reply.body)).unwrap();
-    assert_eq!(plain["total"], 4);
+    assert_eq!(plain["total"], 5);
 
     // allow_ip: missing ip 400, unknown 404, not blocked 400, blocked 200.
     assert_eq!(gw.post("/allow_ip", &json!({})).status, 400);
@@ -122,7 +128,7 @@ fn refused(reply: &crate::http::Reply, status: u16, what: &str) {
 #[test]
 fn gateway_hostile_input_gets_4xx_with_json_errors_never_5xx() {
     let mut cluster = TestCluster::new();
-    let toml = "[gateway]\nbody_limit = 4194304\n";
+    let toml = "[gateway]\nbody_limit = 4194304\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
     let gw = Gw::start(&mut cluster, "node1", &[], &seed("1h", 24, "2m", "48h"), Some(toml));
     let ok = [("Authorization", "Bearer tok1")];
 
@@ -211,6 +217,12 @@ fn gateway_hostile_input_gets_4xx_with_json_errors_never_5xx() {
     refused(&request(gw.port, "GET", "/nowhere", &ok, b""), 404, "an unknown path");
     refused(&request(gw.port, "DELETE", "/get_ips", &ok, b""), 405, "a wrong method");
 
+    // From a trusted proxy, the first X-Forwarded-For entry is the client.
+    let forwarded = [ok[0], ("X-Forwarded-For", "203.0.113.99, 127.0.0.1")];
+    let reply = request(gw.port, "POST", "/add_ips", &forwarded, br#"{"ips": ["192.0.2.61"]}"#);
+    assert_eq!(reply.status, 201);
+    assert_eq!(gw.item("/get_ips", "192.0.2.61").unwrap()["reported_by"], "web1@203.0.113.99");
+
     // Invalid addresses are reported, the valid ones stored.
     let mixed = gw.post(
         "/add_ips",
@@ -230,5 +242,5 @@ fn gateway_hostile_input_gets_4xx_with_json_errors_never_5xx() {
     assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
     assert_eq!(reply.json()["added_ips"].as_array().unwrap().len(), 100_000);
     assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
-    assert_eq!(gw.get("/get_ips?page=1&per_page=1")["total"], 100_001);
+    assert_eq!(gw.get("/get_ips?page=1&per_page=1")["total"], 100_002);
 }
