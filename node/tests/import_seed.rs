@@ -313,3 +313,29 @@ fn import_seed_refuses_files_that_are_not_a_seed_database() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nowhere.sock"), "{stderr}");
 }
+
+#[test]
+fn import_seed_sends_a_large_database_in_batches_under_the_frame_limit() {
+    // 7,000 rows with 400-byte descriptions: 4 MB of orders, so the batches
+    // are cut by size (1 MiB request frames) as well as by count.
+    let cluster = TestCluster::star(1);
+    let db = cluster.path("ip_management.db");
+    let conn = Connection::open(&db).expect("create seed db");
+    conn.execute_batch(SEED_SCHEMA).expect("schema");
+    let until = local(&conn, now_ms() + HOUR, true);
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 6999)
+         INSERT INTO ip_addresses (ip_address, description, status, reported_by,
+             blocked_until, block_count, jail)
+         SELECT '10.7.' || (i / 250) || '.' || (i % 250 + 1), printf('%.400c', 'x'), 'blocked',
+             'web1@10.0.0.5', ?1, 1 + i % 4, 'sshd' FROM n",
+        [until],
+    )
+    .expect("insert rows");
+    drop(conn);
+    let report = import_json(cluster.node(0), &db, &[]);
+    assert_eq!(report["summary"]["imported"], serde_json::json!({"blocked": 7000}));
+    assert_eq!(report["summary"]["failed"], 0);
+    let counts = &cluster.node(0).status()["record_counts"];
+    assert_eq!(counts["ban"], 7000, "{counts}");
+}
