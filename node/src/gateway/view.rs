@@ -156,6 +156,13 @@ async fn run(
     let mut next_prune = Instant::now() + PRUNE_EVERY;
     let mut last_rebuild = Instant::now();
     loop {
+        // Whatever changed the records (an event, or events drained before
+        // a lookup) shows within REBUILD_DELAY.
+        if view.changed {
+            pending.get_or_insert_with(|| Instant::now() + REBUILD_DELAY);
+        } else {
+            pending = None;
+        }
         let step = view.step_deadline().max(last_rebuild + STEP_COALESCE);
         let deadline = pending.map_or(step, |p| p.min(step)).min(next_prune);
         tokio::select! {
@@ -166,7 +173,6 @@ async fn run(
                     Err(RecvError::Lagged(_)) => view.reload_or_log().await,
                     Err(RecvError::Closed) => break,
                 }
-                pending.get_or_insert_with(|| Instant::now() + REBUILD_DELAY);
             }
             msg = msg_rx.recv() => {
                 let Some(msg) = msg else { break };
@@ -180,7 +186,6 @@ async fn run(
                         if view.changed {
                             view.rebuild(now_ms());
                             last_rebuild = Instant::now();
-                            pending = None;
                         }
                         let _ = reply.send(());
                     }
@@ -194,7 +199,6 @@ async fn run(
                 }
                 view.rebuild(now_ms());
                 last_rebuild = Instant::now();
-                pending = None;
             }
         }
     }
@@ -341,5 +345,75 @@ impl View {
             entry.dirty |= entry.records.len() != before;
             !entry.records.is_empty()
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use banmesh_crdt::{Hlc, Kind, Metadata, Statement};
+    use banmesh_keys::{SecretKey, sign_record};
+
+    use super::*;
+
+    fn ban(signer: &SecretKey, key: &str, now: u64) -> Record {
+        let statement = Statement {
+            key: key.parse().unwrap(),
+            kind: Kind::Ban,
+            issued_at: Hlc::from_millis(now),
+            expires_at: Some(now + 3_600_000),
+            strikes: 2,
+            meta: Metadata { jail: "sshd".into(), reason: String::new(), source: "cli".into() },
+            origin: Origin::default(),
+        };
+        sign_record(signer, statement)
+    }
+
+    fn blocked(view: &ViewHandle) -> Vec<String> {
+        let snapshot = view.snapshot();
+        let list = snapshot.list(Status::Blocked);
+        let body = list.answer("", &super::super::snapshot::Page::All);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        json["items"].as_array().unwrap().iter().map(|i| i["ip_address"].to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn the_view_follows_the_store_and_drops_revoked_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ms();
+        let (store, _writer) = Store::open(dir.path(), Params::default(), now).await.unwrap();
+        let (good, bad) = (SecretKey::generate().unwrap(), SecretKey::generate().unwrap());
+        store.apply(vec![ban(&good, "192.0.2.1", now)], now).await.unwrap();
+        let windows = Windows { allowed_ms: 60_000, known_ms: 120_000 };
+        let shutdown = CancellationToken::new();
+        let (view, task) =
+            start(store.clone(), windows, Params::default(), shutdown.clone()).await.unwrap();
+        let task = tokio::spawn(task);
+        assert_eq!(blocked(&view), ["\"192.0.2.1\""], "loaded at start");
+
+        store
+            .apply(vec![ban(&bad, "192.0.2.2", now), ban(&bad, "192.0.2.1", now)], now)
+            .await
+            .unwrap();
+        view.flush().await;
+        assert_eq!(blocked(&view), ["\"192.0.2.1\"", "\"192.0.2.2\""]);
+        let key: Key = "192.0.2.2".parse().unwrap();
+        let state = view.lookup(vec![key]).await.unwrap();
+        assert_eq!(
+            state,
+            [Some(KeyState { status: Status::Blocked, explicit_allow: false, block_count: 2 })]
+        );
+
+        let cluster = SecretKey::generate().unwrap();
+        let revocation = Revocation::issue(&cluster, bad.public(), now, "stolen").unwrap();
+        store.add_revocation(revocation).await.unwrap();
+        view.flush().await;
+        assert_eq!(blocked(&view), ["\"192.0.2.1\""], "the revoked origin's ban is gone");
+        store.apply(vec![ban(&bad, "192.0.2.3", now + 1)], now).await.unwrap();
+        view.flush().await;
+        assert_eq!(blocked(&view), ["\"192.0.2.1\""], "and its later records never count");
+        assert_eq!(view.lookup(vec![key]).await.unwrap(), [None]);
+
+        shutdown.cancel();
+        task.await.unwrap();
     }
 }
