@@ -18,8 +18,10 @@
 //!
 //! Run: `cargo bench -p banmesh-node --bench gateway`. Environment:
 //! `BANMESH_BENCH_RECORDS` (100000), `BANMESH_BENCH_SECONDS` (10),
-//! `BANMESH_BENCH_CONNECTIONS` (16), `BANMESH_BENCH_KEEP` (set: keep the
-//! directory with the node's log).
+//! `BANMESH_BENCH_CONNECTIONS` (16), `BANMESH_BENCH_LOG` (the node's
+//! `RUST_LOG`, `warn`; `banmesh_node::gateway=debug` logs each view
+//! rebuild's time), `BANMESH_BENCH_KEEP` (set: keep the directory with the
+//! node's log).
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -95,7 +97,7 @@ impl Node {
             .arg(format!("127.0.0.1:{gateway}"))
             .arg("--seed-config")
             .arg(&seed)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("BANMESH_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_file.try_clone().expect("clone log")))
             .stderr(Stdio::from(log_file))
