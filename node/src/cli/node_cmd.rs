@@ -47,18 +47,26 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for SIGTERM or SIGINT. SIGHUP never stops the node: the gateway,
+/// when on, reloads its tokens on it (its own handler); otherwise it is
+/// ignored rather than fatal, so `systemctl reload` is always safe.
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         // Without signal handlers, wait forever; the process is killed instead.
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            Some(()) = hangup.recv() => tracing::debug!("SIGHUP"),
+        }
     }
 }
 
