@@ -79,6 +79,22 @@ impl Config {
             "body_limit",
             Value::Integer(i64::try_from(gateway.body_limit).unwrap_or(i64::MAX)),
         );
+        if gateway.seed_config.is_some() {
+            let p = &gateway.policy;
+            let seeded: Vec<&str> =
+                gateway.tokens.iter().filter(|t| t.from_seed).map(|t| t.name.as_str()).collect();
+            out.comment(&format!("the seed file's tokens: {}", seeded.join(", ")));
+            out.comment(&format!(
+                "the gateway's lifecycle, [bans] with the seed file's settings: bantime {}, \
+                 increment {}, factor {}, maxtime {}, allowed_duration {}, known_duration {}",
+                format_duration(p.bantime),
+                p.increment,
+                p.factor,
+                format_duration(p.maxtime),
+                format_duration(p.allowed_duration),
+                format_duration(p.known_duration),
+            ));
+        }
         out.section("gateway.tokens");
         for token in gateway.tokens.iter().filter(|t| !t.from_seed) {
             out.key(
@@ -100,6 +116,10 @@ impl Toml {
             self.0.push('\n');
         }
         self.0.push_str(&format!("[{name}]\n"));
+    }
+
+    fn comment(&mut self, text: &str) {
+        self.0.push_str(&format!("# {text}\n"));
     }
 
     fn key(&mut self, key: &str, value: Value) {
