@@ -1,6 +1,6 @@
-//! The banmesh node: the store, and (to come) the mesh, the Fail2Ban
-//! applier, the gateway and the control socket; plus the command line of
-//! the one `banmesh` binary.
+//! The banmesh node: the store, the mesh, the Fail2Ban applier, the REST
+//! gateway and the control socket; plus the command line of the one
+//! `banmesh` binary.
 
 pub mod cli;
 pub mod clock;
@@ -8,5 +8,6 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod fail2ban;
+pub mod gateway;
 pub mod mesh;
 pub mod store;

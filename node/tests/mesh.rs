@@ -151,6 +151,7 @@ fn mesh_unenrolled_node_is_refused() {
         peers: vec![first],
         config: None,
         clock_offset: None,
+        args: Vec::new(),
     };
     check_refused(cluster, outsider, "enrolled");
 }
@@ -166,6 +167,7 @@ fn mesh_node_from_another_cluster_is_refused() {
         peers: vec![cluster.node(0).addr()],
         config: None,
         clock_offset: None,
+        args: Vec::new(),
     };
     check_refused(cluster, outsider, "cluster");
     drop(other);
@@ -216,6 +218,7 @@ fn mesh_node_lifecycle() {
         peers: Vec::new(),
         config: None,
         clock_offset: None,
+        args: Vec::new(),
     };
     let mut second = TestNode::spawn(cluster.dir.path(), second);
     let mut status = None;
@@ -261,6 +264,7 @@ fn mesh_first_run_without_cluster_makes_a_development_cluster() {
             peers: Vec::new(),
             config: None,
             clock_offset: None,
+            args: Vec::new(),
         },
     );
     let status = node.status();
@@ -409,4 +413,43 @@ fn mesh_revocation_file_in_the_data_dir_is_loaded_at_start_and_spread() {
     assert!(loaded, "node2 did not load the revocation: {}", cluster.node(1).trace("192.0.2.111"));
     let spread = wait_until(SOON, || cluster.node(0).is_not_banned("192.0.2.111"));
     assert!(spread, "the revocation did not reach node1: {}", cluster.node(0).trace("192.0.2.111"));
+}
+
+#[test]
+fn mesh_batch_of_orders_is_issued_in_one_round_and_reaches_every_node() {
+    use banmesh_node::control::{Command, OrderSpec, Response, call};
+    let cluster = TestCluster::star(2);
+    cluster.wait_for_peers(1);
+    let order = |kind: &str, key: &str, strikes: u32| OrderSpec {
+        kind: kind.to_owned(),
+        key: key.to_owned(),
+        duration_ms: None,
+        permanent: false,
+        strikes,
+        jail: "sshd".to_owned(),
+        reason: "batch".to_owned(),
+        source: "web1@10.0.0.5".to_owned(),
+    };
+    let orders = vec![
+        order("ban", "198.51.100.1", 1),
+        order("ban", "not-an-ip", 1),
+        order("ban", "198.51.100.2", 3),
+        order("frobnicate", "198.51.100.3", 1),
+        order("allow", "198.51.100.4", 1),
+    ];
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let response = runtime
+        .block_on(call(&cluster.node(0).socket, Command::Issue { orders }))
+        .expect("issue call");
+    let Response::Issued(items) = response else { panic!("not an Issued answer: {response:?}") };
+    let ok: Vec<bool> = items.iter().map(|i| i.id.is_some()).collect();
+    assert_eq!(ok, [true, false, true, false, true], "{items:?}");
+    assert!(items[1].error.as_deref().is_some_and(|e| e.contains("not-an-ip")), "{items:?}");
+    assert!(items[3].error.as_deref().is_some_and(|e| e.contains("unknown kind")), "{items:?}");
+    wait_all(&cluster, "198.51.100.2", "banned", |n| n.is_banned("198.51.100.2"));
+    wait_all(&cluster, "198.51.100.4", "allowed", |n| n.is_allowed("198.51.100.4"));
+    let on_b = cluster.node(1).records_on("198.51.100.2");
+    assert_eq!(on_b.len(), 1, "{on_b:?}");
+    assert_eq!(on_b[0]["strikes"], 3, "{on_b:?}");
+    assert_eq!(on_b[0]["source"], "web1@10.0.0.5", "{on_b:?}");
 }

@@ -14,7 +14,8 @@ use serde_json::json;
 
 use super::show::relative;
 use crate::control::{
-    self, Command, DEFAULT_SOCKET, PeerView, RecordView, Response, StatusView, TraceView,
+    self, Command, DEFAULT_SOCKET, IssuedView, PeerView, RecordView, Response, StatusView,
+    TraceView,
 };
 
 /// Where the node listens and how to print its answer; every command takes it.
@@ -22,10 +23,10 @@ use crate::control::{
 pub struct Connect {
     /// The node's control socket.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    pub(super) socket: PathBuf,
     /// Print the answer as JSON (`records --json` prints an array of records).
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// How long a ban or allow lasts: `--for 2h` or `--for permanent`.
@@ -221,6 +222,7 @@ fn to_json(response: Response) -> serde_json::Value {
         Response::Written { record, notes } => json!({"record": record, "notes": notes}),
         Response::Synced { peers } => json!({"peers": peers}),
         Response::Revoked { node, new } => json!({"node": node, "new": new}),
+        Response::Issued(items) => value(serde_json::to_value(items)),
         Response::Skipped { reason } => json!({"skipped": reason}),
         Response::Error { message } => json!({"error": message}),
     }
@@ -246,9 +248,23 @@ fn to_text(response: &Response, now: u64) -> String {
         Response::Revoked { node, new: false } => {
             format!("the node already held the revocation of {node}\n")
         }
+        Response::Issued(items) => issued_text(items),
         Response::Skipped { reason } => format!("nothing to do: {reason}\n"),
         Response::Error { message } => format!("error: {message}\n"),
     }
+}
+
+fn issued_text(items: &[IssuedView]) -> String {
+    let failed: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.error.as_ref().map(|e| format!("  {}: {e}\n", i.key)))
+        .collect();
+    format!(
+        "issued {} of {} record(s)\n{}",
+        items.len() - failed.len(),
+        items.len(),
+        failed.concat()
+    )
 }
 
 fn status_text(s: &StatusView, now: u64) -> String {
@@ -289,6 +305,9 @@ fn status_text(s: &StatusView, now: u64) -> String {
     ];
     let mut out: String =
         lines.iter().map(|(l, v)| format!("{:<14}{v}\n", format!("{l}:"))).collect();
+    if let Some(g) = &s.gateway {
+        out.push_str(&format!("gateway:      {} ({} tokens)\n", g.listen, g.tokens));
+    }
     if s.peers.is_empty() {
         out.push_str("peers:        none\n");
     } else {

@@ -4,6 +4,7 @@
 mod config_cmd;
 mod control;
 mod fail2ban;
+mod import_seed;
 mod keys;
 mod node_cmd;
 mod record;
@@ -41,6 +42,9 @@ enum Command {
     /// Print or check the node's configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Import a Fail2BanSync server's database (ip_management.db) into the
+    /// running node.
+    ImportSeed(import_seed::ImportSeedArgs),
     /// Ask the running node (over its control socket).
     #[command(flatten)]
     Control(control::ControlCommand),
@@ -55,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store(command) => store::run(command),
         Command::Config(command) => config_cmd::run(command),
         Command::Fail2Ban(command) => fail2ban::run(command),
+        Command::ImportSeed(args) => import_seed::run(args),
         Command::Control(command) => control::run(command),
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Overrides};
+use crate::config::{ConfigSource, Overrides};
 use crate::daemon;
 
 /// Arguments of `banmesh node`.
@@ -24,7 +24,8 @@ pub struct NodeArgs {
 
 /// Runs the node until a signal asks it to stop.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref(), &args.overrides)?;
+    let source = ConfigSource { path: args.config, overrides: args.overrides };
+    let config = source.load()?;
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,7 +39,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             tracing::info!("stopping");
             signals.cancel();
         });
-        let result = daemon::run(config, shutdown.clone()).await;
+        let result = daemon::run(config, source, shutdown.clone()).await;
         shutdown.cancel();
         watcher.abort();
         result
@@ -46,18 +47,26 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for SIGTERM or SIGINT. SIGHUP never stops the node: the gateway,
+/// when on, reloads its tokens on it (its own handler); otherwise it is
+/// ignored rather than fatal, so `systemctl reload` is always safe.
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         // Without signal handlers, wait forever; the process is killed instead.
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            Some(()) = hangup.recv() => tracing::debug!("SIGHUP"),
+        }
     }
 }
 

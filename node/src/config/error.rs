@@ -160,4 +160,15 @@ pub enum ConfigError {
         /// What is wrong with it.
         error: KeyError,
     },
+    /// A `[gateway]` value is wrong.
+    #[error("{origin}: {message}")]
+    Gateway {
+        /// The file.
+        origin: String,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+    /// The old server's `serverconfig.ini` could not be read.
+    #[error(transparent)]
+    Seed(#[from] super::seed::SeedError),
 }

@@ -3,7 +3,9 @@
 //! once at start into [`Config`]. [`EXAMPLE`] is the commented example file.
 
 mod error;
+mod gateway;
 mod raw;
+pub mod seed;
 mod show;
 #[cfg(test)]
 mod tests;
@@ -16,6 +18,7 @@ use banmesh_crdt::duration::{FormatDuration, parse_duration};
 use banmesh_crdt::{BanPolicy, Key, Params};
 
 pub use error::ConfigError;
+pub use gateway::{DEFAULT_GATEWAY_LISTEN, GatewayConfig, Token};
 use raw::{RawBans, RawCluster, RawConfig, RawFail2Ban, RawNode, RawSafety, RawSync};
 
 /// The commented example configuration; every value in it is the default.
@@ -46,6 +49,8 @@ pub struct Config {
     pub sync: SyncConfig,
     /// `[fail2ban]`: applying mesh bans into the local Fail2Ban.
     pub fail2ban: Fail2BanConfig,
+    /// `[gateway]`: the Fail2BanSync-compatible REST API.
+    pub gateway: GatewayConfig,
     /// Values that were adjusted or look wrong, for the node to log.
     pub warnings: Vec<String>,
 }
@@ -161,6 +166,30 @@ pub struct Overrides {
     /// The cluster's public key (cluster.public_key).
     #[arg(long, value_name = "FILE")]
     pub cluster_pub: Option<PathBuf>,
+    /// Serve the Fail2BanSync REST API on ADDR (gateway.listen; without
+    /// ADDR, 127.0.0.1:5000).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_GATEWAY_LISTEN)]
+    pub gateway: Option<String>,
+    /// The old Fail2BanSync server's serverconfig.ini: its [api_tokens] and
+    /// ban settings (gateway.seed_config).
+    #[arg(long, value_name = "FILE")]
+    pub seed_config: Option<PathBuf>,
+}
+
+/// Where the configuration came from, so the node can read it again (SIGHUP).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSource {
+    /// The file; `None` for the built-in defaults.
+    pub path: Option<PathBuf>,
+    /// The command-line values laid over it.
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// Reads and validates the configuration again.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.path.as_deref(), &self.overrides)
+    }
 }
 
 impl Config {
@@ -208,6 +237,12 @@ impl Overrides {
         if let Some(public_key) = &self.cluster_pub {
             raw.cluster.public_key = Some(public_key.clone());
         }
+        if let Some(listen) = &self.gateway {
+            raw.gateway.listen = Some(listen.clone());
+        }
+        if let Some(seed) = &self.seed_config {
+            raw.gateway.seed_config = Some(seed.clone());
+        }
     }
 }
 
@@ -226,7 +261,9 @@ impl Validator<'_> {
         let safety = self.safety(raw.safety)?;
         let sync = self.sync(raw.sync)?;
         let fail2ban = self.fail2ban(raw.fail2ban)?;
-        Ok(Config { node, cluster, bans, safety, sync, fail2ban, warnings: self.warnings })
+        let retention = Duration::from_millis(cluster.params.retention_ms);
+        let gateway = self.gateway(raw.gateway, &bans, max_ttl, retention)?;
+        Ok(Config { node, cluster, bans, safety, sync, fail2ban, gateway, warnings: self.warnings })
     }
 
     fn node(&self, raw: RawNode) -> Result<NodeConfig, ConfigError> {

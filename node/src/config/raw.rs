@@ -2,6 +2,7 @@
 //! unknown keys refused, every default in a named function. Nothing here is
 //! checked beyond its TOML type; [`super::Config`] is the validated form.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -22,6 +23,8 @@ pub(super) struct RawConfig {
     pub sync: RawSync,
     #[serde(default)]
     pub fail2ban: RawFail2Ban,
+    #[serde(default)]
+    pub gateway: RawGateway,
 }
 
 /// `[node]`: where this node keeps its files and where it listens.
@@ -269,4 +272,38 @@ fn default_fail2ban_interval() -> String {
 
 fn default_fail2ban_batch() -> u64 {
     500
+}
+
+/// `[gateway]`: the Fail2BanSync-compatible REST API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "gateway")]
+pub(super) struct RawGateway {
+    /// `None`: the gateway is off.
+    #[serde(default)]
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub seed_config: Option<PathBuf>,
+    /// Client name to token, or to `sha256:HEX`.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default = "default_body_limit")]
+    pub body_limit: u64,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        RawGateway {
+            listen: None,
+            seed_config: None,
+            tokens: BTreeMap::new(),
+            trusted_proxies: Vec::new(),
+            body_limit: default_body_limit(),
+        }
+    }
+}
+
+fn default_body_limit() -> u64 {
+    1 << 20
 }

@@ -67,6 +67,43 @@ impl Config {
         out.key("batch", Value::Integer(i64::try_from(f2b.batch).unwrap_or(i64::MAX)));
         out.key("publish_jails", strings(f2b.publish_jails.iter().cloned()));
         out.key("apply_jails", strings(f2b.apply_jails.iter().cloned()));
+        let gateway = &self.gateway;
+        out.section("gateway");
+        if let Some(listen) = gateway.listen {
+            out.key("listen", Value::String(listen.to_string()));
+        }
+        if let Some(seed) = &gateway.seed_config {
+            out.key("seed_config", path(seed));
+        }
+        let proxies = gateway.trusted_proxies.iter().map(|net| net.to_string());
+        out.key("trusted_proxies", strings(proxies));
+        out.key(
+            "body_limit",
+            Value::Integer(i64::try_from(gateway.body_limit).unwrap_or(i64::MAX)),
+        );
+        if gateway.seed_config.is_some() {
+            let p = &gateway.policy;
+            let seeded: Vec<&str> =
+                gateway.tokens.iter().filter(|t| t.from_seed).map(|t| t.name.as_str()).collect();
+            out.comment(&format!("the seed file's tokens: {}", seeded.join(", ")));
+            out.comment(&format!(
+                "the gateway's lifecycle, [bans] with the seed file's settings: bantime {}, \
+                 increment {}, factor {}, maxtime {}, allowed_duration {}, known_duration {}",
+                format_duration(p.bantime),
+                p.increment,
+                p.factor,
+                format_duration(p.maxtime),
+                format_duration(p.allowed_duration),
+                format_duration(p.known_duration),
+            ));
+        }
+        out.section("gateway.tokens");
+        for token in gateway.tokens.iter().filter(|t| !t.from_seed) {
+            out.key(
+                &Value::String(token.name.clone()).to_string(),
+                Value::String(format!("sha256:{}", hex::encode(token.digest))),
+            );
+        }
         out.0
     }
 }
@@ -81,6 +118,10 @@ impl Toml {
             self.0.push('\n');
         }
         self.0.push_str(&format!("[{name}]\n"));
+    }
+
+    fn comment(&mut self, text: &str) {
+        self.0.push_str(&format!("# {text}\n"));
     }
 
     fn key(&mut self, key: &str, value: Value) {

@@ -17,6 +17,6 @@ pub mod server;
 pub mod views;
 
 pub use client::{ClientError, DEFAULT_SOCKET, call};
-pub use protocol::{Command, PROTOCOL_VERSION, Response};
+pub use protocol::{Command, IssuedView, OrderSpec, PROTOCOL_VERSION, Response};
 pub use server::{Call, ControlError, MAX_SOCKET_PATH, bind, serve};
 pub use views::{PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView};

@@ -33,6 +33,55 @@ pub const MAX_RESPONSE_FRAME: usize = 8 << 20;
 /// Size the node aims for when it packs records into one chunk frame.
 pub const CHUNK_TARGET: usize = 1 << 20;
 
+/// Most orders one [`Command::Issue`] may carry.
+pub const MAX_ISSUE_BATCH: usize = 5_000;
+
+/// One order of a [`Command::Issue`] batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderSpec {
+    /// `ban`, `unban`, `allow` or `disallow`.
+    pub kind: String,
+    /// The address or network, as written.
+    pub key: String,
+    /// How long, in ms (Ban and Allow); `None` means the configured default
+    /// (for a ban, the bantime escalated by `strikes`).
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// Renew until lifted (Ban and Allow).
+    #[serde(default)]
+    pub permanent: bool,
+    /// Which repeat a ban is (1 for a first ban).
+    #[serde(default = "one")]
+    pub strikes: u32,
+    /// The jail to record, if any.
+    #[serde(default)]
+    pub jail: String,
+    /// Why, if known.
+    #[serde(default)]
+    pub reason: String,
+    /// Who asked (`cli`, `NAME@ADDRESS` for a gateway client, ...).
+    #[serde(default)]
+    pub source: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What became of one order of a [`Command::Issue`] batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedView {
+    /// The key as written in the order.
+    pub key: String,
+    /// The record's id (hex), when it was issued.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Why it was not, otherwise.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 /// One request: the protocol version and the command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -133,6 +182,13 @@ pub enum Command {
         /// Fail2Ban restored the ticket at start (`<restored>`).
         restored: bool,
     },
+    /// Issue many records at once: one store transaction and one gossip
+    /// round for the batch (the gateway's `add_ips`, `banmesh import-seed`).
+    /// Each order succeeds or fails alone; at most [`MAX_ISSUE_BATCH`].
+    Issue {
+        /// The orders, issued in this order.
+        orders: Vec<OrderSpec>,
+    },
     /// Fail2Ban lifted a ban (actionunban): by hand, or at its natural end.
     Fail2BanUnban {
         /// The address.
@@ -174,6 +230,8 @@ pub enum Response {
         /// False when the node already held this revocation.
         new: bool,
     },
+    /// Answers [`Command::Issue`]: one item per order, in order.
+    Issued(Vec<IssuedView>),
     /// Nothing to do, and why (a restored ticket, a natural expiry, ...).
     Skipped {
         /// Why.
@@ -202,6 +260,7 @@ impl Response {
             Response::Trace(_) => "trace",
             Response::Synced { .. } => "synced",
             Response::Revoked { .. } => "revoked",
+            Response::Issued(_) => "issued",
             Response::Skipped { .. } => "skipped",
             Response::Error { .. } => "error",
         }

@@ -41,6 +41,9 @@ pub struct StatusView {
     /// is off.
     #[serde(default)]
     pub fail2ban: Option<Fail2BanView>,
+    /// The REST gateway, when it is on.
+    #[serde(default)]
+    pub gateway: Option<GatewayView>,
 }
 
 /// What the Fail2Ban applier has done.
@@ -50,6 +53,18 @@ pub struct Fail2BanView {
     pub applied: u64,
     /// Bans Fail2Ban made that the node had missed, published since start.
     pub published: u64,
+}
+
+/// The REST gateway, as `banmesh status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayView {
+    /// The address it listens on.
+    pub listen: String,
+    /// Client tokens in force.
+    pub tokens: usize,
+    /// Why the last SIGHUP reload failed, until one succeeds.
+    #[serde(default)]
+    pub last_reload_error: Option<String>,
 }
 
 /// Where the node stands with one peer.

@@ -17,9 +17,10 @@ use super::identity::Identity;
 use super::issue::{self, Lifetime, Order};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::control::protocol::{Command, Response};
+use crate::control::protocol::{Command, IssuedView, MAX_ISSUE_BATCH, OrderSpec, Response};
 use crate::control::server::Call;
 use crate::fail2ban::ApplierStatus;
+use crate::gateway::GatewayStatus;
 use crate::mesh::{MeshHandle, Trust};
 use crate::store::{Store, query};
 
@@ -32,6 +33,7 @@ pub struct Node {
     mesh: MeshHandle,
     trust: Arc<RwLock<Trust>>,
     applier: Arc<Mutex<ApplierStatus>>,
+    gateway: Option<Arc<Mutex<GatewayStatus>>>,
 }
 
 impl Node {
@@ -45,7 +47,13 @@ impl Node {
         trust: Arc<RwLock<Trust>>,
         applier: Arc<Mutex<ApplierStatus>>,
     ) -> Node {
-        Node { config, identity, store, clock, mesh, trust, applier }
+        Node { config, identity, store, clock, mesh, trust, applier, gateway: None }
+    }
+
+    /// Shows the gateway's status in `banmesh status`.
+    pub fn with_gateway(mut self, status: Arc<Mutex<GatewayStatus>>) -> Node {
+        self.gateway = Some(status);
+        self
     }
 
     /// Answers calls until the token fires or the control server is gone,
@@ -143,6 +151,7 @@ impl Node {
                 self.fail2ban_ban(ip, jail, bantime_s, failures, bancount, restored).await
             }
             Command::Fail2BanUnban { ip, jail } => self.fail2ban_unban(ip, jail).await,
+            Command::Issue { orders } => self.issue_batch(orders).await,
         };
         result.unwrap_or_else(Response::error)
     }
@@ -228,6 +237,73 @@ impl Node {
         Ok(Response::Written { record: self.view(&record, Some(&(now, None))), notes })
     }
 
+    /// Issues a batch: every order signed in turn, the valid ones committed
+    /// in one transaction and gossiped together; each order reports its own
+    /// error.
+    async fn issue_batch(&mut self, specs: Vec<OrderSpec>) -> Result<Response, String> {
+        if specs.len() > MAX_ISSUE_BATCH {
+            return Err(format!(
+                "{} orders in one batch; send at most {MAX_ISSUE_BATCH} at a time",
+                specs.len()
+            ));
+        }
+        if let Some(skew) = self.skew_warning().await {
+            return Err(skew);
+        }
+        let now = now_ms();
+        let keys: Vec<Option<Key>> =
+            specs.iter().map(|s| Key::parse(&s.key).ok().map(|p| p.key)).collect();
+        let wanted: Vec<Key> = keys.iter().flatten().copied().collect();
+        let greatest = self
+            .store
+            .read(move |c, p| {
+                wanted
+                    .into_iter()
+                    .map(|k| query::greatest_on_key(c, p, k).map(|g| (k, g)))
+                    .collect::<Result<std::collections::HashMap<_, _>, _>>()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut items = Vec::with_capacity(specs.len());
+        let mut issued = Vec::new();
+        for spec in specs {
+            let key = spec.key.clone();
+            let result = order_of(spec).and_then(|order| {
+                let lifetime = order.lifetime;
+                issue::issue(
+                    &order,
+                    &self.identity.secret,
+                    &mut self.clock,
+                    now,
+                    |k| greatest.get(&k).copied().flatten(),
+                    &self.config.cluster.params,
+                    &self.config.bans,
+                )
+                .map(|(record, _)| (record, lifetime))
+                .map_err(|e| e.to_string())
+            });
+            items.push(match result {
+                Ok((record, lifetime)) => {
+                    let id = record.id().to_string();
+                    issued.push((record, lifetime));
+                    IssuedView { key, id: Some(id), error: None }
+                }
+                Err(error) => IssuedView { key, id: None, error: Some(error) },
+            });
+        }
+        let records: Vec<Record> = issued.iter().map(|(r, _)| r.clone()).collect();
+        let applied = self.store.apply(records, now).await.map_err(|e| e.to_string())?;
+        for (record, lifetime) in &issued {
+            self.keep_orders(record, *lifetime).await?;
+        }
+        tracing::info!(
+            target: "banmesh::events::records_issued",
+            count = issued.len(), new = applied.new.len(), "records issued"
+        );
+        self.mesh.publish(applied.new).await;
+        Ok(Response::Issued(items))
+    }
+
     /// Records a standing order for a permanent Ban or Allow; an Unban or
     /// Disallow issued here ends this node's order on that key.
     async fn keep_orders(&self, record: &Record, lifetime: Lifetime) -> Result<(), String> {
@@ -301,6 +377,21 @@ fn median_offset(mut offsets: Vec<i64>) -> Option<i64> {
     }
     let lower = offsets[n / 2 - 1];
     Some(if lower.unsigned_abs() <= upper.unsigned_abs() { lower } else { upper })
+}
+
+/// The order a batch item asks for.
+fn order_of(spec: OrderSpec) -> Result<Order, String> {
+    let kind = Kind::ALL.into_iter().find(|k| k.as_str() == spec.kind).ok_or_else(|| {
+        format!("unknown kind {:?}: write ban, unban, allow or disallow", spec.kind)
+    })?;
+    let meta = Metadata { jail: spec.jail, reason: spec.reason, source: spec.source };
+    Ok(Order {
+        kind,
+        key: spec.key,
+        lifetime: lifetime(spec.duration_ms, spec.permanent),
+        strikes: spec.strikes.max(1),
+        meta,
+    })
 }
 
 fn cli_meta() -> Metadata {

@@ -27,9 +27,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::control::server::{self, Call};
 use crate::fail2ban::{self, ApplierStatus};
+use crate::gateway::{self, GatewayDeps, GatewayStatus};
 use crate::mesh::{self, MeshSettings, Trust};
 use crate::store::{Store, StoreError, query};
 
@@ -72,6 +73,9 @@ pub enum DaemonError {
     /// The revocations directory.
     #[error(transparent)]
     Revocations(#[from] banmesh_keys::FileError),
+    /// The REST gateway.
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
 }
 
 /// Holds the data dir's lock for as long as it lives.
@@ -107,8 +111,13 @@ fn addrs(what: &'static str, texts: &[String]) -> Result<Vec<Multiaddr>, DaemonE
 }
 
 /// Runs the node until `shutdown` fires. Returns once every task has ended
-/// and the store is closed.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+/// and the store is closed. `source` is where `config` came from, read again
+/// on SIGHUP for the gateway's tokens.
+pub async fn run(
+    config: Config,
+    source: ConfigSource,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let _lock = lock_data_dir(&config.node.data_dir)?;
     let listen = addrs("listen", &config.node.listen)?;
     let peers = addrs("peer", &config.node.peers)?;
@@ -171,9 +180,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         };
         tasks.spawn(task.run(shutdown.child_token()));
     }
-    // Only the control server and the applier hold the node task's inbox.
+    let gateway_status = match config.gateway.listen {
+        Some(listen) => {
+            let status = Arc::new(Mutex::new(GatewayStatus::default()));
+            let deps = GatewayDeps {
+                store: store.clone(),
+                call_tx: call_tx.clone(),
+                params: config.cluster.params,
+                source,
+                status: status.clone(),
+            };
+            let started =
+                gateway::start(&config.gateway, listen, deps, &mut tasks, shutdown.child_token())
+                    .await;
+            if let Err(error) = started {
+                shutdown.cancel();
+                while tasks.join_next().await.is_some() {}
+                return Err(error.into());
+            }
+            Some(status)
+        }
+        None => None,
+    };
+    // Only the control server, the applier and the gateway hold the node
+    // task's inbox.
     drop(call_tx);
-    let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
+    let mut node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
+    if let Some(status) = gateway_status {
+        node = node.with_gateway(status);
+    }
     tasks.spawn(node.run(call_rx, shutdown.child_token()));
 
     shutdown.cancelled().await;

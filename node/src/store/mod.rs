@@ -7,6 +7,9 @@
 //! oneshot. Reads run on their own read-only connections from a small pool,
 //! also in `spawn_blocking`. The writer updates the shared [`Index`] after
 //! each commit, so readers of the index never see uncommitted records.
+//! After each commit that changes what some key decides, the writer also
+//! sends a [`StoreEvent`] on a broadcast channel ([`Store::subscribe`]), so
+//! in-memory views (the gateway's) follow the store without polling it.
 //! Shutdown: when the last [`Store`] handle is dropped the channel closes, the
 //! writer finishes its current command and closes the file.
 
@@ -19,10 +22,10 @@ mod schema;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use banmesh_crdt::{Params, Record};
+use banmesh_crdt::{Origin, Params, Record};
 use banmesh_keys::{Certificate, Revocation};
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use db::{Applied, Db};
@@ -34,6 +37,19 @@ pub const DB_FILE: &str = "banmesh.db";
 
 /// How many commands may wait for the writer before senders wait.
 const WRITER_QUEUE: usize = 64;
+
+/// How many [`StoreEvent`]s a slow subscriber may fall behind before it is
+/// told it lagged (and must reload).
+const EVENT_QUEUE: usize = 4096;
+
+/// What a commit changed, for subscribers that keep their own view.
+#[derive(Debug, Clone)]
+pub enum StoreEvent {
+    /// These records, new to the store, are committed.
+    Applied(Arc<[Record]>),
+    /// This origin is revoked: none of its records counts any more.
+    Revoked(Origin),
+}
 
 /// Why the store could not do what was asked. Every variant names the file.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -141,6 +157,7 @@ pub struct Store {
     readers: Arc<Mutex<Vec<Connection>>>,
     /// Counts the commits that changed the index.
     changes: watch::Receiver<u64>,
+    events_tx: broadcast::Sender<StoreEvent>,
 }
 
 impl Store {
@@ -163,12 +180,14 @@ impl Store {
         let index = Arc::new(RwLock::new(index));
         let (writer_tx, writer_rx) = mpsc::channel(WRITER_QUEUE);
         let (changes_tx, changes) = watch::channel(0);
+        let (events_tx, _) = broadcast::channel(EVENT_QUEUE);
         let writer = tokio::task::spawn_blocking({
             let index = index.clone();
-            move || run_writer(db, writer_rx, &index, &changes_tx)
+            let events_tx = events_tx.clone();
+            move || run_writer(db, writer_rx, &index, &changes_tx, &events_tx)
         });
         let readers = Arc::new(Mutex::new(Vec::new()));
-        let store = Store { path, writer_tx, index, readers, changes };
+        let store = Store { path, writer_tx, index, readers, changes, events_tx };
         Ok((store, writer))
     }
 
@@ -241,6 +260,13 @@ impl Store {
         changes
     }
 
+    /// Events for every later commit that changes a decision: subscribe
+    /// first, then read the store, and nothing is missed (a record seen in
+    /// both is merged twice, which changes nothing).
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events_tx.subscribe()
+    }
+
     /// Runs `f` with the index (shared, read-only). Keep `f` short: the
     /// writer waits for it to update the index.
     pub fn with_index<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
@@ -275,6 +301,7 @@ fn run_writer(
     mut writer_rx: mpsc::Receiver<Command>,
     index: &RwLock<Index>,
     changes_tx: &watch::Sender<u64>,
+    events_tx: &broadcast::Sender<StoreEvent>,
 ) {
     let update = |summaries: &[(banmesh_crdt::Key, banmesh_crdt::KeySummary)]| {
         if summaries.is_empty() {
@@ -293,6 +320,9 @@ fn run_writer(
                 let result = db.apply_from(records, now_ms, from.as_deref());
                 if let Ok(applied) = &result {
                     update(&applied.summaries);
+                    if !applied.new.is_empty() && events_tx.receiver_count() > 0 {
+                        let _ = events_tx.send(StoreEvent::Applied(applied.new.clone().into()));
+                    }
                 }
                 let _ = reply.send(result);
             }
@@ -309,6 +339,8 @@ fn run_writer(
                 let result = db.add_revocation(&revocation);
                 if let Ok(Some(summaries)) = &result {
                     update(summaries);
+                    let origin = Origin(revocation.node().to_bytes());
+                    let _ = events_tx.send(StoreEvent::Revoked(origin));
                 }
                 let _ = reply.send(result.map(|changed| changed.is_some()));
             }

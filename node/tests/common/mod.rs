@@ -122,6 +122,8 @@ pub struct NodeSpec {
     pub config: Option<PathBuf>,
     /// Run under `faketime -f OFFSET` (e.g. `+10m`): a node with a wrong clock.
     pub clock_offset: Option<String>,
+    /// More arguments for `banmesh node` (e.g. `--gateway 127.0.0.1:PORT`).
+    pub args: Vec<String>,
 }
 
 impl TestCluster {
@@ -193,6 +195,7 @@ impl TestCluster {
             peers: peers.to_vec(),
             config: None,
             clock_offset: None,
+            args: Vec::new(),
         }
     }
 
@@ -319,6 +322,7 @@ impl TestNode {
         if let Some(config) = &self.spec.config {
             command.args(["--config", arg(config)]);
         }
+        command.args(&self.spec.args);
         command
             .env("RUST_LOG", "info,libp2p=warn")
             .stdin(Stdio::null())
@@ -524,4 +528,119 @@ pub fn signal(pid: u32, name: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+// gateway client helpers
+
+/// One HTTP answer.
+pub struct HttpReply {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body as sent (not decompressed).
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The first header called `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "HTTP {} body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Sends one HTTP/1.0 request to 127.0.0.1:`port` (HTTP/1.0, so the answer
+/// is never chunked and ends when the server closes), with a bearer token
+/// and a JSON body when given.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> HttpReply {
+    use std::io::Write as _;
+    let body = body.map(|b| serde_json::to_vec(b).expect("encode body")).unwrap_or_default();
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str("Content-Type: application/json\r\n");
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect to the gateway on port {port}: {e}"));
+    stream.set_read_timeout(Some(SOON)).expect("read timeout");
+    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body)).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the answer");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete header");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {head}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpReply { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+/// Waits until `GET path` on the gateway answers 200 with a top-level
+/// `total` of `want`; panics with the last answer otherwise.
+pub fn wait_for_total(port: u16, token: &str, path: &str, want: u64) {
+    let mut last = Value::Null;
+    let reached = wait_until(SOON, || {
+        let reply = http(port, "GET", path, Some(token), None);
+        last = if reply.status == 200 { reply.json()["total"].clone() } else { Value::Null };
+        last.as_u64() == Some(want)
+    });
+    assert!(reached, "GET {path}: total stayed {last}, not {want}");
+}
+
+/// The spec of an enrolled node serving the gateway on 127.0.0.1:`port`
+/// with `seed_config` as its `--seed-config`.
+pub fn gateway_spec(
+    cluster: &TestCluster,
+    name: &str,
+    peers: &[String],
+    port: u16,
+    seed_config: &Path,
+) -> NodeSpec {
+    let mut spec = cluster.spec(name, peers);
+    spec.args = vec![
+        "--gateway".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--seed-config".to_owned(),
+        arg(seed_config).to_owned(),
+    ];
+    spec
+}
+
+/// `python3 ARGS` through `/usr/bin/env`, or a panic saying to install it.
+pub fn python3(args: &[&str]) -> std::process::Output {
+    let output = Command::new("/usr/bin/env").arg("python3").args(args).output();
+    match output {
+        Ok(output) if output.status.code() != Some(127) => output,
+        _ => panic!(
+            "python3 is needed to run the Fail2BanSync client tests: \
+             install it (apt-get install python3, or run scripts/test.sh as root)"
+        ),
+    }
 }

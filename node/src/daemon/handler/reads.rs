@@ -12,7 +12,7 @@ use super::Node;
 use crate::clock::now_ms;
 use crate::control::protocol::Response;
 use crate::control::views::{
-    Fail2BanView, PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView,
+    Fail2BanView, GatewayView, PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView,
 };
 use crate::store::query;
 
@@ -99,6 +99,18 @@ impl Node {
         warnings.extend(self.skew_warning().await);
         let applier = self.applier.lock().unwrap_or_else(PoisonError::into_inner).clone();
         warnings.extend(applier.warnings());
+        let gateway = self.gateway.as_ref().map(|g| {
+            let g = g.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            if let Some(error) = &g.last_reload_error {
+                warnings
+                    .push(format!("gateway: the last reload failed, old tokens in force: {error}"));
+            }
+            GatewayView {
+                listen: g.listen,
+                tokens: g.tokens,
+                last_reload_error: g.last_reload_error,
+            }
+        });
         let mut offsets: Vec<i64> = peers.iter().filter_map(|p| p.clock_offset_ms).collect();
         offsets.sort_unstable();
         Ok(Response::Status(StatusView {
@@ -119,6 +131,7 @@ impl Node {
                 applied: u64::try_from(applier.applied).unwrap_or(u64::MAX),
                 published: applier.published,
             }),
+            gateway,
         }))
     }
 

@@ -1,0 +1,411 @@
+//! The Fail2BanSync endpoints (SEED-API.md): `POST /add_ips`, the three
+//! lists, `POST /allow_ip`. Reads answer from the view's snapshot; writes
+//! become records issued by the node task (`Command::Issue`) and then wait
+//! for the view to show them.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use banmesh_crdt::record::{MAX_JAIL, MAX_REASON, MAX_SOURCE};
+use banmesh_crdt::{Decision, Key};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+
+use super::Shared;
+use super::body::{GZIP_MIN, accepts_gzip, json_response, kind_of, read_object};
+use super::error::ApiError;
+use super::lifecycle::Status;
+use super::snapshot::Page;
+use super::view::KeyState;
+use crate::clock::now_ms;
+use crate::control::protocol::{
+    Command, IssuedView, MAX_ISSUE_BATCH, OrderSpec, Response as Reply,
+};
+use crate::control::server::Call;
+
+/// Items per page when `page` is given without `per_page` / `page_size`.
+pub const DEFAULT_PER_PAGE: usize = 50;
+/// Most items per page; larger requests get this many.
+pub const MAX_PER_PAGE: usize = 1_000;
+/// Longest `search_ip`.
+const MAX_SEARCH: usize = 100;
+
+type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// `GET /get_ips`, `/get_allowed_ips`, `/get_known_ips`.
+pub async fn list(
+    shared: Arc<Shared>,
+    status: Status,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    params: Params,
+) -> Result<Response, ApiError> {
+    shared.auth.check(&headers, peer)?;
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
+    let (search, page) = list_params(&params)?;
+    let snapshot = shared.view.snapshot();
+    let gzip = accepts_gzip(&headers);
+    if search.is_empty() && page != Page::All {
+        // A page is a slice of ready items: cheap enough to answer here.
+        let body = snapshot.list(status).answer("", &page);
+        return Ok(json_response(StatusCode::OK, body, gzip, false));
+    }
+    // A whole list or a search touches every item (and may be gzipped):
+    // off the async threads, so pages keep flowing meanwhile.
+    let (body, compressed) = tokio::task::spawn_blocking(move || {
+        let list = snapshot.list(status);
+        if search.is_empty() {
+            return (list.full(gzip), gzip);
+        }
+        let body = list.answer(&search, &page);
+        if gzip && body.len() >= GZIP_MIN {
+            (super::body::gzip(&body), true)
+        } else {
+            (body, false)
+        }
+    })
+    .await
+    .map_err(|_| shutting_down())?;
+    Ok(json_response(StatusCode::OK, body, compressed, compressed))
+}
+
+/// The first value of `name`, with empty values read as absent.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+}
+
+fn positive(name: &str, text: &str) -> Result<usize, ApiError> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{name} must be a whole number of at least 1, not {text:?}"
+            ))
+        })
+}
+
+/// `search_ip`, and the page asked for (`page` with `per_page` or the
+/// earlier client's `page_size`).
+fn list_params(params: &[(String, String)]) -> Result<(String, Page), ApiError> {
+    let search = param(params, "search_ip").unwrap_or("").to_lowercase();
+    if search.chars().count() > MAX_SEARCH {
+        return Err(ApiError::BadRequest(format!(
+            "search_ip is longer than {MAX_SEARCH} characters"
+        )));
+    }
+    let per_page = match param(params, "per_page").or_else(|| param(params, "page_size")) {
+        Some(text) => positive("per_page", text)?.min(MAX_PER_PAGE),
+        None => DEFAULT_PER_PAGE,
+    };
+    let page = match param(params, "page") {
+        Some(text) => Page::Number { page: positive("page", text)?, per_page },
+        None => Page::All,
+    };
+    Ok((search, page))
+}
+
+/// `POST /add_ips`.
+pub async fn add_ips(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let client = shared.auth.check(&headers, peer)?;
+    let object = read_object(&headers, body, shared.body_limit).await?;
+    let (keys, mut invalid) = parse_ips(ips_of(&object)?);
+    let meta = OrderSpec {
+        kind: "ban".into(),
+        key: String::new(),
+        duration_ms: None,
+        permanent: false,
+        strikes: 1,
+        jail: text_field(&object, "jail", MAX_JAIL)?,
+        reason: text_field(&object, "description", MAX_REASON)?,
+        source: clean(&client.reported_by(), MAX_SOURCE),
+    };
+    let states = shared.view.lookup(keys.clone()).await.ok_or_else(shutting_down)?;
+    let orders = plan(&shared, keys.into_iter().zip(states), &meta);
+    let mut added = Vec::new();
+    for (n, chunk) in orders.chunks(MAX_ISSUE_BATCH).enumerate() {
+        let views = match issue(&shared, chunk.to_vec()).await {
+            Ok(views) => views,
+            Err(error) if n == 0 => return Err(error),
+            // Earlier batches are committed: report the rest per address.
+            Err(error) => chunk
+                .iter()
+                .map(|o| IssuedView {
+                    key: o.key.clone(),
+                    id: None,
+                    error: Some(error.to_string()),
+                })
+                .collect(),
+        };
+        for view in views {
+            match view.error {
+                None => added.push(Value::String(view.key)),
+                Some(error) => invalid.push(json!({"ip": view.key, "error": error})),
+            }
+        }
+    }
+    shared.view.flush().await;
+    tracing::info!(
+        target: "banmesh::events::gateway_add_ips",
+        client = %meta.source,
+        added = added.len(),
+        invalid = invalid.len(),
+        "add_ips"
+    );
+    let body = json!({
+        "message": format!("{} addresses added", added.len()),
+        "added_ips": added,
+        "invalid_ips": invalid,
+    });
+    let gzip = accepts_gzip(&headers);
+    Ok(json_response(StatusCode::CREATED, Bytes::from(body.to_string()), gzip, false))
+}
+
+/// The `ips` list of an `add_ips` body.
+fn ips_of(object: &Map<String, Value>) -> Result<&[Value], ApiError> {
+    match object.get("ips") {
+        None | Some(Value::Null) => {
+            Err(ApiError::BadRequest("no ips given: send {\"ips\": [addresses]}".into()))
+        }
+        Some(Value::Array(ips)) if ips.is_empty() => {
+            Err(ApiError::BadRequest("ips is empty: send at least one address".into()))
+        }
+        Some(Value::Array(ips)) => Ok(ips),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "ips must be a list of addresses, not {}",
+            kind_of(other)
+        ))),
+    }
+}
+
+/// The distinct keys named in `ips`, in order, and an `{"ip", "error"}`
+/// for each entry that is not an address or network.
+fn parse_ips(ips: &[Value]) -> (Vec<Key>, Vec<Value>) {
+    let mut invalid = Vec::new();
+    let mut keys = Vec::new();
+    let mut seen = HashSet::new();
+    for ip in ips {
+        match ip {
+            Value::String(text) => match Key::parse(text) {
+                Ok(parsed) if seen.insert(parsed.key) => keys.push(parsed.key),
+                Ok(_) => {}
+                Err(e) => invalid.push(json!({"ip": text, "error": e.to_string()})),
+            },
+            other => invalid.push(
+                json!({"ip": other, "error": format!("{} is not an address", kind_of(other))}),
+            ),
+        }
+    }
+    (keys, invalid)
+}
+
+/// The ban orders for keys where they stand: blocked keys and keys a live
+/// Allow decides are left alone; allowed-by-window and known keys are
+/// banned again one strike up; unknown keys get a first ban. `meta` gives
+/// the jail, reason and source.
+fn plan(
+    shared: &Shared,
+    states: impl Iterator<Item = (Key, Option<KeyState>)>,
+    meta: &OrderSpec,
+) -> Vec<OrderSpec> {
+    let now = now_ms();
+    let mut orders = Vec::new();
+    for (key, state) in states {
+        let strikes = match state {
+            Some(s) if s.explicit_allow || s.status == Status::Blocked => continue,
+            Some(s) => s.block_count.saturating_add(1).max(1),
+            None => 1,
+        };
+        if covered_by_allow(shared, key, now) {
+            continue;
+        }
+        orders.push(OrderSpec {
+            key: key.to_string(),
+            duration_ms: Some(millis(shared.policy.bantime_for(strikes))),
+            strikes,
+            ..meta.clone()
+        });
+    }
+    orders
+}
+
+/// Whether a live Allow on a network covering this address already wins
+/// (only addresses; a network's own allow is in its lifecycle).
+fn covered_by_allow(shared: &Shared, key: Key, now: u64) -> bool {
+    if key.prefix_len() != key.net().max_prefix_len() {
+        return false;
+    }
+    let decision = shared.store.with_index(|index| index.decision(key.net().addr(), now));
+    matches!(decision, Decision::Allowed { .. })
+}
+
+/// `POST /allow_ip`.
+pub async fn allow_ip(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let client = shared.auth.check(&headers, peer)?;
+    let object = read_object(&headers, body, shared.body_limit).await?;
+    let text = match object.get("ip") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::BadRequest("no ip given: send {\"ip\": address}".into()));
+        }
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "ip must be a string, not {}",
+                kind_of(other)
+            )));
+        }
+    };
+    let key = Key::parse(&text).map_err(|e| ApiError::BadRequest(e.to_string()))?.key;
+    let state = shared.view.lookup(vec![key]).await.ok_or_else(shutting_down)?;
+    let Some(state) = state.into_iter().next().flatten() else {
+        return Err(ApiError::NotFound(format!("{key} is not in the lists")));
+    };
+    if state.status != Status::Blocked {
+        return Err(ApiError::BadRequest(format!(
+            "{key} is {}, not blocked",
+            state.status.as_str()
+        )));
+    }
+    let source = clean(&client.reported_by(), MAX_SOURCE);
+    let order = |kind: &str, duration_ms| OrderSpec {
+        kind: kind.into(),
+        key: key.to_string(),
+        duration_ms,
+        permanent: false,
+        strikes: 1,
+        jail: String::new(),
+        reason: "allow_ip".into(),
+        source: source.clone(),
+    };
+    let mut orders = vec![order("unban", None)];
+    let allowed = millis(shared.policy.allowed_duration);
+    if allowed > 0 {
+        orders.push(order("allow", Some(allowed)));
+    }
+    let results = issue(&shared, orders).await?;
+    if let Some(error) = results.into_iter().find_map(|v| v.error) {
+        return Err(ApiError::Unavailable(error));
+    }
+    shared.view.flush().await;
+    tracing::info!(target: "banmesh::events::gateway_allow_ip", client = %source, %key, "allow_ip");
+    let body =
+        json!({"message": format!("{key} is allowed"), "ip": key.to_string(), "status": "allowed"});
+    Ok(json_response(StatusCode::OK, Bytes::from(body.to_string()), false, false))
+}
+
+/// Signs, commits and gossips `orders` through the node task.
+async fn issue(shared: &Shared, orders: Vec<OrderSpec>) -> Result<Vec<IssuedView>, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let call = Call { command: Command::Issue { orders }, reply };
+    shared.call_tx.send(call).await.map_err(|_| shutting_down())?;
+    match answer.await.map_err(|_| shutting_down())? {
+        Reply::Issued(views) => Ok(views),
+        Reply::Error { message } => {
+            Err(ApiError::Unavailable(format!("the node refused: {message}")))
+        }
+        other => Err(ApiError::Unavailable(format!("unexpected answer {}", other.name()))),
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::Unavailable("the node is shutting down".into())
+}
+
+/// An optional text field, cleaned to fit a record.
+fn text_field(object: &Map<String, Value>, name: &str, max: usize) -> Result<String, ApiError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(text)) => Ok(clean(text, max)),
+        Some(other) => {
+            Err(ApiError::BadRequest(format!("{name} must be a string, not {}", kind_of(other))))
+        }
+    }
+}
+
+/// `text` with control characters as spaces, cut to `max` bytes on a
+/// character boundary.
+fn clean(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The 404 for any other path.
+pub async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().to_owned())
+}
+
+/// The 405 for a known path with another method.
+pub async fn wrong_method() -> ApiError {
+    ApiError::Method
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &str) -> Vec<(String, String)> {
+        query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn list_params_refuse_what_is_not_a_page() {
+        assert_eq!(list_params(&params("")).unwrap(), (String::new(), Page::All));
+        assert_eq!(
+            list_params(&params("page=2&page_size=200")).unwrap().1,
+            Page::Number { page: 2, per_page: 200 }
+        );
+        assert_eq!(
+            list_params(&params("page=1")).unwrap().1,
+            Page::Number { page: 1, per_page: 50 }
+        );
+        assert_eq!(
+            list_params(&params("page=1&per_page=99999")).unwrap().1,
+            Page::Number { page: 1, per_page: MAX_PER_PAGE }
+        );
+        assert_eq!(list_params(&params("search_ip=2001:DB8")).unwrap().0, "2001:db8");
+        for bad in
+            ["page=0", "page=abc", "page=-1", "page=1&per_page=0", "page=1&per_page=-1", "page=1.5"]
+        {
+            assert!(matches!(list_params(&params(bad)), Err(ApiError::BadRequest(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clean_fits_records() {
+        assert_eq!(clean("a\nb\u{7}c", 10), "a b c");
+        assert_eq!(clean("ééé", 5), "éé");
+    }
+}

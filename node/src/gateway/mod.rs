@@ -1,0 +1,232 @@
+//! The gateway: the old Fail2BanSync server's REST API (SEED-API.md) served
+//! by any node, so existing clients keep working. Reads answer from an
+//! in-memory, time-aware view of the records; writes become records signed
+//! by this node, issued through the node task like any control command.
+//!
+//! Tasks (in the daemon's `JoinSet`): the HTTP server (axum, one task per
+//! connection inside it, connections limited and timed out by
+//! [`listener`]), the view task ([`view`]) and the reload task,
+//! which re-reads the configuration and the seed file on SIGHUP and swaps
+//! the tokens (a broken file keeps the old ones and is shown in status).
+//! Channels: handlers send [`Call`]s on the control server's `mpsc` to the
+//! node task, and [`view::ViewMsg`]s to the view task. Shutdown: the token
+//! fires; the server stops accepting, lets requests in flight finish for up
+//! to [`SHUTDOWN_GRACE`], then every task ends.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod handlers;
+pub mod lifecycle;
+pub mod listener;
+pub mod snapshot;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use banmesh_crdt::{BanPolicy, Params};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigSource, GatewayConfig};
+use crate::control::server::Call;
+use crate::store::{Store, StoreError};
+use auth::Auth;
+use lifecycle::{Status, Windows};
+use listener::{GatewayListener, Peer};
+use view::ViewHandle;
+
+/// How long requests in flight may run on after shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The listen address is taken or not ours.
+    #[error(
+        "the gateway cannot listen on {addr}: {error}; choose another address with --gateway or gateway.listen"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        error: std::io::Error,
+    },
+    /// The view could not be loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `banmesh status` shows about the gateway.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayStatus {
+    /// The address it listens on.
+    pub listen: String,
+    /// Tokens in force.
+    pub tokens: usize,
+    /// Why the last reload failed, until one succeeds.
+    pub last_reload_error: Option<String>,
+}
+
+/// What every request handler shares.
+pub struct Shared {
+    auth: Auth,
+    view: ViewHandle,
+    call_tx: mpsc::Sender<Call>,
+    policy: BanPolicy,
+    body_limit: usize,
+    store: Store,
+}
+
+/// Everything the gateway needs from the daemon.
+pub struct GatewayDeps {
+    /// The node's store.
+    pub store: Store,
+    /// The node task's inbox.
+    pub call_tx: mpsc::Sender<Call>,
+    /// The cluster parameters (the GC rule the view prunes by).
+    pub params: Params,
+    /// Where the configuration came from, to read it again on SIGHUP.
+    pub source: ConfigSource,
+    /// Shared with the node task for `banmesh status`.
+    pub status: Arc<Mutex<GatewayStatus>>,
+}
+
+/// Binds the listener, loads the view and spawns the gateway's tasks into
+/// `tasks`. Returns the address it listens on.
+pub async fn start(
+    config: &GatewayConfig,
+    listen: SocketAddr,
+    deps: GatewayDeps,
+    tasks: &mut JoinSet<()>,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, GatewayError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| GatewayError::Bind { addr: listen, error })?;
+    let local =
+        listener.local_addr().map_err(|error| GatewayError::Bind { addr: listen, error })?;
+    let windows = Windows::new(config.policy.allowed_duration, config.policy.known_duration);
+    let (view, view_task) =
+        view::start(deps.store.clone(), windows, deps.params, shutdown.child_token()).await?;
+    tasks.spawn(view_task);
+    let shared = Arc::new(Shared {
+        auth: Auth::new(config.tokens.clone(), config.trusted_proxies.clone()),
+        view,
+        call_tx: deps.call_tx,
+        policy: config.policy,
+        body_limit: config.body_limit,
+        store: deps.store,
+    });
+    *deps.status.lock().unwrap_or_else(PoisonError::into_inner) = GatewayStatus {
+        listen: local.to_string(),
+        tokens: shared.auth.token_count(),
+        last_reload_error: None,
+    };
+    if config.tokens.is_empty() {
+        tracing::warn!(
+            "the gateway has no tokens: every request gets 401; add [gateway.tokens] or --seed-config"
+        );
+    }
+    tasks.spawn(reload_on_hangup(shared.clone(), deps.source, deps.status, shutdown.child_token()));
+    tasks.spawn(serve(GatewayListener::new(listener), router(shared), shutdown.child_token()));
+    tracing::info!(listen = %local, "gateway started");
+    Ok(local)
+}
+
+/// The routes.
+fn router(shared: Arc<Shared>) -> Router {
+    type S = State<Arc<Shared>>;
+    type P = ConnectInfo<Peer>;
+    type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
+    let list = |status: Status| {
+        get(move |State(s): S, ConnectInfo(Peer(peer)): P, headers: HeaderMap, q: Q| {
+            handlers::list(s, status, headers, peer, q)
+        })
+    };
+    Router::new()
+        .route("/get_ips", list(Status::Blocked))
+        .route("/get_allowed_ips", list(Status::Allowed))
+        .route("/get_known_ips", list(Status::Known))
+        .route(
+            "/add_ips",
+            post(|State(s): S, ConnectInfo(Peer(peer)): P, headers: HeaderMap, body: Body| {
+                handlers::add_ips(s, headers, peer, body)
+            }),
+        )
+        .route(
+            "/allow_ip",
+            post(|State(s): S, ConnectInfo(Peer(peer)): P, headers: HeaderMap, body: Body| {
+                handlers::allow_ip(s, headers, peer, body)
+            }),
+        )
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::wrong_method)
+        .with_state(shared)
+}
+
+/// The HTTP server task.
+async fn serve(listener: GatewayListener, router: Router, shutdown: CancellationToken) {
+    let service = router.into_make_service_with_connect_info::<Peer>();
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned());
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => {
+            if let Err(error) = result {
+                tracing::error!(%error, "gateway server stopped");
+            }
+        }
+        _ = grace => tracing::warn!("gateway requests still running after the grace period were dropped"),
+    }
+    tracing::debug!("gateway stopped");
+}
+
+/// Re-reads the configuration and the seed file on every SIGHUP and swaps
+/// the tokens; a file that no longer loads keeps the old tokens.
+async fn reload_on_hangup(
+    shared: Arc<Shared>,
+    source: ConfigSource,
+    status: Arc<Mutex<GatewayStatus>>,
+    shutdown: CancellationToken,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: gateway tokens will not reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            signal = hangup.recv() => if signal.is_none() { return },
+        }
+        let source = source.clone();
+        let loaded = tokio::task::spawn_blocking(move || source.load()).await;
+        let mut status = status.lock().unwrap_or_else(PoisonError::into_inner);
+        match loaded {
+            Ok(Ok(config)) => {
+                shared.auth.replace(config.gateway.tokens);
+                status.tokens = shared.auth.token_count();
+                status.last_reload_error = None;
+                tracing::info!(tokens = status.tokens, "gateway tokens reloaded");
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "gateway tokens not reloaded; the previous tokens stay in force");
+                status.last_reload_error = Some(error.to_string());
+            }
+            Err(_) => status.last_reload_error = Some("the reload task failed".into()),
+        }
+    }
+}
