@@ -453,3 +453,43 @@ fn mesh_batch_of_orders_is_issued_in_one_round_and_reaches_every_node() {
     assert_eq!(on_b[0]["strikes"], 3, "{on_b:?}");
     assert_eq!(on_b[0]["source"], "web1@10.0.0.5", "{on_b:?}");
 }
+
+#[test]
+fn mesh_burst_of_full_gossip_messages_arrives_without_a_sync() {
+    use banmesh_node::control::{Command, OrderSpec, Response, call};
+    // Reconciliation far away, so only gossip can deliver within the test.
+    let mut cluster = TestCluster::new();
+    let config = cluster.path("slow-sync.toml");
+    std::fs::write(&config, "[sync]\ninterval = \"1h\"\n").expect("config");
+    let mut first = cluster.spec("node1", &[]);
+    first.config = Some(config.clone());
+    cluster.start(first);
+    let mut second = cluster.spec("node2", &[cluster.node(0).addr()]);
+    second.config = Some(config);
+    cluster.start(second);
+    cluster.wait_for_peers(1);
+    // Let the first reconciliation (on connect) finish before the burst.
+    std::thread::sleep(Duration::from_secs(2));
+    // 2,000 bans leave node2 (the dialer) as several full 64 KiB messages
+    // back to back.
+    let orders: Vec<OrderSpec> = (0..2000)
+        .map(|i| OrderSpec {
+            kind: "ban".to_owned(),
+            key: format!("198.18.{}.{}", i / 250, i % 250 + 1),
+            duration_ms: Some(3_600_000),
+            permanent: false,
+            strikes: 1,
+            jail: "sshd".to_owned(),
+            reason: "burst".to_owned(),
+            source: "cli".to_owned(),
+        })
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let response = runtime
+        .block_on(call(&cluster.node(1).socket, Command::Issue { orders }))
+        .expect("issue call");
+    assert!(matches!(response, Response::Issued(_)), "{response:?}");
+    let bans = |node: &TestNode| node.status()["record_counts"]["ban"].as_u64().unwrap_or(0);
+    let arrived = wait_until(SOON, || bans(cluster.node(0)) == 2000);
+    assert!(arrived, "node1 holds {} of 2000 bans gossiped in one burst", bans(cluster.node(0)));
+}

@@ -39,6 +39,9 @@ pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
+/// What gossipsub may hold in its read buffer at once: many full messages.
+const READ_BUFFER_LIMIT: usize = 32 * MAX_MESSAGE;
+
 /// Why the swarm could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -53,19 +56,28 @@ pub enum BuildError {
 /// The gossipsub configuration DESIGN.md asks for: messages validated by
 /// the application, anonymous (records carry their own signatures; Noise
 /// authenticates the peer), message id = SHA-256 of the data, at most 64 KiB.
+///
+/// The 64 KiB limit is set for the topic, which gossipsub checks per message
+/// when sending and receiving (a larger message is dropped alone and costs
+/// its sender score). Its global limit is set [`READ_BUFFER_LIMIT`] high:
+/// libp2p-gossipsub 0.50.1 compares the global limit with its whole read
+/// buffer rather than one frame (`validate_rpc_limits`), so two full
+/// messages arriving together would otherwise drop the inbound stream and
+/// lose gossip until the next sync.
 fn gossipsub(mesh_n_low: usize, max_transmit: usize) -> Result<gossipsub::Behaviour, BuildError> {
+    let topic = IdentTopic::new(TOPIC);
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
-        .max_transmit_size(max_transmit)
+        .max_transmit_size(READ_BUFFER_LIMIT.max(max_transmit))
+        .max_transmit_size_for_topic(max_transmit, topic.hash())
         .heartbeat_interval(Duration::from_millis(700))
         .mesh_n_low(mesh_n_low)
         .build()
         .map_err(|e| BuildError::Stack(e.to_string()))?;
     let mut behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
         .map_err(|e| BuildError::Stack(e.to_string()))?;
-    let topic = IdentTopic::new(TOPIC);
     let mut params = gossipsub::PeerScoreParams::default();
     params.topics.insert(
         topic.hash(),
