@@ -106,12 +106,6 @@ fn gateway_clients_current_and_earlier_see_the_union_of_both_nodes() {
     let mut want: BTreeSet<String> = on_b.iter().chain(&on_a).cloned().collect();
     want.extend(by_cli.iter().map(|s| (*s).to_owned()));
     let total = u64::try_from(want.len()).expect("fits");
-    // Gossip of a burst of several messages can miss node 1 until the next
-    // sync (30 s): libp2p-gossipsub 0.50.1 checks its whole read buffer, not
-    // one frame, against max_transmit_size, and drops the inbound stream
-    // when two messages arrive together. These tests are about the clients,
-    // so reconcile now rather than wait.
-    cluster.node(0).call(&["sync"]);
     wait_for_total(port, TOKEN, "/get_ips?page=1&per_page=1", total);
 
     let current = client("client_current.py", &["--config", arg(&config)]);

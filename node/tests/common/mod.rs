@@ -120,7 +120,7 @@ pub struct NodeSpec {
     pub peers: Vec<String>,
     /// `--config`, or none for the built-in defaults.
     pub config: Option<PathBuf>,
-    /// Run under `faketime -f OFFSET` (e.g. `+10m`): a node with a wrong clock.
+    /// Run with libfaketime at OFFSET (e.g. `+10m`): a node with a wrong clock.
     pub clock_offset: Option<String>,
     /// More arguments for `banmesh node` (e.g. `--gateway 127.0.0.1:PORT`).
     pub args: Vec<String>,
@@ -302,14 +302,12 @@ impl TestNode {
     pub fn command(&self) -> Command {
         let log = fs::File::options().create(true).append(true).open(&self.log).expect("log file");
         let err = log.try_clone().expect("clone log file");
-        let mut command = match &self.spec.clock_offset {
-            Some(offset) => {
-                let mut faketime = Command::new("faketime");
-                faketime.args(["-f", offset]).arg(bin());
-                faketime
-            }
-            None => Command::new(bin()),
-        };
+        let mut command = Command::new(bin());
+        if let Some(offset) = &self.spec.clock_offset {
+            // libfaketime preloaded directly: the `faketime` wrapper forks,
+            // and a signal to it would leave the node running.
+            command.env("LD_PRELOAD", libfaketime()).env("FAKETIME", offset);
+        }
         command
             .args(["node", "--data-dir", arg(&self.data_dir), "--listen", &self.addr()])
             .args(["--socket", arg(&self.socket)]);
@@ -519,6 +517,17 @@ impl Drop for TestNode {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// Debian's multi-threaded libfaketime (package `faketime`).
+fn libfaketime() -> PathBuf {
+    let found = fs::read_dir("/usr/lib").into_iter().flatten().flatten().find_map(|arch| {
+        let lib = arch.path().join("faketime/libfaketimeMT.so.1");
+        lib.exists().then_some(lib)
+    });
+    found.expect(
+        "libfaketimeMT.so.1 not found: apt-get install faketime (scripts/test.sh installs it)",
+    )
 }
 
 /// Sends `SIG<name>` to `pid` with kill(1) (the tests have no libc).
