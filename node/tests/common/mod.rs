@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fail2ban;
+pub mod http;
 
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom};
@@ -541,74 +542,22 @@ pub fn signal(pid: u32, name: &str) {
 
 // gateway client helpers
 
-/// One HTTP answer.
-pub struct HttpReply {
-    /// The status code.
-    pub status: u16,
-    /// The headers, names lowercased, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body as sent (not decompressed).
-    pub body: Vec<u8>,
-}
-
-impl HttpReply {
-    /// The first header called `name` (lowercase).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    /// The body as JSON; panics with the body when it is not.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "HTTP {} body is not JSON ({e}): {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-/// Sends one HTTP/1.0 request to 127.0.0.1:`port` (HTTP/1.0, so the answer
-/// is never chunked and ends when the server closes), with a bearer token
-/// and a JSON body when given.
+/// Sends one request to 127.0.0.1:`port` with a bearer token and a JSON
+/// body when given.
 pub fn http(
     port: u16,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<&Value>,
-) -> HttpReply {
-    use std::io::Write as _;
+) -> http::Reply {
     let body = body.map(|b| serde_json::to_vec(b).expect("encode body")).unwrap_or_default();
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
-    if let Some(token) = token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
     }
-    if !body.is_empty() || method == "POST" {
-        head.push_str("Content-Type: application/json\r\n");
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
-        .unwrap_or_else(|e| panic!("connect to the gateway on port {port}: {e}"));
-    stream.set_read_timeout(Some(SOON)).expect("read timeout");
-    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body)).expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the answer");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete header");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {head}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    HttpReply { status, headers, body: raw[split + 4..].to_vec() }
+    http::request(port, method, path, &headers, &body)
 }
 
 /// Waits until `GET path` on the gateway answers 200 with a top-level

@@ -10,7 +10,6 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-mod http;
 
 mod api;
 mod lifecycle;
@@ -19,7 +18,7 @@ mod reload;
 
 use std::fs;
 
-use common::{TestCluster, free_port};
+use common::{TestCluster, free_port, http};
 use serde_json::Value;
 
 use http::{Reply, request};

@@ -3,6 +3,9 @@
 //! read to the end even when the server answers before the body is sent
 //! (an early 413).
 
+// Panics on failure, as the tests themselves do.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::Duration;
