@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::fail2ban::{Fail2BanServer, fail2ban_config, require_fail2ban};
+use common::fail2ban::{Fail2BanServer, applying_config, fail2ban_config, require_fail2ban};
 use common::{SOON, TestCluster, arg, bin, wait_until};
 
 #[test]
@@ -141,15 +141,7 @@ fn fail2ban_action_is_harmless_when_the_node_is_down() {
 fn fail2ban_mesh_bans_land_in_the_banmesh_jail_and_leave_it() {
     let mut cluster = TestCluster::new();
     let server = Fail2BanServer::start(&cluster.path("fail2ban"));
-    let config = cluster.path("apply.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
-            server.dir.display()
-        ),
-    )
-    .expect("config");
+    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
     let mut first = cluster.spec("node1", &[]);
     first.config = Some(config);
     cluster.start(first);
@@ -185,16 +177,8 @@ fn fail2ban_mesh_bans_land_in_the_banmesh_jail_and_leave_it() {
 #[test]
 fn fail2ban_unreachable_is_reported_in_status_and_the_node_keeps_running() {
     let mut cluster = TestCluster::new();
-    let config = cluster.path("apply.toml");
     let missing = cluster.path("no-fail2ban-here");
-    std::fs::write(
-        &config,
-        format!(
-            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
-            missing.display()
-        ),
-    )
-    .expect("config");
+    let config = applying_config(&cluster.path("apply.toml"), &missing, "interval = \"1s\"\n");
     let mut only = cluster.spec("node1", &[]);
     only.config = Some(config);
     cluster.start(only);
@@ -213,15 +197,7 @@ fn fail2ban_unreachable_is_reported_in_status_and_the_node_keeps_running() {
 fn fail2ban_errors_name_the_cause_in_status_and_the_node_keeps_running() {
     let mut cluster = TestCluster::new();
     let server = Fail2BanServer::start(&cluster.path("fail2ban"));
-    let config = cluster.path("apply.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
-            server.dir.display()
-        ),
-    )
-    .expect("config");
+    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
     let mut only = cluster.spec("node1", &[]);
     only.config = Some(config);
     cluster.start(only);
@@ -252,15 +228,11 @@ fn fail2ban_errors_name_the_cause_in_status_and_the_node_keeps_running() {
 fn fail2ban_observe_only_node_keeps_the_banmesh_jail_empty() {
     let mut cluster = TestCluster::new();
     let server = Fail2BanServer::start(&cluster.path("fail2ban"));
-    let config = cluster.path("observe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[safety]\nenforce = false\n[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
-            server.dir.display()
-        ),
-    )
-    .expect("config");
+    let config = applying_config(
+        &cluster.path("observe.toml"),
+        &server.dir,
+        "interval = \"1s\"\n[safety]\nenforce = false\n",
+    );
     assert!(server.client(&["set", "banmesh", "banip", "10.59.0.9"]).status.success());
     let mut only = cluster.spec("node1", &[]);
     only.config = Some(config);
@@ -284,15 +256,11 @@ fn fail2ban_observe_only_node_keeps_the_banmesh_jail_empty() {
 fn fail2ban_jail_filters_choose_what_is_published_and_applied() {
     let mut cluster = TestCluster::new();
     let server = Fail2BanServer::start(&cluster.path("fail2ban"));
-    let applying = cluster.path("apply.toml");
-    std::fs::write(
-        &applying,
-        format!(
-            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1h\"\napply_jails = [\"nginx\"]\n",
-            server.dir.display()
-        ),
-    )
-    .expect("config");
+    let applying = applying_config(
+        &cluster.path("apply.toml"),
+        &server.dir,
+        "interval = \"1h\"\napply_jails = [\"nginx\"]\n",
+    );
     let publishing = cluster.path("publish.toml");
     std::fs::write(&publishing, "[fail2ban]\npublish_jails = [\"sshd\"]\n").expect("config");
     let mut first = cluster.spec("node1", &[]);
@@ -347,15 +315,7 @@ fn fail2ban_a_jail_reconcile_refuses_is_reported_and_mesh_bans_still_apply() {
     std::fs::write(dir.join("jail.local"), local).expect("jail.local");
     assert!(server.client(&["reload"]).status.success(), "reload");
     assert!(server.client(&["set", "odd!jail", "banip", "10.61.0.1"]).status.success());
-    let config = cluster.path("apply.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[fail2ban]\napply = true\nconfig_dir = \"{}\"\ninterval = \"1s\"\n",
-            server.dir.display()
-        ),
-    )
-    .expect("config");
+    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
     let mut only = cluster.spec("node1", &[]);
     only.config = Some(config);
     cluster.start(only);

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fail2ban::Fail2BanServer;
+use common::fail2ban::{Fail2BanServer, applying_config};
 use common::{SOON, TestCluster, holds_for, wait_until};
 
 /// Three hosts a, b, c: nodes in a star around a, each with its Fail2Ban;
@@ -29,12 +29,7 @@ fn three_hosts(ignore_on_b: &str) -> Hosts {
         let socket = cluster.path(&format!("{name}.sock"));
         let ignore = if i == 1 { ignore_on_b } else { "" };
         let server = Fail2BanServer::start_publishing(&dir, &socket, ignore);
-        let config = cluster.path(&format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!("[fail2ban]\napply = true\nconfig_dir = \"{}\"\n", server.dir.display()),
-        )
-        .expect("config");
+        let config = applying_config(&cluster.path(&format!("{name}.toml")), &server.dir, "");
         f2b.push(server);
         let peers: Vec<String> = cluster.nodes.first().map(|a| vec![a.addr()]).unwrap_or_default();
         let mut spec = cluster.spec(name, &peers);

@@ -9,6 +9,15 @@ use std::process::{Command, Output};
 
 use super::{arg, bin, signal};
 
+/// Writes, at `path`, a node config that applies mesh bans to the Fail2Ban
+/// whose config dir is `dir`, with `settings` after it (more `[fail2ban]`
+/// keys, then other sections); returns `path`.
+pub fn applying_config(path: &Path, dir: &Path, settings: &str) -> PathBuf {
+    let text = format!("[fail2ban]\napply = true\nconfig_dir = \"{}\"\n{settings}", dir.display());
+    std::fs::write(path, text).expect("node config");
+    path.to_owned()
+}
+
 /// Fails the test, saying what to install, when Fail2Ban is missing.
 pub fn require_fail2ban() {
     let found =
