@@ -12,10 +12,24 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("Error: {error:#}");
+            eprintln!("Error: {}", message(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, leaving out a cause the message before it
+/// already quotes (many errors name their cause in their own message).
+fn message(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// `banmesh records | head` closes stdout early; `println!` then panics.
@@ -35,4 +49,18 @@ fn quiet_on_closed_pipe() {
         }
         default(info);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message;
+
+    #[test]
+    fn a_cause_the_message_quotes_is_not_repeated() {
+        let io = std::io::Error::other("no such file");
+        let quoted = anyhow::Error::new(io).context("cannot bind s.sock: no such file");
+        assert_eq!(message(&quoted), "cannot bind s.sock: no such file");
+        let plain = anyhow::anyhow!("no such file").context("cannot bind s.sock");
+        assert_eq!(message(&plain), "cannot bind s.sock: no such file");
+    }
 }

@@ -105,7 +105,8 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
         let path = path.to_owned();
         move |source| ControlError::Io { step, path, source }
     };
-    if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+    // A bare file name (`--socket s.sock`) has the empty path as parent.
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
