@@ -306,7 +306,8 @@ fn status_text(s: &StatusView, now: u64) -> String {
     let mut out: String =
         lines.iter().map(|(l, v)| format!("{:<14}{v}\n", format!("{l}:"))).collect();
     if let Some(g) = &s.gateway {
-        out.push_str(&format!("gateway:      {} ({} tokens)\n", g.listen, g.tokens));
+        let plural = if g.tokens == 1 { "" } else { "s" };
+        out.push_str(&format!("gateway:      {} ({} token{plural})\n", g.listen, g.tokens));
     }
     if s.peers.is_empty() {
         out.push_str("peers:        none\n");
