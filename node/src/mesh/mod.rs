@@ -122,13 +122,16 @@ impl MeshHandle {
 }
 
 /// The never-ban list from its parts: the configured networks, the
-/// addresses in `listen` and those of every peer whose hello was accepted
-/// and which is not blocked (a blocked peer's self-reported addresses earn
-/// it nothing). Unspecified addresses (`0.0.0.0`) are left out; no entry
-/// appears twice.
+/// addresses in `listen` and the address every connected peer whose hello
+/// was accepted, and which is not blocked, connects from. Only that observed
+/// address counts, never the addresses a peer's hello claims: otherwise any
+/// enrolled node, even one without the `allow` role, could shield an
+/// attacker's address from every node's bans by claiming it. Unspecified
+/// addresses (`0.0.0.0`) are left out; no entry appears twice.
 pub fn never_ban_list(configured: &[Key], listen: &[Multiaddr], peers: &[PeerState]) -> Vec<Key> {
     let mut list: Vec<Key> = Vec::with_capacity(configured.len() + listen.len());
-    let peer_addrs = peers.iter().filter(|p| p.ready && !p.blocked).flat_map(|p| p.addrs.iter());
+    let peer_addrs =
+        peers.iter().filter(|p| p.ready && !p.blocked).filter_map(|p| p.remote.as_ref());
     let found = listen.iter().chain(peer_addrs).filter_map(ip_of).filter(|ip| !ip.is_unspecified());
     for key in configured.iter().copied().chain(found.map(Key::from_addr)) {
         if !list.contains(&key) {

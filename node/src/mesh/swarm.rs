@@ -74,6 +74,9 @@ pub struct PeerState {
     pub connected_ms: u64,
     /// The addresses it listens on, as it told us.
     pub addrs: Vec<Multiaddr>,
+    /// The address its connection comes from (or that we dialled): where
+    /// its traffic is seen from, unlike `addrs`, which it only claims.
+    pub remote: Option<Multiaddr>,
     /// Whether a connection is open.
     pub connected: bool,
     /// Whether it is blocked (refused hello, repeated rejects, revoked).
@@ -379,7 +382,7 @@ impl Mesh {
             SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. }
                 if num_established.get() == 1 =>
             {
-                self.on_connected(peer_id, endpoint.is_dialer());
+                self.on_connected(peer_id, endpoint.is_dialer(), endpoint.get_remote_address());
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.peers.remove(&peer_id);

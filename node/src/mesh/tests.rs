@@ -158,15 +158,18 @@ fn revocations_travel_in_batches_and_void_their_origin() {
 }
 
 #[test]
-fn never_ban_holds_configured_own_and_admitted_peers_addresses() {
+fn never_ban_holds_configured_own_and_admitted_peers_observed_addresses() {
     use super::{PeerState, never_ban_list};
-    let peer = |addr: &str, ready: bool, blocked: bool| PeerState {
+    // Each peer claims 203.0.113.66 in its hello; only where it connects
+    // from counts.
+    let peer = |remote: &str, ready: bool, blocked: bool| PeerState {
         peer: libp2p::PeerId::random(),
         name: None,
         ready,
         offset_ms: None,
         connected_ms: 0,
-        addrs: vec![addr.parse().unwrap()],
+        addrs: vec!["/ip4/203.0.113.66/tcp/4646".parse().unwrap()],
+        remote: Some(remote.parse().unwrap()),
         connected: true,
         blocked,
     };
@@ -177,7 +180,7 @@ fn never_ban_holds_configured_own_and_admitted_peers_addresses() {
         "/ip6/2001:db8::5/tcp/4646".parse().unwrap(),
     ];
     let peers = [
-        peer("/ip4/198.51.100.7/tcp/4646", true, false),
+        peer("/ip4/198.51.100.7/tcp/50123", true, false),
         peer("/ip4/198.51.100.8/tcp/4646", false, false),
         peer("/ip4/198.51.100.9/tcp/4646", true, true),
     ];

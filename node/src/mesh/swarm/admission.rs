@@ -24,6 +24,7 @@ impl Mesh {
             offset_ms: None,
             connected_ms: 0,
             addrs,
+            remote: None,
             connected: false,
             blocked,
         };
@@ -64,7 +65,7 @@ impl Mesh {
     }
 
     /// A peer's first connection: it is pending until its hello is accepted.
-    pub(super) fn on_connected(&mut self, peer_id: PeerId, dialer: bool) {
+    pub(super) fn on_connected(&mut self, peer_id: PeerId, dialer: bool, remote: &Multiaddr) {
         self.peers.insert(
             peer_id,
             Peer {
@@ -75,6 +76,7 @@ impl Mesh {
                     offset_ms: None,
                     connected_ms: now_ms(),
                     addrs: Vec::new(),
+                    remote: Some(remote.clone()),
                     connected: true,
                     blocked: false,
                 },
