@@ -33,16 +33,16 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let signals = shutdown.clone();
-        let watcher = tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("stopping");
-            signals.cancel();
-        });
-        let result = daemon::run(config, source, shutdown.clone()).await;
-        shutdown.cancel();
-        watcher.abort();
-        result
+        let node = daemon::run(config, source, shutdown.clone());
+        tokio::pin!(node);
+        tokio::select! {
+            result = &mut node => result,
+            () = wait_for_signal() => {
+                tracing::info!("stopping");
+                shutdown.cancel();
+                node.await
+            }
+        }
     })?;
     Ok(())
 }
