@@ -16,15 +16,20 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "propagation/logs.rs"]
+mod logs;
+#[path = "propagation/nodes.rs"]
+mod nodes;
+
 use banmesh_node::control::client::call_within;
 use banmesh_node::control::protocol::{Command as Ctl, Response};
-use banmesh_node::control::views::PeerState;
+use logs::{LogFacts, ms, ms_f, parse_log, pct};
+use nodes::{CALL_LIMIT, Node, ban_count, bin, cli, connected_peers, free_port, status};
 
 /// Target from the issue: p50 and p99 of issue-to-stored, in ms.
 const TARGET_P50_MS: f64 = 20.0;
@@ -37,30 +42,10 @@ const CONVERGE_CAP: Duration = Duration::from_secs(60);
 const WANT_PEERS: usize = 3;
 /// How long, beyond the warm-up, the bench waits for those peers.
 const PEER_CAP: Duration = Duration::from_secs(20);
-const CALL_LIMIT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_banmesh"))
-}
-
-fn cli(dir: &Path, args: &[&str]) {
-    let out = Command::new(bin()).current_dir(dir).args(args).output().expect("run banmesh");
-    assert!(
-        out.status.success(),
-        "banmesh {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
 }
 
 /// splitmix64: a seeded PRNG without a crate.
@@ -73,158 +58,6 @@ impl SplitMix {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
-    }
-}
-
-struct Node {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-    started: Instant,
-    stopped: Option<Instant>,
-}
-
-/// Parses `2025-01-02T03:04:05.123456Z` (or with a `+hh:mm` offset) into µs
-/// since the Unix epoch.
-fn parse_rfc3339_us(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = s.get(from..from + len)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
-        return None;
-    }
-    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (h, mi, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    let mut i = 19;
-    let mut frac_us = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = &s[start..i];
-        let mut scale = 100_000i64;
-        for c in digits.bytes().take(6) {
-            frac_us += i64::from(c - b'0') * scale;
-            scale /= 10;
-        }
-    }
-    let offset_s = match b.get(i) {
-        Some(b'Z') | Some(b'z') => 0,
-        Some(&sign @ (b'+' | b'-')) => {
-            let oh = num(i + 1, 2)?;
-            let om = num(i + 4, 2)?;
-            let o = oh * 3600 + om * 60;
-            if sign == b'+' { o } else { -o }
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
-    Some(secs * 1_000_000 + frac_us)
-}
-
-/// The value of `name=` in a tracing fmt line.
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let pat = format!(" {name}=");
-    let at = line.find(&pat)? + pat.len();
-    let rest = &line[at..];
-    Some(rest.split_whitespace().next().unwrap_or(""))
-}
-
-/// What one node's log says.
-#[derive(Default)]
-struct LogFacts {
-    /// (key, issued_at) -> log timestamp (µs) of `record_issued`.
-    issued: HashMap<(String, u64), i64>,
-    /// (key, issued_at) -> log timestamp (µs) of the first `record_applied`.
-    applied: HashMap<(String, u64), i64>,
-    warnings: Vec<String>,
-    warning_count: usize,
-    bytes: u64,
-}
-
-fn parse_log(path: &Path) -> LogFacts {
-    let text = fs::read(path).expect("read node log");
-    let text = String::from_utf8_lossy(&text);
-    let mut facts = LogFacts { bytes: text.len() as u64, ..LogFacts::default() };
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let (Some(ts), Some(level)) = (words.next(), words.next()) else { continue };
-        if level == "WARN" || level == "ERROR" {
-            facts.warning_count += 1;
-            if facts.warnings.len() < 5 {
-                facts.warnings.push(line.to_owned());
-            }
-        }
-        let issued = line.contains(" banmesh::events::record_issued: ");
-        let applied = line.contains(" banmesh::events::record_applied: ");
-        if !issued && !applied {
-            continue;
-        }
-        if field(line, "kind") != Some("ban") {
-            continue;
-        }
-        let (Some(key), Some(hlc), Some(t)) = (
-            field(line, "key"),
-            field(line, "issued_at").and_then(|v| v.parse::<u64>().ok()),
-            parse_rfc3339_us(ts),
-        ) else {
-            continue;
-        };
-        let map = if issued { &mut facts.issued } else { &mut facts.applied };
-        map.entry((key.to_owned(), hlc)).or_insert(t);
-    }
-    facts
-}
-
-/// Nearest-rank percentile of sorted values.
-fn pct(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(us: i64) -> String {
-    format!("{:.2}", us as f64 / 1000.0)
-}
-
-async fn status(socket: &Path) -> Option<banmesh_node::control::views::StatusView> {
-    match call_within(socket, Ctl::Status, CALL_LIMIT).await {
-        Ok(Response::Status(s)) => Some(s),
-        _ => None,
-    }
-}
-
-async fn connected_peers(socket: &Path) -> Option<usize> {
-    match call_within(socket, Ctl::Peers, CALL_LIMIT).await {
-        Ok(Response::Peers(p)) => {
-            Some(p.iter().filter(|v| v.state == PeerState::Connected).count())
-        }
-        _ => None,
-    }
-}
-
-async fn ban_count(socket: &Path) -> Result<u64, String> {
-    match call_within(socket, Ctl::Status, CALL_LIMIT).await {
-        Ok(Response::Status(s)) => Ok(s.record_counts.get("ban").copied().unwrap_or(0)),
-        Ok(other) => Err(format!("{other:?}")),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -636,8 +469,4 @@ fn main() {
         let kept = tmp.keep();
         println!("logs kept in {}", kept.display());
     }
-}
-
-fn ms_f(us: i64) -> f64 {
-    us as f64 / 1000.0
 }
