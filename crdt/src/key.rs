@@ -98,6 +98,11 @@ impl Key {
         self.0.prefix_len()
     }
 
+    /// Whether this is one address (a /32 or /128), not a wider network.
+    pub fn is_address(&self) -> bool {
+        self.0.prefix_len() == self.0.max_prefix_len()
+    }
+
     /// Whether `addr` lies inside this key's network.
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.0.contains(&canonical_addr(addr))

@@ -436,6 +436,9 @@ fn mesh_batch_of_orders_is_issued_in_one_round_and_reaches_every_node() {
         order("ban", "198.51.100.2", 3),
         order("frobnicate", "198.51.100.3", 1),
         order("allow", "198.51.100.4", 1),
+        // Wider than the certificate's widest prefix (/16 by default): the
+        // node refuses it rather than storing what every peer refuses.
+        order("ban", "10.0.0.0/8", 1),
     ];
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let response = runtime
@@ -443,7 +446,9 @@ fn mesh_batch_of_orders_is_issued_in_one_round_and_reaches_every_node() {
         .expect("issue call");
     let Response::Issued(items) = response else { panic!("not an Issued answer: {response:?}") };
     let ok: Vec<bool> = items.iter().map(|i| i.id.is_some()).collect();
-    assert_eq!(ok, [true, false, true, false, true], "{items:?}");
+    assert_eq!(ok, [true, false, true, false, true, false], "{items:?}");
+    assert!(items[5].error.as_deref().is_some_and(|e| e.contains("certificate")), "{items:?}");
+    assert!(cluster.node(0).records_on("10.0.0.0/8").is_empty(), "a refused record was stored");
     assert!(items[1].error.as_deref().is_some_and(|e| e.contains("not-an-ip")), "{items:?}");
     assert!(items[3].error.as_deref().is_some_and(|e| e.contains("unknown kind")), "{items:?}");
     wait_all(&cluster, "198.51.100.2", "banned", |n| n.is_banned("198.51.100.2"));

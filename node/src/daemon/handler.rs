@@ -212,6 +212,7 @@ impl Node {
             &self.config.bans,
         )
         .map_err(|e| e.to_string())?;
+        self.check_own(&record)?;
         let applied =
             self.store.apply(vec![record.clone()], now).await.map_err(|e| e.to_string())?;
         self.keep_orders(&record, lifetime).await?;
@@ -279,8 +280,8 @@ impl Node {
                     &self.config.cluster.params,
                     &self.config.bans,
                 )
-                .map(|(record, _)| (record, lifetime))
                 .map_err(|e| e.to_string())
+                .and_then(|(record, _)| self.check_own(&record).map(|()| (record, lifetime)))
             });
             items.push(match result {
                 Ok((record, lifetime)) => {
@@ -302,6 +303,17 @@ impl Node {
         );
         self.mesh.publish(applied.new).await;
         Ok(Response::Issued(items))
+    }
+
+    /// Refuses a record this node's own certificate does not allow (role,
+    /// prefix, validity, revocation), as every peer would: stored here, it
+    /// would be enforced here alone and its gossip batch refused whole.
+    /// Without a certificate the record is kept locally (the write says so).
+    fn check_own(&self, record: &Record) -> Result<(), String> {
+        let Some(cert) = &self.identity.cert else { return Ok(()) };
+        let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+        banmesh_keys::record_valid(record, cert, trust.revocations())
+            .map_err(|e| format!("this node's certificate does not allow that record: {e}"))
     }
 
     /// Records a standing order for a permanent Ban or Allow; an Unban or

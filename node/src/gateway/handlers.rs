@@ -192,8 +192,17 @@ fn ips_of(object: &Map<String, Value>) -> Result<&[Value], ApiError> {
     }
 }
 
-/// The distinct keys named in `ips`, in order, and an `{"ip", "error"}`
-/// for each entry that is not an address or network.
+/// The error for a network given where the old API takes one address: a
+/// client token must not be able to ban (or free) whole networks, which the
+/// old server never did either; operators do that with `banmesh ban NET`.
+fn network_refused(key: Key) -> String {
+    format!(
+        "{key} is a network: the gateway takes single addresses; ban a network with `banmesh ban {key}` on a node"
+    )
+}
+
+/// The distinct addresses named in `ips`, in order, and an `{"ip",
+/// "error"}` for each entry that is not one address.
 fn parse_ips(ips: &[Value]) -> (Vec<Key>, Vec<Value>) {
     let mut invalid = Vec::new();
     let mut keys = Vec::new();
@@ -201,6 +210,9 @@ fn parse_ips(ips: &[Value]) -> (Vec<Key>, Vec<Value>) {
     for ip in ips {
         match ip {
             Value::String(text) => match Key::parse(text) {
+                Ok(parsed) if !parsed.key.is_address() => {
+                    invalid.push(json!({"ip": text, "error": network_refused(parsed.key)}));
+                }
                 Ok(parsed) if seen.insert(parsed.key) => keys.push(parsed.key),
                 Ok(_) => {}
                 Err(e) => invalid.push(json!({"ip": text, "error": e.to_string()})),
@@ -275,6 +287,9 @@ pub async fn allow_ip(
         }
     };
     let key = Key::parse(&text).map_err(|e| ApiError::BadRequest(e.to_string()))?.key;
+    if !key.is_address() {
+        return Err(ApiError::BadRequest(network_refused(key)));
+    }
     let state = shared.view.lookup(vec![key]).await.ok_or_else(shutting_down)?;
     let Some(state) = state.into_iter().next().flatten() else {
         return Err(ApiError::NotFound(format!("{key} is not in the lists")));

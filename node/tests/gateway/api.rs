@@ -14,12 +14,18 @@ fn gateway_endpoints_answer_in_the_old_servers_shapes() {
     let mut cluster = TestCluster::new();
     let gw = Gw::start(&mut cluster, "node1", &[], &seed("1h", 24, "2m", "48h"), None);
 
-    let added =
-        gw.add(&["192.0.2.7", "not-an-ip", "2001:DB8:0::1", "198.51.100.9/24", "192.0.2.7"]);
-    assert_eq!(added["added_ips"], json!(["192.0.2.7", "2001:db8::1", "198.51.100.0/24"]));
+    let added = gw.add(&["192.0.2.7", "not-an-ip", "2001:DB8:0::1", "198.51.100.9", "192.0.2.7"]);
+    assert_eq!(added["added_ips"], json!(["192.0.2.7", "2001:db8::1", "198.51.100.9"]));
     assert_eq!(added["invalid_ips"][0]["ip"], "not-an-ip");
     assert!(added["invalid_ips"][0]["error"].as_str().unwrap().contains("invalid"));
     assert!(added["message"].is_string());
+    // A client token cannot ban or free a network (0.0.0.0/0 would lock
+    // everyone out of the node).
+    let wide = gw.add(&["0.0.0.0/0", "10.0.0.0/8"]);
+    assert_eq!(wide["added_ips"], json!([]));
+    assert!(wide["invalid_ips"][0]["error"].as_str().unwrap().contains("network"), "{wide}");
+    assert_eq!(wide["invalid_ips"].as_array().unwrap().len(), 2, "{wide}");
+    refused(&gw.post("/allow_ip", &json!({"ip": "0.0.0.0/0"})), 400, "allow_ip of a network");
 
     let all = gw.get("/get_ips");
     assert_eq!(all["total_items"], 3);
