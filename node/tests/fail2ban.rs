@@ -128,6 +128,35 @@ fn fail2ban_action_hands_bans_and_early_unbans_to_the_node() {
 }
 
 #[test]
+fn fail2ban_a_shorter_ban_or_another_jails_unban_leaves_a_longer_ban_standing() {
+    let cluster = TestCluster::star(1);
+    let node = cluster.node(0);
+    let ban = |jail: &str, bantime: &str| {
+        let tags = ["--ip", "203.0.113.20", "--jail", jail, "--bantime", bantime];
+        action(&node.socket, "ban", &tags)
+    };
+    let unban =
+        |jail: &str| action(&node.socket, "unban", &["--ip", "203.0.113.20", "--jail", jail]);
+    let expiry = || node.records_on("203.0.113.20")[0]["expires_at_ms"].as_u64().unwrap_or(0);
+    let (ok, text) = ban("nginx", "86400");
+    assert!(ok && text.contains("published"), "{text}");
+    let day = expiry();
+    // sshd bans the same address for 10 minutes: one Ban per node and key
+    // is kept, so publishing it would cut the day-long ban everywhere.
+    let (ok, text) = ban("sshd", "600");
+    assert!(ok && text.contains("longer"), "{text}");
+    assert_eq!(expiry(), day, "the day-long ban was replaced");
+    // sshd's ban ends (or is lifted): nginx's ban is not sshd's to lift.
+    let (ok, text) = unban("sshd");
+    assert!(ok && text.contains("not made by this jail"), "{text}");
+    assert!(node.is_banned("203.0.113.20"), "{}", node.decision("203.0.113.20"));
+    // nginx's own early unban still lifts it.
+    let (ok, text) = unban("nginx");
+    assert!(ok && text.contains("published unban"), "{text}");
+    assert!(node.is_not_banned("203.0.113.20"), "{}", node.decision("203.0.113.20"));
+}
+
+#[test]
 fn fail2ban_action_is_harmless_when_the_node_is_down() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let socket = tmp.path().join("none.sock");

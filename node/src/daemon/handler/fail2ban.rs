@@ -5,7 +5,7 @@
 //! published; the mesh jail never is. Reconcile sends the same command for
 //! bans the hand-over missed.
 
-use banmesh_crdt::{Decision, Key, Kind, Metadata};
+use banmesh_crdt::{Decision, Key, Kind, Metadata, Record};
 
 use super::super::issue::{Lifetime, Order};
 use super::Node;
@@ -68,6 +68,17 @@ impl Node {
             Ok(s) if s.saturating_mul(1000) <= max_ttl_ms => Lifetime::For(s * 1000),
             _ => Lifetime::Permanent,
         };
+        // One Ban per (key, origin) is kept: a shorter ban from another jail
+        // (or a 10-minute sshd ban during an operator's 30-day one) would
+        // replace this node's longer one and shorten it on every node.
+        if let Lifetime::For(ms) = lifetime {
+            let key = Key::parse(&ip).map_err(|e| e.to_string())?.key;
+            let mine = self.own_ban(key).await?;
+            let ends = mine.as_ref().and_then(|b| b.statement().expires_at);
+            if ends.is_some_and(|e| e >= now_ms().saturating_add(ms)) {
+                return skipped("this node already bans the address for longer; that ban stands");
+            }
+        }
         let reason = match failures {
             0 => "banned by Fail2Ban".to_owned(),
             n => format!("{n} failures"),
@@ -99,17 +110,17 @@ impl Node {
         {
             return skipped("an allow covers the address; it needs no unban");
         }
-        let own = banmesh_keys::origin_of(&self.identity.secret.public());
-        let records = self
-            .store
-            .read(move |c, p| query::records_on_keys(c, p, &[key]))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mine = records
-            .iter()
-            .filter(|r| r.origin() == own && r.kind() == Kind::Ban)
-            .max_by(|a, b| a.order_cmp(b));
-        let Some(ends) = mine.and_then(|r| r.statement().expires_at) else {
+        let mine = self.own_ban(key).await?;
+        let Some(mine) = mine else {
+            return skipped("this node holds no ban on that address, or an unban lifted it");
+        };
+        let meta = &mine.statement().meta;
+        if meta.source != "fail2ban" || meta.jail != jail {
+            // Another jail's longer ban, or an operator's, replaced this
+            // jail's: lifting this jail's ticket must not lift that one.
+            return skipped("this node's ban on the address was not made by this jail; it stands");
+        }
+        let Some(ends) = mine.statement().expires_at else {
             return skipped("this node holds no ban on that address");
         };
         if ends <= now_ms().saturating_add(EARLY_MS) {
@@ -118,6 +129,26 @@ impl Node {
         let meta =
             Metadata { jail, reason: "unbanned in Fail2Ban".into(), source: "fail2ban".into() };
         self.write(Kind::Unban, ip, Lifetime::Default, meta).await
+    }
+}
+
+impl Node {
+    /// This node's Ban on exactly `key`, unless an Unban (from any node)
+    /// lifted it.
+    async fn own_ban(&self, key: Key) -> Result<Option<Record>, String> {
+        let own = banmesh_keys::origin_of(&self.identity.secret.public());
+        let records = self
+            .store
+            .read(move |c, p| query::records_on_keys(c, p, &[key]))
+            .await
+            .map_err(|e| e.to_string())?;
+        let greatest = |keep: &dyn Fn(&Record) -> bool| {
+            records.iter().filter(|r| keep(r)).max_by(|a, b| a.order_cmp(b)).cloned()
+        };
+        let unban = greatest(&|r| r.kind() == Kind::Unban);
+        let mine = greatest(&|r| r.origin() == own && r.kind() == Kind::Ban)
+            .filter(|b| unban.as_ref().is_none_or(|u| b.order_cmp(u).is_gt()));
+        Ok(mine)
     }
 }
 
