@@ -357,8 +357,13 @@ fn wanted(
         {
             continue;
         }
-        let holes: Vec<ipnet::IpNet> =
-            never.iter().chain(&allows).map(Key::net).filter(|h| key.net().contains(h)).collect();
+        // One address has no room for holes (an allow or never-ban entry on
+        // it was handled above): skip the scan, which is most keys.
+        let holes: Vec<ipnet::IpNet> = if key.is_address() {
+            Vec::new()
+        } else {
+            never.iter().chain(&allows).map(Key::net).filter(|h| key.net().contains(h)).collect()
+        };
         if holes.is_empty() {
             out.keys.insert(key);
             continue;
