@@ -99,9 +99,37 @@ impl ViewHandle {
 struct Entry {
     records: Vec<Record>,
     listed: Option<(Status, Item)>,
+    /// When its live explicit Allow began, if it has one (as of the last
+    /// rebuild): it frees every narrower key inside it too.
+    allow_since: Option<u64>,
     /// When `listed` must be derived again (a lifecycle step), or `u64::MAX`.
     valid_until: u64,
     dirty: bool,
+}
+
+/// Which prefix lengths (per family) hold a key with a live explicit Allow.
+struct AllowLengths {
+    v4: [bool; 33],
+    v6: [bool; 129],
+}
+
+impl Default for AllowLengths {
+    fn default() -> AllowLengths {
+        AllowLengths { v4: [false; 33], v6: [false; 129] }
+    }
+}
+
+impl AllowLengths {
+    fn add(&mut self, key: Key) {
+        let len = usize::from(key.prefix_len());
+        if let Some(slot) = if key.is_v4() { self.v4.get_mut(len) } else { self.v6.get_mut(len) } {
+            *slot = true;
+        }
+    }
+
+    fn of(&self, key: Key) -> &[bool] {
+        if key.is_v4() { &self.v4 } else { &self.v6 }
+    }
 }
 
 /// The view task's state.
@@ -302,17 +330,33 @@ impl View {
             }
         }
         let mut next_step = u64::MAX;
+        let mut allows = AllowLengths::default();
         for (key, entry) in &mut self.keys {
             if entry.dirty || entry.valid_until <= now {
                 let lifecycle = derive(&entry.records, now, self.windows);
                 entry.valid_until =
                     lifecycle.as_ref().and_then(|l| l.next_change_ms).unwrap_or(u64::MAX);
+                entry.allow_since = lifecycle
+                    .as_ref()
+                    .filter(|l| l.explicit_allow)
+                    .map(|l| l.allowed_since_ms.unwrap_or(0));
                 entry.listed = lifecycle.map(|l| (l.status, Item::new(*key, &l)));
                 entry.dirty = false;
             }
             next_step = next_step.min(entry.valid_until);
-            if let Some((status, item)) = &entry.listed {
-                snapshot.lists[status.index()].push(item.clone());
+            if entry.allow_since.is_some() {
+                allows.add(*key);
+            }
+        }
+        for (key, entry) in &self.keys {
+            let Some((status, item)) = &entry.listed else { continue };
+            let freed = match status {
+                Status::Blocked => self.freed_since(*key, &allows),
+                _ => None,
+            };
+            match freed.and_then(|since| self.freed_item(*key, entry, since, now)) {
+                Some(item) => snapshot.lists[Status::Allowed.index()].push(item),
+                None => snapshot.lists[status.index()].push(item.clone()),
             }
         }
         self.next_step_ms = next_step;
@@ -325,6 +369,29 @@ impl View {
             took_ms = started.elapsed().as_millis(),
             "gateway view rebuilt"
         );
+    }
+
+    /// When the live Allow on a wider key covering `key` began, if one does
+    /// (DESIGN: an address is allowed iff some key covering it is allowed).
+    /// Probes only the prefix lengths some live Allow has.
+    fn freed_since(&self, key: Key, allows: &AllowLengths) -> Option<u64> {
+        let lengths = allows.of(key);
+        Key::covering(key.net().network())
+            .filter(|k| k.prefix_len() < key.prefix_len())
+            .filter(|k| lengths.get(usize::from(k.prefix_len())).copied().unwrap_or(false))
+            .filter_map(|k| self.keys.get(&k)?.allow_since)
+            .max()
+    }
+
+    /// `key`'s item as an explicit allow, for a blocked key a wider Allow
+    /// (issued at `since`) frees. Its Allow's end is the covering key's own
+    /// lifecycle step, so the next rebuild lists it blocked again.
+    fn freed_item(&self, key: Key, entry: &Entry, since: u64, now: u64) -> Option<Item> {
+        let mut lifecycle = derive(&entry.records, now, self.windows)?;
+        lifecycle.status = Status::Allowed;
+        lifecycle.explicit_allow = true;
+        lifecycle.allowed_since_ms = Some(since);
+        Some(Item::new(key, &lifecycle))
     }
 
     /// The timer for the next lifecycle step.
@@ -366,6 +433,66 @@ mod tests {
             origin: Origin::default(),
         };
         sign_record(signer, statement)
+    }
+
+    fn allow(signer: &SecretKey, key: &str, now: u64, until: u64) -> Record {
+        let statement = Statement {
+            key: key.parse().unwrap(),
+            kind: Kind::Allow,
+            issued_at: Hlc::from_millis(now),
+            expires_at: Some(until),
+            strikes: 0,
+            meta: Metadata { jail: String::new(), reason: String::new(), source: "cli".into() },
+            origin: Origin::default(),
+        };
+        sign_record(signer, statement)
+    }
+
+    fn listed(snapshot: &Snapshot, status: Status) -> Vec<String> {
+        let body = snapshot.list(status).answer("", &super::super::snapshot::Page::All);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let items = json["items"].as_array().unwrap().iter();
+        items.map(|i| format!("{} {}", i["ip_address"], i["status"])).collect()
+    }
+
+    #[tokio::test]
+    async fn a_wider_allow_frees_the_narrower_bans_inside_it_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_000_000_000;
+        let (store, _writer) = Store::open(dir.path(), Params::default(), now).await.unwrap();
+        let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+        let windows = Windows { allowed_ms: 60_000, known_ms: 120_000 };
+        let mut view = View {
+            store,
+            windows,
+            params: Params::default(),
+            keys: BTreeMap::new(),
+            revoked: HashSet::new(),
+            snapshot_tx,
+            next_step_ms: u64::MAX,
+            changed: false,
+        };
+        let signer = SecretKey::generate().unwrap();
+        view.insert(ban(&signer, "198.51.100.7", now));
+        view.insert(ban(&signer, "198.51.101.7", now));
+        view.insert(allow(&signer, "198.51.100.0/24", now + 10, now + 5_000));
+        view.rebuild(now + 20);
+        let snapshot = view.snapshot_tx.borrow().clone();
+        assert_eq!(listed(&snapshot, Status::Blocked), ["\"198.51.101.7\" \"blocked\""]);
+        assert_eq!(
+            listed(&snapshot, Status::Allowed),
+            ["\"198.51.100.0/24\" \"allowed\"", "\"198.51.100.7\" \"allowed\""],
+            "the /24's Allow frees .7 (the index would not ban it either)"
+        );
+        assert_eq!(view.next_step_ms, now + 5_000, "the Allow's end is a step");
+
+        view.rebuild(now + 5_000);
+        let snapshot = view.snapshot_tx.borrow().clone();
+        assert_eq!(
+            listed(&snapshot, Status::Blocked),
+            ["\"198.51.100.7\" \"blocked\"", "\"198.51.101.7\" \"blocked\""],
+            "blocked again once the Allow ends"
+        );
     }
 
     fn blocked(view: &ViewHandle) -> Vec<String> {
