@@ -1,8 +1,10 @@
 //! Request and response bodies: reading a body within the limit (counted
-//! again after gzip decompression), parsing it as a JSON object whatever
-//! its content type, and gzip-compressing responses for clients that ask.
+//! again after gzip decompression) and [`BODY_TIMEOUT`], parsing it as a
+//! JSON object whatever its content type, and gzip-compressing responses
+//! for clients that ask.
 
 use std::io::Read as _;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -14,6 +16,9 @@ use flate2::write::GzEncoder;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+
+/// Longest a request body may take to arrive (408 after that).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Responses smaller than this are sent uncompressed.
 pub const GZIP_MIN: usize = 1024;
@@ -67,6 +72,16 @@ pub async fn read_object(
     body: Body,
     limit: usize,
 ) -> Result<Map<String, Value>, ApiError> {
+    read_object_within(headers, body, limit, BODY_TIMEOUT).await
+}
+
+/// [`read_object`], with the body due within `timeout`.
+async fn read_object_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Map<String, Value>, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -74,7 +89,10 @@ pub async fn read_object(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::TooLarge(limit));
     }
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::TooLarge(limit))?;
+    let raw = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::Timeout(timeout))?
+        .map_err(|_| ApiError::TooLarge(limit))?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
@@ -131,6 +149,19 @@ mod tests {
         assert_eq!(gunzip(&packed, 100_000).unwrap().len(), 100_000);
         assert!(matches!(gunzip(&packed, 99_999), Err(ApiError::TooLarge(_))));
         assert!(matches!(gunzip(b"not gzip", 1_000), Err(ApiError::BadRequest(_))));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_gets_408() {
+        use futures_util::StreamExt as _;
+        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("{\"ip"))]);
+        let body = Body::from_stream(first.chain(futures_util::stream::pending()));
+        let timeout = Duration::from_millis(100);
+        let error = read_object_within(&HeaderMap::new(), body, 1_000, timeout).await.unwrap_err();
+        assert!(matches!(error, ApiError::Timeout(_)), "{error:?}");
+        assert_eq!(error.status(), StatusCode::REQUEST_TIMEOUT);
+        let response = error.into_response();
+        assert_eq!(response.headers()[header::CONNECTION], "close");
     }
 
     #[test]
