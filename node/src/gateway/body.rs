@@ -4,6 +4,7 @@
 //! for clients that ask.
 
 use std::io::Read as _;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -89,10 +90,9 @@ async fn read_object_within(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::TooLarge(limit));
     }
-    let raw = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+    let raw = tokio::time::timeout(timeout, collect(body, limit))
         .await
-        .map_err(|_| ApiError::Timeout(timeout))?
-        .map_err(|_| ApiError::TooLarge(limit))?;
+        .map_err(|_| ApiError::Timeout(timeout))??;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
@@ -109,6 +109,24 @@ async fn read_object_within(
         ))),
         Err(e) => Err(ApiError::BadRequest(format!("the body is not valid JSON: {e}"))),
     }
+}
+
+/// The body's bytes: more than `limit` is a 413, a body that breaks off
+/// (the client went away, bad chunked encoding) a 400.
+async fn collect(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    use axum::body::HttpBody as _;
+    let mut out = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| {
+            ApiError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        if data.len() > limit.saturating_sub(out.len()) {
+            return Err(ApiError::TooLarge(limit));
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(out))
 }
 
 /// Decompresses at most `limit` bytes; more is a 413, a broken stream a 400.
@@ -162,6 +180,23 @@ mod tests {
         assert_eq!(error.status(), StatusCode::REQUEST_TIMEOUT);
         let response = error.into_response();
         assert_eq!(response.headers()[header::CONNECTION], "close");
+    }
+
+    #[tokio::test]
+    async fn only_the_limit_is_413_and_a_broken_body_is_400() {
+        let chunks = |items: Vec<Result<&'static str, std::io::Error>>| {
+            Body::from_stream(futures_util::stream::iter(items))
+        };
+        let headers = HeaderMap::new();
+        let whole = chunks(vec![Ok("{\"ip\":"), Ok(" \"192.0.2.1\"}")]);
+        assert_eq!(read_object(&headers, whole, 100).await.unwrap().len(), 1);
+        let long = chunks(vec![Ok("{\"ip\":"), Ok(" \"192.0.2.1\"}")]);
+        let error = read_object(&headers, long, 10).await.unwrap_err();
+        assert_eq!(error.status(), StatusCode::PAYLOAD_TOO_LARGE, "{error}");
+        let gone = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let broken = chunks(vec![Ok("{\"ip\":"), Err(gone)]);
+        let error = read_object(&headers, broken, 100).await.unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{error}");
     }
 
     #[test]
