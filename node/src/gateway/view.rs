@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use banmesh_crdt::{Key, Origin, Params, Record};
 use banmesh_keys::Revocation;
+use ipnet::IpNet;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -102,6 +103,9 @@ struct Entry {
     /// When its live explicit Allow began, if it has one (as of the last
     /// rebuild): it frees every narrower key inside it too.
     allow_since: Option<u64>,
+    /// Its item as freed by a wider key's Allow (issued at the `u64`), kept
+    /// until it is derived again.
+    freed: Option<(u64, Item)>,
     /// When `listed` must be derived again (a lifecycle step), or `u64::MAX`.
     valid_until: u64,
     dirty: bool,
@@ -125,6 +129,10 @@ impl AllowLengths {
         if let Some(slot) = if key.is_v4() { self.v4.get_mut(len) } else { self.v6.get_mut(len) } {
             *slot = true;
         }
+    }
+
+    fn any(&self) -> bool {
+        self.v4.contains(&true) || self.v6.contains(&true)
     }
 
     fn of(&self, key: Key) -> &[bool] {
@@ -329,6 +337,37 @@ impl View {
                 list.reserve(before.len() + before.len() / 8);
             }
         }
+        let allows = self.refresh(now);
+        let freed = self.free_covered(&allows, now);
+        let mut freed = freed.iter().peekable();
+        for (key, entry) in &self.keys {
+            let Some((status, item)) = &entry.listed else { continue };
+            let cover = if freed.next_if_eq(&key).is_some() { entry.freed.as_ref() } else { None };
+            match cover {
+                Some((_, item)) => snapshot.lists[Status::Allowed.index()].push(item.clone()),
+                None => snapshot.lists[status.index()].push(item.clone()),
+            }
+        }
+        {
+            let previous = self.snapshot_tx.borrow();
+            for (list, before) in snapshot.lists.iter_mut().zip(&previous.lists) {
+                list.inherit(before);
+            }
+        }
+        self.changed = false;
+        let listed: [usize; 3] = std::array::from_fn(|i| snapshot.lists[i].len());
+        self.snapshot_tx.send_replace(Arc::new(snapshot));
+        tracing::debug!(
+            keys = self.keys.len(),
+            ?listed,
+            took_ms = started.elapsed().as_millis(),
+            "gateway view rebuilt"
+        );
+    }
+
+    /// Derives again every key whose records changed or whose lifecycle
+    /// stepped, sets the next step, and returns where live Allows are.
+    fn refresh(&mut self, now: u64) -> AllowLengths {
         let mut next_step = u64::MAX;
         let mut allows = AllowLengths::default();
         for (key, entry) in &mut self.keys {
@@ -341,6 +380,7 @@ impl View {
                     .filter(|l| l.explicit_allow)
                     .map(|l| l.allowed_since_ms.unwrap_or(0));
                 entry.listed = lifecycle.map(|l| (l.status, Item::new(*key, &l)));
+                entry.freed = None;
                 entry.dirty = false;
             }
             next_step = next_step.min(entry.valid_until);
@@ -348,27 +388,31 @@ impl View {
                 allows.add(*key);
             }
         }
-        for (key, entry) in &self.keys {
-            let Some((status, item)) = &entry.listed else { continue };
-            let freed = match status {
-                Status::Blocked => self.freed_since(*key, &allows),
-                _ => None,
-            };
-            match freed.and_then(|since| self.freed_item(*key, entry, since, now)) {
-                Some(item) => snapshot.lists[Status::Allowed.index()].push(item),
-                None => snapshot.lists[status.index()].push(item.clone()),
+        self.next_step_ms = next_step;
+        allows
+    }
+
+    /// The blocked keys a wider key's live Allow frees, in key order, each
+    /// with its `freed` item made (or kept from the last rebuild).
+    fn free_covered(&mut self, allows: &AllowLengths, now: u64) -> Vec<Key> {
+        if !allows.any() {
+            return Vec::new();
+        }
+        let freed: Vec<(Key, u64)> = self
+            .keys
+            .iter()
+            .filter(|(_, entry)| matches!(entry.listed, Some((Status::Blocked, _))))
+            .filter_map(|(key, _)| Some((*key, self.freed_since(*key, allows)?)))
+            .collect();
+        let windows = self.windows;
+        for (key, since) in &freed {
+            let Some(entry) = self.keys.get_mut(key) else { continue };
+            if entry.freed.as_ref().is_none_or(|(was, _)| was != since) {
+                let item = freed_item(*key, &entry.records, *since, now, windows);
+                entry.freed = item.map(|item| (*since, item));
             }
         }
-        self.next_step_ms = next_step;
-        self.changed = false;
-        let listed: [usize; 3] = std::array::from_fn(|i| snapshot.lists[i].len());
-        self.snapshot_tx.send_replace(Arc::new(snapshot));
-        tracing::debug!(
-            keys = self.keys.len(),
-            ?listed,
-            took_ms = started.elapsed().as_millis(),
-            "gateway view rebuilt"
-        );
+        freed.into_iter().map(|(key, _)| key).collect()
     }
 
     /// When the live Allow on a wider key covering `key` began, if one does
@@ -376,22 +420,12 @@ impl View {
     /// Probes only the prefix lengths some live Allow has.
     fn freed_since(&self, key: Key, allows: &AllowLengths) -> Option<u64> {
         let lengths = allows.of(key);
-        Key::covering(key.net().network())
-            .filter(|k| k.prefix_len() < key.prefix_len())
-            .filter(|k| lengths.get(usize::from(k.prefix_len())).copied().unwrap_or(false))
-            .filter_map(|k| self.keys.get(&k)?.allow_since)
+        let addr = key.net().network();
+        (0..key.prefix_len())
+            .filter(|len| lengths.get(usize::from(*len)).copied().unwrap_or(false))
+            .filter_map(|len| IpNet::new(addr, len).ok())
+            .filter_map(|net| self.keys.get(&Key::from_net(net))?.allow_since)
             .max()
-    }
-
-    /// `key`'s item as an explicit allow, for a blocked key a wider Allow
-    /// (issued at `since`) frees. Its Allow's end is the covering key's own
-    /// lifecycle step, so the next rebuild lists it blocked again.
-    fn freed_item(&self, key: Key, entry: &Entry, since: u64, now: u64) -> Option<Item> {
-        let mut lifecycle = derive(&entry.records, now, self.windows)?;
-        lifecycle.status = Status::Allowed;
-        lifecycle.explicit_allow = true;
-        lifecycle.allowed_since_ms = Some(since);
-        Some(Item::new(key, &lifecycle))
     }
 
     /// The timer for the next lifecycle step.
@@ -413,6 +447,23 @@ impl View {
             !entry.records.is_empty()
         });
     }
+}
+
+/// `key`'s item as an explicit allow, for a blocked key a wider Allow
+/// (issued at `since`) frees. That Allow's end is the covering key's own
+/// lifecycle step, so the rebuild then lists this key blocked again.
+fn freed_item(
+    key: Key,
+    records: &[Record],
+    since: u64,
+    now: u64,
+    windows: Windows,
+) -> Option<Item> {
+    let mut lifecycle = derive(records, now, windows)?;
+    lifecycle.status = Status::Allowed;
+    lifecycle.explicit_allow = true;
+    lifecycle.allowed_since_ms = Some(since);
+    Some(Item::new(key, &lifecycle))
 }
 
 #[cfg(test)]
@@ -485,6 +536,13 @@ mod tests {
             "the /24's Allow frees .7 (the index would not ban it either)"
         );
         assert_eq!(view.next_step_ms, now + 5_000, "the Allow's end is a step");
+        let bodies = |snapshot: &Snapshot| {
+            Status::ALL.map(|status| snapshot.list(status).full(false).as_ptr() as usize)
+        };
+        let before = bodies(&snapshot);
+        view.rebuild(now + 30);
+        let after = bodies(&view.snapshot_tx.borrow());
+        assert_eq!(before, after, "lists that did not change share their rendered bodies");
 
         view.rebuild(now + 5_000);
         let snapshot = view.snapshot_tx.borrow().clone();
