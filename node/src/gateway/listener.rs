@@ -138,11 +138,13 @@ impl Head {
     }
 
     /// Follows the bytes a read returned.
-    fn read(&mut self, data: &[u8]) {
-        if data.is_empty() {
-            return;
-        }
+    fn read(&mut self, mut data: &[u8]) {
         if self.state == HeadState::Between {
+            // Empty lines before a request (RFC 9112 2.2) do not start it.
+            let Some(start) = data.iter().position(|b| !matches!(b, b'\r' | b'\n')) else {
+                return;
+            };
+            data = data.get(start..).unwrap_or_default();
             self.state = HeadState::Awaited;
             self.newlines = 0;
             self.deadline.as_mut().reset(Instant::now() + self.timeout);
@@ -329,6 +331,24 @@ mod tests {
         let cut_after = drip.await.unwrap();
         assert!(cut_after >= head, "{cut_after:?}");
         assert!(cut_after < Duration::from_secs(3), "still open after {cut_after:?}");
+    }
+
+    #[tokio::test]
+    async fn heads_end_at_a_blank_line_and_the_next_starts_after_a_write() {
+        let mut head = Head::new(Duration::from_secs(10));
+        head.read(b"GET / HTTP/1.1\r\nHost: x\r");
+        assert_eq!(head.state, HeadState::Awaited);
+        head.read(b"\n\r\n{\"ips\": []}");
+        assert_eq!(head.state, HeadState::Handling);
+        head.read(b"\n\n");
+        assert_eq!(head.state, HeadState::Handling, "the body is not scanned");
+        head.wrote();
+        head.read(b"\r\n");
+        assert_eq!(head.state, HeadState::Between, "a stray CRLF starts nothing");
+        head.read(b"GET / HTTP/1.1\n");
+        assert_eq!(head.state, HeadState::Awaited);
+        head.read(b"\n");
+        assert_eq!(head.state, HeadState::Handling, "bare line feeds end a head too");
     }
 
     #[tokio::test]
