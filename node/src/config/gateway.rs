@@ -16,6 +16,17 @@ use super::raw::RawGateway;
 use super::seed::Seed;
 use super::{ConfigError, Validator};
 
+/// Why `name` cannot name a client (it becomes `NAME@ADDRESS` in records'
+/// `source`), if it cannot; `[gateway.tokens]` and the seed file share it.
+pub(super) fn client_name_problem(name: &str) -> Option<String> {
+    let bad = |c: char| c == '@' || c.is_whitespace() || c.is_control();
+    (name.is_empty() || name.chars().any(bad)).then(|| {
+        format!(
+            "the client name {name:?} must be non-empty, without '@', spaces or control characters"
+        )
+    })
+}
+
 /// Where the gateway listens when `--gateway` is given without an address.
 pub const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:5000";
 
@@ -125,10 +136,8 @@ impl Validator<'_> {
     }
 
     fn token(&self, name: &str, value: &str) -> Result<Token, ConfigError> {
-        if name.is_empty() || name.chars().any(|c| c.is_control() || c == '@') {
-            return Err(self.gateway_error(format!(
-                "gateway.tokens: the client name {name:?} must be non-empty, without '@' or control characters"
-            )));
+        if let Some(problem) = client_name_problem(name) {
+            return Err(self.gateway_error(format!("gateway.tokens: {problem}")));
         }
         let digest = match value.strip_prefix(SHA256_PREFIX) {
             Some(hex_text) => {
@@ -269,6 +278,15 @@ mod tests {
         let seed = seed_file("");
         let bad_hash = with_seed("[gateway.tokens]\nweb1 = \"sha256:abc\"\n", &seed);
         assert!(bad_hash.unwrap_err().to_string().contains("64 hex digits"));
+        for name in ["\"a@b\"", "\"web 1\"", "\"web\\t1\""] {
+            let toml = format!("[gateway.tokens]\n{name} = \"tok\"\n");
+            let message = with_seed(&toml, &seed).unwrap_err().to_string();
+            assert!(message.contains("client name"), "{message}");
+        }
+        let seed = seed_file("[api_tokens]\nweb1 = tok1\nweb@2 = tok2\n");
+        let message = with_seed("", &seed).unwrap_err().to_string();
+        assert!(message.contains(&format!("{}:3", seed.path().display())), "{message}");
+        assert!(message.contains("client name \"web@2\""), "{message}");
         let missing = Overrides {
             seed_config: Some("/nonexistent/serverconfig.ini".into()),
             ..Overrides::default()

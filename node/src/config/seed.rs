@@ -104,6 +104,9 @@ impl Seed {
             match current.as_str() {
                 "DEFAULT" => seed.setting(&name, value).map_err(fail)?,
                 "api_tokens" => {
+                    if let Some(problem) = super::gateway::client_name_problem(&name) {
+                        return Err(fail(format!("[api_tokens]: {problem}")));
+                    }
                     if value.is_empty() {
                         return Err(fail(format!("the token of {name:?} is empty")));
                     }
@@ -192,9 +195,14 @@ mod tests {
             ("[DEFAULT]\nbantime.factor = lots\n", 2),
             ("[DEFAULT]\nbantime.increment = maybe\n", 2),
             ("[api_tokens]\na = 1\n  more\n", 3),
+            ("[api_tokens]\na = 1\nweb@1 = 2\n", 3),
+            ("[api_tokens]\nweb 1 = 2\n", 2),
+            ("[api_tokens]\nweb\u{7}1 = 2\n", 2),
         ] {
             let (at, message) = Seed::parse(text).expect_err(text);
             assert_eq!(at, line, "{text:?}: {message}");
         }
+        let (_, message) = Seed::parse("[api_tokens]\nweb 1 = 2\n").unwrap_err();
+        assert!(message.contains("client name \"web 1\""), "{message}");
     }
 }

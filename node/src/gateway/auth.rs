@@ -1,7 +1,8 @@
 //! Who is asking: the bearer token checked against the configured tokens
 //! (SHA-256 of the presented token compared in constant time with every
 //! configured hash), and the client's address, taken from `X-Forwarded-For`
-//! or `X-Real-IP` only when the connection comes from a trusted proxy.
+//! (the rightmost address not a trusted proxy) or `X-Real-IP` only when the
+//! connection comes from a trusted proxy.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -77,25 +78,53 @@ impl Auth {
         Ok(Client { name, addr: self.client_addr(headers, peer.ip()) })
     }
 
-    /// `X-Forwarded-For`'s first entry, then `X-Real-IP`, when `peer` is a
-    /// trusted proxy; otherwise (or when they do not parse) `peer`.
+    /// The client as the trusted proxies saw it, when `peer` is one of them:
+    /// `X-Forwarded-For` walked from its right end (the entry the nearest
+    /// proxy added) past every trusted proxy to the first address that is
+    /// not one, since entries further left are whatever the client sent;
+    /// then `X-Real-IP`; otherwise (or when nothing parses) `peer`.
     pub fn client_addr(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
         let peer = banmesh_crdt::key::canonical_addr(peer);
-        if !self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
+        if !self.is_trusted(peer) {
             return peer;
         }
-        let header_addr = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok())
-        };
-        header_addr("x-forwarded-for")
-            .or_else(|| header_addr("x-real-ip"))
-            .map(banmesh_crdt::key::canonical_addr)
-            .unwrap_or(peer)
+        let entries = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+            .collect::<Vec<_>>();
+        let mut chosen = None;
+        for entry in entries.iter().rev() {
+            // What lies beyond an entry that does not parse is not trusted.
+            let Some(addr) = forwarded_addr(entry) else { break };
+            chosen = Some(addr);
+            if !self.is_trusted(addr) {
+                break;
+            }
+        }
+        let real_ip = || headers.get("x-real-ip")?.to_str().ok().and_then(forwarded_addr);
+        chosen.or_else(real_ip).unwrap_or(peer)
     }
+
+    fn is_trusted(&self, addr: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&addr))
+    }
+}
+
+/// One forwarded address: `ADDR`, `ADDR:PORT`, `[V6]` or `[V6]:PORT`,
+/// canonical (IPv4-mapped IPv6 folded).
+fn forwarded_addr(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    let addr = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty() || after.strip_prefix(':')?.parse::<u16>().is_ok();
+        port_ok.then(|| inside.parse::<IpAddr>().ok()).flatten()?
+    } else if let Ok(addr) = text.parse::<IpAddr>() {
+        addr
+    } else {
+        text.parse::<SocketAddr>().ok()?.ip()
+    };
+    Some(banmesh_crdt::key::canonical_addr(addr))
 }
 
 #[cfg(test)]
@@ -141,23 +170,37 @@ mod tests {
         let h =
             headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.2"), ("x-real-ip", "203.0.113.8")]);
         let a = auth();
-        assert_eq!(
-            a.client_addr(&h, "10.1.2.3".parse().unwrap()),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            a.client_addr(&h, "192.0.2.1".parse().unwrap()),
-            "192.0.2.1".parse::<IpAddr>().unwrap()
-        );
+        let addr = |h: &HeaderMap, peer: &str| a.client_addr(h, peer.parse().unwrap()).to_string();
+        assert_eq!(addr(&h, "10.1.2.3"), "203.0.113.9", "past the trusted 10.0.0.2");
+        assert_eq!(addr(&h, "192.0.2.1"), "192.0.2.1", "an untrusted peer's headers are ignored");
         let real = headers(&[("x-real-ip", "203.0.113.8")]);
-        assert_eq!(
-            a.client_addr(&real, "10.1.2.3".parse().unwrap()),
-            "203.0.113.8".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(addr(&real, "10.1.2.3"), "203.0.113.8");
         let junk = headers(&[("x-forwarded-for", "nonsense")]);
-        assert_eq!(
-            a.client_addr(&junk, "10.1.2.3".parse().unwrap()),
-            "10.1.2.3".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(addr(&junk, "10.1.2.3"), "10.1.2.3");
+    }
+
+    #[test]
+    fn forwarded_for_is_walked_from_the_right_so_clients_cannot_forge_it() {
+        let a = auth();
+        let addr = |xff: &'static str| {
+            let h = headers(&[("x-forwarded-for", xff)]);
+            a.client_addr(&h, "10.1.2.3".parse().unwrap()).to_string()
+        };
+        // nginx's proxy_add_x_forwarded_for appends the real client to
+        // whatever the client sent.
+        assert_eq!(addr("198.51.100.1, 203.0.113.9"), "203.0.113.9");
+        assert_eq!(addr("198.51.100.1, 203.0.113.9, 10.0.0.2"), "203.0.113.9");
+        assert_eq!(addr("10.0.0.5, 10.0.0.2"), "10.0.0.5", "all trusted: the furthest");
+        assert_eq!(addr("198.51.100.1, nonsense, 10.0.0.2"), "10.0.0.2", "no further than junk");
+        assert_eq!(addr("203.0.113.9:51234"), "203.0.113.9");
+        assert_eq!(addr("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(addr("[2001:db8::1]"), "2001:db8::1");
+        assert_eq!(addr("2001:db8::1"), "2001:db8::1");
+        assert_eq!(addr("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(addr("[2001:db8::1]:port"), "10.1.2.3");
+        let mut two = HeaderMap::new();
+        two.append("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        two.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(a.client_addr(&two, "10.1.2.3".parse().unwrap()).to_string(), "203.0.113.9");
     }
 }

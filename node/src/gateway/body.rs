@@ -1,8 +1,11 @@
 //! Request and response bodies: reading a body within the limit (counted
-//! again after gzip decompression), parsing it as a JSON object whatever
-//! its content type, and gzip-compressing responses for clients that ask.
+//! again after gzip decompression) and [`BODY_TIMEOUT`], parsing it as a
+//! JSON object whatever its content type, and gzip-compressing responses
+//! for clients that ask.
 
 use std::io::Read as _;
+use std::pin::Pin;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -14,6 +17,9 @@ use flate2::write::GzEncoder;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+
+/// Longest a request body may take to arrive (408 after that).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Responses smaller than this are sent uncompressed.
 pub const GZIP_MIN: usize = 1024;
@@ -67,6 +73,16 @@ pub async fn read_object(
     body: Body,
     limit: usize,
 ) -> Result<Map<String, Value>, ApiError> {
+    read_object_within(headers, body, limit, BODY_TIMEOUT).await
+}
+
+/// [`read_object`], with the body due within `timeout`.
+async fn read_object_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Map<String, Value>, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -74,7 +90,9 @@ pub async fn read_object(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::TooLarge(limit));
     }
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::TooLarge(limit))?;
+    let raw = tokio::time::timeout(timeout, collect(body, limit))
+        .await
+        .map_err(|_| ApiError::Timeout(timeout))??;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
@@ -91,6 +109,24 @@ pub async fn read_object(
         ))),
         Err(e) => Err(ApiError::BadRequest(format!("the body is not valid JSON: {e}"))),
     }
+}
+
+/// The body's bytes: more than `limit` is a 413, a body that breaks off
+/// (the client went away, bad chunked encoding) a 400.
+async fn collect(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    use axum::body::HttpBody as _;
+    let mut out = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| {
+            ApiError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        if data.len() > limit.saturating_sub(out.len()) {
+            return Err(ApiError::TooLarge(limit));
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(out))
 }
 
 /// Decompresses at most `limit` bytes; more is a 413, a broken stream a 400.
@@ -131,6 +167,36 @@ mod tests {
         assert_eq!(gunzip(&packed, 100_000).unwrap().len(), 100_000);
         assert!(matches!(gunzip(&packed, 99_999), Err(ApiError::TooLarge(_))));
         assert!(matches!(gunzip(b"not gzip", 1_000), Err(ApiError::BadRequest(_))));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_gets_408() {
+        use futures_util::StreamExt as _;
+        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("{\"ip"))]);
+        let body = Body::from_stream(first.chain(futures_util::stream::pending()));
+        let timeout = Duration::from_millis(100);
+        let error = read_object_within(&HeaderMap::new(), body, 1_000, timeout).await.unwrap_err();
+        assert!(matches!(error, ApiError::Timeout(_)), "{error:?}");
+        assert_eq!(error.status(), StatusCode::REQUEST_TIMEOUT);
+        let response = error.into_response();
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+    }
+
+    #[tokio::test]
+    async fn only_the_limit_is_413_and_a_broken_body_is_400() {
+        let chunks = |items: Vec<Result<&'static str, std::io::Error>>| {
+            Body::from_stream(futures_util::stream::iter(items))
+        };
+        let headers = HeaderMap::new();
+        let whole = chunks(vec![Ok("{\"ip\":"), Ok(" \"192.0.2.1\"}")]);
+        assert_eq!(read_object(&headers, whole, 100).await.unwrap().len(), 1);
+        let long = chunks(vec![Ok("{\"ip\":"), Ok(" \"192.0.2.1\"}")]);
+        let error = read_object(&headers, long, 10).await.unwrap_err();
+        assert_eq!(error.status(), StatusCode::PAYLOAD_TOO_LARGE, "{error}");
+        let gone = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let broken = chunks(vec![Ok("{\"ip\":"), Err(gone)]);
+        let error = read_object(&headers, broken, 100).await.unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{error}");
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The body, or the body after decompression, is over the limit.
     #[error("the request body is over the limit of {0} bytes (counted after decompression too)")]
     TooLarge(usize),
+    /// The body did not arrive in time.
+    #[error("the request body did not arrive within {} s: send it at once", .0.as_secs())]
+    Timeout(std::time::Duration),
     /// A `Content-Encoding` other than gzip.
     #[error("unsupported Content-Encoding {0:?}: send the body plain or gzip-compressed")]
     Encoding(String),
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::Method => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -56,6 +60,13 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "error": self.to_string() }).to_string();
         let mut response =
             super::body::json_response(self.status(), Bytes::from(body), false, false);
+        if matches!(self, ApiError::Timeout(_)) {
+            // The rest of the body may still come: the connection ends here.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -1,7 +1,10 @@
 //! The gateway's TCP listener: at most [`MAX_CONNECTIONS`] open at once
-//! (the next waits to be accepted), and a connection that neither sends nor
-//! takes a byte for [`IDLE_TIMEOUT`] is closed, so slow or silent clients
-//! cannot hold the node's file descriptors. axum serves what it accepts.
+//! (the next waits to be accepted); a connection that neither sends nor
+//! takes a byte for [`IDLE_TIMEOUT`] is closed, and so is one that takes
+//! longer than [`HEAD_TIMEOUT`] to send a request head, so slow or silent
+//! clients cannot hold the node's file descriptors. axum serves what it
+//! accepts (axum's `serve` gives hyper no timer, so hyper's own header
+//! timeout does not run).
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,25 +24,34 @@ use tokio::time::{Instant, Sleep};
 pub const MAX_CONNECTIONS: usize = 512;
 /// Longest a connection may pass without moving a byte.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a request head may take, from the connection's accept or from
+/// the first byte of a later request to the blank line that ends it.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A [`TcpListener`] with a connection limit and idle timeouts.
+/// A [`TcpListener`] with a connection limit and timeouts.
 #[derive(Debug)]
 pub struct GatewayListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
+    head_timeout: Duration,
 }
 
 impl GatewayListener {
     /// Wraps a bound listener.
     pub fn new(inner: TcpListener) -> GatewayListener {
-        GatewayListener::with_idle_timeout(inner, IDLE_TIMEOUT)
+        GatewayListener::with_timeouts(inner, IDLE_TIMEOUT, HEAD_TIMEOUT)
     }
 
-    /// Wraps a bound listener, closing connections idle for `idle_timeout`.
-    pub fn with_idle_timeout(inner: TcpListener, idle_timeout: Duration) -> GatewayListener {
+    /// Wraps a bound listener, closing connections idle for `idle_timeout`
+    /// or taking longer than `head_timeout` to send a request head.
+    pub fn with_timeouts(
+        inner: TcpListener,
+        idle_timeout: Duration,
+        head_timeout: Duration,
+    ) -> GatewayListener {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        GatewayListener { inner, permits, idle_timeout }
+        GatewayListener { inner, permits, idle_timeout, head_timeout }
     }
 }
 
@@ -56,7 +68,8 @@ impl Listener for GatewayListener {
                     let _ = stream.set_nodelay(true);
                     let timeout = self.idle_timeout;
                     let idle = Box::pin(tokio::time::sleep(timeout));
-                    return (Guarded { stream, idle, timeout, _permit: permit }, addr);
+                    let head = Head::new(self.head_timeout);
+                    return (Guarded { stream, idle, timeout, head, _permit: permit }, addr);
                 }
                 Err(error) => {
                     // Out of descriptors and the like: wait rather than spin.
@@ -82,14 +95,94 @@ impl Connected<IncomingStream<'_, GatewayListener>> for Peer {
     }
 }
 
-/// An accepted connection: its stream, its idle timer, and its place
-/// under the limit (released on drop).
+/// An accepted connection: its stream, its idle timer, its request-head
+/// deadline, and its place under the limit (released on drop).
 #[derive(Debug)]
 pub struct Guarded {
     stream: TcpStream,
     idle: Pin<Box<Sleep>>,
     timeout: Duration,
+    head: Head,
     _permit: OwnedSemaphorePermit,
+}
+
+/// Where a connection stands between request heads. The wrapper does not
+/// parse HTTP: a head ends at its first empty line (`\n\n` or `\r\n\r\n`),
+/// and the next one begins with the first byte read after the server has
+/// written. The body is the handlers' to time (`body::BODY_TIMEOUT`).
+#[derive(Debug)]
+struct Head {
+    /// The deadline, while a head is awaited.
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+    state: HeadState,
+    /// Line feeds seen in a row (carriage returns between them ignored).
+    newlines: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadState {
+    /// A head is arriving and `deadline` runs.
+    Awaited,
+    /// The head arrived; the request is being handled.
+    Handling,
+    /// The response is written; the idle timer alone runs until a byte of
+    /// the next request arrives.
+    Between,
+}
+
+impl Head {
+    fn new(timeout: Duration) -> Head {
+        let deadline = Box::pin(tokio::time::sleep(timeout));
+        Head { deadline, timeout, state: HeadState::Awaited, newlines: 0 }
+    }
+
+    /// Follows the bytes a read returned.
+    fn read(&mut self, mut data: &[u8]) {
+        if self.state == HeadState::Between {
+            // Empty lines before a request (RFC 9112 2.2) do not start it.
+            let Some(start) = data.iter().position(|b| !matches!(b, b'\r' | b'\n')) else {
+                return;
+            };
+            data = data.get(start..).unwrap_or_default();
+            self.state = HeadState::Awaited;
+            self.newlines = 0;
+            self.deadline.as_mut().reset(Instant::now() + self.timeout);
+        }
+        if self.state != HeadState::Awaited {
+            return;
+        }
+        for byte in data {
+            match byte {
+                b'\n' => self.newlines += 1,
+                b'\r' => {}
+                _ => self.newlines = 0,
+            }
+            if self.newlines >= 2 {
+                self.state = HeadState::Handling;
+                return;
+            }
+        }
+    }
+
+    /// The server wrote, which it does only once it holds a whole head (a
+    /// response, or `100 Continue`): what is read next starts a new head.
+    fn wrote(&mut self) {
+        self.state = HeadState::Between;
+    }
+
+    /// An error once the deadline has passed with the head incomplete.
+    fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if self.state != HeadState::Awaited {
+            return Poll::Pending;
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "request head too slow"))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl Guarded {
@@ -97,8 +190,11 @@ impl Guarded {
         self.idle.as_mut().reset(Instant::now() + self.timeout);
     }
 
-    /// An error once the idle timer has run out while waiting.
+    /// An error once the idle timer or the head deadline has run out.
     fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if let Poll::Ready(error) = self.head.check(cx) {
+            return Poll::Ready(error);
+        }
         match self.idle.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "idle")),
             Poll::Pending => Poll::Pending,
@@ -113,9 +209,16 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // A head dripped a byte at a time never leaves the read pending, so
+        // the deadline is checked before every read, not only while waiting.
+        if let Poll::Ready(error) = this.head.check(cx) {
+            return Poll::Ready(Err(error));
+        }
+        let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 this.moved();
+                this.head.read(buf.filled().get(before..).unwrap_or_default());
                 Poll::Ready(result)
             }
             Poll::Pending => this.check_idle(cx).map(Err),
@@ -133,6 +236,7 @@ impl AsyncWrite for Guarded {
         match Pin::new(&mut this.stream).poll_write(cx, data) {
             Poll::Ready(result) => {
                 this.moved();
+                this.head.wrote();
                 Poll::Ready(result)
             }
             Poll::Pending => this.check_idle(cx).map(Err),
@@ -156,6 +260,7 @@ impl AsyncWrite for Guarded {
         match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
             Poll::Ready(result) => {
                 this.moved();
+                this.head.wrote();
                 Poll::Ready(result)
             }
             Poll::Pending => this.check_idle(cx).map(Err),
@@ -173,12 +278,97 @@ mod tests {
 
     use super::*;
 
+    /// Serves `ok` on `/` with a 60 s idle timeout and a `head` deadline.
+    async fn server(head: Duration) -> SocketAddr {
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let listener = GatewayListener::with_timeouts(inner, Duration::from_secs(60), head);
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+
+    /// Reads one `ok` response.
+    async fn answer(client: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut chunk = [0; 512];
+        while !got.ends_with(b"\r\n\r\nok") {
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dripped_head_is_cut_off_at_the_deadline_while_others_are_answered() {
+        let head = Duration::from_millis(400);
+        let addr = server(head).await;
+        let mut dripper = TcpStream::connect(addr).await.unwrap();
+        let drip = tokio::spawn(async move {
+            let started = Instant::now();
+            dripper.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+            // Each byte comes well within the idle timeout; the head never ends.
+            while dripper.write_all(b"X").await.is_ok() {
+                if started.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            started.elapsed()
+        });
+
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        client.write_all(request).await.unwrap();
+        assert!(answer(&mut client).await.starts_with("HTTP/1.1 200"));
+        // A kept-alive connection may wait longer than the head deadline
+        // between requests (the idle timeout covers that wait).
+        tokio::time::sleep(head * 2).await;
+        client.write_all(request).await.unwrap();
+        assert!(answer(&mut client).await.starts_with("HTTP/1.1 200"));
+
+        let cut_after = drip.await.unwrap();
+        assert!(cut_after >= head, "{cut_after:?}");
+        assert!(cut_after < Duration::from_secs(3), "still open after {cut_after:?}");
+    }
+
+    #[tokio::test]
+    async fn heads_end_at_a_blank_line_and_the_next_starts_after_a_write() {
+        let mut head = Head::new(Duration::from_secs(10));
+        head.read(b"GET / HTTP/1.1\r\nHost: x\r");
+        assert_eq!(head.state, HeadState::Awaited);
+        head.read(b"\n\r\n{\"ips\": []}");
+        assert_eq!(head.state, HeadState::Handling);
+        head.read(b"\n\n");
+        assert_eq!(head.state, HeadState::Handling, "the body is not scanned");
+        head.wrote();
+        head.read(b"\r\n");
+        assert_eq!(head.state, HeadState::Between, "a stray CRLF starts nothing");
+        head.read(b"GET / HTTP/1.1\n");
+        assert_eq!(head.state, HeadState::Awaited);
+        head.read(b"\n");
+        assert_eq!(head.state, HeadState::Handling, "bare line feeds end a head too");
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_gets_the_head_deadline() {
+        let head = Duration::from_millis(300);
+        let addr = server(head).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let mut byte = [0; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        assert!(started.elapsed() >= head);
+    }
+
     #[tokio::test]
     async fn silent_connections_time_out_and_free_their_place() {
         let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = inner.local_addr().unwrap();
         let timeout = Duration::from_millis(200);
-        let mut listener = GatewayListener::with_idle_timeout(inner, timeout);
+        let mut listener = GatewayListener::with_timeouts(inner, timeout, Duration::from_secs(60));
         let mut client = TcpStream::connect(addr).await.unwrap();
         let (mut conn, _) = listener.accept().await;
         assert_eq!(listener.permits.available_permits(), MAX_CONNECTIONS - 1);

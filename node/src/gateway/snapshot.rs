@@ -120,16 +120,34 @@ impl Item {
 }
 
 /// One status's list: items in key order, their jail counts, and the whole
-/// unpaged answer made on first request (plain and gzip).
+/// unpaged answer made on first request (plain and gzip), shared with the
+/// snapshots before and after it that hold the very same items.
 #[derive(Debug, Default)]
 pub struct List {
     items: Vec<Item>,
     jail_counts: BTreeMap<Arc<str>, u64>,
-    full: OnceLock<Bytes>,
-    full_gzip: OnceLock<Bytes>,
+    full: Arc<Rendered>,
+}
+
+/// A list's unpaged answer, made on first request.
+#[derive(Debug, Default)]
+struct Rendered {
+    plain: OnceLock<Bytes>,
+    gzip: OnceLock<Bytes>,
 }
 
 impl List {
+    /// Shares `previous`'s unpaged answer when this list holds the same
+    /// items (the same allocations, as a rebuild that changed nothing in
+    /// this status leaves them), so one body serves both snapshots.
+    pub fn inherit(&mut self, previous: &List) {
+        let same = self.items.len() == previous.items.len()
+            && self.items.iter().zip(&previous.items).all(|(a, b)| Arc::ptr_eq(&a.0, &b.0));
+        if same {
+            self.full = previous.full.clone();
+        }
+    }
+
     /// Adds the next item (in key order).
     pub fn push(&mut self, item: Item) {
         count(&mut self.jail_counts, &item.jail);
@@ -153,13 +171,13 @@ impl List {
 
     /// The unpaged answer without search, made once per snapshot.
     pub fn full(&self, gzip: bool) -> Bytes {
-        let plain = self.full.get_or_init(|| {
+        let plain = self.full.plain.get_or_init(|| {
             render(&self.items.iter().collect::<Vec<_>>(), &self.jail_counts, &Page::All, "")
         });
         if !gzip {
             return plain.clone();
         }
-        self.full_gzip.get_or_init(|| super::body::gzip(plain)).clone()
+        self.full.gzip.get_or_init(|| super::body::gzip(plain)).clone()
     }
 
     /// The answer to a list request.
@@ -304,6 +322,25 @@ mod tests {
         assert_eq!(page["total"], 3);
         let beyond = json(list.answer("", &Page::Number { page: 9, per_page: 2 }));
         assert_eq!(beyond["items"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_list_with_the_same_items_shares_the_rendered_body() {
+        let first = list();
+        let body = first.full(true);
+        let mut same = List::default();
+        for item in &first.items {
+            same.push(item.clone());
+        }
+        same.inherit(&first);
+        assert_eq!(same.full(true).as_ptr(), body.as_ptr(), "rendered once for both");
+        let mut other = list();
+        other.inherit(&first);
+        assert_ne!(other.full(true).as_ptr(), body.as_ptr(), "equal text, other items");
+        let mut shorter = List::default();
+        shorter.push(first.items[0].clone());
+        shorter.inherit(&first);
+        assert_eq!(json(shorter.full(false))["total"], 1);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use banmesh_crdt::{Key, Origin, Params, Record};
 use banmesh_keys::Revocation;
+use ipnet::IpNet;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -99,9 +100,44 @@ impl ViewHandle {
 struct Entry {
     records: Vec<Record>,
     listed: Option<(Status, Item)>,
+    /// When its live explicit Allow began, if it has one (as of the last
+    /// rebuild): it frees every narrower key inside it too.
+    allow_since: Option<u64>,
+    /// Its item as freed by a wider key's Allow (issued at the `u64`), kept
+    /// until it is derived again.
+    freed: Option<(u64, Item)>,
     /// When `listed` must be derived again (a lifecycle step), or `u64::MAX`.
     valid_until: u64,
     dirty: bool,
+}
+
+/// Which prefix lengths (per family) hold a key with a live explicit Allow.
+struct AllowLengths {
+    v4: [bool; 33],
+    v6: [bool; 129],
+}
+
+impl Default for AllowLengths {
+    fn default() -> AllowLengths {
+        AllowLengths { v4: [false; 33], v6: [false; 129] }
+    }
+}
+
+impl AllowLengths {
+    fn add(&mut self, key: Key) {
+        let len = usize::from(key.prefix_len());
+        if let Some(slot) = if key.is_v4() { self.v4.get_mut(len) } else { self.v6.get_mut(len) } {
+            *slot = true;
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.v4.contains(&true) || self.v6.contains(&true)
+    }
+
+    fn of(&self, key: Key) -> &[bool] {
+        if key.is_v4() { &self.v4 } else { &self.v6 }
+    }
 }
 
 /// The view task's state.
@@ -301,21 +337,23 @@ impl View {
                 list.reserve(before.len() + before.len() / 8);
             }
         }
-        let mut next_step = u64::MAX;
-        for (key, entry) in &mut self.keys {
-            if entry.dirty || entry.valid_until <= now {
-                let lifecycle = derive(&entry.records, now, self.windows);
-                entry.valid_until =
-                    lifecycle.as_ref().and_then(|l| l.next_change_ms).unwrap_or(u64::MAX);
-                entry.listed = lifecycle.map(|l| (l.status, Item::new(*key, &l)));
-                entry.dirty = false;
-            }
-            next_step = next_step.min(entry.valid_until);
-            if let Some((status, item)) = &entry.listed {
-                snapshot.lists[status.index()].push(item.clone());
+        let allows = self.refresh(now);
+        let freed = self.free_covered(&allows, now);
+        let mut freed = freed.iter().peekable();
+        for (key, entry) in &self.keys {
+            let Some((status, item)) = &entry.listed else { continue };
+            let cover = if freed.next_if_eq(&key).is_some() { entry.freed.as_ref() } else { None };
+            match cover {
+                Some((_, item)) => snapshot.lists[Status::Allowed.index()].push(item.clone()),
+                None => snapshot.lists[status.index()].push(item.clone()),
             }
         }
-        self.next_step_ms = next_step;
+        {
+            let previous = self.snapshot_tx.borrow();
+            for (list, before) in snapshot.lists.iter_mut().zip(&previous.lists) {
+                list.inherit(before);
+            }
+        }
         self.changed = false;
         let listed: [usize; 3] = std::array::from_fn(|i| snapshot.lists[i].len());
         self.snapshot_tx.send_replace(Arc::new(snapshot));
@@ -325,6 +363,69 @@ impl View {
             took_ms = started.elapsed().as_millis(),
             "gateway view rebuilt"
         );
+    }
+
+    /// Derives again every key whose records changed or whose lifecycle
+    /// stepped, sets the next step, and returns where live Allows are.
+    fn refresh(&mut self, now: u64) -> AllowLengths {
+        let mut next_step = u64::MAX;
+        let mut allows = AllowLengths::default();
+        for (key, entry) in &mut self.keys {
+            if entry.dirty || entry.valid_until <= now {
+                let lifecycle = derive(&entry.records, now, self.windows);
+                entry.valid_until =
+                    lifecycle.as_ref().and_then(|l| l.next_change_ms).unwrap_or(u64::MAX);
+                entry.allow_since = lifecycle
+                    .as_ref()
+                    .filter(|l| l.explicit_allow)
+                    .map(|l| l.allowed_since_ms.unwrap_or(0));
+                entry.listed = lifecycle.map(|l| (l.status, Item::new(*key, &l)));
+                entry.freed = None;
+                entry.dirty = false;
+            }
+            next_step = next_step.min(entry.valid_until);
+            if entry.allow_since.is_some() {
+                allows.add(*key);
+            }
+        }
+        self.next_step_ms = next_step;
+        allows
+    }
+
+    /// The blocked keys a wider key's live Allow frees, in key order, each
+    /// with its `freed` item made (or kept from the last rebuild).
+    fn free_covered(&mut self, allows: &AllowLengths, now: u64) -> Vec<Key> {
+        if !allows.any() {
+            return Vec::new();
+        }
+        let freed: Vec<(Key, u64)> = self
+            .keys
+            .iter()
+            .filter(|(_, entry)| matches!(entry.listed, Some((Status::Blocked, _))))
+            .filter_map(|(key, _)| Some((*key, self.freed_since(*key, allows)?)))
+            .collect();
+        let windows = self.windows;
+        for (key, since) in &freed {
+            let Some(entry) = self.keys.get_mut(key) else { continue };
+            if entry.freed.as_ref().is_none_or(|(was, _)| was != since) {
+                let item = freed_item(*key, &entry.records, *since, now, windows);
+                entry.freed = item.map(|item| (*since, item));
+            }
+        }
+        freed.into_iter().map(|(key, _)| key).collect()
+    }
+
+    /// When the live Allow on a wider key covering `key` began, if one does
+    /// (DESIGN: an address is allowed iff some key covering it is allowed).
+    /// Probes only the prefix lengths some live Allow has.
+    fn freed_since(&self, key: Key, allows: &AllowLengths) -> Option<u64> {
+        let lengths = allows.of(key);
+        let addr = key.net().network();
+        (0..key.prefix_len())
+            .filter(|len| lengths.get(usize::from(*len)).copied().unwrap_or(false))
+            .filter_map(|len| IpNet::new(addr, len).ok())
+            .filter_map(|net| self.keys.get(&Key::from_net(net))?.allow_since)
+            .max()
     }
 
     /// The timer for the next lifecycle step.
@@ -348,72 +449,22 @@ impl View {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use banmesh_crdt::{Hlc, Kind, Metadata, Statement};
-    use banmesh_keys::{SecretKey, sign_record};
-
-    use super::*;
-
-    fn ban(signer: &SecretKey, key: &str, now: u64) -> Record {
-        let statement = Statement {
-            key: key.parse().unwrap(),
-            kind: Kind::Ban,
-            issued_at: Hlc::from_millis(now),
-            expires_at: Some(now + 3_600_000),
-            strikes: 2,
-            meta: Metadata { jail: "sshd".into(), reason: String::new(), source: "cli".into() },
-            origin: Origin::default(),
-        };
-        sign_record(signer, statement)
-    }
-
-    fn blocked(view: &ViewHandle) -> Vec<String> {
-        let snapshot = view.snapshot();
-        let list = snapshot.list(Status::Blocked);
-        let body = list.answer("", &super::super::snapshot::Page::All);
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        json["items"].as_array().unwrap().iter().map(|i| i["ip_address"].to_string()).collect()
-    }
-
-    #[tokio::test]
-    async fn the_view_follows_the_store_and_drops_revoked_origins() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = now_ms();
-        let (store, _writer) = Store::open(dir.path(), Params::default(), now).await.unwrap();
-        let (good, bad) = (SecretKey::generate().unwrap(), SecretKey::generate().unwrap());
-        store.apply(vec![ban(&good, "192.0.2.1", now)], now).await.unwrap();
-        let windows = Windows { allowed_ms: 60_000, known_ms: 120_000 };
-        let shutdown = CancellationToken::new();
-        let (view, task) =
-            start(store.clone(), windows, Params::default(), shutdown.clone()).await.unwrap();
-        let task = tokio::spawn(task);
-        assert_eq!(blocked(&view), ["\"192.0.2.1\""], "loaded at start");
-
-        store
-            .apply(vec![ban(&bad, "192.0.2.2", now), ban(&bad, "192.0.2.1", now)], now)
-            .await
-            .unwrap();
-        view.flush().await;
-        assert_eq!(blocked(&view), ["\"192.0.2.1\"", "\"192.0.2.2\""]);
-        let key: Key = "192.0.2.2".parse().unwrap();
-        let state = view.lookup(vec![key]).await.unwrap();
-        assert_eq!(
-            state,
-            [Some(KeyState { status: Status::Blocked, explicit_allow: false, block_count: 2 })]
-        );
-
-        let cluster = SecretKey::generate().unwrap();
-        let revocation = Revocation::issue(&cluster, bad.public(), now, "stolen").unwrap();
-        store.add_revocation(revocation).await.unwrap();
-        view.flush().await;
-        assert_eq!(blocked(&view), ["\"192.0.2.1\""], "the revoked origin's ban is gone");
-        store.apply(vec![ban(&bad, "192.0.2.3", now + 1)], now).await.unwrap();
-        view.flush().await;
-        assert_eq!(blocked(&view), ["\"192.0.2.1\""], "and its later records never count");
-        assert_eq!(view.lookup(vec![key]).await.unwrap(), [None]);
-
-        shutdown.cancel();
-        task.await.unwrap();
-    }
+/// `key`'s item as an explicit allow, for a blocked key a wider Allow
+/// (issued at `since`) frees. That Allow's end is the covering key's own
+/// lifecycle step, so the rebuild then lists this key blocked again.
+fn freed_item(
+    key: Key,
+    records: &[Record],
+    since: u64,
+    now: u64,
+    windows: Windows,
+) -> Option<Item> {
+    let mut lifecycle = derive(records, now, windows)?;
+    lifecycle.status = Status::Allowed;
+    lifecycle.explicit_allow = true;
+    lifecycle.allowed_since_ms = Some(since);
+    Some(Item::new(key, &lifecycle))
 }
+
+#[cfg(test)]
+mod tests;

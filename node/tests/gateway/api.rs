@@ -223,8 +223,9 @@ fn gateway_hostile_input_gets_4xx_with_json_errors_never_5xx() {
     refused(&request(gw.port, "GET", "/nowhere", &ok, b""), 404, "an unknown path");
     refused(&request(gw.port, "DELETE", "/get_ips", &ok, b""), 405, "a wrong method");
 
-    // From a trusted proxy, the first X-Forwarded-For entry is the client.
-    let forwarded = [ok[0], ("X-Forwarded-For", "203.0.113.99, 127.0.0.1")];
+    // From a trusted proxy, the client is X-Forwarded-For's rightmost entry
+    // that is not a trusted proxy; what it put further left is ignored.
+    let forwarded = [ok[0], ("X-Forwarded-For", "198.51.100.1, 203.0.113.99, 127.0.0.1")];
     let reply = request(gw.port, "POST", "/add_ips", &forwarded, br#"{"ips": ["192.0.2.61"]}"#);
     assert_eq!(reply.status, 201);
     assert_eq!(gw.item("/get_ips", "192.0.2.61").unwrap()["reported_by"], "web1@203.0.113.99");

@@ -1,7 +1,8 @@
 //! The Fail2BanSync lifecycle with short durations from the seed file
 //! (bantime 2s, factor 3, allowed_duration 3s, known_duration 6s): a ban
 //! is blocked, then allowed, then known, then gone; allow_ip allows at
-//! once; re-adding a known address escalates block_count and bantime.
+//! once; re-adding a known address escalates block_count and bantime; a
+//! ban inside a network the CLI allows is listed allowed while that lasts.
 
 use std::time::Duration;
 
@@ -69,4 +70,33 @@ fn gateway_readds_an_address_in_its_allowed_window() {
     // The old server skipped this address, letting it back in.
     assert_eq!(gw.add(&["198.51.100.4"])["added_ips"], serde_json::json!(["198.51.100.4"]));
     assert_eq!(gw.item("/get_ips", "198.51.100.4").unwrap()["block_count"], 2);
+}
+
+#[test]
+fn gateway_lists_a_ban_a_network_allow_frees_as_allowed() {
+    let mut cluster = TestCluster::new();
+    let gw = Gw::start(&mut cluster, "node1", &[], &seed("1h", 3, "30s", "60s"), None);
+    let node = cluster.node(gw.node);
+    node.call(&["ban", "198.51.100.7", "--for", "1h", "--jail", "sshd"]);
+    node.call(&["ban", "198.51.101.7", "--for", "1h", "--jail", "sshd"]);
+    assert!(wait_until(STEP, || status_of(&gw, "198.51.100.7") == Some("blocked")));
+
+    // The index no longer bans .7, so old clients must not be told to.
+    node.call(&["allow", "198.51.100.0/24", "--for", "4s"]);
+    assert!(
+        wait_until(STEP, || status_of(&gw, "198.51.100.7") == Some("allowed")),
+        "a ban inside an allowed network is still listed {:?}",
+        status_of(&gw, "198.51.100.7")
+    );
+    let item = gw.item("/get_allowed_ips", "198.51.100.7").unwrap();
+    assert_eq!(item["status"], "allowed");
+    assert!(item["allowed_since"].is_string());
+    assert_eq!(gw.ips("/get_ips"), ["198.51.101.7"]);
+    assert_eq!(gw.add(&["198.51.100.7"])["added_ips"], serde_json::json!([]), "add_ips agrees");
+
+    // When the network's Allow ends, the ban shows again.
+    assert!(
+        wait_until(STEP, || status_of(&gw, "198.51.100.7") == Some("blocked")),
+        "never blocked again after the network's Allow ended"
+    );
 }
