@@ -34,6 +34,10 @@ pub enum ApiError {
     /// A `Content-Encoding` other than gzip.
     #[error("unsupported Content-Encoding {0:?}: send the body plain or gzip-compressed")]
     Encoding(String),
+    /// The node refuses the record itself (its certificate does not allow
+    /// it): asking again will not help.
+    #[error("{0}")]
+    Refused(String),
     /// The node cannot issue records now (clock skew, shutting down).
     #[error("{0}")]
     Unavailable(String),
@@ -50,6 +54,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

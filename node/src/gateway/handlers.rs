@@ -311,14 +311,15 @@ pub async fn allow_ip(
         reason: "allow_ip".into(),
         source: source.clone(),
     };
-    let mut orders = vec![order("unban", None)];
+    // The Allow first, alone: if the node may not issue it (no allow role),
+    // nothing changes, rather than an Unban without its Allow.
     let allowed = millis(shared.policy.allowed_duration);
-    if allowed > 0 {
-        orders.push(order("allow", Some(allowed)));
-    }
-    let results = issue(&shared, orders).await?;
-    if let Some(error) = results.into_iter().find_map(|v| v.error) {
-        return Err(ApiError::Unavailable(error));
+    let steps = [(allowed > 0).then(|| order("allow", Some(allowed))), Some(order("unban", None))];
+    for step in steps.into_iter().flatten() {
+        let results = issue(&shared, vec![step]).await?;
+        if let Some(error) = results.into_iter().find_map(|v| v.error) {
+            return Err(ApiError::Refused(error));
+        }
     }
     shared.view.flush().await;
     tracing::info!(target: "banmesh::events::gateway_allow_ip", client = %source, %key, "allow_ip");

@@ -251,3 +251,34 @@ fn gateway_hostile_input_gets_4xx_with_json_errors_never_5xx() {
     assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
     assert_eq!(gw.get("/get_ips?page=1&per_page=1")["total"], 100_002);
 }
+
+#[test]
+fn gateway_allow_ip_on_a_node_without_the_allow_role_is_refused_with_403() {
+    let mut cluster = TestCluster::new();
+    let gw = Gw::start(&mut cluster, "node1", &[], &seed("1h", 24, "2m", "48h"), None);
+    // Re-enroll the node with the ban role only, and restart it.
+    cluster.node_mut(gw.node).stop();
+    let data_dir = cluster.node(gw.node).data_dir.clone();
+    let cert = data_dir.join("node.cert");
+    std::fs::remove_file(&cert).unwrap();
+    crate::common::cli_ok(&[
+        "keys",
+        "enroll",
+        "--cluster-key",
+        crate::common::arg(&cluster.cluster_key),
+        "--node-pub",
+        crate::common::arg(&data_dir.join("node.pub")),
+        "--name",
+        "node1",
+        "--roles",
+        "ban",
+        "--out",
+        crate::common::arg(&cert),
+    ]);
+    cluster.node_mut(gw.node).restart();
+    assert_eq!(gw.add(&["192.0.2.77"])["added_ips"], json!(["192.0.2.77"]));
+    let reply = gw.post("/allow_ip", &json!({"ip": "192.0.2.77"}));
+    refused(&reply, 403, "allow_ip without the allow role");
+    assert!(reply.json()["error"].as_str().unwrap().contains("allow"), "{:?}", reply.json());
+    assert!(cluster.node(gw.node).is_banned("192.0.2.77"), "the refused allow changed the ban");
+}
