@@ -146,6 +146,7 @@ async fn issue(socket: &Path, net: u32, range: std::ops::Range<u64>) {
             jail: ["sshd", "nginx", "postfix"][usize::try_from(i % 3).expect("small")].to_owned(),
             reason: "bench".to_owned(),
             source: "bench@127.0.0.1".to_owned(),
+            keep_longer: false,
         })
         .collect();
     match call_within(socket, Ctl::Issue { orders }, CALL_LIMIT).await {

@@ -80,6 +80,7 @@ fn issue_bans(socket: &Path, ips: &[String]) {
             jail: "sshd".to_owned(),
             reason: "test".to_owned(),
             source: "test".to_owned(),
+            keep_longer: false,
         })
         .collect();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

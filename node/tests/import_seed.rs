@@ -339,3 +339,34 @@ fn import_seed_sends_a_large_database_in_batches_under_the_frame_limit() {
     let counts = &cluster.node(0).status()["record_counts"];
     assert_eq!(counts["ban"], 7000, "{counts}");
 }
+
+#[test]
+fn import_seed_leaves_a_longer_ban_of_the_node_standing() {
+    // The node already bans 192.0.2.30 for a day (its own Fail2Ban, say);
+    // the old database only knows an ended ban and a 10-minute one. A node
+    // keeps one Ban per key: importing them must not shorten its own.
+    let cluster = TestCluster::star(1);
+    let node = cluster.node(0);
+    for ip in ["192.0.2.30", "192.0.2.31"] {
+        node.call(&["ban", ip, "--for", "1d"]);
+    }
+    let day = |ip: &str| ms(&record(node, ip, "ban")["expires_at_ms"]);
+    let before = (day("192.0.2.30"), day("192.0.2.31"));
+    let db = cluster.path("ip_management.db");
+    let now = now_ms();
+    seed_db(&db, |conn| {
+        vec![
+            ("192.0.2.30", "known", Some(local(conn, now - HOUR, true)), None, 3, "sshd"),
+            ("192.0.2.31", "blocked", Some(local(conn, now + 10 * MIN, true)), None, 2, "sshd"),
+            ("192.0.2.32", "known", Some(local(conn, now - HOUR, true)), None, 4, "sshd"),
+        ]
+    });
+    let report = import_json(node, &db, &[]);
+    assert_eq!(report["summary"]["failed"], 0, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("already bans it for longer"), "the report does not say why: {text}");
+    assert_eq!((day("192.0.2.30"), day("192.0.2.31")), before, "the node's own bans changed");
+    assert!(node.is_banned("192.0.2.30") && node.is_banned("192.0.2.31"));
+    // An address the node did not ban is imported as before.
+    assert_eq!(record(node, "192.0.2.32", "ban")["strikes"], 4);
+}

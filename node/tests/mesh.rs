@@ -429,6 +429,7 @@ fn mesh_batch_of_orders_is_issued_in_one_round_and_reaches_every_node() {
         jail: "sshd".to_owned(),
         reason: "batch".to_owned(),
         source: "web1@10.0.0.5".to_owned(),
+        keep_longer: false,
     };
     let orders = vec![
         order("ban", "198.51.100.1", 1),
@@ -453,6 +454,16 @@ fn mesh_batch_of_orders_is_issued_in_one_round_and_reaches_every_node() {
     assert!(items[3].error.as_deref().is_some_and(|e| e.contains("unknown kind")), "{items:?}");
     wait_all(&cluster, "198.51.100.2", "banned", |n| n.is_banned("198.51.100.2"));
     wait_all(&cluster, "198.51.100.4", "allowed", |n| n.is_allowed("198.51.100.4"));
+    // keep_longer: a 1 ms ban is left out while this node's 3-strike ban
+    // on the key lasts longer; without it, it would replace that ban.
+    let mut short = order("ban", "198.51.100.2", 3);
+    (short.duration_ms, short.keep_longer) = (Some(1), true);
+    let response = runtime
+        .block_on(call(&cluster.node(0).socket, Command::Issue { orders: vec![short] }))
+        .expect("issue call");
+    let Response::Issued(items) = response else { panic!("not an Issued answer: {response:?}") };
+    assert!(items[0].skipped.as_deref().is_some_and(|s| s.contains("longer")), "{items:?}");
+    assert!(items[0].id.is_none() && items[0].error.is_none(), "{items:?}");
     let on_b = cluster.node(1).records_on("198.51.100.2");
     assert_eq!(on_b.len(), 1, "{on_b:?}");
     assert_eq!(on_b[0]["strikes"], 3, "{on_b:?}");
@@ -487,6 +498,7 @@ fn mesh_burst_of_full_gossip_messages_arrives_without_a_sync() {
             jail: "sshd".to_owned(),
             reason: "burst".to_owned(),
             source: "cli".to_owned(),
+            keep_longer: false,
         })
         .collect();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

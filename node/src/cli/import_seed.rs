@@ -146,6 +146,9 @@ async fn send(
         other => anyhow::bail!("the node answered {} to a batch; {}", other.name(), done()),
     };
     for (item, &owner) in items.iter().zip(owners) {
+        if let Some(why) = &item.skipped {
+            plans[owner].notes.push(format!("the ban was not recorded: {why}"));
+        }
         if let Some(error) = &item.error {
             let plan = &mut plans[owner];
             let joined = match plan.error.take() {

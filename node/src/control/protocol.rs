@@ -63,6 +63,11 @@ pub struct OrderSpec {
     /// Who asked (`cli`, `NAME@ADDRESS` for a gateway client, ...).
     #[serde(default)]
     pub source: String,
+    /// For a ban: leave it out when this node's own live ban on the key
+    /// already lasts at least as long. A node keeps one Ban per key, so a
+    /// shorter one would replace the longer and shorten it on every node.
+    #[serde(default)]
+    pub keep_longer: bool,
 }
 
 fn one() -> u32 {
@@ -80,6 +85,9 @@ pub struct IssuedView {
     /// Why it was not, otherwise.
     #[serde(default)]
     pub error: Option<String>,
+    /// Why it was left out on purpose (`keep_longer`), if it was.
+    #[serde(default)]
+    pub skipped: Option<String>,
 }
 
 /// One request: the protocol version and the command.

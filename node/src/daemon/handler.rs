@@ -2,6 +2,7 @@
 //! allow, disallow) are issued by the clock rule, signed, committed to the
 //! store, then gossiped; reads come from the store and the index.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -255,20 +256,45 @@ impl Node {
         let keys: Vec<Option<Key>> =
             specs.iter().map(|s| Key::parse(&s.key).ok().map(|p| p.key)).collect();
         let wanted: Vec<Key> = keys.iter().flatten().copied().collect();
-        let greatest = self
+        let keeping: Vec<Key> = specs
+            .iter()
+            .zip(&keys)
+            .filter(|(s, _)| s.keep_longer && s.kind == Kind::Ban.as_str())
+            .filter_map(|(_, k)| *k)
+            .collect();
+        let own = banmesh_keys::origin_of(&self.identity.secret.public());
+        let (greatest, standing) = self
             .store
             .read(move |c, p| {
-                wanted
+                let greatest = wanted
                     .into_iter()
                     .map(|k| query::greatest_on_key(c, p, k).map(|g| (k, g)))
-                    .collect::<Result<std::collections::HashMap<_, _>, _>>()
+                    .collect::<Result<HashMap<_, _>, _>>()?;
+                let mut by_key: HashMap<Key, Vec<Record>> = HashMap::new();
+                for record in query::records_on_keys(c, p, &keeping)? {
+                    by_key.entry(record.key()).or_default().push(record);
+                }
+                let standing: HashMap<Key, u64> = by_key
+                    .iter()
+                    .filter_map(|(k, on_key)| {
+                        Some((*k, issue::standing_ban(on_key, own)?.statement().expires_at?))
+                    })
+                    .collect();
+                Ok((greatest, standing))
             })
             .await
             .map_err(|e| e.to_string())?;
         let mut items = Vec::with_capacity(specs.len());
         let mut issued = Vec::new();
-        for spec in specs {
+        for (spec, parsed) in specs.into_iter().zip(keys) {
             let key = spec.key.clone();
+            let longer = parsed.and_then(|k| standing.get(&k)).copied();
+            let until = spec.duration_ms.filter(|_| !spec.permanent).map(|d| now.saturating_add(d));
+            if spec.keep_longer && longer.zip(until).is_some_and(|(have, new)| have >= new) {
+                let why = "this node already bans it for longer; that ban stands".to_owned();
+                items.push(IssuedView { key, id: None, error: None, skipped: Some(why) });
+                continue;
+            }
             let result = order_of(spec).and_then(|order| {
                 let lifetime = order.lifetime;
                 issue::issue(
@@ -287,9 +313,9 @@ impl Node {
                 Ok((record, lifetime)) => {
                     let id = record.id().to_string();
                     issued.push((record, lifetime));
-                    IssuedView { key, id: Some(id), error: None }
+                    IssuedView { key, id: Some(id), error: None, skipped: None }
                 }
-                Err(error) => IssuedView { key, id: None, error: Some(error) },
+                Err(error) => IssuedView { key, id: None, error: Some(error), skipped: None },
             });
         }
         let records: Vec<Record> = issued.iter().map(|(r, _)| r.clone()).collect();

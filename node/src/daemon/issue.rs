@@ -83,6 +83,18 @@ pub fn issue(
     Ok((sign_record(secret, statement), notes))
 }
 
+/// `origin`'s Ban among `records` (those on one key), unless an Unban
+/// from any node lifted it: the ban of this node's that a new Ban on the
+/// key would replace.
+pub fn standing_ban(records: &[Record], origin: banmesh_crdt::Origin) -> Option<&Record> {
+    let greatest = |keep: &dyn Fn(&Record) -> bool| {
+        records.iter().filter(|r| keep(r)).max_by(|a, b| a.order_cmp(b))
+    };
+    let unban = greatest(&|r| r.kind() == Kind::Unban);
+    greatest(&|r| r.origin() == origin && r.kind() == Kind::Ban)
+        .filter(|b| unban.is_none_or(|u| b.order_cmp(u).is_gt()))
+}
+
 /// A note when an Unban or Disallow leaves the address decided by a wider
 /// key, which it cannot touch (it acts on its exact key only).
 pub fn covering_note(kind: Kind, key: Key, after: Decision) -> Option<String> {

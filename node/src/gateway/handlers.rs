@@ -133,6 +133,7 @@ pub async fn add_ips(
         jail: text_field(&object, "jail", MAX_JAIL)?,
         reason: text_field(&object, "description", MAX_REASON)?,
         source: clean(&client.reported_by(), MAX_SOURCE),
+        keep_longer: false,
     };
     let states = shared.view.lookup(keys.clone()).await.ok_or_else(shutting_down)?;
     let orders = plan(&shared, keys.into_iter().zip(states), &meta);
@@ -148,6 +149,7 @@ pub async fn add_ips(
                     key: o.key.clone(),
                     id: None,
                     error: Some(error.to_string()),
+                    skipped: None,
                 })
                 .collect(),
         };
@@ -310,6 +312,7 @@ pub async fn allow_ip(
         jail: String::new(),
         reason: "allow_ip".into(),
         source: source.clone(),
+        keep_longer: false,
     };
     // The Allow first, alone: if the node may not issue it (no allow role),
     // nothing changes, rather than an Unban without its Allow.

@@ -109,6 +109,7 @@ impl RowPlan {
             jail: jail.clone(),
             reason: reason.clone(),
             source: source.clone(),
+            keep_longer: true,
         };
         match self.action {
             Action::Ban { until_ms } => vec![order("ban", until_ms.saturating_sub(now_ms))],

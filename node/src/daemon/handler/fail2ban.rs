@@ -142,12 +142,7 @@ impl Node {
             .read(move |c, p| query::records_on_keys(c, p, &[key]))
             .await
             .map_err(|e| e.to_string())?;
-        let greatest = |keep: &dyn Fn(&Record) -> bool| {
-            records.iter().filter(|r| keep(r)).max_by(|a, b| a.order_cmp(b)).cloned()
-        };
-        let unban = greatest(&|r| r.kind() == Kind::Unban);
-        let mine = greatest(&|r| r.origin() == own && r.kind() == Kind::Ban)
-            .filter(|b| unban.as_ref().is_none_or(|u| b.order_cmp(u).is_gt()));
+        let mine = super::super::issue::standing_ban(&records, own).cloned();
         Ok(mine)
     }
 }
