@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --quiet --locked -p banmesh-node
-banmesh="$PWD/target/debug/banmesh"
+banmesh="${CARGO_TARGET_DIR:-$PWD/target}/debug/banmesh"
 dir="${1:-$(mktemp -d -t banmesh-demo.XXXXXX)}"
 mkdir -p "$dir"
 cd "$dir"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --quiet --locked -p banmesh-node
-banmesh=target/debug/banmesh
+banmesh="${CARGO_TARGET_DIR:-target}/debug/banmesh"
 dir="${1:-$(mktemp -d -t banmesh-try.XXXXXX)}"
 
 run() {
