@@ -405,7 +405,10 @@ fn mesh_certificate_of_another_key_is_refused() {
     rogue.dial(node1);
     let refused = wait_until(SOON, || rejects_matching(node1, "not the peer's") > 0);
     assert!(refused, "node1 counts no refusal of a borrowed certificate: {}", rejects(node1));
-    let out = holds_for(Duration::from_secs(2), || !rogue.is_connected(&node1_id));
+    // The refusal is counted before the connection closes: wait for the
+    // close, then check that it stays closed.
+    let gone = wait_until(SOON, || !rogue.is_connected(&node1_id));
+    let out = gone && holds_for(Duration::from_secs(2), || !rogue.is_connected(&node1_id));
     assert!(out, "node1 kept the impostor: {:?}", node1.peers());
     assert_eq!(
         node1.connected_peers().len(),
