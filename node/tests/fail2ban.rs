@@ -208,9 +208,7 @@ fn fail2ban_unreachable_is_reported_in_status_and_the_node_keeps_running() {
     let mut cluster = TestCluster::new();
     let missing = cluster.path("no-fail2ban-here");
     let config = applying_config(&cluster.path("apply.toml"), &missing, "interval = \"1s\"\n");
-    let mut only = cluster.spec("node1", &[]);
-    only.config = Some(config);
-    cluster.start(only);
+    cluster.start_star(1, Some(&config));
     let reported =
         wait_until(SOON, || cluster.node(0).status()["warnings"].to_string().contains("fail2ban:"));
     assert!(
@@ -227,9 +225,7 @@ fn fail2ban_errors_name_the_cause_in_status_and_the_node_keeps_running() {
     let mut cluster = TestCluster::new();
     let server = Fail2BanServer::start(&cluster.path("fail2ban"));
     let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
-    let mut only = cluster.spec("node1", &[]);
-    only.config = Some(config);
-    cluster.start(only);
+    cluster.start_star(1, Some(&config));
     let node = cluster.node(0);
     let warnings = || node.status()["warnings"].to_string();
     cluster.node(0).call(&["ban", "10.58.0.1", "--for", "1h"]);
@@ -263,9 +259,7 @@ fn fail2ban_observe_only_node_keeps_the_banmesh_jail_empty() {
         "interval = \"1s\"\n[safety]\nenforce = false\n",
     );
     assert!(server.client(&["set", "banmesh", "banip", "10.59.0.9"]).status.success());
-    let mut only = cluster.spec("node1", &[]);
-    only.config = Some(config);
-    cluster.start(only);
+    cluster.start_star(1, Some(&config));
     let node = cluster.node(0);
     node.call(&["ban", "10.59.0.1", "--for", "1h"]);
     let emptied = wait_until(SOON, || !server.holds("banmesh", "10.59.0.9"));
@@ -345,9 +339,7 @@ fn fail2ban_a_jail_reconcile_refuses_is_reported_and_mesh_bans_still_apply() {
     assert!(server.client(&["reload"]).status.success(), "reload");
     assert!(server.client(&["set", "odd!jail", "banip", "10.61.0.1"]).status.success());
     let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
-    let mut only = cluster.spec("node1", &[]);
-    only.config = Some(config);
-    cluster.start(only);
+    cluster.start_star(1, Some(&config));
     let node = cluster.node(0);
     let warnings = || node.status()["warnings"].to_string();
     let reported = wait_until(SOON, || warnings().contains("invalid jail name"));

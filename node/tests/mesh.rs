@@ -338,12 +338,7 @@ fn mesh_permanent_ban_is_renewed_until_unbanned() {
         "[cluster]\nmax_ttl = \"20s\"\nskew_bound = \"5s\"\n[bans]\nbantime = \"10s\"\nbantime_maxtime = \"20s\"\n",
     )
     .expect("config");
-    let mut first = cluster.spec("node1", &[]);
-    first.config = Some(config.clone());
-    cluster.start(first);
-    let mut second = cluster.spec("node2", &[cluster.node(0).addr()]);
-    second.config = Some(config);
-    cluster.start(second);
+    cluster.start_star(2, Some(&config));
     cluster.wait_for_peers(1);
 
     let written = cluster.node(0).call(&["ban", "192.0.2.77", "--for", "permanent"]);
@@ -423,13 +418,11 @@ fn mesh_batch_of_orders_is_issued_in_one_round_and_reaches_every_node() {
     let order = |kind: &str, key: &str, strikes: u32| OrderSpec {
         kind: kind.to_owned(),
         key: key.to_owned(),
-        duration_ms: None,
-        permanent: false,
         strikes,
         jail: "sshd".to_owned(),
         reason: "batch".to_owned(),
         source: "web1@10.0.0.5".to_owned(),
-        keep_longer: false,
+        ..OrderSpec::default()
     };
     let orders = vec![
         order("ban", "198.51.100.1", 1),
@@ -477,12 +470,7 @@ fn mesh_burst_of_full_gossip_messages_arrives_without_a_sync() {
     let mut cluster = TestCluster::new();
     let config = cluster.path("slow-sync.toml");
     std::fs::write(&config, "[sync]\ninterval = \"1h\"\n").expect("config");
-    let mut first = cluster.spec("node1", &[]);
-    first.config = Some(config.clone());
-    cluster.start(first);
-    let mut second = cluster.spec("node2", &[cluster.node(0).addr()]);
-    second.config = Some(config);
-    cluster.start(second);
+    cluster.start_star(2, Some(&config));
     cluster.wait_for_peers(1);
     // Let the first reconciliation (on connect) finish before the burst.
     std::thread::sleep(Duration::from_secs(2));
@@ -490,15 +478,12 @@ fn mesh_burst_of_full_gossip_messages_arrives_without_a_sync() {
     // back to back.
     let orders: Vec<OrderSpec> = (0..2000)
         .map(|i| OrderSpec {
-            kind: "ban".to_owned(),
             key: format!("198.18.{}.{}", i / 250, i % 250 + 1),
             duration_ms: Some(3_600_000),
-            permanent: false,
-            strikes: 1,
             jail: "sshd".to_owned(),
             reason: "burst".to_owned(),
             source: "cli".to_owned(),
-            keep_longer: false,
+            ..OrderSpec::default()
         })
         .collect();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

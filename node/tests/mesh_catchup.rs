@@ -73,12 +73,7 @@ fn mesh_flood_from_one_origin_is_delayed_not_dropped() {
     let config = cluster.path("limited.toml");
     std::fs::write(&config, "[sync]\ninterval = \"2s\"\norigin_rate = 10\norigin_burst = 1000\n")
         .expect("config");
-    let mut first = cluster.spec("node1", &[]);
-    first.config = Some(config.clone());
-    cluster.start(first);
-    let mut second = cluster.spec("node2", &[cluster.node(0).addr()]);
-    second.config = Some(config);
-    cluster.start(second);
+    cluster.start_star(2, Some(&config));
     cluster.wait_for_peers(1);
 
     ban_many(&cluster.node(0).socket, 2_500);

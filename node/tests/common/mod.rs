@@ -6,7 +6,12 @@
 #![allow(dead_code)]
 
 pub mod fail2ban;
+pub mod gateway;
 pub mod http;
+
+// Not every test crate uses them.
+#[allow(unused_imports)]
+pub use gateway::{gateway_spec, http, python3, wait_for_total};
 
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom};
@@ -212,12 +217,19 @@ impl TestCluster {
     /// on its socket.
     pub fn star(count: usize) -> TestCluster {
         let mut cluster = TestCluster::new();
-        for i in 1..=count {
-            let peers = cluster.nodes.first().map(|first| vec![first.addr()]).unwrap_or_default();
-            let spec = cluster.spec(&format!("node{i}"), &peers);
-            cluster.start(spec);
-        }
+        cluster.start_star(count, None);
         cluster
+    }
+
+    /// Starts `count` enrolled nodes `node1..` in this (empty) cluster as
+    /// [`TestCluster::star`] does, each with `config` as `--config` when given.
+    pub fn start_star(&mut self, count: usize, config: Option<&Path>) {
+        for i in 1..=count {
+            let peers = self.nodes.first().map(|first| vec![first.addr()]).unwrap_or_default();
+            let mut spec = self.spec(&format!("node{i}"), &peers);
+            spec.config = config.map(Path::to_owned);
+            self.start(spec);
+        }
     }
 
     /// The node at `index`.
@@ -538,67 +550,4 @@ pub fn signal(pid: u32, name: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-}
-
-// gateway client helpers
-
-/// Sends one request to 127.0.0.1:`port` with a bearer token and a JSON
-/// body when given.
-pub fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> http::Reply {
-    let body = body.map(|b| serde_json::to_vec(b).expect("encode body")).unwrap_or_default();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(auth) = &auth {
-        headers.push(("Authorization", auth));
-    }
-    http::request(port, method, path, &headers, &body)
-}
-
-/// Waits until `GET path` on the gateway answers 200 with a top-level
-/// `total` of `want`; panics with the last answer otherwise.
-pub fn wait_for_total(port: u16, token: &str, path: &str, want: u64) {
-    let mut last = Value::Null;
-    let reached = wait_until(SOON, || {
-        let reply = http(port, "GET", path, Some(token), None);
-        last = if reply.status == 200 { reply.json()["total"].clone() } else { Value::Null };
-        last.as_u64() == Some(want)
-    });
-    assert!(reached, "GET {path}: total stayed {last}, not {want}");
-}
-
-/// The spec of an enrolled node serving the gateway on 127.0.0.1:`port`
-/// with `seed_config` as its `--seed-config`.
-pub fn gateway_spec(
-    cluster: &TestCluster,
-    name: &str,
-    peers: &[String],
-    port: u16,
-    seed_config: &Path,
-) -> NodeSpec {
-    let mut spec = cluster.spec(name, peers);
-    spec.args = vec![
-        "--gateway".to_owned(),
-        format!("127.0.0.1:{port}"),
-        "--seed-config".to_owned(),
-        arg(seed_config).to_owned(),
-    ];
-    spec
-}
-
-/// `python3 ARGS` through `/usr/bin/env`, or a panic saying to install it.
-pub fn python3(args: &[&str]) -> std::process::Output {
-    let output = Command::new("/usr/bin/env").arg("python3").args(args).output();
-    match output {
-        Ok(output) if output.status.code() != Some(127) => output,
-        _ => panic!(
-            "python3 is needed to run the Fail2BanSync client tests: \
-             install it (apt-get install python3, or run scripts/test.sh as root)"
-        ),
-    }
 }
