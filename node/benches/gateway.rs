@@ -138,15 +138,13 @@ async fn load(socket: &Path, count: u64) {
 async fn issue(socket: &Path, net: u32, range: std::ops::Range<u64>) {
     let orders = range
         .map(|i| OrderSpec {
-            kind: "ban".to_owned(),
             key: address(net, i),
             duration_ms: Some(3_600_000),
-            permanent: false,
             strikes: 1 + u32::try_from(i % 3).expect("small"),
             jail: ["sshd", "nginx", "postfix"][usize::try_from(i % 3).expect("small")].to_owned(),
             reason: "bench".to_owned(),
             source: "bench@127.0.0.1".to_owned(),
-            keep_longer: false,
+            ..OrderSpec::default()
         })
         .collect();
     match call_within(socket, Ctl::Issue { orders }, CALL_LIMIT).await {

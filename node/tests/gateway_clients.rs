@@ -72,15 +72,12 @@ fn issue_bans(socket: &Path, ips: &[String]) {
     let orders = ips
         .iter()
         .map(|ip| OrderSpec {
-            kind: "ban".to_owned(),
             key: ip.clone(),
             duration_ms: Some(3_600_000),
-            permanent: false,
-            strikes: 1,
             jail: "sshd".to_owned(),
             reason: "test".to_owned(),
             source: "test".to_owned(),
-            keep_longer: false,
+            ..OrderSpec::default()
         })
         .collect();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -19,6 +19,7 @@
 //! single reply frame. A request whose `version` is not [`PROTOCOL_VERSION`]
 //! is answered with a [`Response::Error`] naming both versions.
 
+use banmesh_crdt::Kind;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
@@ -72,6 +73,24 @@ pub struct OrderSpec {
 
 fn one() -> u32 {
     1
+}
+
+impl Default for OrderSpec {
+    /// A first ban (strikes 1) of no key yet, for the configured bantime,
+    /// with no jail, reason or source: what the wire defaults give.
+    fn default() -> OrderSpec {
+        OrderSpec {
+            kind: Kind::Ban.as_str().to_owned(),
+            key: String::new(),
+            duration_ms: None,
+            permanent: false,
+            strikes: one(),
+            jail: String::new(),
+            reason: String::new(),
+            source: String::new(),
+            keep_longer: false,
+        }
+    }
 }
 
 /// What became of one order of a [`Command::Issue`] batch.

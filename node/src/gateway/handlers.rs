@@ -125,15 +125,10 @@ pub async fn add_ips(
     let object = read_object(&headers, body, shared.body_limit).await?;
     let (keys, mut invalid) = parse_ips(ips_of(&object)?);
     let meta = OrderSpec {
-        kind: "ban".into(),
-        key: String::new(),
-        duration_ms: None,
-        permanent: false,
-        strikes: 1,
         jail: text_field(&object, "jail", MAX_JAIL)?,
         reason: text_field(&object, "description", MAX_REASON)?,
         source: clean(&client.reported_by(), MAX_SOURCE),
-        keep_longer: false,
+        ..OrderSpec::default()
     };
     let states = shared.view.lookup(keys.clone()).await.ok_or_else(shutting_down)?;
     let orders = plan(&shared, keys.into_iter().zip(states), &meta);
@@ -307,12 +302,9 @@ pub async fn allow_ip(
         kind: kind.into(),
         key: key.to_string(),
         duration_ms,
-        permanent: false,
-        strikes: 1,
-        jail: String::new(),
         reason: "allow_ip".into(),
         source: source.clone(),
-        keep_longer: false,
+        ..OrderSpec::default()
     };
     // The Allow first, alone: if the node may not issue it (no allow role),
     // nothing changes, rather than an Unban without its Allow.

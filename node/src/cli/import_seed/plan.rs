@@ -104,12 +104,12 @@ impl RowPlan {
             kind: kind.to_owned(),
             key: key.clone(),
             duration_ms: Some(duration_ms.max(1)),
-            permanent: false,
             strikes: if kind == "ban" { self.strikes } else { 1 },
             jail: jail.clone(),
             reason: reason.clone(),
             source: source.clone(),
             keep_longer: true,
+            ..OrderSpec::default()
         };
         match self.action {
             Action::Ban { until_ms } => vec![order("ban", until_ms.saturating_sub(now_ms))],
