@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests need (CI and people install the same set):
 # faketime runs a node with a wrong clock in the mesh tests; fail2ban checks
 # the shipped action and jail files (`cargo test fail2ban`); python3 runs
-# the Fail2BanSync clients against the gateway (`cargo test gateway`).
-packages=(faketime fail2ban python3)
+# the Fail2BanSync clients against the gateway (`cargo test gateway`);
+# iproute2 makes the network namespaces the multi-host tests run nodes in
+# (`cargo test netns`, as root).
+packages=(faketime fail2ban python3 iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -292,6 +292,16 @@ fn status_text(s: &StatusView, now: u64) -> String {
         ("records", counts(&s.record_counts)),
         ("rejects", counts(&s.rejects)),
         ("never ban", join(&s.never_ban)),
+        ("digest", s.digest.clone().unwrap_or_else(|| "unknown (store unreadable)".to_owned())),
+        (
+            "unreachable",
+            join(
+                &s.unreachable
+                    .iter()
+                    .map(|p| p.name.clone().unwrap_or_else(|| p.peer_id.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+        ),
         (
             "fail2ban",
             match &s.fail2ban {

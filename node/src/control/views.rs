@@ -44,6 +44,25 @@ pub struct StatusView {
     /// The REST gateway, when it is on.
     #[serde(default)]
     pub gateway: Option<GatewayView>,
+    /// The state digest (hex) at the start of the current minute: two
+    /// nodes holding the same replicated set show the same digest.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Peers admitted earlier in this run that are not connected now (cut
+    /// off, stopped or gone): a partition while the list is not empty.
+    #[serde(default)]
+    pub unreachable: Vec<UnreachableView>,
+}
+
+/// A peer the node had and lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreachableView {
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// The name in its certificate.
+    pub name: Option<String>,
+    /// When anything was last heard from it.
+    pub last_seen_ms: Option<u64>,
 }
 
 /// What the Fail2Ban applier has done.

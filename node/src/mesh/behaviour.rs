@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use banmesh_keys::SecretKey;
+use libp2p::core::upgrade::Version;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::request_response::{self, ProtocolSupport, cbor};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, Swarm, allow_block_list, identity, noise, ping, tcp, yamux};
+use libp2p::{
+    StreamProtocol, Swarm, Transport as _, allow_block_list, identity, noise, ping, tcp, yamux,
+};
 use sha2::{Digest, Sha256};
 
 use std::sync::{Arc, Mutex};
@@ -38,6 +41,19 @@ pub struct Behaviour {
     /// Peers refused for a while (no hello, repeated rejects, revoked).
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
+
+/// How often a connection is pinged, and how long a ping may take: a
+/// connection whose ping fails is closed (the swarm task does it), so a peer
+/// that went away is noticed within about their sum, not after TCP's
+/// minutes-long retransmission timeout.
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+/// See [`PING_INTERVAL`].
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a dial (TCP connect, Noise, yamux) may take. Without it a dial
+/// to a host behind a cut link waits out TCP's SYN retries (over two
+/// minutes), and the peer is not redialled until then, even once the link
+/// is back.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What gossipsub may hold in its read buffer at once: many full messages.
 const READ_BUFFER_LIMIT: usize = 32 * MAX_MESSAGE;
@@ -148,14 +164,24 @@ pub fn build_with(
     );
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_other_transport(|key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                    .upgrade(Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .timeout(DIAL_TIMEOUT),
+            )
+        })
         .map_err(|e| BuildError::Stack(e.to_string()))?
         .with_behaviour(|_| {
             Ok(Behaviour {
                 gossipsub: gossipsub(mesh_n_low, max_transmit).map_err(|e| e.to_string())?,
                 hello,
                 sync,
-                ping: ping::Behaviour::default(),
+                ping: ping::Behaviour::new(
+                    ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT),
+                ),
                 blocked: allow_block_list::Behaviour::default(),
             })
         })

@@ -7,7 +7,7 @@
 //! verifier, verdicts back. Shutdown: the task ends when its token fires;
 //! dropping the swarm closes every connection.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ use super::trust::Trust;
 use super::verifier::{Inbound, Outcome};
 
 mod admission;
+mod liveness;
+
+pub use liveness::Admitted;
 
 /// How long a refused peer stays blocked.
 const BLOCK_FOR: Duration = Duration::from_secs(600);
@@ -81,6 +84,11 @@ pub struct PeerState {
     pub connected: bool,
     /// Whether it is blocked (refused hello, repeated rejects, revoked).
     pub blocked: bool,
+    /// Connected, but nothing (not even a ping) came back lately: the sync
+    /// timer skips it, and the connection is closed if a ping fails.
+    pub in_doubt: bool,
+    /// Unix ms when anything was last heard from it (this run).
+    pub last_seen_ms: Option<u64>,
 }
 
 /// Counters shown by `banmesh status`.
@@ -99,6 +107,8 @@ pub struct MeshStats {
 struct Peer {
     state: PeerState,
     deadline: Instant,
+    /// When anything (a ping answer, gossip, a sync answer) last came back.
+    last_alive: Instant,
 }
 
 /// The swarm task's ends of the channels to the sync task.
@@ -137,6 +147,13 @@ pub struct Mesh {
     sync_inbound_tx: mpsc::Sender<SyncInbound>,
     /// New ready peers are announced to the sync task.
     sync_order_tx: mpsc::Sender<SyncOrder>,
+    /// Peers whose hello was accepted this run, connected or not.
+    admitted: HashMap<PeerId, Admitted>,
+    /// When hellos were last asked of every peer again.
+    last_refresh: Option<Instant>,
+    /// Gossip waiting for room in the verifier's queue, and its size.
+    backlog: VecDeque<Inbound>,
+    backlog_bytes: usize,
 }
 
 impl Mesh {
@@ -179,6 +196,10 @@ impl Mesh {
             pending_sync: HashMap::new(),
             sync_inbound_tx: channels.sync_inbound_tx,
             sync_order_tx: channels.sync_order_tx,
+            admitted: HashMap::new(),
+            last_refresh: None,
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
         }
     }
 
@@ -201,11 +222,15 @@ impl Mesh {
     ) {
         self.dial_more();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let verifier_tx = self.inbound_tx.clone();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(command) = command_rx.recv() => self.handle_command(command),
                 Some(outcome) = outcome_rx.recv() => self.handle_outcome(outcome),
+                Ok(permit) = verifier_tx.reserve(), if !self.backlog.is_empty() => {
+                    self.feed_verifier(permit);
+                }
                 _ = tick.tick() => self.handle_tick(),
                 event = self.swarm.select_next_some() => self.handle_event(event),
             }
@@ -332,6 +357,8 @@ impl Mesh {
         for peer in expired {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
         }
+        self.close_silent();
+        self.refresh_addresses();
         self.dial_more();
     }
 
@@ -353,22 +380,26 @@ impl Mesh {
             }
         }
         let own = *self.swarm.local_peer_id();
-        let candidates: Vec<(PeerId, Multiaddr)> = self
+        let candidates: Vec<(PeerId, Vec<Multiaddr>)> = self
             .known
             .iter()
             .filter(|(id, _)| {
                 **id != own && !self.peers.contains_key(id) && !self.swarm.is_connected(id)
             })
-            .filter_map(|(id, addrs)| addrs.first().map(|a| (*id, a.clone())))
+            .filter(|(_, addrs)| !addrs.is_empty())
+            .map(|(id, addrs)| (*id, addrs.clone()))
             .take(self.target_peers - connected)
             .collect();
-        for (peer, addr) in candidates {
+        for (peer, addrs) in candidates {
+            // Every address the peer is known by, dialled together (the
+            // first to answer wins): a host has several, and the one first
+            // in its list need not be the one this host can reach.
             let opts = DialOpts::peer_id(peer)
-                .addresses(vec![addr.clone()])
+                .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
             if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, %addr, error = %e, "dial failed");
+                tracing::debug!(%peer, error = %e, "dial failed");
             }
         }
     }
@@ -384,9 +415,10 @@ impl Mesh {
             {
                 self.on_connected(peer_id, endpoint.is_dialer(), endpoint.get_remote_address());
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                self.peers.remove(&peer_id);
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                self.on_disconnected(peer_id, cause.map(|c| c.to_string()));
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.handle_ping(event),
             SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => self.handle_hello(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -424,8 +456,10 @@ impl Mesh {
             }
             request_response::Event::Message {
                 message: Message::Response { request_id, response },
+                peer,
                 ..
             } => {
+                self.heard_from(peer);
                 if let Some(reply) = self.pending_sync.remove(&request_id) {
                     let _ = reply.send(Ok(response));
                 }
@@ -454,17 +488,7 @@ impl Mesh {
             );
             return;
         }
-        if let Err(
-            mpsc::error::TrySendError::Full(inbound) | mpsc::error::TrySendError::Closed(inbound),
-        ) = self.inbound_tx.try_send(Inbound { id, source, data })
-        {
-            // The verifier is behind: drop the message (sync delivers it).
-            self.count("verifier busy");
-            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                &inbound.id,
-                &inbound.source,
-                MessageAcceptance::Ignore,
-            );
-        }
+        self.heard_from(source);
+        self.hand_to_verifier(Inbound { id, source, data });
     }
 }

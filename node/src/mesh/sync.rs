@@ -203,7 +203,9 @@ pub async fn run(
                 if ctx.swarm_tx.send(MeshCommand::Peers(reply)).await.is_ok()
                     && let Ok(peers) = answer.await
                 {
-                    let mut ready: Vec<PeerId> = peers.iter().filter(|p| p.ready).map(|p| p.peer).collect();
+                    // Peers in doubt (nothing heard lately) are skipped: a
+                    // session with a dead peer would only wait out its timeout.
+                    let mut ready: Vec<PeerId> = peers.iter().filter(|p| p.ready && !p.in_doubt).map(|p| p.peer).collect();
                     ready.sort();
                     if !ready.is_empty() {
                         turn = turn.wrapping_add(1);

@@ -172,6 +172,8 @@ fn never_ban_holds_configured_own_and_admitted_peers_observed_addresses() {
         remote: Some(remote.parse().unwrap()),
         connected: true,
         blocked,
+        in_doubt: false,
+        last_seen_ms: None,
     };
     let configured = vec!["10.0.0.0/8".parse().unwrap(), "192.0.2.1".parse().unwrap()];
     let listen = vec![

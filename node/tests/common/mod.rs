@@ -8,6 +8,7 @@
 pub mod fail2ban;
 pub mod gateway;
 pub mod http;
+pub mod netns;
 
 // Not every test crate uses them.
 #[allow(unused_imports)]
@@ -212,6 +213,37 @@ impl TestCluster {
         self.nodes.len() - 1
     }
 
+    /// Starts a node on `host` (its own network namespace), listening on
+    /// the default `/ip4/0.0.0.0/tcp/4646`; returns its index.
+    pub fn start_on(&mut self, host: &netns::Host, spec: NodeSpec) -> usize {
+        let mut node = TestNode::spawn_on(self.dir.path(), spec, Some(host.clone()));
+        node.wait_ready();
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Starts one enrolled node `node1..` on each host of `net`, each given
+    /// only the first host's address as `--peer`, with `config` when given.
+    pub fn start_on_net(&mut self, net: &netns::Net, config: Option<&Path>) {
+        let first = net.host(0).mesh_addr();
+        for (i, host) in net.hosts.iter().enumerate() {
+            let peers = if i == 0 { Vec::new() } else { vec![first.clone()] };
+            let mut spec = self.spec(&format!("node{}", i + 1), &peers);
+            spec.config = config.map(Path::to_owned);
+            self.start_on(host, spec);
+        }
+    }
+
+    /// Waits until every node shows the same state digest; returns whether
+    /// they did within `timeout`.
+    pub fn wait_for_same_digest(&self, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            let digests: Vec<Value> =
+                self.nodes.iter().map(|n| n.status()["digest"].clone()).collect();
+            digests[0].is_string() && digests.iter().all(|d| *d == digests[0])
+        })
+    }
+
     /// Starts `count` enrolled nodes `node1..`, each given only the first
     /// node as `--peer` (the first node none), and waits until each answers
     /// on its socket.
@@ -268,6 +300,8 @@ pub struct TestNode {
     pub log: PathBuf,
     /// The spec it was started with (to restart it).
     spec: NodeSpec,
+    /// The network namespace it runs in, if not the machine's own.
+    pub host: Option<netns::Host>,
     child: Option<Child>,
 }
 
@@ -282,7 +316,7 @@ impl TestNode {
 
     /// Waits until the control socket answers `status`; panics at once if
     /// the process ends first.
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         let mut exited = None;
         let ready = wait_until(SOON, || {
             exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -297,13 +331,21 @@ impl TestNode {
 
     /// Starts a node without waiting for it.
     pub fn spawn(dir: &Path, spec: NodeSpec) -> TestNode {
+        TestNode::spawn_on(dir, spec, None)
+    }
+
+    /// Starts a node without waiting for it, on `host` when given (then on
+    /// the default mesh port rather than a free loopback one).
+    pub fn spawn_on(dir: &Path, spec: NodeSpec, host: Option<netns::Host>) -> TestNode {
+        let port = if host.is_some() { netns::MESH_PORT } else { free_port() };
         let mut node = TestNode {
             name: spec.name.clone(),
             data_dir: spec.data_dir.clone(),
             socket: dir.join(format!("{}.sock", spec.name)),
-            port: free_port(),
+            port,
             log: dir.join(format!("{}.log", spec.name)),
             spec,
+            host,
             child: None,
         };
         node.child = Some(node.command().spawn().expect("spawn banmesh node"));
@@ -315,15 +357,19 @@ impl TestNode {
     pub fn command(&self) -> Command {
         let log = fs::File::options().create(true).append(true).open(&self.log).expect("log file");
         let err = log.try_clone().expect("clone log file");
-        let mut command = Command::new(bin());
+        let mut command = match &self.host {
+            Some(host) => host.command(arg(&bin())),
+            None => Command::new(bin()),
+        };
         if let Some(offset) = &self.spec.clock_offset {
             // libfaketime preloaded directly: the `faketime` wrapper forks,
             // and a signal to it would leave the node running.
             command.env("LD_PRELOAD", libfaketime()).env("FAKETIME", offset);
         }
-        command
-            .args(["node", "--data-dir", arg(&self.data_dir), "--listen", &self.addr()])
-            .args(["--socket", arg(&self.socket)]);
+        command.args(["node", "--data-dir", arg(&self.data_dir), "--socket", arg(&self.socket)]);
+        if self.host.is_none() {
+            command.args(["--listen", &self.addr()]);
+        }
         for peer in &self.spec.peers {
             command.args(["--peer", peer]);
         }
@@ -350,9 +396,13 @@ impl TestNode {
         self.wait_ready();
     }
 
-    /// The mesh multiaddr it listens on.
+    /// The mesh multiaddr it is reached at: its host's address in a
+    /// namespace, else the loopback port it listens on.
     pub fn addr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}", self.port)
+        match &self.host {
+            Some(host) => host.mesh_addr(),
+            None => format!("/ip4/127.0.0.1/tcp/{}", self.port),
+        }
     }
 
     /// Its process id, while it runs.

@@ -13,6 +13,7 @@ use crate::clock::now_ms;
 use crate::control::protocol::Response;
 use crate::control::views::{
     Fail2BanView, GatewayView, PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView,
+    UnreachableView,
 };
 use crate::store::query;
 
@@ -61,6 +62,7 @@ impl Node {
         }
     }
 
+    /// Every peer the node knows, as the control socket shows it.
     pub(super) async fn peers(&self) -> Vec<PeerView> {
         let last_sync =
             self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).last_sync.clone();
@@ -86,6 +88,12 @@ impl Node {
 
     pub(super) async fn status(&self) -> Result<Response, String> {
         let counts = self.store.read(query::counts).await.map_err(|e| e.to_string())?;
+        let params = self.config.cluster.params;
+        let now = now_ms();
+        let horizon = now - now % 60_000;
+        let digest = self.store.read(move |c, p| query::digest(c, p, horizon, &params)).await;
+        let mesh_peers = self.mesh.peers().await;
+        let unreachable = unreachable(&mesh_peers);
         let peers = self.peers().await;
         let never_ban = self.mesh.never_ban(&self.config.safety.never_ban).await;
         let never_ban = never_ban.iter().map(ToString::to_string).collect();
@@ -95,6 +103,7 @@ impl Node {
             record_counts.insert(kind.to_string(), n);
         }
         let mut warnings = self.identity.notices.clone();
+        warnings.extend(partition_warning(&unreachable, &mesh_peers, now));
         warnings.extend(self.config.warnings.iter().cloned());
         warnings.extend(self.skew_warning().await);
         let applier = self.applier.lock().unwrap_or_else(PoisonError::into_inner).clone();
@@ -132,6 +141,8 @@ impl Node {
                 published: applier.published,
             }),
             gateway,
+            digest: digest.ok().map(hex::encode),
+            unreachable,
         }))
     }
 
@@ -240,4 +251,42 @@ impl Node {
             until_ms: until,
         }))
     }
+}
+
+/// Peers admitted in this run, not blocked, and not connected now.
+fn unreachable(peers: &[crate::mesh::PeerState]) -> Vec<UnreachableView> {
+    peers
+        .iter()
+        .filter(|p| !p.connected && !p.blocked && p.last_seen_ms.is_some())
+        .map(|p| UnreachableView {
+            peer_id: p.peer.to_string(),
+            name: p.name.clone(),
+            last_seen_ms: p.last_seen_ms,
+        })
+        .collect()
+}
+
+/// The warning for peers lost: how many of those admitted, and since when.
+fn partition_warning(
+    lost: &[UnreachableView],
+    peers: &[crate::mesh::PeerState],
+    now: u64,
+) -> Option<String> {
+    if lost.is_empty() {
+        return None;
+    }
+    let admitted = peers.iter().filter(|p| p.last_seen_ms.is_some()).count();
+    let names: Vec<String> = lost
+        .iter()
+        .map(|p| {
+            let name = p.name.clone().unwrap_or_else(|| p.peer_id.clone());
+            let ago = now.saturating_sub(p.last_seen_ms.unwrap_or(now)) / 1000;
+            format!("{name} (last heard {ago} s ago)")
+        })
+        .collect();
+    Some(format!(
+        "{} of {admitted} peers unreachable (a partition, or stopped): {}",
+        lost.len(),
+        names.join(", ")
+    ))
 }

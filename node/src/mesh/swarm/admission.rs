@@ -6,27 +6,44 @@ use libp2p::request_response::{self, Message};
 use libp2p::{Multiaddr, PeerId};
 use serde_bytes::ByteBuf;
 use std::sync::PoisonError;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{Mesh, Peer, PeerState};
+/// How often hellos are exchanged again while the node lacks peers.
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+
+use super::{Admitted, Mesh, Peer, PeerState};
 use crate::clock::now_ms;
 use crate::mesh::hello::{self, HELLO_VERSION, Hello};
+use crate::mesh::ip_of;
 use crate::mesh::sync::SyncOrder;
 
 impl Mesh {
     /// Connected peers, then blocked ones, then known but unconnected ones.
     pub(super) fn peer_states(&self) -> Vec<PeerState> {
-        let mut states: Vec<PeerState> = self.peers.values().map(|p| p.state.clone()).collect();
-        let idle = |peer: PeerId, blocked: bool, addrs: Vec<Multiaddr>| PeerState {
-            peer,
-            name: None,
-            ready: false,
-            offset_ms: None,
-            connected_ms: 0,
-            addrs,
-            remote: None,
-            connected: false,
-            blocked,
+        let mut states: Vec<PeerState> = self
+            .peers
+            .iter()
+            .map(|(id, p)| PeerState {
+                in_doubt: self.in_doubt(id),
+                last_seen_ms: self.admitted.get(id).map(|a| a.last_seen_ms),
+                ..p.state.clone()
+            })
+            .collect();
+        let idle = |peer: PeerId, blocked: bool, addrs: Vec<Multiaddr>| {
+            let admitted = self.admitted.get(&peer);
+            PeerState {
+                peer,
+                name: admitted.map(|a| a.name.clone()),
+                ready: false,
+                offset_ms: None,
+                connected_ms: 0,
+                addrs,
+                remote: admitted.and_then(|a| a.remote.clone()),
+                connected: false,
+                blocked,
+                in_doubt: false,
+                last_seen_ms: admitted.map(|a| a.last_seen_ms),
+            }
         };
         for (_, peer) in &self.unblocks {
             if !states.iter().any(|s| s.peer == *peer) {
@@ -39,21 +56,35 @@ impl Mesh {
                 states.push(idle(*peer, false, addrs.clone()));
             }
         }
+        for peer in self.admitted.keys() {
+            if !states.iter().any(|s| s.peer == *peer) {
+                states.push(idle(*peer, false, Vec::new()));
+            }
+        }
         states
     }
 
-    pub(super) fn own_hello(&self) -> Hello {
+    /// The hello for `to`: our certificate, clock and revocations, the
+    /// addresses we listen on (loopback ones only for a peer on this host,
+    /// where they mean this host) and our ready peers' addresses.
+    pub(super) fn own_hello(&self, to: &PeerId) -> Hello {
         let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
         let own = *self.swarm.local_peer_id();
+        let local =
+            self.peers.get(to).and_then(|p| p.state.remote.as_ref()).is_some_and(is_loopback);
+        let usable = |a: &&Multiaddr| local || !is_loopback(a);
         let mut addrs: Vec<String> = self
             .swarm
             .listeners()
             .chain(self.swarm.external_addresses())
+            .filter(usable)
             .map(|a| a.clone().with_p2p(own).unwrap_or_else(|a| a).to_string())
             .collect();
-        for peer in self.peers.values().filter(|p| p.state.ready) {
-            addrs.extend(peer.state.addrs.iter().map(ToString::to_string));
+        for (id, peer) in self.peers.iter().filter(|(id, p)| p.state.ready && *id != to) {
+            let theirs = peer.state.addrs.iter().filter(usable);
+            addrs.extend(theirs.map(|a| a.clone().with_p2p(*id).unwrap_or_else(|a| a).to_string()));
         }
+        addrs.dedup();
         addrs.truncate(hello::MAX_ADDRS);
         Hello {
             version: HELLO_VERSION,
@@ -61,6 +92,25 @@ impl Mesh {
             clock_ms: now_ms(),
             revocations: trust.revocations().iter().map(|r| ByteBuf::from(r.to_bytes())).collect(),
             addrs,
+        }
+    }
+
+    /// While the node has fewer ready peers than it wants, asks each ready
+    /// peer for its hello again every [`REFRESH_EVERY`]: a peer that
+    /// joined after our first hello is learnt then (two nodes that each
+    /// reached the mesh through the same peer, at nearly the same moment,
+    /// would otherwise never hear of each other).
+    pub(super) fn refresh_addresses(&mut self) {
+        let ready: Vec<PeerId> =
+            self.peers.iter().filter(|(_, p)| p.state.ready).map(|(id, _)| *id).collect();
+        let due = self.last_refresh.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
+        if ready.len() >= self.target_peers || !due {
+            return;
+        }
+        self.last_refresh = Some(Instant::now());
+        for peer in ready {
+            let hello = self.own_hello(&peer);
+            self.swarm.behaviour_mut().hello.send_request(&peer, hello);
         }
     }
 
@@ -79,15 +129,18 @@ impl Mesh {
                     remote: Some(remote.clone()),
                     connected: true,
                     blocked: false,
+                    in_doubt: false,
+                    last_seen_ms: None,
                 },
                 deadline: Instant::now() + self.hello_timeout,
+                last_alive: Instant::now(),
             },
         );
         // The dialer speaks first; the listener judges its hello and answers
         // with its own. So the node that was dialled always judges (and
         // counts) a bad hello before anything is said back.
         if dialer {
-            let hello = self.own_hello();
+            let hello = self.own_hello(&peer_id);
             self.swarm.behaviour_mut().hello.send_request(&peer_id, hello);
         }
     }
@@ -101,7 +154,7 @@ impl Mesh {
             } => {
                 let welcome = self.welcome(peer, &request);
                 if welcome {
-                    let hello = self.own_hello();
+                    let hello = self.own_hello(&peer);
                     let _ = self.swarm.behaviour_mut().hello.send_response(channel, hello);
                 }
             }
@@ -148,14 +201,27 @@ impl Mesh {
         for node in revoked {
             self.drop_revoked(&node);
         }
+        // Loopback addresses name the sender's host: usable only when the
+        // sender is on this host too (else dialling them dials ourselves).
+        let remote = self.peers.get(&peer).and_then(|p| p.state.remote.clone());
+        let local = remote.as_ref().is_some_and(is_loopback);
+        let learnt: Vec<(PeerId, Multiaddr)> = welcome
+            .addrs
+            .into_iter()
+            .filter(|(_, a)| local || !is_loopback(a))
+            .filter(|(_, a)| ip_of(a).is_none_or(|ip| !ip.is_unspecified()))
+            .collect();
         let own_addrs: Vec<Multiaddr> =
-            welcome.addrs.iter().filter(|(p, _)| *p == peer).map(|(_, a)| a.clone()).collect();
-        for (id, addr) in welcome.addrs {
+            learnt.iter().filter(|(p, _)| *p == peer).map(|(_, a)| a.clone()).collect();
+        let own = *self.swarm.local_peer_id();
+        for (id, addr) in learnt.into_iter().filter(|(id, _)| *id != own) {
             let addrs = self.known.entry(id).or_default();
-            if !addrs.contains(&addr) {
+            if !addrs.contains(&addr) && addrs.len() < hello::MAX_ADDRS {
                 addrs.push(addr);
             }
         }
+        let name = welcome.cert.name().to_owned();
+        self.admitted.insert(peer, Admitted { name, remote, last_seen_ms: now_ms() });
         if let Some(p) = self.peers.get_mut(&peer) {
             if !p.state.ready {
                 let _ = self.sync_order_tx.try_send(SyncOrder::PeerReady(peer));
@@ -168,4 +234,9 @@ impl Mesh {
         }
         true
     }
+}
+
+/// Whether `addr` is a loopback address (`127.0.0.0/8`, `::1`).
+fn is_loopback(addr: &Multiaddr) -> bool {
+    ip_of(addr).is_some_and(|ip| ip.is_loopback())
 }
