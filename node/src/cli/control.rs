@@ -291,6 +291,7 @@ fn status_text(s: &StatusView, now: u64) -> String {
         ("clock offset", offset(s.clock_offset_ms)),
         ("records", counts(&s.record_counts)),
         ("rejects", counts(&s.rejects)),
+        ("skipped", counts(&s.skipped)),
         ("never ban", join(&s.never_ban)),
         ("digest", s.digest.clone().unwrap_or_else(|| "unknown (store unreadable)".to_owned())),
         (

@@ -27,6 +27,11 @@ pub struct StatusView {
     pub record_counts: BTreeMap<String, u64>,
     /// Refused messages, records and connections since start, by reason.
     pub rejects: BTreeMap<String, u64>,
+    /// Received records left out since start, by reason (`revoked origin`,
+    /// `unknown certificate`, ...): each record's own fault, which never
+    /// keeps the records beside it out.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, u64>,
     /// Networks never banned locally: configured, the node's own and its
     /// peers' addresses.
     pub never_ban: Vec<String>,

@@ -96,6 +96,8 @@ pub struct PeerState {
 pub struct MeshStats {
     /// Refusals by reason (`bad signature`, `hello timeout`, ...).
     pub refused: BTreeMap<String, u64>,
+    /// Records left out of sound batches, by reason (`revoked origin`, ...).
+    pub skipped: BTreeMap<String, u64>,
     /// Messages accepted.
     pub accepted: u64,
     /// Our listen addresses.

@@ -5,7 +5,7 @@ use banmesh_crdt::{Hlc, Kind, Metadata, Origin, Params, Statement};
 use banmesh_keys::{Certificate, Revocation, Roles, SecretKey, sign_record};
 
 use super::batch::{Batch, BatchError, MAX_MESSAGE, pack};
-use super::trust::{Trust, Verdict};
+use super::trust::{Skip, Trust, Verdict};
 
 const NOW: u64 = 1_800_000_000_000;
 const DAY: u64 = 86_400_000;
@@ -89,8 +89,17 @@ fn pack_splits_under_the_limit_and_carries_certificates() {
     assert_eq!(seen, records);
 }
 
+/// The records `verdict` stores and why it skipped the others; panics on a
+/// Reject.
+fn stored_and_skipped(verdict: Verdict) -> (Vec<banmesh_crdt::Record>, Vec<Skip>) {
+    match verdict {
+        Verdict::Store(judged) => (judged.records, judged.skipped),
+        Verdict::Reject(reason) => panic!("rejected: {reason}"),
+    }
+}
+
 #[test]
-fn judge_follows_the_trust_rules() {
+fn judge_follows_the_trust_rules_record_by_record() {
     let c = Cluster::new();
     let params = Params::default();
     let node = SecretKey::generate().unwrap();
@@ -102,14 +111,26 @@ fn judge_follows_the_trust_rules() {
     };
 
     assert!(
-        matches!(judge(vec![cert.clone()], vec![ban.clone()]), Verdict::Store { certs, .. } if certs.len() == 1)
+        matches!(judge(vec![cert.clone()], vec![ban.clone()]), Verdict::Store(j) if j.certs.len() == 1 && j.records.len() == 1)
     );
-    assert!(matches!(judge(vec![], vec![ban.clone()]), Verdict::Ignore("unknown certificate")));
+    let (stored, skipped) = stored_and_skipped(judge(vec![], vec![ban.clone()]));
+    assert!(stored.is_empty());
+    assert_eq!(skipped, [Skip::UnknownCertificate]);
+    // A record's own fault leaves that record out, and only that one.
     let allow = sign_record(&node, statement(Kind::Allow, "10.0.0.1", NOW));
-    assert!(matches!(
-        judge(vec![cert.clone()], vec![ban.clone(), allow]),
-        Verdict::Reject("missing role")
-    ));
+    let wide = sign_record(&node, statement(Kind::Ban, "10.0.0.0/8", NOW));
+    let future = sign_record(&node, statement(Kind::Ban, "10.0.0.2", NOW + 10 * 60_000));
+    let mut long = statement(Kind::Ban, "10.0.0.3", NOW);
+    long.expires_at = Some(NOW + params.max_ttl_ms + 1);
+    let long = sign_record(&node, long);
+    let (stored, skipped) =
+        stored_and_skipped(judge(vec![cert.clone()], vec![allow, ban.clone(), wide, future, long]));
+    assert_eq!(stored, std::slice::from_ref(&ban));
+    assert_eq!(
+        skipped,
+        [Skip::MissingRole, Skip::PrefixTooWide, Skip::FutureDated, Skip::ClusterRule]
+    );
+    // A forgery is what no honest peer passes on: the whole batch goes.
     let mut forged = ban.statement().clone();
     forged.strikes = 9;
     let forged = banmesh_crdt::Record::new(forged, *ban.signature());
@@ -117,21 +138,59 @@ fn judge_follows_the_trust_rules() {
         judge(vec![cert.clone()], vec![ban.clone(), forged]),
         Verdict::Reject("bad signature")
     ));
-    let wide = sign_record(&node, statement(Kind::Ban, "10.0.0.0/8", NOW));
-    assert!(matches!(judge(vec![cert.clone()], vec![wide]), Verdict::Reject("prefix too wide")));
-    let future = sign_record(&node, statement(Kind::Ban, "10.0.0.2", NOW + 10 * 60_000));
-    assert!(matches!(judge(vec![cert.clone()], vec![future]), Verdict::Ignore("future-dated")));
     let other = Cluster::new();
     let foreign = other.enroll(&node, "ban");
     assert!(matches!(judge(vec![foreign], vec![ban.clone()]), Verdict::Reject("bad certificate")));
+}
 
-    let mut revoked = Trust::new(c.key.public());
-    revoked.add_certificate(cert).unwrap();
-    revoked.add_revocation(Revocation::issue(&c.key, node.public(), NOW, "gone").unwrap()).unwrap();
-    assert!(matches!(
-        revoked.judge(Batch::of_records(vec![], vec![ban]), NOW, &params),
-        Verdict::Ignore("revoked origin")
-    ));
+#[test]
+fn a_revoked_or_unknown_origin_never_keeps_other_origins_records_out() {
+    let c = Cluster::new();
+    let params = Params::default();
+    let nodes: Vec<SecretKey> = (0..3).map(|_| SecretKey::generate().unwrap()).collect();
+    let certs: Vec<Certificate> = nodes[..2].iter().map(|n| c.enroll(n, "ban")).collect();
+    let mut trust = Trust::new(c.key.public());
+    trust.add_certificate(certs[0].clone()).unwrap();
+    trust
+        .add_revocation(Revocation::issue(&c.key, nodes[0].public(), NOW, "gone").unwrap())
+        .unwrap();
+    // Mixed in (issued_at, id) order as sync packs them: revoked nodes[0],
+    // valid nodes[1], unknown nodes[2].
+    let records: Vec<_> = (0..30u64)
+        .map(|i| {
+            let key = format!("10.1.0.{i}");
+            sign_record(&nodes[i as usize % 3], statement(Kind::Ban, &key, NOW - 1_000 + i))
+        })
+        .collect();
+    let batch = Batch::of_records(vec![certs[1].clone()], records.clone());
+    let (stored, mut skipped) = stored_and_skipped(trust.judge(batch, NOW, &params));
+    let valid: Vec<_> = records.iter().skip(1).step_by(3).cloned().collect();
+    assert_eq!(stored, valid);
+    skipped.sort();
+    assert_eq!(skipped.len(), 20);
+    assert_eq!(skipped.iter().filter(|s| **s == Skip::RevokedOrigin).count(), 10);
+    assert_eq!(skipped.iter().filter(|s| **s == Skip::UnknownCertificate).count(), 10);
+}
+
+#[test]
+fn any_certificate_valid_at_issue_makes_a_record_valid() {
+    // A node re-enrolled with a later-ending certificate without the allow
+    // role: its allow from the overlap stays valid whichever certificates a
+    // node knows, so learning one more never voids a stored record.
+    let c = Cluster::new();
+    let params = Params::default();
+    let node = SecretKey::generate().unwrap();
+    let with_allow = c.enroll(&node, "ban,allow");
+    let roles: Roles = "ban".parse().unwrap();
+    let later =
+        Certificate::issue(&c.key, node.public(), "n1", roles, NOW - DAY, NOW + 2 * DAY, None)
+            .unwrap();
+    let allow = sign_record(&node, statement(Kind::Allow, "10.0.0.1", NOW));
+    let mut trust = Trust::new(c.key.public());
+    trust.add_certificate(later).unwrap();
+    assert_eq!(trust.check_record(&allow, &params), Err(Skip::MissingRole));
+    trust.add_certificate(with_allow).unwrap();
+    assert_eq!(trust.check_record(&allow, &params), Ok(()));
 }
 
 #[test]
@@ -146,12 +205,12 @@ fn revocations_travel_in_batches_and_void_their_origin() {
         Batch { certs: vec![cert], revocations: vec![revocation.clone()], records: vec![ban] };
     assert_eq!(Batch::decode(&batch.encode()).unwrap(), batch);
     let trust = Trust::new(c.key.public());
-    assert!(matches!(trust.judge(batch, NOW, &params), Verdict::Ignore("revoked origin")));
-    let alone = Batch { certs: vec![], revocations: vec![revocation], records: vec![] };
-    let decoded = Batch::decode(&alone.encode()).unwrap();
-    assert!(
-        matches!(trust.judge(decoded, NOW, &params), Verdict::Store { revocations, .. } if revocations.len() == 1)
-    );
+    let judged = match trust.judge(batch, NOW, &params) {
+        Verdict::Store(judged) => judged,
+        Verdict::Reject(reason) => panic!("rejected: {reason}"),
+    };
+    assert_eq!((judged.revocations.len(), judged.records.len()), (1, 0));
+    assert_eq!(judged.skipped, [Skip::RevokedOrigin]);
     let foreign = Revocation::issue(&Cluster::new().key, node.public(), NOW, "x").unwrap();
     let bad = Batch { certs: vec![], revocations: vec![foreign], records: vec![] };
     assert!(matches!(trust.judge(bad, NOW, &params), Verdict::Reject("bad revocation")));

@@ -1,6 +1,7 @@
 //! What the node trusts: the cluster key, the verified certificates it knows
 //! per node, and the revocations. Judges a received batch by DESIGN.md's
-//! rules: Accept-worthy records, Ignore, or Reject the whole batch.
+//! rules, record by record: each record's own validity decides that record
+//! only; only a forgery rejects the whole batch.
 
 use std::collections::HashMap;
 
@@ -24,22 +25,67 @@ pub struct Trust {
 /// The verdict on one received batch, before storing.
 #[derive(Debug)]
 pub enum Verdict {
-    /// Every record is valid: store these (and the certificates that came
-    /// with them); accept the message if any is new.
-    Store {
-        /// The batch's certificates, all verified (the store keeps each once).
-        certs: Vec<Certificate>,
-        /// The batch's revocations, all verified.
-        revocations: Vec<Revocation>,
-        /// The records.
-        records: Vec<Record>,
-    },
-    /// Not this node's to judge (unknown certificate, revoked origin,
-    /// future-dated): do not store, do not forward, no penalty.
-    Ignore(&'static str),
-    /// Bad signature, bad certificate, missing role, broken rule: drop the
-    /// whole batch and penalise the peer that sent it.
+    /// The batch is sound: store what it holds that is valid; the records
+    /// left out are counted, never held against the batch or its sender.
+    Store(Judged),
+    /// What no honest sender could have received from anyone honest (a
+    /// forged signature, certificate or revocation): drop the whole batch
+    /// and penalise the peer that sent it.
     Reject(&'static str),
+}
+
+/// A sound batch, judged record by record.
+#[derive(Debug, Default)]
+pub struct Judged {
+    /// The batch's certificates, all verified (the store keeps each once).
+    pub certs: Vec<Certificate>,
+    /// The batch's revocations, all verified.
+    pub revocations: Vec<Revocation>,
+    /// The valid records, to store.
+    pub records: Vec<Record>,
+    /// Why each other record was left out, one entry per record.
+    pub skipped: Vec<Skip>,
+}
+
+/// Why one record of a sound batch is left out: its own validity, which
+/// decides that record only (DESIGN.md "Judge per record").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Skip {
+    /// Issued beyond `skew_bound` in the future: valid later, not now.
+    FutureDated,
+    /// Its origin is revoked: void everywhere.
+    RevokedOrigin,
+    /// No certificate of its origin valid at its `issued_at` is known yet.
+    UnknownCertificate,
+    /// Its origin's certificate lacks the role its kind needs.
+    MissingRole,
+    /// Its key is wider than its origin's certificate allows.
+    PrefixTooWide,
+    /// It breaks a cluster rule (`max_ttl`, expiry, strikes, metadata size).
+    ClusterRule,
+    /// Its origin is not a public key.
+    BadOrigin,
+}
+
+impl Skip {
+    /// The reason, as counted in `status`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Skip::FutureDated => "future-dated",
+            Skip::RevokedOrigin => "revoked origin",
+            Skip::UnknownCertificate => "unknown certificate",
+            Skip::MissingRole => "missing role",
+            Skip::PrefixTooWide => "prefix too wide",
+            Skip::ClusterRule => "cluster rule",
+            Skip::BadOrigin => "bad origin",
+        }
+    }
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
 }
 
 impl Trust {
@@ -95,67 +141,86 @@ impl Trust {
         self.certs.get(node)?.iter().max_by_key(|c| c.not_after_ms())
     }
 
-    /// Judges a decoded batch at `now_ms`. The certificates it carries are
-    /// checked first (a forged or foreign one rejects the batch); every
-    /// record must then have its signature, a certificate valid at its
-    /// `issued_at` with the right role and prefix, and keep the cluster rules.
+    /// Whether `record` is valid by what this trust knows: the cluster rules,
+    /// its origin not revoked, and some certificate of its origin valid at its
+    /// `issued_at` with the role and prefix it needs. Any such certificate
+    /// will do, so learning one more certificate never voids a record (nodes
+    /// knowing more or fewer certificates never disagree for long). The
+    /// signature is checked apart.
+    pub fn check_record(&self, record: &Record, params: &Params) -> Result<(), Skip> {
+        if record.statement().validate(params).is_err() {
+            return Err(Skip::ClusterRule);
+        }
+        let origin = PublicKey::from_bytes(&record.origin().0).map_err(|_| Skip::BadOrigin)?;
+        if self.is_revoked(&origin) {
+            return Err(Skip::RevokedOrigin);
+        }
+        let issued_ms = record.issued_at().millis();
+        let mut certs: Vec<&Certificate> = self
+            .certs
+            .get(&origin)
+            .into_iter()
+            .flatten()
+            .filter(|c| c.check_time(issued_ms).is_ok())
+            .collect();
+        certs.sort_by_key(|c| std::cmp::Reverse(c.not_after_ms()));
+        let mut why = Skip::UnknownCertificate;
+        for (i, cert) in certs.into_iter().enumerate() {
+            let skip = match record_valid(record, cert, self.revocations()) {
+                Ok(()) => return Ok(()),
+                Err(RecordCheckError::Cert(CertError::Revoked { .. })) => Skip::RevokedOrigin,
+                Err(RecordCheckError::Cert(CertError::MissingRole { .. })) => Skip::MissingRole,
+                Err(RecordCheckError::PrefixTooWide { .. }) => Skip::PrefixTooWide,
+                Err(_) => Skip::UnknownCertificate,
+            };
+            // The latest-ending certificate's reason is the one told.
+            if i == 0 {
+                why = skip;
+            }
+        }
+        Err(why)
+    }
+
+    /// Judges a decoded batch at `now_ms` (DESIGN.md "Judge per record").
+    /// The batch is rejected whole only for a forged certificate, revocation
+    /// or record signature: nothing an honest peer could have passed on.
+    /// Every other fault is one record's own (future-dated, revoked or
+    /// unknown origin, missing role, prefix, cluster rule) and leaves that
+    /// record out, counted, while the others are stored.
     pub fn judge(&self, batch: Batch, now_ms: u64, params: &Params) -> Verdict {
         let mut view = self.clone();
-        let mut new_certs = Vec::new();
+        let mut judged = Judged::default();
         for cert in batch.certs {
             // Known ones too: the store may lack a certificate that this
             // node's trust learnt from a hello.
             match view.add_certificate(cert.clone()) {
-                Ok(_) => new_certs.push(cert),
+                Ok(_) => judged.certs.push(cert),
                 Err(_) => return Verdict::Reject("bad certificate"),
             }
         }
-        let mut new_revocations = Vec::new();
         for revocation in batch.revocations {
             match view.add_revocation(revocation.clone()) {
-                Ok(_) => new_revocations.push(revocation),
+                Ok(_) => judged.revocations.push(revocation),
                 Err(_) => return Verdict::Reject("bad revocation"),
             }
         }
-        for record in &batch.records {
-            if record.statement().validate(params).is_err() {
-                return Verdict::Reject("cluster rule");
-            }
-        }
+        // Every signature first: no record's own fault may hide a forged
+        // one beside it.
         if verify_batch(&batch.records).is_err() {
             return Verdict::Reject("bad signature");
         }
-        // Only after the signatures: a future-dated record must not hide a
-        // forged one beside it.
         let horizon = now_ms.saturating_add(params.skew_bound_ms);
-        if batch.records.iter().any(|r| r.issued_at().millis() > horizon) {
-            return Verdict::Ignore("future-dated");
-        }
-        for record in &batch.records {
-            let Ok(origin) = PublicKey::from_bytes(&record.origin().0) else {
-                return Verdict::Reject("bad origin");
+        for record in batch.records {
+            let verdict = if record.issued_at().millis() > horizon {
+                Err(Skip::FutureDated)
+            } else {
+                view.check_record(&record, params)
             };
-            if view.is_revoked(&origin) {
-                return Verdict::Ignore("revoked origin");
-            }
-            let issued_ms = record.issued_at().millis();
-            let Some(cert) = view.cert_at(&origin, issued_ms) else {
-                return Verdict::Ignore("unknown certificate");
-            };
-            match record_valid(record, cert, view.revocations()) {
-                Ok(()) => {}
-                Err(RecordCheckError::Cert(CertError::Revoked { .. })) => {
-                    return Verdict::Ignore("revoked origin");
-                }
-                Err(RecordCheckError::Cert(CertError::MissingRole { .. })) => {
-                    return Verdict::Reject("missing role");
-                }
-                Err(RecordCheckError::PrefixTooWide { .. }) => {
-                    return Verdict::Reject("prefix too wide");
-                }
-                Err(_) => return Verdict::Reject("certificate does not cover record"),
+            match verdict {
+                Ok(()) => judged.records.push(record),
+                Err(skip) => judged.skipped.push(skip),
             }
         }
-        Verdict::Store { certs: new_certs, revocations: new_revocations, records: batch.records }
+        Verdict::Store(judged)
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::Batch;
 use super::limit::OriginLimits;
 use super::swarm::MeshStats;
-use super::trust::{Trust, Verdict};
+use super::trust::{Judged, Skip, Trust, Verdict};
 use crate::clock::now_ms;
 use crate::store::Store;
 
@@ -135,39 +135,35 @@ pub async fn verify_many(
             .collect::<Vec<_>>()
     })
     .await
-    .unwrap_or_else(|_| (0..count).map(|_| Ok(Verdict::Ignore("verifier failed"))).collect());
+    // A judging thread that died stored nothing: Ignore every message.
+    .unwrap_or_else(|_| (0..count).map(|_| Ok(Verdict::Store(Judged::default()))).collect());
     let mut results: Vec<Verified> = Vec::with_capacity(count);
     let mut by_source: HashMap<PeerId, Vec<(usize, Record)>> = HashMap::new();
     for (i, judged) in judged.into_iter().enumerate() {
-        let verdict = match judged {
+        let judged = match judged {
             Err(reason) | Ok(Verdict::Reject(reason)) => {
                 tracing::warn!(target: "banmesh::events::record_rejected", reason, "gossip rejected");
-                Err(reason)
-            }
-            Ok(Verdict::Ignore(reason)) => {
-                tracing::debug!(target: "banmesh::events::record_ignored", reason, "gossip ignored");
-                Ok(false)
-            }
-            Ok(Verdict::Store { certs, revocations, records }) => {
-                let (changed, revoked) = store_trust_items(certs, revocations, store, trust).await;
-                if limited && !limits.admit(&records, std::time::Instant::now()) {
-                    // Delayed, not dropped: not stored or forwarded now; a
-                    // later sync brings these records in.
-                    let mut stats = stats.lock().unwrap_or_else(PoisonError::into_inner);
-                    *stats
-                        .refused
-                        .entry("origin over its rate (delayed)".to_owned())
-                        .or_default() += 1;
-                    results.push((Ok(changed), revoked));
-                    continue;
-                }
-                let source = sources.get(i).copied().unwrap_or_else(PeerId::random);
-                by_source.entry(source).or_default().extend(records.into_iter().map(|r| (i, r)));
-                results.push((Ok(changed), revoked));
+                results.push((Err(reason), Vec::new()));
                 continue;
             }
+            Ok(Verdict::Store(judged)) => judged,
         };
-        results.push((verdict, Vec::new()));
+        let Judged { certs, revocations, records, skipped } = judged;
+        count_skipped(&skipped, stats);
+        let (changed, revoked) = store_trust_items(certs, revocations, store, trust).await;
+        results.push((Ok(changed), revoked));
+        if records.is_empty() {
+            continue;
+        }
+        if limited && !limits.admit(&records, std::time::Instant::now()) {
+            // Delayed, not dropped: not stored or forwarded now; a later
+            // sync brings these records in.
+            let mut stats = stats.lock().unwrap_or_else(PoisonError::into_inner);
+            *stats.refused.entry("origin over its rate (delayed)".to_owned()).or_default() += 1;
+            continue;
+        }
+        let source = sources.get(i).copied().unwrap_or_else(PeerId::random);
+        by_source.entry(source).or_default().extend(records.into_iter().map(|r| (i, r)));
     }
     for (source, records) in by_source {
         let (owners, records): (Vec<usize>, Vec<Record>) = records.into_iter().unzip();
@@ -196,7 +192,20 @@ pub async fn verify_many(
     results
 }
 
-/// Stores the certificates and revocations a valid batch carried; returns
+/// Counts the records a sound batch held that were left out, by reason
+/// (`status` shows them): one revoked or unknown origin never keeps other
+/// records out, and never goes unnoticed.
+fn count_skipped(skipped: &[Skip], stats: &Mutex<MeshStats>) {
+    let Some(first) = skipped.first() else { return };
+    let mut stats = stats.lock().unwrap_or_else(PoisonError::into_inner);
+    for skip in skipped {
+        *stats.skipped.entry(skip.reason().to_owned()).or_default() += 1;
+    }
+    drop(stats);
+    tracing::debug!(target: "banmesh::events::record_ignored", skipped = skipped.len(), first = %first, "records skipped");
+}
+
+/// Stores the certificates and revocations a sound batch carried; returns
 /// whether any was new, and the nodes newly revoked.
 async fn store_trust_items(
     certs: Vec<banmesh_keys::Certificate>,

@@ -250,8 +250,12 @@ pub struct SyncItem {
 }
 
 /// The set reconciliation works on at `horizon_ms` (DESIGN.md "Catch-up"):
-/// every record whose `end + retention` is after the horizon, every
-/// certificate and every revocation. The same items the digest hashes.
+/// every record whose `end + retention` is after the horizon and whose
+/// origin is not revoked, every certificate and every revocation. The same
+/// items the digest hashes. A revoked origin's records are void on every
+/// node that holds the revocation, so they are neither offered nor asked
+/// for: a node that kept them and one that never had them agree, and no
+/// session moves them again and again.
 pub fn sync_items(
     conn: &Connection,
     path: &Path,
@@ -277,7 +281,13 @@ pub fn sync_items(
             }
             Ok(())
         };
-    push("SELECT issued_at, id FROM records WHERE end_ms > ?1", &[floor], ItemKind::Record, false)?;
+    push(
+        "SELECT issued_at, id FROM records WHERE end_ms > ?1
+         AND origin NOT IN (SELECT o.id FROM origins o JOIN revocations v ON v.node = o.key)",
+        &[floor],
+        ItemKind::Record,
+        false,
+    )?;
     push("SELECT not_before, id FROM certificates", &[], ItemKind::Certificate, true)?;
     push("SELECT issued_at, id FROM revocations", &[], ItemKind::Revocation, true)?;
     Ok(items)
@@ -406,7 +416,8 @@ pub fn records_after(
         conn,
         path,
         &format!(
-            "r.end_ms > ?1 AND (r.issued_at > ?2 OR (r.issued_at = ?2 AND r.id > ?3))
+            "r.end_ms > ?1 AND {NOT_REVOKED}
+             AND (r.issued_at > ?2 OR (r.issued_at = ?2 AND r.id > ?3))
              ORDER BY r.issued_at, r.id LIMIT {}",
             limit.max(1)
         ),

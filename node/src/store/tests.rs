@@ -231,6 +231,44 @@ async fn store_revocation_voids_an_origin_everywhere() {
     assert_eq!(reopened.with_index(|i| i.decision(a2, T0)), Decision::Free);
 }
 
+/// A revoked origin's records leave the sync set: a store that kept them and
+/// one that never had them reconcile to nothing and show one digest, and
+/// an empty node is never streamed them.
+#[tokio::test]
+async fn store_sync_set_leaves_out_revoked_origins() {
+    let cluster = SecretKey::generate().unwrap();
+    let (good, bad) = (SecretKey::generate().unwrap(), SecretKey::generate().unwrap());
+    let valid = vec![sign_record(&good, statement(Kind::Ban, "10.0.0.1", T0, 60_000))];
+    let void = sign_record(&bad, statement(Kind::Ban, "10.0.0.2", T0 + 1, 60_000));
+    let revocation = banmesh_keys::Revocation::issue(&cluster, bad.public(), T0, "gone").unwrap();
+    let (kept_dir, clean_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (kept, clean) = (open(kept_dir.path()).await, open(clean_dir.path()).await);
+    kept.apply([valid.clone(), vec![void]].concat(), T0).await.unwrap();
+    clean.apply(valid.clone(), T0).await.unwrap();
+    for store in [&kept, &clean] {
+        store.add_revocation(revocation.clone()).await.unwrap();
+    }
+    let params = Params::default();
+    let set = |store: &Store| {
+        let store = store.clone();
+        async move {
+            let items = store.read(move |c, p| query::sync_items(c, p, T0, &params)).await;
+            let digest = store.read(move |c, p| query::digest(c, p, T0, &params)).await;
+            let page = store
+                .read(move |c, p| query::records_after(c, p, T0, &params, None, 100))
+                .await
+                .unwrap();
+            let mut ids: Vec<[u8; 32]> = items.unwrap().iter().map(|i| i.id).collect();
+            ids.sort_unstable();
+            (ids, digest.unwrap(), page.0)
+        }
+    };
+    let (kept_set, clean_set) = (set(&kept).await, set(&clean).await);
+    assert_eq!(kept_set, clean_set);
+    assert_eq!(kept_set.2, valid, "only the valid record is streamed");
+    assert_eq!(kept.read(query::all_records).await.unwrap().len(), 2, "the void row is kept");
+}
+
 #[tokio::test]
 async fn store_gc_collects_only_what_can_no_longer_matter() {
     let dir = tempfile::tempdir().unwrap();

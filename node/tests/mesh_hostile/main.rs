@@ -265,6 +265,39 @@ fn mesh_future_dated_and_unknown_origin_records_are_ignored_not_stored() {
         rejects_before,
         "ignored records must not be counted as rejects"
     );
+    // Each is counted where the operator sees it, as a skipped record.
+    let skipped = node1.status()["skipped"].clone();
+    for reason in ["future-dated", "unknown certificate"] {
+        assert!(skipped[reason].as_u64().unwrap_or(0) >= 1, "no {reason:?} in {skipped}");
+    }
+}
+
+/// One peer's batch mixing a valid record with records that are void on
+/// their own (from the future, of an unknown origin): the valid one is
+/// stored and spread, the others skipped, and nobody is penalised.
+#[test]
+fn mesh_mixed_batch_stores_the_valid_records_and_skips_the_rest() {
+    let (cluster, key) = cluster_with_rogue(2);
+    let rogue = Rogue::new(&key, true);
+    rogue.join(cluster.node(0));
+    let node1 = cluster.node(0);
+    let rejects_before = node1.status()["rejects"].clone();
+
+    let future = ban(&key.secret, "198.18.8.1", now_ms() + 10 * 60_000, "from the future");
+    let stranger = SecretKey::generate().expect("stranger key");
+    let unknown = ban(&stranger, "198.18.8.2", now_ms(), "nobody's");
+    let valid = bans(&key.secret, "198.18.9", 2);
+    let valid_ips = keys_of(&valid);
+    let records = vec![future, valid[0].clone(), unknown, valid[1].clone()];
+    rogue.publish_ok(Batch::of_records(vec![key.certificate()], records).encode());
+    wait_stored_everywhere(&cluster, &valid_ips, "the valid records of a mixed batch");
+
+    let void = ["198.18.8.1".to_owned(), "198.18.8.2".to_owned()];
+    for node in &cluster.nodes {
+        let stored = stored_of(node, &void);
+        assert!(stored.is_empty(), "{} stored a void record: {stored:?}", node.name);
+    }
+    assert_eq!(node1.status()["rejects"], rejects_before, "a mixed batch is not a reject");
 }
 
 /// A batch of valid bans signed by `key` whose encoding is over `min_len`

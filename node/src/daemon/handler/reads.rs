@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::PoisonError;
 
 use banmesh_crdt::{Decision, Key, Kind, Record};
-use banmesh_keys::{PublicKey, record_valid};
+use banmesh_keys::PublicKey;
 
 use super::Node;
 use crate::clock::now_ms;
@@ -35,11 +35,7 @@ impl Node {
         let s = record.statement();
         let origin = PublicKey::from_bytes(&s.origin.0).ok();
         let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
-        let valid = origin.as_ref().is_some_and(|o| {
-            trust
-                .cert_at(o, s.issued_at.millis())
-                .is_some_and(|c| record_valid(record, c, trust.revocations()).is_ok())
-        });
+        let valid = trust.check_record(record, &self.config.cluster.params).is_ok();
         RecordView {
             key: s.key.to_string(),
             kind: s.kind.to_string(),
@@ -132,6 +128,7 @@ impl Node {
             peers,
             record_counts,
             rejects: stats.refused,
+            skipped: stats.skipped,
             never_ban,
             enforce: self.config.safety.enforce,
             clock_offset_ms: offsets.get(offsets.len() / 2).copied(),
