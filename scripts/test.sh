@@ -26,4 +26,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-exec cargo test --workspace --locked "$@"
+# Every test runs (--no-fail-fast); the last line is the count of failures.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i } END { print n + 0 }' "$log")
+echo "scripts/test.sh: $failed test(s) failed"
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    echo "scripts/test.sh: cargo test failed before running every test (exit $status)" >&2
+fi
+exit "$status"

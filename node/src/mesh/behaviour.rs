@@ -146,6 +146,7 @@ pub fn build_with(
                 .set_request_size_maximum(64 * 1024)
                 .set_response_size_maximum(64 * 1024),
             "malformed hello",
+            64 * 1024,
             stats.clone(),
         ),
         [(StreamProtocol::new(HELLO_PROTOCOL), ProtocolSupport::Full)],
@@ -157,6 +158,7 @@ pub fn build_with(
                 .set_request_size_maximum(MAX_FRAME)
                 .set_response_size_maximum(MAX_FRAME),
             "malformed sync request",
+            MAX_FRAME,
             stats,
         ),
         [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],

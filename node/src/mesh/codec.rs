@@ -3,7 +3,9 @@
 //! a debug log, and `banmesh status` must show them.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use libp2p::futures::prelude::*;
 use libp2p::request_response::Codec;
@@ -15,13 +17,21 @@ use super::swarm::MeshStats;
 pub struct Counted<C> {
     inner: C,
     reason: &'static str,
+    /// The inner codec's request size limit.
+    limit: u64,
     stats: Arc<Mutex<MeshStats>>,
 }
 
 impl<C> Counted<C> {
-    /// Wraps `inner`; failed request reads are counted as `reason` in `stats`.
-    pub fn new(inner: C, reason: &'static str, stats: Arc<Mutex<MeshStats>>) -> Counted<C> {
-        Counted { inner, reason, stats }
+    /// Wraps `inner`, whose requests are at most `limit` bytes; failed
+    /// request reads are counted as `reason` in `stats`.
+    pub fn new(
+        inner: C,
+        reason: &'static str,
+        limit: u64,
+        stats: Arc<Mutex<MeshStats>>,
+    ) -> Counted<C> {
+        Counted { inner, reason, limit, stats }
     }
 }
 
@@ -38,12 +48,20 @@ impl<C: Codec + Send> Codec for Counted<C> {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let (reason, stats) = (self.reason, self.stats.clone());
-        let read = self.inner.read_request(protocol, io);
+        let (reason, limit, stats) = (self.reason, self.limit, self.stats.clone());
+        let inner = &mut self.inner;
+        let protocol = protocol.clone();
         async move {
-            let request = read.await;
+            let mut tally = Tally { inner: io, read: 0 };
+            let request = inner.read_request(&protocol, &mut tally).await;
             if let Err(error) = &request {
-                tracing::warn!(%error, reason, "unreadable request");
+                let reason = if cut_short(error, tally.read < limit) {
+                    tracing::debug!(%error, "request cut short");
+                    CUT_SHORT
+                } else {
+                    tracing::warn!(%error, reason, "unreadable request");
+                    reason
+                };
                 let mut stats = stats.lock().unwrap_or_else(PoisonError::into_inner);
                 *stats.refused.entry(reason.to_owned()).or_default() += 1;
             }
@@ -84,5 +102,49 @@ impl<C: Codec + Send> Codec for Counted<C> {
         T: AsyncWrite + Unpin + Send,
     {
         self.inner.write_response(protocol, io, response)
+    }
+}
+
+/// How a request that ended early is counted: a connection lost mid-request
+/// (a partition, a peer stopping) ends it so, and is not a malformed one.
+pub const CUT_SHORT: &str = "request cut short (connection lost)";
+
+/// Whether a failed read is a stream that ended early or broke, rather
+/// than bytes that do not decode or a request over the limit. A yamux
+/// stream whose connection dies reads as a clean end, so the decoder then
+/// reports a truncated value: that counts as cut short only when the end
+/// came before the limit (`under_limit`).
+fn cut_short(error: &io::Error, under_limit: bool) -> bool {
+    use io::ErrorKind::{
+        BrokenPipe, ConnectionAborted, ConnectionReset, NotConnected, TimedOut, UnexpectedEof,
+        WriteZero,
+    };
+    match error.kind() {
+        UnexpectedEof => under_limit,
+        ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected | TimedOut | WriteZero => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A reader that counts the bytes read through it.
+struct Tally<'a, T> {
+    inner: &'a mut T,
+    read: u64,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tally<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let poll = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            this.read += u64::try_from(*n).unwrap_or(u64::MAX);
+        }
+        poll
     }
 }
