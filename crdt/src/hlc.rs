@@ -39,7 +39,8 @@ impl fmt::Display for Hlc {
     }
 }
 
-/// A node's clock: never goes backwards, even when the wall clock does.
+/// A node's clock: never goes backwards, even when the wall clock does,
+/// except by more than the cluster's skew bound (see [`HlcClock::issue`]).
 ///
 /// The clock rule: a new record on key K is issued at
 /// `max(local HLC, greatest record on K + 1)`. Remote timestamps are *not*
@@ -50,9 +51,37 @@ pub struct HlcClock {
     last: Hlc,
 }
 
+/// A record on this key would be future-dated: the greatest record on it
+/// is ahead of the wall clock by more than the skew bound (issued while
+/// this node's clock was ahead), and a new one must come after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the greatest record on the key was issued {}ms ahead of the wall clock", self.ahead_ms())]
+pub struct KeyAhead {
+    /// The greatest record on the key.
+    pub greatest: Hlc,
+    /// The wall clock when the record was asked for, Unix ms.
+    pub wall_ms: u64,
+    /// The skew bound the new record would break.
+    pub skew_bound_ms: u64,
+}
+
+impl KeyAhead {
+    /// How far the greatest record on the key is ahead of the wall clock.
+    pub fn ahead_ms(&self) -> u64 {
+        self.greatest.millis().saturating_sub(self.wall_ms)
+    }
+
+    /// The wall-clock time (Unix ms) from which a record on the key is no
+    /// longer future-dated for peers.
+    pub fn until_ms(&self) -> u64 {
+        self.greatest.millis().saturating_sub(self.skew_bound_ms)
+    }
+}
+
 impl HlcClock {
     /// A clock that will never read at or below `high_water` (restored from
-    /// the greatest `issued_at` this node stored before it stopped).
+    /// the greatest `issued_at` this node stored before it stopped), unless
+    /// that is beyond the skew bound (see [`HlcClock::issue`]).
     pub fn new(high_water: Hlc) -> HlcClock {
         HlcClock { last: high_water }
     }
@@ -65,13 +94,33 @@ impl HlcClock {
     }
 
     /// `issued_at` for a new record on a key whose greatest stored record
-    /// (from any origin) was issued at `greatest_on_key`.
-    pub fn issue(&mut self, wall_ms: u64, greatest_on_key: Option<Hlc>) -> Hlc {
+    /// (from any origin) was issued at `greatest_on_key`, by the clock rule.
+    ///
+    /// A local reading more than `skew_bound_ms` ahead of the wall clock
+    /// (restored from records issued while this node's clock was ahead, or
+    /// the wall clock stepped back) is dropped and the clock restarts at the
+    /// wall clock: every peer would ignore a record issued at it as
+    /// future-dated. The order rule holds per key all the same (a new record
+    /// still comes after every record on its key); where that puts the
+    /// record itself beyond the bound, no reading is given ([`KeyAhead`]).
+    pub fn issue(
+        &mut self,
+        wall_ms: u64,
+        greatest_on_key: Option<Hlc>,
+        skew_bound_ms: u64,
+    ) -> Result<Hlc, KeyAhead> {
+        let horizon = wall_ms.saturating_add(skew_bound_ms);
+        if let Some(g) = greatest_on_key.filter(|g| g.millis() > horizon) {
+            return Err(KeyAhead { greatest: g, wall_ms, skew_bound_ms });
+        }
+        if self.last.millis() > horizon {
+            self.last = Hlc::from_millis(wall_ms);
+        }
         let local = self.tick(wall_ms);
-        match greatest_on_key {
+        Ok(match greatest_on_key {
             Some(g) if g >= local => g.next(),
             _ => local,
-        }
+        })
     }
 
     /// The greatest local reading so far.
@@ -109,11 +158,38 @@ mod tests {
     fn issue_passes_the_greatest_record_on_the_key_without_folding_it() {
         let mut c = HlcClock::default();
         let remote = Hlc::from_millis(9_000);
-        let t = c.issue(1_000, Some(remote));
-        assert_eq!(t, remote.next());
+        let t = c.issue(1_000, Some(remote), 30_000);
+        assert_eq!(t, Ok(remote.next()));
         // The node-wide clock did not jump to the remote reading.
         assert_eq!(c.last(), Hlc::from_millis(1_000));
-        assert_eq!(c.issue(1_000, None), Hlc::from_millis(1_000).next());
-        assert_eq!(c.issue(1_001, Some(Hlc::from_millis(5))), Hlc::from_millis(1_001));
+        assert_eq!(c.issue(1_000, None, 30_000), Ok(Hlc::from_millis(1_000).next()));
+        assert_eq!(c.issue(1_001, Some(Hlc::from_millis(5)), 30_000), Ok(Hlc::from_millis(1_001)));
+    }
+
+    #[test]
+    fn a_clock_restored_beyond_the_skew_bound_restarts_at_the_wall_clock() {
+        const DAY: u64 = 86_400_000;
+        let wall = 1_700_000_000_000;
+        // Restored from records issued while the clock was a day ahead.
+        let mut c = HlcClock::new(Hlc::from_millis(wall + DAY));
+        assert_eq!(c.issue(wall, None, 30_000), Ok(Hlc::from_millis(wall).next()));
+        assert_eq!(c.issue(wall + 1, None, 30_000), Ok(Hlc::from_millis(wall + 1)));
+        // Within the bound the clock still never goes back.
+        let mut near = HlcClock::new(Hlc::from_millis(wall + 20_000));
+        assert_eq!(near.issue(wall, None, 30_000), Ok(Hlc::from_millis(wall + 20_000).next()));
+        // A key whose greatest record is beyond the bound gets no reading:
+        // a record after it would be future-dated too.
+        let ahead = Hlc::from_millis(wall + DAY);
+        let refused = c.issue(wall, Some(ahead), 30_000);
+        assert_eq!(
+            refused,
+            Err(KeyAhead { greatest: ahead, wall_ms: wall, skew_bound_ms: 30_000 })
+        );
+        let refused = refused.expect_err("refused");
+        assert_eq!(refused.ahead_ms(), DAY);
+        assert_eq!(refused.until_ms(), wall + DAY - 30_000);
+        // Within the bound the order rule passes it.
+        let close = Hlc::from_millis(wall + 10_000);
+        assert_eq!(c.issue(wall, Some(close), 30_000), Ok(close.next()));
     }
 }

@@ -10,7 +10,7 @@ pub mod record;
 pub mod state;
 pub mod wire;
 
-pub use hlc::{Hlc, HlcClock};
+pub use hlc::{Hlc, HlcClock, KeyAhead};
 pub use key::{Key, KeyError, ParsedKey};
 pub use params::{BanPolicy, Params};
 pub use record::{Id, Kind, Metadata, Origin, Record, RecordError, Statement};

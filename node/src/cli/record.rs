@@ -106,7 +106,7 @@ fn sign(args: &SignArgs) -> anyhow::Result<()> {
     let kind = Kind::from(args.kind);
     let params = Params::default();
     let now = now_ms()?;
-    let issued_at = HlcClock::default().issue(now, None);
+    let issued_at = HlcClock::default().tick(now);
     let expires_at = if kind.expires() {
         let default = match kind {
             Kind::Ban => BanPolicy::default().bantime_for(args.strikes),

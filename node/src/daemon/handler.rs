@@ -11,6 +11,7 @@ use banmesh_keys::Revocation;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub(super) mod clock;
 mod fail2ban;
 mod reads;
 

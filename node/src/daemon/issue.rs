@@ -2,7 +2,13 @@
 //! record: the key normalised, `issued_at` by the clock rule, the expiry by
 //! the configured policy, the cluster rules checked, then signed.
 
-use banmesh_crdt::{BanPolicy, Decision, HlcClock, Key, Kind, Metadata, Params, Record, Statement};
+use std::time::Duration;
+
+use banmesh_crdt::duration::format_duration;
+use banmesh_crdt::{
+    BanPolicy, Decision, HlcClock, Key, KeyAhead, Kind, Metadata, Params, Record, Statement,
+};
+use banmesh_keys::time::format_rfc3339;
 use banmesh_keys::{SecretKey, sign_record};
 
 /// How long an order lasts.
@@ -43,6 +49,20 @@ pub enum IssueError {
     /// A duration was given for an order that does not expire.
     #[error("a {0} acts at once and does not expire: leave out --for")]
     NoExpiry(Kind),
+    /// The key's greatest record is future-dated beyond the skew bound.
+    #[error(
+        "{key} holds a record issued {} ahead of the wall clock (this node's clock was ahead when \
+         it issued it): a new record on {key} would come after it, future-dated, and every peer \
+         would ignore it; refused until {}",
+        format_duration(Duration::from_millis(.ahead.ahead_ms())),
+        format_rfc3339(.ahead.until_ms())
+    )]
+    KeyAhead {
+        /// The key.
+        key: Key,
+        /// How far ahead.
+        ahead: KeyAhead,
+    },
 }
 
 /// The signed record for `order`, and notes for the operator (normalised
@@ -59,7 +79,9 @@ pub fn issue(
     let parsed = Key::parse(&order.key)?;
     let notes: Vec<String> = parsed.note(&order.key).into_iter().collect();
     let kind = order.kind;
-    let issued_at = clock.issue(now_ms, greatest_on_key(parsed.key));
+    let issued_at = clock
+        .issue(now_ms, greatest_on_key(parsed.key), params.skew_bound_ms)
+        .map_err(|ahead| IssueError::KeyAhead { key: parsed.key, ahead })?;
     let ttl_ms = match (kind.expires(), order.lifetime) {
         (false, Lifetime::Default) => None,
         (false, _) => return Err(IssueError::NoExpiry(kind)),

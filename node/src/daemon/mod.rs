@@ -141,6 +141,10 @@ pub async fn run(
     let trust = Arc::new(RwLock::new(load_trust(&store, &identity, &config.node.data_dir).await?));
     let origin = banmesh_keys::origin_of(&identity.secret.public());
     let high_water = store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await?;
+    let skew_bound_ms = config.cluster.params.skew_bound_ms;
+    if let Some(warning) = handler::clock::ahead_warning(high_water, now, skew_bound_ms) {
+        tracing::warn!("{warning}");
+    }
     let clock = HlcClock::new(high_water.unwrap_or(Hlc(0)));
 
     let mut tasks = JoinSet::new();

@@ -176,6 +176,7 @@ pub fn start(
         trust.clone(),
         stats.clone(),
         own_cert,
+        settings.params.into(),
         settings.peers,
         settings.hello_timeout,
         TARGET_PEERS,

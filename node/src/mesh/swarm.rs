@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, pack};
 use super::behaviour::{Behaviour, BehaviourEvent, TOPIC};
-use super::hello::{self, peer_id_of};
+use super::hello::{self, Constants, peer_id_of};
 use super::sync::{SyncInbound, SyncOrder, SyncRequest, SyncResponse};
 use super::trust::Trust;
 use super::verifier::{Inbound, Outcome};
@@ -104,6 +104,8 @@ pub struct MeshStats {
     pub listen: Vec<Multiaddr>,
     /// When the last reconciliation with each peer finished, Unix ms.
     pub last_sync: HashMap<PeerId, u64>,
+    /// What each peer that refused this node's hello told, until it accepts one.
+    pub refused_by: BTreeMap<PeerId, String>,
 }
 
 struct Peer {
@@ -134,6 +136,11 @@ pub struct Mesh {
     bootstrap: Vec<Multiaddr>,
     /// Our own certificate, canonical bytes (empty when not enrolled).
     own_cert: Vec<u8>,
+    /// Our cluster constants, sent in the hello and compared with peers'.
+    constants: Constants,
+    /// Peers whose hello was refused, told why and blocked at the instant
+    /// (counted under the reason already).
+    refusing: HashMap<PeerId, (Instant, &'static str)>,
     hello_timeout: Duration,
     target_peers: usize,
     inbound_tx: mpsc::Sender<Inbound>,
@@ -166,6 +173,7 @@ impl Mesh {
         trust: Arc<RwLock<Trust>>,
         stats: Arc<Mutex<MeshStats>>,
         own_cert: Vec<u8>,
+        constants: Constants,
         peers: Vec<Multiaddr>,
         hello_timeout: Duration,
         target_peers: usize,
@@ -189,6 +197,8 @@ impl Mesh {
             known,
             bootstrap,
             own_cert,
+            constants,
+            refusing: HashMap::new(),
             hello_timeout,
             target_peers,
             inbound_tx,
@@ -300,8 +310,13 @@ impl Mesh {
     }
 
     fn block(&mut self, peer: PeerId, reason: &str) {
-        tracing::warn!(target: "banmesh::events::peer_blocked", %peer, reason, "blocking peer for 10 minutes");
         self.count(reason);
+        self.shut_out(peer, reason);
+    }
+
+    /// Blocks `peer` without counting a refusal.
+    fn shut_out(&mut self, peer: PeerId, reason: &str) {
+        tracing::warn!(target: "banmesh::events::peer_blocked", %peer, reason, "blocking peer for 10 minutes");
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
         self.peers.remove(&peer);
@@ -347,12 +362,15 @@ impl Mesh {
         let late: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, p)| !p.state.ready && p.deadline <= now)
+            .filter(|(id, p)| {
+                !p.state.ready && p.deadline <= now && !self.refusing.contains_key(id)
+            })
             .map(|(id, _)| *id)
             .collect();
         for peer in late {
             self.block(peer, "hello timeout");
         }
+        self.end_refusals(now);
         let expired: Vec<PeerId> =
             self.unblocks.iter().filter(|(at, _)| *at <= now).map(|(_, p)| *p).collect();
         self.unblocks.retain(|(at, _)| *at > now);

@@ -188,6 +188,8 @@ impl RogueTask {
             clock_ms: now_ms(),
             revocations: Vec::new(),
             addrs: Vec::new(),
+            constants: None,
+            refused: None,
         }
     }
 

@@ -102,6 +102,9 @@ impl Node {
         warnings.extend(partition_warning(&unreachable, &mesh_peers, now));
         warnings.extend(self.config.warnings.iter().cloned());
         warnings.extend(self.skew_warning().await);
+        warnings.extend(self.clock_ahead_warning().await);
+        let ready = peers.iter().filter(|p| p.state == PeerState::Connected).count();
+        warnings.extend(crate::mesh::hello::refused_warning(&stats.refused_by, ready));
         let applier = self.applier.lock().unwrap_or_else(PoisonError::into_inner).clone();
         warnings.extend(applier.warnings());
         let gateway = self.gateway.as_ref().map(|g| {

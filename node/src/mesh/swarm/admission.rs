@@ -1,6 +1,8 @@
 //! The swarm task's admission of peers: the hello it sends, the judging of
 //! the hellos it receives (a good one makes a peer ready and teaches it
-//! addresses and revocations; a bad one blocks the peer), and the peer list.
+//! addresses and revocations; a bad one is answered with a refusal that
+//! says why, and the peer is blocked), the refusals peers tell this node,
+//! and the peer list.
 
 use libp2p::request_response::{self, Message};
 use libp2p::{Multiaddr, PeerId};
@@ -13,9 +15,13 @@ const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 use super::{Admitted, Mesh, Peer, PeerState};
 use crate::clock::now_ms;
-use crate::mesh::hello::{self, HELLO_VERSION, Hello};
+use crate::mesh::hello::{self, HELLO_VERSION, Hello, Refusal};
 use crate::mesh::ip_of;
 use crate::mesh::sync::SyncOrder;
+
+/// How long a refused peer is given to read its refusal before it is
+/// blocked (blocking closes the connection at once).
+const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 
 impl Mesh {
     /// Connected peers, then blocked ones, then known but unconnected ones.
@@ -92,6 +98,8 @@ impl Mesh {
             clock_ms: now_ms(),
             revocations: trust.revocations().iter().map(|r| ByteBuf::from(r.to_bytes())).collect(),
             addrs,
+            constants: Some(self.constants),
+            refused: None,
         }
     }
 
@@ -152,10 +160,20 @@ impl Mesh {
                 message: Message::Request { request, channel, .. },
                 ..
             } => {
-                let welcome = self.welcome(peer, &request);
-                if welcome {
-                    let hello = self.own_hello(&peer);
-                    let _ = self.swarm.behaviour_mut().hello.send_response(channel, hello);
+                if let Some(reason) = &request.refused {
+                    self.refused_by(peer, reason);
+                } else if !self.refusing.contains_key(&peer) {
+                    match self.welcome(peer, &request) {
+                        Ok(()) => {
+                            let hello = self.own_hello(&peer);
+                            let _ = self.swarm.behaviour_mut().hello.send_response(channel, hello);
+                        }
+                        Err(refusal) => {
+                            let told = Hello::refusal(refusal.told(), now_ms());
+                            let _ = self.swarm.behaviour_mut().hello.send_response(channel, told);
+                            self.refuse(peer, &refusal);
+                        }
+                    }
                 }
             }
             request_response::Event::Message {
@@ -163,7 +181,16 @@ impl Mesh {
                 message: Message::Response { response, .. },
                 ..
             } => {
-                self.welcome(peer, &response);
+                if let Some(reason) = &response.refused {
+                    self.refused_by(peer, reason);
+                } else if !self.refusing.contains_key(&peer)
+                    && let Err(refusal) = self.welcome(peer, &response)
+                {
+                    // The dialled peer spoke last: tell it why, as a request.
+                    let told = Hello::refusal(refusal.told(), now_ms());
+                    self.swarm.behaviour_mut().hello.send_request(&peer, told);
+                    self.refuse(peer, &refusal);
+                }
             }
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "hello not answered");
@@ -173,20 +200,51 @@ impl Mesh {
         }
     }
 
-    /// Judges a hello; a good one makes the peer ready, a bad one blocks it.
-    pub(super) fn welcome(&mut self, peer: PeerId, hello: &Hello) -> bool {
-        let verdict = {
-            let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
-            hello::judge(hello, &peer, &trust, now_ms())
-        };
-        let welcome = match verdict {
-            Ok(welcome) => welcome,
-            Err(reason) => {
-                tracing::warn!(target: "banmesh::events::hello_refused", %peer, reason, "hello refused");
-                self.block(peer, reason);
-                return false;
+    /// Counts a refused hello now; the peer, told why, is blocked after
+    /// [`REFUSAL_GRACE`] (see [`Mesh::end_refusals`]).
+    fn refuse(&mut self, peer: PeerId, refusal: &Refusal) {
+        tracing::warn!(target: "banmesh::events::hello_refused", %peer, reason = %refusal, "hello refused");
+        self.count(refusal.kind());
+        self.refusing.insert(peer, (Instant::now() + REFUSAL_GRACE, refusal.kind()));
+    }
+
+    /// Blocks the refused peers whose grace is over.
+    pub(super) fn end_refusals(&mut self, now: Instant) {
+        let due: Vec<(PeerId, &'static str)> = self
+            .refusing
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(p, (_, r))| (*p, *r))
+            .collect();
+        for (peer, reason) in due {
+            self.refusing.remove(&peer);
+            self.shut_out(peer, reason);
+        }
+    }
+
+    /// A peer refused this node's hello and told why: kept for `status`
+    /// (until the peer accepts a hello) and the peer blocked.
+    fn refused_by(&mut self, peer: PeerId, reason: &str) {
+        let reason = hello::heard(reason);
+        tracing::warn!(target: "banmesh::events::hello_refused_by_peer", %peer, %reason, "a peer refused this node's hello");
+        {
+            let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+            if stats.refused_by.len() < hello::MAX_REFUSERS || stats.refused_by.contains_key(&peer)
+            {
+                stats.refused_by.insert(peer, reason);
             }
+        }
+        self.refusing.remove(&peer);
+        self.shut_out(peer, "it refused this node's hello");
+    }
+
+    /// Judges a hello; a good one makes the peer ready.
+    pub(super) fn welcome(&mut self, peer: PeerId, hello: &Hello) -> Result<(), Refusal> {
+        let welcome = {
+            let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+            hello::judge(hello, &peer, &trust, &self.constants, now_ms())?
         };
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner).refused_by.remove(&peer);
         let mut revoked = Vec::new();
         {
             let mut trust = self.trust.write().unwrap_or_else(PoisonError::into_inner);
@@ -232,7 +290,7 @@ impl Mesh {
             p.state.offset_ms = Some(welcome.offset_ms);
             p.state.addrs = own_addrs;
         }
-        true
+        Ok(())
     }
 }
 
