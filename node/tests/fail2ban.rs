@@ -350,3 +350,32 @@ fn fail2ban_a_jail_reconcile_refuses_is_reported_and_mesh_bans_still_apply() {
     let applied = wait_until(Duration::from_secs(8), || server.holds("banmesh", "10.61.0.2"));
     assert!(applied, "the applier slowed down: {}", server.banmesh_jail());
 }
+
+#[test]
+fn fail2ban_a_negative_bantime_other_than_minus_one_is_refused() {
+    let cluster = TestCluster::star(1);
+    let node = cluster.node(0);
+    let tags = ["--ip", "203.0.113.30", "--jail", "sshd", "--bantime", "-99"];
+    let (ok, text) = action(&node.socket, "ban", &tags);
+    assert!(!ok && text.contains("invalid bantime -99"), "{text}");
+    // The node refuses it too, whoever speaks the control protocol.
+    let command = banmesh_node::control::Command::Fail2BanBan {
+        ip: "203.0.113.30".into(),
+        jail: "sshd".into(),
+        bantime_s: -99,
+        failures: 3,
+        bancount: 1,
+        restored: false,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let answer = runtime.block_on(banmesh_node::control::call(&node.socket, command));
+    assert!(
+        matches!(&answer, Ok(banmesh_node::control::Response::Error { message }) if message.contains("invalid bantime")),
+        "{answer:?}"
+    );
+    assert!(node.records_on("203.0.113.30").is_empty(), "a negative bantime was published");
+    // -1 is a ban without end.
+    let tags = ["--ip", "203.0.113.31", "--jail", "sshd", "--bantime", "-1"];
+    let (ok, text) = action(&node.socket, "ban", &tags);
+    assert!(ok && text.contains("published"), "{text}");
+}

@@ -53,6 +53,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The most pieces one banned network may be split into.
 pub const MAX_PIECES: usize = 256;
 
+/// Fail2Ban's `<bantime>`: seconds, or -1 for a ban without end. Any
+/// other negative value is a broken action line or jail setting, refused
+/// rather than read as a ban without end.
+pub fn check_bantime(bantime_s: i64) -> Result<(), String> {
+    if bantime_s < -1 {
+        return Err(format!(
+            "invalid bantime {bantime_s}: Fail2Ban's <bantime> is a number of seconds, or -1 for a ban without end; check the jail's bantime"
+        ));
+    }
+    Ok(())
+}
+
 /// What the applier last did, for `banmesh status`.
 #[derive(Debug, Clone, Default)]
 pub struct ApplierStatus {

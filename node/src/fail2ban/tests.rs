@@ -131,3 +131,14 @@ fn reconcile_knows_its_own_bans_and_only_those() {
     let unbanned = record(Kind::Unban, 1, 2_000, 0, "");
     assert!(!known([&running, &unbanned].into_iter(), me, &ticket, now), "lifted here");
 }
+
+#[test]
+fn negative_bantimes_but_minus_one_are_refused() {
+    for fine in [-1, 0, 1, 600, i64::MAX] {
+        assert_eq!(check_bantime(fine), Ok(()), "{fine}");
+    }
+    for odd in [-2, -99, i64::MIN] {
+        let err = check_bantime(odd).expect_err("refused");
+        assert!(err.contains("invalid bantime"), "{err}");
+    }
+}
