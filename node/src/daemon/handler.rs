@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 mod fail2ban;
 mod reads;
+mod standing;
 
 use super::identity::Identity;
 use super::issue::{self, Lifetime, Order};

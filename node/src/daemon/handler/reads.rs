@@ -97,6 +97,7 @@ impl Node {
         let mut warnings = self.identity.notices.clone();
         warnings.extend(self.config.warnings.iter().cloned());
         warnings.extend(self.skew_warning().await);
+        warnings.extend(self.standing_warnings(now_ms()));
         let applier = self.applier.lock().unwrap_or_else(PoisonError::into_inner).clone();
         warnings.extend(applier.warnings());
         let gateway = self.gateway.as_ref().map(|g| {
