@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests need (CI and people install the same set):
 # faketime runs a node with a wrong clock in the mesh tests; fail2ban checks
 # the shipped action and jail files (`cargo test fail2ban`); python3 runs
-# the Fail2BanSync clients against the gateway (`cargo test gateway`).
-packages=(faketime fail2ban python3)
+# the Fail2BanSync clients against the gateway (`cargo test gateway`);
+# nftables and iproute2 run a fail2ban-server with the shipped nftables
+# action in a network namespace (`cargo test fail2ban_nft`, as root).
+packages=(faketime fail2ban python3 nftables iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -142,3 +142,30 @@ fn negative_bantimes_but_minus_one_are_refused() {
         assert!(err.contains("invalid bantime"), "{err}");
     }
 }
+
+#[test]
+fn entries_inside_another_are_left_out() {
+    let mut index = Index::default();
+    for k in
+        ["10.0.0.0/24", "10.0.0.5", "10.0.0.128/25", "10.0.1.1", "2001:db8::/48", "2001:db8::1"]
+    {
+        index.set(key(k), ban(500));
+    }
+    let want = plan(&index, &[], |_, _| true);
+    assert_eq!(want.keys, keys(&["10.0.0.0/24", "10.0.1.1", "2001:db8::/48"]));
+}
+
+#[test]
+fn an_action_that_cannot_hold_networks_and_entries_not_taken_are_warned_about() {
+    let status = ApplierStatus {
+        networks: Some(Networks::NotHeld { action: "nftables".into(), why: "no interval" }),
+        unheld: vec!["10.0.0.0/24".into()],
+        not_taken: vec!["192.0.2.1".into()],
+        ..ApplierStatus::default()
+    };
+    let warnings = status.warnings().join("\n");
+    assert!(warnings.contains("action nftables cannot hold networks (no interval): 1 banned network(s) not applied, such as 10.0.0.0/24"), "{warnings}");
+    assert!(warnings.contains("did not take 1 entr(ies)"), "{warnings}");
+    let held = ApplierStatus { networks: Some(Networks::Held), ..ApplierStatus::default() };
+    assert!(held.warnings().is_empty());
+}
