@@ -347,24 +347,7 @@ impl Applier {
                 (addrs, nets)
             }
         };
-        let to_ban: Vec<Key> = send.difference(&have).copied().collect();
-        let to_unban: Vec<Key> = have.difference(&send).copied().collect();
-        // Unbans first: a wider ban overlaps the entries inside it, which an
-        // nftables set with `flags interval` refuses.
-        client.set(jail, "unbanip", &to_unban, batch).await?;
-        client.set(jail, "banip", &to_ban, batch).await?;
-        let held = if to_ban.is_empty() { have } else { read_jail(client, jail).await? };
-        let not_taken: Vec<String> =
-            to_ban.iter().filter(|k| !held.contains(k)).map(ToString::to_string).collect();
-        if let Some(first) = not_taken.first() {
-            tracing::warn!(jail = %jail, count = not_taken.len(), first = %first, "Fail2Ban did not take entries into the mesh jail");
-        }
-        if !to_ban.is_empty() || !to_unban.is_empty() {
-            tracing::info!(
-                target: "banmesh::events::fail2ban_applied",
-                banned = to_ban.len() - not_taken.len(), unbanned = to_unban.len(), jail = %jail, "Fail2Ban brought in line"
-            );
-        }
+        let (held, not_taken) = put_in_jail(client, jail, &send, have, batch).await?;
         Ok(Round {
             applied: send.intersection(&held).count(),
             networks,
@@ -375,6 +358,36 @@ impl Applier {
             next_ms,
         })
     }
+}
+
+/// Brings `jail`, which holds `have`, to hold `send`; returns what it holds
+/// then and the entries Fail2Ban did not take.
+async fn put_in_jail(
+    client: &Client,
+    jail: &str,
+    send: &BTreeSet<Key>,
+    have: BTreeSet<Key>,
+    batch: usize,
+) -> Result<(BTreeSet<Key>, Vec<String>), String> {
+    let to_ban: Vec<Key> = send.difference(&have).copied().collect();
+    let to_unban: Vec<Key> = have.difference(send).copied().collect();
+    // Unbans first: a wider ban overlaps the entries inside it, which an
+    // nftables set with `flags interval` refuses.
+    client.set(jail, "unbanip", &to_unban, batch).await?;
+    client.set(jail, "banip", &to_ban, batch).await?;
+    let held = if to_ban.is_empty() { have } else { read_jail(client, jail).await? };
+    let not_taken: Vec<String> =
+        to_ban.iter().filter(|k| !held.contains(k)).map(ToString::to_string).collect();
+    if let Some(first) = not_taken.first() {
+        tracing::warn!(jail, count = not_taken.len(), first = %first, "Fail2Ban did not take entries into the mesh jail");
+    }
+    if !to_ban.is_empty() || !to_unban.is_empty() {
+        tracing::info!(
+            target: "banmesh::events::fail2ban_applied",
+            banned = to_ban.len() - not_taken.len(), unbanned = to_unban.len(), jail, "Fail2Ban brought in line"
+        );
+    }
+    Ok((held, not_taken))
 }
 
 /// What `jail` holds (`get JAIL banip`).
