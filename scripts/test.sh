@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # the shipped action and jail files (`cargo test fail2ban`); python3 runs
 # the Fail2BanSync clients against the gateway (`cargo test gateway`);
 # iproute2 makes the network namespaces the multi-host tests run nodes in
-# (`cargo test netns`, as root).
-packages=(faketime fail2ban python3 iproute2)
+# (`cargo test netns`, as root); nftables and iproute2 run a fail2ban-server
+# with the shipped nftables action in a namespace (`cargo test fail2ban_nft`).
+packages=(faketime fail2ban python3 nftables iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -158,7 +158,7 @@ pub fn read_certificate(path: &Path) -> Result<Certificate, FileError> {
 /// Reads a revocation, strictly decoded but not yet verified.
 pub fn read_revocation(path: &Path) -> Result<Revocation, FileError> {
     let (text, _) = read_text(path)?;
-    Revocation::from_pem(&text)
+    Revocation::from_pem(strip_bom(&text))
         .map_err(|error| FileError::Revocation { path: path.to_owned(), error })
 }
 
@@ -185,11 +185,22 @@ pub fn read_any(path: &Path) -> Result<KeyFile, FileError> {
     }
 }
 
-/// Reads every revocation in `dir` (files whose PEM label is
-/// `BANMESH REVOCATION`; other files and hidden ones are skipped) into a set
-/// for `cluster`. A revocation that is malformed or not signed by `cluster`
-/// is an error naming its file.
-pub fn read_revocations(dir: &Path, cluster: &PublicKey) -> Result<Revocations, FileError> {
+/// What a revocations directory holds.
+#[derive(Debug)]
+pub struct RevocationDir {
+    /// The revocations of the cluster, verified.
+    pub revocations: Revocations,
+    /// The files that are not one (damaged, junk, another kind of file,
+    /// another cluster's), each error naming its file.
+    pub skipped: Vec<FileError>,
+}
+
+/// Reads every revocation in `dir` into a set for `cluster`. Every regular
+/// file but hidden ones is read; a file that is not a well-formed
+/// revocation signed by `cluster` is skipped and returned in
+/// [`RevocationDir::skipped`], so the caller can say so. A UTF-8
+/// byte-order mark (as some editors write) is accepted.
+pub fn read_revocations(dir: &Path, cluster: &PublicKey) -> Result<RevocationDir, FileError> {
     let read_error = |error| FileError::Read { path: dir.to_owned(), error };
     let mut paths = Vec::new();
     for entry in fs::read_dir(dir).map_err(read_error)? {
@@ -200,20 +211,27 @@ pub fn read_revocations(dir: &Path, cluster: &PublicKey) -> Result<Revocations, 
         }
     }
     paths.sort();
-    let mut revocations = Revocations::new(*cluster);
+    let mut out = RevocationDir { revocations: Revocations::new(*cluster), skipped: Vec::new() };
     for path in paths {
         let bytes =
             fs::read(&path).map_err(|error| FileError::Read { path: path.clone(), error })?;
         let Ok(text) = std::str::from_utf8(&bytes) else {
+            let error = io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text");
+            out.skipped.push(FileError::Read { path, error });
             continue;
         };
-        if pem_label(text) != Some(REVOCATION_PEM_LABEL) {
-            continue;
+        let read = Revocation::from_pem(strip_bom(text))
+            .and_then(|revocation| out.revocations.insert(revocation));
+        if let Err(error) = read {
+            out.skipped.push(FileError::Revocation { path, error });
         }
-        let to_error = |error| FileError::Revocation { path: path.clone(), error };
-        revocations.insert(Revocation::from_pem(text).map_err(to_error)?).map_err(to_error)?;
     }
-    Ok(revocations)
+    Ok(out)
+}
+
+/// `text` without a leading UTF-8 byte-order mark.
+fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// Reads a whole file as UTF-8 into memory zeroized on drop, with its mode.
@@ -367,12 +385,27 @@ mod tests {
             false,
         )
         .expect("write");
+        let pem = revocation.to_pem().expect("encode");
+        let bom = format!("\u{feff}{pem}");
+        write_public_file(&dir.path().join("b.rev"), bom.as_bytes(), false).expect("write");
+        let cut = &pem[..pem.len() / 2];
+        write_public_file(&dir.path().join("c.rev"), cut.as_bytes(), false).expect("write");
+        write_public_file(&dir.path().join("d.rev"), b"\xff\xfejunk", false).expect("write");
         write_public_file(&dir.path().join("README"), b"notes", false).expect("write");
-        let set = read_revocations(dir.path(), &cluster.public()).expect("read");
-        assert!(set.is_revoked(&node));
-        assert_eq!(set.len(), 1);
+        write_public_file(&dir.path().join(".hidden"), b"notes", false).expect("write");
+        let read = read_revocations(dir.path(), &cluster.public()).expect("read");
+        assert!(read.revocations.is_revoked(&node));
+        assert_eq!(read.revocations.len(), 1);
+        let skipped: Vec<String> = read.skipped.iter().map(ToString::to_string).collect();
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert!(skipped[0].contains("README") && skipped[0].contains("malformed"), "{skipped:?}");
+        assert!(skipped[1].contains("c.rev") && skipped[1].contains("malformed"), "{skipped:?}");
+        assert!(skipped[2].contains("d.rev") && skipped[2].contains("not UTF-8"), "{skipped:?}");
+        assert_eq!(read_revocation(&dir.path().join("b.rev")).expect("a BOM is fine"), revocation);
         let other = SecretKey::from_bytes(&[3; 32]).public();
-        let text = read_revocations(dir.path(), &other).expect_err("foreign").to_string();
+        let read = read_revocations(dir.path(), &other).expect("read");
+        assert_eq!(read.revocations.len(), 0);
+        let text = read.skipped[1].to_string();
         assert!(text.contains("a.rev") && text.contains("wrong cluster"), "{text}");
     }
 }

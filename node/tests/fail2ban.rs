@@ -48,6 +48,11 @@ fn fail2ban_accepts_the_shipped_action_and_jails() {
         dump.contains("banmesh fail2ban ban --socket"),
         "the action's command is not in the dump"
     );
+    assert!(
+        dump.contains("['set', 'banmesh', 'addaction', 'banmesh-nftables']")
+            && dump.contains("flags interval"),
+        "the banmesh jail's action must hold networks (an nftables set with flags interval)"
+    );
 }
 
 /// Runs the action's command line as Fail2Ban would, with its tags filled in.
@@ -349,4 +354,55 @@ fn fail2ban_a_jail_reconcile_refuses_is_reported_and_mesh_bans_still_apply() {
     node.call(&["ban", "10.61.0.2", "--for", "1h"]);
     let applied = wait_until(Duration::from_secs(8), || server.holds("banmesh", "10.61.0.2"));
     assert!(applied, "the applier slowed down: {}", server.banmesh_jail());
+}
+
+#[test]
+fn fail2ban_a_negative_bantime_other_than_minus_one_is_refused() {
+    let cluster = TestCluster::star(1);
+    let node = cluster.node(0);
+    let tags = ["--ip", "203.0.113.30", "--jail", "sshd", "--bantime", "-99"];
+    let (ok, text) = action(&node.socket, "ban", &tags);
+    assert!(!ok && text.contains("invalid bantime -99"), "{text}");
+    // The node refuses it too, whoever speaks the control protocol.
+    let command = banmesh_node::control::Command::Fail2BanBan {
+        ip: "203.0.113.30".into(),
+        jail: "sshd".into(),
+        bantime_s: -99,
+        failures: 3,
+        bancount: 1,
+        restored: false,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let answer = runtime.block_on(banmesh_node::control::call(&node.socket, command));
+    assert!(
+        matches!(&answer, Ok(banmesh_node::control::Response::Error { message }) if message.contains("invalid bantime")),
+        "{answer:?}"
+    );
+    assert!(node.records_on("203.0.113.30").is_empty(), "a negative bantime was published");
+    // -1 is a ban without end.
+    let tags = ["--ip", "203.0.113.31", "--jail", "sshd", "--bantime", "-1"];
+    let (ok, text) = action(&node.socket, "ban", &tags);
+    assert!(ok && text.contains("published"), "{text}");
+}
+
+#[test]
+fn fail2ban_entries_fail2ban_does_not_take_are_reported_not_counted() {
+    let mut cluster = TestCluster::new();
+    let server = Fail2BanServer::start(&cluster.path("fail2ban"));
+    // A jail edited to bantime 0: Fail2Ban drops every ban handed to it as
+    // already expired, and says so only in its log.
+    assert!(server.client(&["set", "banmesh", "bantime", "0"]).status.success());
+    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
+    cluster.start_star(1, Some(&config));
+    let node = cluster.node(0);
+    node.call(&["ban", "10.64.0.1", "--for", "1h"]);
+    let mut status = serde_json::Value::Null;
+    let reported = wait_until(SOON, || {
+        status = node.status();
+        let warnings = status["warnings"].to_string();
+        warnings.contains("Fail2Ban did not take") && warnings.contains("10.64.0.1")
+    });
+    assert!(reported, "status does not report the entry Fail2Ban dropped: {}", status["warnings"]);
+    assert_eq!(status["fail2ban"]["applied"], 0, "a dropped entry was counted: {status}");
+    assert!(!server.holds("banmesh", "10.64.0.1"), "{}", server.banmesh_jail());
 }

@@ -45,7 +45,7 @@ pub struct BanArgs {
     #[arg(long)]
     jail: String,
     /// `<bantime>` in seconds, already escalated by Fail2Ban; -1 for no end.
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_bantime)]
     bantime: i64,
     /// `<failures>`.
     #[arg(long, default_value_t = 0)]
@@ -56,6 +56,13 @@ pub struct BanArgs {
     /// `<restored>`: 1 when Fail2Ban restored the ticket at start.
     #[arg(long, default_value_t = 0)]
     restored: u8,
+}
+
+/// `<bantime>`: seconds, or -1; other negative values are refused.
+fn parse_bantime(text: &str) -> Result<i64, String> {
+    let bantime: i64 = text.trim().parse().map_err(|e| format!("{e}"))?;
+    crate::fail2ban::check_bantime(bantime)?;
+    Ok(bantime)
 }
 
 /// Arguments of `fail2ban unban`.

@@ -207,7 +207,13 @@ pub fn trust_files(
     let cluster = files::read_public_key(cluster_pub)?;
     let cert = files::read_certificate(cert)?;
     let revocations = match revocations {
-        Some(dir) => files::read_revocations(dir, &cluster)?,
+        Some(dir) => {
+            let read = files::read_revocations(dir, &cluster)?;
+            for skipped in &read.skipped {
+                eprintln!("banmesh: warning: skipped {skipped}");
+            }
+            read.revocations
+        }
         None => Revocations::new(cluster),
     };
     Ok((cluster, cert, revocations))

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 pub(super) mod clock;
 mod fail2ban;
 mod reads;
+mod standing;
 
 use super::identity::Identity;
 use super::issue::{self, Lifetime, Order};

@@ -122,7 +122,7 @@ pub async fn run(
     let listen = addrs("listen", &config.node.listen)?;
     let peers = addrs("peer", &config.node.peers)?;
     let now = now_ms();
-    let identity = identity::load(
+    let mut identity = identity::load(
         &identity::IdentityPaths {
             data_dir: &config.node.data_dir,
             node_key: &config.node.node_key,
@@ -138,7 +138,9 @@ pub async fn run(
         tracing::warn!("{warning}");
     }
     let (store, writer) = Store::open(&config.node.data_dir, config.cluster.params, now).await?;
-    let trust = Arc::new(RwLock::new(load_trust(&store, &identity, &config.node.data_dir).await?));
+    let (trust, skipped) = load_trust(&store, &identity, &config.node.data_dir).await?;
+    identity.notices.extend(skipped);
+    let trust = Arc::new(RwLock::new(trust));
     let origin = banmesh_keys::origin_of(&identity.secret.public());
     let high_water = store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await?;
     let skew_bound_ms = config.cluster.params.skew_bound_ms;
@@ -224,12 +226,13 @@ pub async fn run(
 }
 
 /// The trust at start: certificates and revocations from the store, this
-/// node's own certificate, and revocation files in `DATA_DIR/revocations/`.
+/// node's own certificate, and revocation files in `DATA_DIR/revocations/`;
+/// with what to warn about the files that are not revocations.
 async fn load_trust(
     store: &Store,
     identity: &identity::Identity,
     data_dir: &Path,
-) -> Result<Trust, DaemonError> {
+) -> Result<(Trust, Vec<String>), DaemonError> {
     let mut trust = Trust::new(identity.cluster);
     let (certs, revocations) = store.read(query::trust_items).await?;
     for body in certs {
@@ -247,14 +250,19 @@ async fn load_trust(
         store.add_certificate(cert.clone()).await?;
     }
     let dir = data_dir.join("revocations");
+    let mut skipped = Vec::new();
     if dir.is_dir() {
         let from_files = banmesh_keys::files::read_revocations(&dir, &identity.cluster)?;
-        for revocation in from_files.iter() {
+        for error in from_files.skipped {
+            tracing::warn!(%error, "revocation file skipped");
+            skipped.push(format!("revocation file skipped, so it revokes nothing: {error}"));
+        }
+        for revocation in from_files.revocations.iter() {
             if trust.add_revocation(revocation.clone()).unwrap_or(false) {
                 tracing::info!(node = %revocation.node().short(), "revocation loaded from {}", dir.display());
             }
             store.add_revocation(revocation.clone()).await?;
         }
     }
-    Ok(trust)
+    Ok((trust, skipped))
 }

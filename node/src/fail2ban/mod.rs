@@ -7,6 +7,10 @@
 //!   and its peers' addresses, every jail's `ignoreip`) or an allow covers;
 //!   a banned network holding such an address goes in split around it
 //!   ([`split`]); `apply_jails` chooses which mesh bans apply ([`filter`]);
+//!   an entry inside another entry is left out (an nftables set with
+//!   `flags interval` refuses overlaps); networks are left out, and said
+//!   so, when the jail's action cannot hold them ([`action`]); what the
+//!   jail holds after a batch is read back, and only that is counted;
 //! - addresses the mesh allows are unbanned in every jail;
 //! - with `[safety] enforce = false` (observe only) none of the above
 //!   touches Fail2Ban: the mesh jail is kept empty;
@@ -20,6 +24,7 @@
 //! doubling waits and reported in `banmesh status`; gossip never waits for
 //! it.
 
+pub mod action;
 pub mod client;
 mod filter;
 pub mod reconcile;
@@ -34,9 +39,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use action::{ActionCheck, Networks};
 pub use client::Client;
 use filter::JailFilter;
-use split::{TooManyPieces, split_excluding};
+use split::{TooManyPieces, outermost, split_excluding};
 
 use crate::clock::now_ms;
 use crate::config::Fail2BanConfig;
@@ -53,11 +59,30 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The most pieces one banned network may be split into.
 pub const MAX_PIECES: usize = 256;
 
+/// Fail2Ban's `<bantime>`: seconds, or -1 for a ban without end. Any
+/// other negative value is a broken action line or jail setting, refused
+/// rather than read as a ban without end.
+pub fn check_bantime(bantime_s: i64) -> Result<(), String> {
+    if bantime_s < -1 {
+        return Err(format!(
+            "invalid bantime {bantime_s}: Fail2Ban's <bantime> is a number of seconds, or -1 for a ban without end; check the jail's bantime"
+        ));
+    }
+    Ok(())
+}
+
 /// What the applier last did, for `banmesh status`.
 #[derive(Debug, Clone, Default)]
 pub struct ApplierStatus {
-    /// Addresses and networks the jail holds for the mesh.
+    /// Addresses and networks the jail holds for the mesh, as read back
+    /// from Fail2Ban.
     pub applied: usize,
+    /// Whether the mesh jail's actions can hold networks.
+    pub networks: Option<Networks>,
+    /// Banned networks left out because the jail's action cannot hold them.
+    pub unheld: Vec<String>,
+    /// Entries handed to the jail that Fail2Ban did not take.
+    pub not_taken: Vec<String>,
     /// Banned networks left out because splitting them around protected
     /// addresses takes more than [`MAX_PIECES`] pieces.
     pub too_wide: Vec<String>,
@@ -78,6 +103,23 @@ impl ApplierStatus {
             out.push(format!("fail2ban: {error}"));
         }
         out.extend(self.problems.iter().map(|p| format!("fail2ban: {p}")));
+        if let Some(Networks::NotHeld { action, why }) = &self.networks {
+            let left_out = match self.unheld.first() {
+                Some(first) => {
+                    format!("{} banned network(s) not applied, such as {first}", self.unheld.len())
+                }
+                None => "banned networks would not be applied".to_owned(),
+            };
+            out.push(format!(
+                "fail2ban: the {MESH_JAIL} jail's action {action} cannot hold networks ({why}): {left_out}; use the shipped jail.d/banmesh.conf with action.d/banmesh-nftables.conf, or an action that takes networks"
+            ));
+        }
+        if let Some(first) = self.not_taken.first() {
+            out.push(format!(
+                "fail2ban: Fail2Ban did not take {} entr(ies) handed to the {MESH_JAIL} jail, such as {first}: check the jail's settings (bantime = -1 as shipped) and Fail2Ban's log",
+                self.not_taken.len()
+            ));
+        }
         if let Some(first) = self.too_wide.first() {
             out.push(format!(
                 "fail2ban: {} banned network(s) not applied, such as {first}: splitting them around allowed or never-ban addresses takes more than {MAX_PIECES} pieces",
@@ -117,6 +159,7 @@ impl Applier {
         let mut filter = JailFilter::new(self.config.apply_jails.clone());
         let mut reconciler =
             reconcile::Reconciler::new(self.store.clone(), self.call_tx.clone(), self.origin);
+        let mut actions = ActionCheck::default();
         let mut changes = self.store.changes();
         let mut wait = Duration::ZERO;
         let mut healthy = true;
@@ -137,13 +180,19 @@ impl Applier {
                     changes.mark_unchanged();
                 }
             }
-            let result = self.round(&client, &mut filter, &mut reconciler).await;
+            let result = self.round(&client, &mut filter, &mut reconciler, &mut actions).await;
             healthy = result.is_ok();
+            if !healthy {
+                actions.forget();
+            }
             let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             s.published = reconciler.published;
             match result {
                 Ok(round) => {
                     s.applied = round.applied;
+                    s.networks = Some(round.networks);
+                    s.unheld = round.unheld;
+                    s.not_taken = round.not_taken;
                     s.too_wide = round.too_wide;
                     s.problems = round.problems;
                     s.last_error = None;
@@ -176,6 +225,7 @@ impl Applier {
         client: &Client,
         filter: &mut JailFilter,
         reconciler: &mut reconcile::Reconciler,
+        actions: &mut ActionCheck,
     ) -> Result<Round, String> {
         let batch = usize::try_from(self.config.batch).unwrap_or(usize::MAX);
         // A name with blanks cannot be sent to `fail2ban-client -i`.
@@ -217,7 +267,12 @@ impl Applier {
                 self.config.jail
             ));
         };
-        let mut round = self.apply_mesh_jail(client, filter, &never, have, batch).await?;
+        let networks = actions.networks(client, &self.config.jail).await.unwrap_or_else(|e| {
+            problems
+                .push(format!("cannot tell whether the mesh jail's actions hold networks: {e}"));
+            Networks::Held
+        });
+        let mut round = self.apply_mesh_jail(client, filter, &never, have, networks, batch).await?;
         round.problems = problems;
         Ok(round)
     }
@@ -256,13 +311,15 @@ impl Applier {
     }
 
     /// Bans in the mesh jail what the mesh bans and it lacks; unbans what it
-    /// holds (`have`) and the mesh no longer bans.
+    /// holds (`have`) and the mesh no longer bans (or its action cannot
+    /// hold: `networks`).
     async fn apply_mesh_jail(
         &self,
         client: &Client,
         filter: &mut JailFilter,
         never: &[Key],
         have: BTreeSet<Key>,
+        networks: Networks,
         batch: usize,
     ) -> Result<Round, String> {
         let jail = &self.config.jail;
@@ -282,18 +339,20 @@ impl Applier {
         for skipped in &want.too_wide {
             tracing::debug!(error = %skipped, "banned network not applied");
         }
-        let to_ban: Vec<Key> = want.keys.difference(&have).copied().collect();
-        let to_unban: Vec<Key> = have.difference(&want.keys).copied().collect();
-        client.set(jail, "banip", &to_ban, batch).await?;
-        client.set(jail, "unbanip", &to_unban, batch).await?;
-        if !to_ban.is_empty() || !to_unban.is_empty() {
-            tracing::info!(
-                target: "banmesh::events::fail2ban_applied",
-                banned = to_ban.len(), unbanned = to_unban.len(), jail = %jail, "Fail2Ban brought in line"
-            );
-        }
+        let (send, unheld) = match networks {
+            Networks::Held => (want.keys, BTreeSet::new()),
+            Networks::NotHeld { .. } => {
+                let (nets, addrs): (BTreeSet<Key>, _) =
+                    want.keys.into_iter().partition(|k| !k.is_address());
+                (addrs, nets)
+            }
+        };
+        let (held, not_taken) = put_in_jail(client, jail, &send, have, batch).await?;
         Ok(Round {
-            applied: want.keys.len(),
+            applied: send.intersection(&held).count(),
+            networks,
+            unheld: unheld.iter().map(ToString::to_string).collect(),
+            not_taken,
             too_wide: want.too_wide.iter().map(|e| e.net.to_string()).collect(),
             problems: Vec::new(),
             next_ms,
@@ -301,9 +360,49 @@ impl Applier {
     }
 }
 
+/// Brings `jail`, which holds `have`, to hold `send`; returns what it holds
+/// then and the entries Fail2Ban did not take.
+async fn put_in_jail(
+    client: &Client,
+    jail: &str,
+    send: &BTreeSet<Key>,
+    have: BTreeSet<Key>,
+    batch: usize,
+) -> Result<(BTreeSet<Key>, Vec<String>), String> {
+    let to_ban: Vec<Key> = send.difference(&have).copied().collect();
+    let to_unban: Vec<Key> = have.difference(send).copied().collect();
+    // Unbans first: a wider ban overlaps the entries inside it, which an
+    // nftables set with `flags interval` refuses.
+    client.set(jail, "unbanip", &to_unban, batch).await?;
+    client.set(jail, "banip", &to_ban, batch).await?;
+    let held = if to_ban.is_empty() { have } else { read_jail(client, jail).await? };
+    let not_taken: Vec<String> =
+        to_ban.iter().filter(|k| !held.contains(k)).map(ToString::to_string).collect();
+    if let Some(first) = not_taken.first() {
+        tracing::warn!(jail, count = not_taken.len(), first = %first, "Fail2Ban did not take entries into the mesh jail");
+    }
+    if !to_ban.is_empty() || !to_unban.is_empty() {
+        tracing::info!(
+            target: "banmesh::events::fail2ban_applied",
+            banned = to_ban.len() - not_taken.len(), unbanned = to_unban.len(), jail, "Fail2Ban brought in line"
+        );
+    }
+    Ok((held, not_taken))
+}
+
+/// What `jail` holds (`get JAIL banip`).
+async fn read_jail(client: &Client, jail: &str) -> Result<BTreeSet<Key>, String> {
+    let answers = client.batch(&[format!("get {jail} banip")]).await?;
+    let text = answers.first().map_or("", String::as_str);
+    Ok(text.split_whitespace().filter_map(|b| b.parse().ok()).collect())
+}
+
 /// What a round did.
 struct Round {
     applied: usize,
+    networks: Networks,
+    unheld: Vec<String>,
+    not_taken: Vec<String>,
     too_wide: Vec<String>,
     /// Failures confined to one jail: reported, but no reason to back off.
     problems: Vec<String>,
@@ -373,6 +472,7 @@ fn wanted(
             Err(e) => out.too_wide.push(e),
         }
     }
+    out.keys = outermost(out.keys);
     out
 }
 

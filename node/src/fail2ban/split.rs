@@ -1,7 +1,10 @@
 //! Splitting a banned network around the addresses it must not cover (an
 //! allowed address, a never-ban entry) into the largest sub-networks that
-//! leave them out. Pure: no I/O.
+//! leave them out, and leaving out entries inside others. Pure: no I/O.
 
+use std::collections::BTreeSet;
+
+use banmesh_crdt::Key;
 use ipnet::IpNet;
 
 /// Why a network was not split.
@@ -59,6 +62,26 @@ fn split_into(net: IpNet, holes: &[IpNet], cap: usize, out: &mut Vec<IpNet>) -> 
         }
     }
     true
+}
+
+/// `keys` without those inside another of them (a ban on 10.0.0.5 while
+/// 10.0.0.0/24 is banned): an nftables set with `flags interval` refuses
+/// overlapping entries, and the wider one blocks both.
+pub fn outermost(keys: BTreeSet<Key>) -> BTreeSet<Key> {
+    let mut nets: Vec<(IpNet, Key)> = keys.into_iter().map(|k| (k.net(), k)).collect();
+    // By first address, the wider network first: a network's entries
+    // inside it follow it, before any entry past its end.
+    nets.sort_by_key(|(net, _)| (net.network(), net.prefix_len()));
+    let mut out = BTreeSet::new();
+    let mut last: Option<IpNet> = None;
+    for (net, key) in nets {
+        if last.is_some_and(|l| l.contains(&net)) {
+            continue;
+        }
+        last = Some(net);
+        out.insert(key);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -131,3 +131,41 @@ fn reconcile_knows_its_own_bans_and_only_those() {
     let unbanned = record(Kind::Unban, 1, 2_000, 0, "");
     assert!(!known([&running, &unbanned].into_iter(), me, &ticket, now), "lifted here");
 }
+
+#[test]
+fn negative_bantimes_but_minus_one_are_refused() {
+    for fine in [-1, 0, 1, 600, i64::MAX] {
+        assert_eq!(check_bantime(fine), Ok(()), "{fine}");
+    }
+    for odd in [-2, -99, i64::MIN] {
+        let err = check_bantime(odd).expect_err("refused");
+        assert!(err.contains("invalid bantime"), "{err}");
+    }
+}
+
+#[test]
+fn entries_inside_another_are_left_out() {
+    let mut index = Index::default();
+    for k in
+        ["10.0.0.0/24", "10.0.0.5", "10.0.0.128/25", "10.0.1.1", "2001:db8::/48", "2001:db8::1"]
+    {
+        index.set(key(k), ban(500));
+    }
+    let want = plan(&index, &[], |_, _| true);
+    assert_eq!(want.keys, keys(&["10.0.0.0/24", "10.0.1.1", "2001:db8::/48"]));
+}
+
+#[test]
+fn an_action_that_cannot_hold_networks_and_entries_not_taken_are_warned_about() {
+    let status = ApplierStatus {
+        networks: Some(Networks::NotHeld { action: "nftables".into(), why: "no interval" }),
+        unheld: vec!["10.0.0.0/24".into()],
+        not_taken: vec!["192.0.2.1".into()],
+        ..ApplierStatus::default()
+    };
+    let warnings = status.warnings().join("\n");
+    assert!(warnings.contains("action nftables cannot hold networks (no interval): 1 banned network(s) not applied, such as 10.0.0.0/24"), "{warnings}");
+    assert!(warnings.contains("did not take 1 entr(ies)"), "{warnings}");
+    let held = ApplierStatus { networks: Some(Networks::Held), ..ApplierStatus::default() };
+    assert!(held.warnings().is_empty());
+}

@@ -1,11 +1,15 @@
 //! Real `fail2ban-server`s for the tests: each on a private copy of
 //! Debian's configuration with banmesh's shipped files, its socket, pid
 //! file, database and log inside its own directory, `banaction = dummy`
-//! (no firewall needed) and `sshd` reading a log file the test writes.
+//! (no firewall needed, the `banmesh` jail's action too) and `sshd` reading
+//! a log file the test writes. [`Fail2BanServer::start_in_netns`] runs one
+//! with a real firewall action in a network namespace of its own (root,
+//! iproute2 and nftables), so the host's firewall is never touched.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::{arg, bin, signal};
 
@@ -35,8 +39,10 @@ pub fn fail2ban_config(dir: &Path) {
     let copy = Command::new("cp").args(["-r", "/etc/fail2ban", arg(dir)]).status().expect("cp");
     assert!(copy.success(), "cannot copy /etc/fail2ban");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/fail2ban");
-    std::fs::copy(shipped.join("action.d/banmesh.conf"), dir.join("action.d/banmesh.conf"))
-        .expect("action");
+    for action in ["banmesh.conf", "banmesh-nftables.conf"] {
+        let path = format!("action.d/{action}");
+        std::fs::copy(shipped.join(&path), dir.join(&path)).expect("action");
+    }
     std::fs::copy(shipped.join("jail.d/banmesh.conf"), dir.join("jail.d/banmesh.conf"))
         .expect("jail");
     std::fs::copy(
@@ -65,12 +71,49 @@ pub struct Fail2BanServer {
     pub dir: PathBuf,
     /// The server's process id, from its pid file, while it runs.
     pid: Cell<Option<u32>>,
+    /// The network namespace it runs in, removed when dropped.
+    netns: Option<String>,
+}
+
+/// Fails the test, saying what is needed, unless network namespaces and
+/// nftables can be used: root, `ip` (iproute2) and `nft` (nftables).
+pub fn require_netns() {
+    let runs = |program: &str, arg: &str| {
+        Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success())
+    };
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    assert!(root, "this test needs root, to make a network namespace for its firewall");
+    assert!(
+        runs("ip", "-V"),
+        "this test needs iproute2: apt-get install iproute2 (scripts/test.sh installs it)"
+    );
+    assert!(
+        runs("nft", "--version"),
+        "this test needs nftables: apt-get install nftables (scripts/test.sh installs it)"
+    );
+}
+
+/// Writes `jail.d/banmesh.local`, giving the `banmesh` jail `action`.
+fn mesh_jail_action(dir: &Path, action: &str) {
+    std::fs::write(dir.join("jail.d/banmesh.local"), format!("[banmesh]\naction = {action}\n"))
+        .expect("banmesh.local");
 }
 
 impl Fail2BanServer {
     /// A server whose `sshd` ignores 127.0.0.1/8 and 10.57.0.0/24; its
     /// banmesh action points at no node.
     pub fn start(dir: &Path) -> Fail2BanServer {
+        Fail2BanServer::configure(dir);
+        let server = Fail2BanServer { dir: dir.to_owned(), pid: Cell::new(None), netns: None };
+        server.launch();
+        server
+    }
+
+    /// Writes [`Fail2BanServer::start`]'s configuration in `dir`.
+    fn configure(dir: &Path) {
         require_fail2ban();
         fail2ban_config(dir);
         let d = dir.display();
@@ -80,9 +123,39 @@ impl Fail2BanServer {
         std::fs::write(dir.join("jail.local"), local).expect("jail.local");
         std::fs::write(dir.join("action.d/dummy.local"), format!("[Init]\ntarget = {d}/dummy\n"))
             .expect("dummy");
-        let server = Fail2BanServer { dir: dir.to_owned(), pid: Cell::new(None) };
+        mesh_jail_action(dir, "dummy");
+    }
+
+    /// A server as [`Fail2BanServer::start`] makes, but in a network
+    /// namespace of its own, its `banmesh` jail with the shipped action
+    /// (nftables), or `action` instead when given.
+    pub fn start_in_netns(dir: &Path, action: Option<&str>) -> Fail2BanServer {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        require_netns();
+        Fail2BanServer::configure(dir);
+        match action {
+            Some(action) => mesh_jail_action(dir, action),
+            None => std::fs::remove_file(dir.join("jail.d/banmesh.local")).expect("banmesh.local"),
+        }
+        let name = format!("bmf2b-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let made = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns");
+        assert!(made.success(), "cannot make the network namespace {name}");
+        let server =
+            Fail2BanServer { dir: dir.to_owned(), pid: Cell::new(None), netns: Some(name) };
         server.launch();
         server
+    }
+
+    /// What the `banmesh` jail's nftables set for `family` (`ip` or `ip6`)
+    /// holds in the kernel, as `nft list set` prints it.
+    pub fn nft_set(&self, family: &str) -> String {
+        let netns = self.netns.as_deref().expect("a server in a network namespace");
+        let set = if family == "ip6" { "addr6-set-banmesh" } else { "addr-set-banmesh" };
+        let out = Command::new("ip")
+            .args(["netns", "exec", netns, "nft", "list", "set", "inet", "f2b-table", set])
+            .output()
+            .expect("nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A server on one host of a mesh: the shipped banmesh action on `sshd`
@@ -113,7 +186,8 @@ impl Fail2BanServer {
             format!("[Init]\nsocket = {}\n", node_socket.display()),
         )
         .expect("banmesh.local");
-        let server = Fail2BanServer { dir: dir.to_owned(), pid: Cell::new(None) };
+        mesh_jail_action(dir, "dummy");
+        let server = Fail2BanServer { dir: dir.to_owned(), pid: Cell::new(None), netns: None };
         server.launch();
         server
     }
@@ -123,7 +197,15 @@ impl Fail2BanServer {
     pub fn launch(&self) {
         let bin_dir = bin().parent().expect("bin dir").to_owned();
         let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-        let out = Command::new("fail2ban-client")
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns, "fail2ban-client"]);
+                c
+            }
+            None => Command::new("fail2ban-client"),
+        };
+        let out = command
             .args(["-c", arg(&self.dir), "start"])
             .env("PATH", path)
             .output()
@@ -196,6 +278,9 @@ impl Drop for Fail2BanServer {
             .is_ok_and(|o| o.status.success());
         if !stopped && let Some(pid) = self.pid.get() {
             signal(pid, "TERM");
+        }
+        if let Some(netns) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", netns]).status();
         }
     }
 }

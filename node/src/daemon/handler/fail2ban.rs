@@ -11,7 +11,7 @@ use super::super::issue::{Lifetime, Order};
 use super::Node;
 use crate::clock::now_ms;
 use crate::control::protocol::Response;
-use crate::fail2ban::MESH_JAIL;
+use crate::fail2ban::{MESH_JAIL, check_bantime};
 use crate::store::query;
 
 /// The longest jail name (the record's `jail` field holds 64 bytes).
@@ -51,6 +51,7 @@ impl Node {
         restored: bool,
     ) -> Result<Response, String> {
         check_jail(&jail)?;
+        check_bantime(bantime_s)?;
         if restored {
             return skipped("Fail2Ban restored this ticket; it was published when first banned");
         }

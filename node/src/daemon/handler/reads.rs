@@ -105,6 +105,7 @@ impl Node {
         warnings.extend(self.clock_ahead_warning().await);
         let ready = peers.iter().filter(|p| p.state == PeerState::Connected).count();
         warnings.extend(crate::mesh::hello::refused_warning(&stats.refused_by, ready));
+        warnings.extend(self.standing_warnings(now));
         let applier = self.applier.lock().unwrap_or_else(PoisonError::into_inner).clone();
         warnings.extend(applier.warnings());
         let gateway = self.gateway.as_ref().map(|g| {
