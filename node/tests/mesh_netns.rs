@@ -79,3 +79,42 @@ fn netns_a_cut_host_is_reported_unreachable_and_heals_to_the_same_state() {
     let ok = wait_until(HEAL, || cluster.nodes.iter().all(|n| unreachable(n).is_empty()));
     assert!(ok, "a node still reports peers unreachable after the heal");
 }
+
+#[test]
+fn netns_a_split_into_two_groups_keeps_each_group_whole_and_heals_to_the_same_state() {
+    let mut net = Net::new(4);
+    let mut cluster = TestCluster::new();
+    cluster.start_on_net(&net, None);
+    cluster.wait_for_peers(3);
+    net.split(&[&[0, 1], &[2, 3]]);
+    // Each side loses the other two and keeps its own.
+    let seen = wait_until(SOON, || cluster.nodes.iter().all(|n| unreachable(n).len() == 2));
+    let lists: Vec<String> =
+        cluster.nodes.iter().map(|n| format!("{}: {:?}", n.name, unreachable(n))).collect();
+    assert!(seen, "the split was not reported as two lost peers on every node: {lists:?}");
+    cluster.node(0).call(&["ban", "198.51.100.10", "--for", "1h"]);
+    cluster.node(3).call(&["ban", "198.51.100.40", "--for", "1h"]);
+    // Within a group, gossip still flows.
+    wait_banned(&cluster, &[0, 1], "198.51.100.10");
+    wait_banned(&cluster, &[2, 3], "198.51.100.40");
+    net.join_all();
+    assert!(cluster.wait_for_same_digest(HEAL), "digests differ after the split healed");
+    wait_banned(&cluster, &[0, 1, 2, 3], "198.51.100.10");
+    wait_banned(&cluster, &[0, 1, 2, 3], "198.51.100.40");
+}
+
+#[test]
+fn netns_nodes_on_ipv6_only_find_each_other_and_spread_bans() {
+    let net = Net::new(3);
+    let mut cluster = TestCluster::new();
+    let first = format!("/ip6/{}/tcp/{}", net.host(0).ip6, common::netns::MESH_PORT);
+    for (i, host) in net.hosts.iter().enumerate() {
+        let peers = if i == 0 { Vec::new() } else { vec![first.clone()] };
+        let mut spec = cluster.spec(&format!("node{}", i + 1), &peers);
+        spec.args = vec!["--listen".into(), format!("/ip6/::/tcp/{}", common::netns::MESH_PORT)];
+        cluster.start_on(host, spec);
+    }
+    cluster.wait_for_peers(2);
+    cluster.node(2).call(&["ban", "2001:db8::7", "--for", "1h"]);
+    wait_banned(&cluster, &[0, 1, 2], "2001:db8::7");
+}
