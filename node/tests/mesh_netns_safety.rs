@@ -2,14 +2,15 @@
 //! (loopback, every interface's, not only those it listens on) nor an
 //! enrolled peer's, even while that peer is away and after this node
 //! restarts. Each node runs in its own network namespace on a bridge.
-//! Needs root and iproute2.
+//! Needs root and iproute2 (and Debian's fail2ban for the last test).
 
 mod common;
 
 use std::time::Duration;
 
+use common::fail2ban::{Fail2BanServer, applying_config};
 use common::netns::Net;
-use common::{TestCluster, TestNode, wait_until};
+use common::{TestCluster, TestNode, holds_for, wait_until};
 
 /// How long a change gets to show: generous (a busy two-core machine),
 /// never a measure of speed.
@@ -83,4 +84,32 @@ fn netns_a_peer_away_stays_never_banned_across_this_nodes_restart() {
     let back = wait_until(LONG, || cluster.node(1).connected_peers().len() == 2);
     assert!(back, "node2 did not rejoin: {:?}", cluster.node(1).peers());
     assert_protected(cluster.node(0), &b, "node2 back");
+}
+
+#[test]
+fn netns_a_peer_away_never_enters_the_banmesh_jail() {
+    let net = Net::new(3);
+    let mut cluster = TestCluster::new();
+    // A real fail2ban-server (dummy ban action) for node1 only.
+    let f2b = Fail2BanServer::start(&cluster.path("f2b-a"));
+    let config = applying_config(&cluster.path("a.toml"), &f2b.dir, "");
+    let first = net.host(0).mesh_addr();
+    for (i, host) in net.hosts.iter().enumerate() {
+        let peers = if i == 0 { Vec::new() } else { vec![first.clone()] };
+        let mut spec = cluster.spec(&format!("node{}", i + 1), &peers);
+        spec.config = (i == 0).then(|| config.clone());
+        cluster.start_on(host, spec);
+    }
+    cluster.wait_for_peers(2);
+    let b = net.host(1).ip4.to_string();
+    cluster.node_mut(1).stop();
+    let gone = wait_until(LONG, || unreachable(cluster.node(0)).contains(&"node2".to_owned()));
+    assert!(gone, "node2's absence was not noticed");
+    // Issued on node3: node1 learns both bans from the mesh.
+    cluster.node(2).call(&["ban", &b, "--for", "1h"]);
+    cluster.node(2).call(&["ban", "198.51.100.9", "--for", "1h"]);
+    let applied = wait_until(LONG, || f2b.holds("banmesh", "198.51.100.9"));
+    assert!(applied, "node1 applied no mesh ban: {}", f2b.banmesh_jail());
+    let kept_out = holds_for(Duration::from_secs(3), || !f2b.holds("banmesh", &b));
+    assert!(kept_out, "node1 jailed its away peer's address: {}", f2b.banmesh_jail());
 }
