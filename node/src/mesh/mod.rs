@@ -14,6 +14,7 @@ pub mod behaviour;
 pub mod codec;
 pub mod hello;
 pub mod limit;
+pub mod never_ban;
 pub mod swarm;
 pub mod sync;
 pub mod trust;
@@ -31,9 +32,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use never_ban::never_ban_list;
 pub use swarm::{MeshStats, PeerState};
 pub use trust::Trust;
 
+use crate::clock::now_ms;
 use crate::store::Store;
 
 /// What the mesh needs from the node's configuration.
@@ -74,6 +77,9 @@ pub struct MeshHandle {
     pub stats: Arc<Mutex<MeshStats>>,
     /// This node's PeerId.
     pub peer_id: PeerId,
+    store: Store,
+    trust: Arc<RwLock<Trust>>,
+    local: never_ban::LocalAddrs,
 }
 
 impl MeshHandle {
@@ -104,11 +110,29 @@ impl MeshHandle {
     }
 
     /// The never-ban list as enforcement applies it: `configured`, then
-    /// this node's own listen addresses and its admitted peers' addresses
-    /// (see [`never_ban_list`]).
+    /// loopback, this host's addresses, and the addresses admitted peers
+    /// connect from, connected now or kept in the store (see
+    /// [`never_ban_list`]).
     pub async fn never_ban(&self, configured: &[Key]) -> Vec<Key> {
         let listen = self.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.clone();
-        never_ban_list(configured, &listen, &self.peers().await)
+        let peers = self.peers().await;
+        let stored = self.store.peer_addrs(now_ms()).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read peers' addresses for the never-ban list");
+            Vec::new()
+        });
+        let stored: Vec<Key> = {
+            let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+            stored.iter().filter(|p| !trust.is_revoked(&p.node)).map(|p| p.addr).collect()
+        };
+        let local = self.local.get();
+        let parts = never_ban::Parts {
+            configured,
+            local: &local,
+            listen: &listen,
+            peers: &peers,
+            stored: &stored,
+        };
+        never_ban_list(&parts)
     }
 
     /// Every connected peer.
@@ -119,26 +143,6 @@ impl MeshHandle {
         }
         answer.await.unwrap_or_default()
     }
-}
-
-/// The never-ban list from its parts: the configured networks, the
-/// addresses in `listen` and the address every connected peer whose hello
-/// was accepted, and which is not blocked, connects from. Only that observed
-/// address counts, never the addresses a peer's hello claims: otherwise any
-/// enrolled node, even one without the `allow` role, could shield an
-/// attacker's address from every node's bans by claiming it. Unspecified
-/// addresses (`0.0.0.0`) are left out; no entry appears twice.
-pub fn never_ban_list(configured: &[Key], listen: &[Multiaddr], peers: &[PeerState]) -> Vec<Key> {
-    let mut list: Vec<Key> = Vec::with_capacity(configured.len() + listen.len());
-    let peer_addrs =
-        peers.iter().filter(|p| p.ready && !p.blocked).filter_map(|p| p.remote.as_ref());
-    let found = listen.iter().chain(peer_addrs).filter_map(ip_of).filter(|ip| !ip.is_unspecified());
-    for key in configured.iter().copied().chain(found.map(Key::from_addr)) {
-        if !list.contains(&key) {
-            list.push(key);
-        }
-    }
-    list
 }
 
 /// The IP address in a multiaddr, if it has one.
@@ -171,6 +175,7 @@ pub fn start(
     let (outcome_tx, outcome_rx) = mpsc::channel(256);
     let (sync_inbound_tx, sync_inbound_rx) = mpsc::channel(64);
     let (order_tx, order_rx) = mpsc::channel(64);
+    let (seen_tx, seen_rx) = mpsc::channel(64);
     let mut mesh = swarm::Mesh::new(
         swarm,
         trust.clone(),
@@ -182,12 +187,15 @@ pub fn start(
         TARGET_PEERS,
         inbound_tx,
         swarm::SyncChannels { sync_inbound_tx, sync_order_tx: order_tx.clone() },
+        seen_tx,
     );
     mesh.listen(&settings.listen).map_err(MeshError::Listen)?;
     tasks.spawn(mesh.run(command_rx, outcome_rx, shutdown.clone()));
+    let local = never_ban::LocalAddrs::read_now();
+    tasks.spawn(never_ban::run(store.clone(), local.clone(), seen_rx, shutdown.clone()));
     let checker = verifier::Checker {
-        store,
-        trust,
+        store: store.clone(),
+        trust: trust.clone(),
         params: settings.params,
         limits: Arc::new(limit::OriginLimits::new(settings.origin_rate, settings.origin_burst)),
         stats: stats.clone(),
@@ -201,7 +209,7 @@ pub fn start(
         shutdown.clone(),
     ));
     tasks.spawn(verifier::run(inbound_rx, outcome_tx, checker, shutdown));
-    Ok(MeshHandle { command_tx, order_tx, stats, peer_id })
+    Ok(MeshHandle { command_tx, order_tx, stats, peer_id, store, trust, local })
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::{Batch, pack};
 use super::behaviour::{Behaviour, BehaviourEvent, TOPIC};
 use super::hello::{self, Constants, peer_id_of};
+use super::never_ban::Seen;
 use super::sync::{SyncInbound, SyncOrder, SyncRequest, SyncResponse};
 use super::trust::Trust;
 use super::verifier::{Inbound, Outcome};
@@ -163,6 +164,8 @@ pub struct Mesh {
     /// Gossip waiting for room in the verifier's queue, and its size.
     backlog: VecDeque<Inbound>,
     backlog_bytes: usize,
+    /// Where admitted peers connect from, out to the never-ban keeper.
+    seen_tx: mpsc::Sender<Seen>,
 }
 
 impl Mesh {
@@ -179,6 +182,7 @@ impl Mesh {
         target_peers: usize,
         inbound_tx: mpsc::Sender<Inbound>,
         channels: SyncChannels,
+        seen_tx: mpsc::Sender<Seen>,
     ) -> Mesh {
         let mut known: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
         let mut bootstrap = Vec::new();
@@ -212,6 +216,7 @@ impl Mesh {
             last_refresh: None,
             backlog: VecDeque::new(),
             backlog_bytes: 0,
+            seen_tx,
         }
     }
 

@@ -217,8 +217,9 @@ fn revocations_travel_in_batches_and_void_their_origin() {
 }
 
 #[test]
-fn never_ban_holds_configured_own_and_admitted_peers_observed_addresses() {
-    use super::{PeerState, never_ban_list};
+fn never_ban_holds_configured_loopback_own_and_admitted_peers_observed_addresses() {
+    use super::PeerState;
+    use super::never_ban::{Parts, never_ban_list};
     // Each peer claims 203.0.113.66 in its hello; only where it connects
     // from counts.
     let peer = |remote: &str, ready: bool, blocked: bool| PeerState {
@@ -235,6 +236,8 @@ fn never_ban_holds_configured_own_and_admitted_peers_observed_addresses() {
         last_seen_ms: None,
     };
     let configured = vec!["10.0.0.0/8".parse().unwrap(), "192.0.2.1".parse().unwrap()];
+    let local =
+        ["127.0.0.1".parse().unwrap(), "10.1.2.3".parse().unwrap(), "fd00::2".parse().unwrap()];
     let listen = vec![
         "/ip4/0.0.0.0/tcp/4646".parse().unwrap(),
         "/ip4/192.0.2.1/tcp/4646".parse().unwrap(),
@@ -245,7 +248,28 @@ fn never_ban_holds_configured_own_and_admitted_peers_observed_addresses() {
         peer("/ip4/198.51.100.8/tcp/4646", false, false),
         peer("/ip4/198.51.100.9/tcp/4646", true, true),
     ];
-    let list: Vec<String> =
-        never_ban_list(&configured, &listen, &peers).iter().map(ToString::to_string).collect();
-    assert_eq!(list, ["10.0.0.0/8", "192.0.2.1", "2001:db8::5", "198.51.100.7"]);
+    let stored = ["198.51.100.7".parse().unwrap(), "198.51.100.20".parse().unwrap()];
+    let parts = Parts {
+        configured: &configured,
+        local: &local,
+        listen: &listen,
+        peers: &peers,
+        stored: &stored,
+    };
+    let list: Vec<String> = never_ban_list(&parts).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        list,
+        [
+            "10.0.0.0/8",
+            "192.0.2.1",
+            "127.0.0.0/8",
+            "::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "fd00::2",
+            "2001:db8::5",
+            "198.51.100.7",
+            "198.51.100.20"
+        ]
+    );
 }

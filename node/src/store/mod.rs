@@ -15,6 +15,7 @@
 
 mod db;
 mod index;
+mod peer_addrs;
 pub mod query;
 mod rows;
 mod schema;
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 
 pub use db::{Applied, Db};
 pub use index::Index;
+pub use peer_addrs::{KEEP_PER_PEER, PeerAddr};
 pub use schema::SCHEMA_VERSION;
 
 /// The store file's name inside the data dir.

@@ -13,7 +13,7 @@ use super::StoreError;
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Each step moves the schema one version up, inside one transaction.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 1: records keyed by slot, interned origins, certificates, revocations.
     "CREATE TABLE origins (
         id INTEGER PRIMARY KEY,
@@ -64,6 +64,15 @@ const MIGRATIONS: [&str; 3] = [
         source TEXT NOT NULL,
         PRIMARY KEY (key, kind)
     ) STRICT;",
+    // 4: where admitted peers' connections came from: never banned while
+    // the peer's certificate is valid, connected or not.
+    "CREATE TABLE peer_addrs (
+        node BLOB NOT NULL,           -- the peer's node key
+        addr BLOB NOT NULL,           -- Key::to_bytes of one address
+        seen_ms INTEGER NOT NULL,     -- Unix ms of the last hello from there
+        valid_until INTEGER NOT NULL, -- its certificate's not_after, Unix ms
+        PRIMARY KEY (node, addr)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Opens the store file for writing: WAL, `synchronous=NORMAL` (a commit

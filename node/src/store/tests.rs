@@ -413,3 +413,35 @@ fn store_refuses_a_missing_data_dir_with_a_clear_error() {
     assert!(matches!(err, StoreError::Unwritable { .. }), "{err:?}");
     assert!(err.to_string().contains("no/such/dir/banmesh.db"), "{err}");
 }
+
+#[tokio::test]
+async fn store_keeps_peers_addresses_while_their_certificate_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (peer, other) = (SecretKey::generate().unwrap(), SecretKey::generate().unwrap());
+    let until = T0 + 60_000;
+    let store = open(dir.path()).await;
+    // One more address than is kept: the oldest goes.
+    for i in 0..=KEEP_PER_PEER as u64 {
+        let addr: IpAddr = format!("10.0.0.{i}").parse().unwrap();
+        store.note_peer_addr(peer.public(), addr, T0 + i, until).await.unwrap();
+    }
+    store.note_peer_addr(other.public(), "2001:db8::7".parse().unwrap(), T0, until).await.unwrap();
+    let listed = |list: Vec<PeerAddr>, node: &SecretKey| -> Vec<String> {
+        list.iter().filter(|p| p.node == node.public()).map(|p| p.addr.to_string()).collect()
+    };
+    let kept = listed(store.peer_addrs(T0).await.unwrap(), &peer);
+    assert_eq!(kept.len(), KEEP_PER_PEER);
+    assert!(!kept.contains(&"10.0.0.0".to_owned()), "the oldest address was kept: {kept:?}");
+    drop(store);
+    // Kept across a restart, gone once the certificate has expired.
+    let store = open(dir.path()).await;
+    assert_eq!(listed(store.peer_addrs(T0).await.unwrap(), &other), ["2001:db8::7"]);
+    assert!(store.peer_addrs(until).await.unwrap().is_empty());
+    // A revoked peer's addresses leave the list, and the table.
+    let cluster = SecretKey::generate().unwrap();
+    let revocation = Revocation::issue(&cluster, other.public(), T0, "stolen").unwrap();
+    store.add_revocation(revocation).await.unwrap();
+    assert!(listed(store.peer_addrs(T0).await.unwrap(), &other).is_empty());
+    assert_eq!(store.prune_peer_addrs(T0).await.unwrap(), 1);
+    assert_eq!(store.prune_peer_addrs(until).await.unwrap(), KEEP_PER_PEER);
+}

@@ -223,7 +223,8 @@ impl Node {
                 Some((key, Kind::Allow, until_ms)),
             ),
             Decision::Banned { key, until_ms, .. } => {
-                let local = if self.config.safety.never_ban.iter().any(|n| n.contains(addr)) {
+                let never = self.mesh.never_ban(&self.config.safety.never_ban).await;
+                let local = if never.iter().any(|n| n.contains(addr)) {
                     ", but never banned on this node"
                 } else {
                     ""

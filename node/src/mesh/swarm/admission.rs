@@ -17,6 +17,7 @@ use super::{Admitted, Mesh, Peer, PeerState};
 use crate::clock::now_ms;
 use crate::mesh::hello::{self, HELLO_VERSION, Hello, Refusal};
 use crate::mesh::ip_of;
+use crate::mesh::never_ban::Seen;
 use crate::mesh::sync::SyncOrder;
 
 /// How long a refused peer is given to read its refusal before it is
@@ -276,6 +277,15 @@ impl Mesh {
             let addrs = self.known.entry(id).or_default();
             if !addrs.contains(&addr) && addrs.len() < hello::MAX_ADDRS {
                 addrs.push(addr);
+            }
+        }
+        // Where its connection comes from stays never-banned while its
+        // certificate is valid, connected or not.
+        if let Some(addr) = remote.as_ref().and_then(ip_of).filter(|ip| !ip.is_unspecified()) {
+            let node = *welcome.cert.node();
+            let seen = Seen { node, addr, valid_until_ms: welcome.cert.not_after_ms() };
+            if self.seen_tx.try_send(seen).is_err() {
+                tracing::debug!(%peer, %addr, "never-ban keeper busy: address kept only while connected");
             }
         }
         let name = welcome.cert.name().to_owned();
