@@ -17,7 +17,6 @@ use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, Message, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +31,7 @@ use super::verifier::{Inbound, Outcome};
 
 mod admission;
 mod liveness;
+mod topology;
 
 pub use liveness::Admitted;
 
@@ -385,48 +385,6 @@ impl Mesh {
         self.close_silent();
         self.refresh_addresses();
         self.dial_more();
-    }
-
-    /// Dials known peers until enough are connected (or every known one is).
-    /// Configured peers given without `/p2p/` are redialled every few
-    /// seconds while the node has no peer at all.
-    fn dial_more(&mut self) {
-        let connected = self.peers.len();
-        if connected >= self.target_peers {
-            return;
-        }
-        let due = self.last_bootstrap.is_none_or(|at| at.elapsed() >= BOOTSTRAP_EVERY);
-        if connected == 0 && due {
-            self.last_bootstrap = Some(Instant::now());
-            for addr in self.bootstrap.clone() {
-                if let Err(e) = self.swarm.dial(addr.clone()) {
-                    tracing::warn!(%addr, error = %e, "cannot dial configured peer");
-                }
-            }
-        }
-        let own = *self.swarm.local_peer_id();
-        let candidates: Vec<(PeerId, Vec<Multiaddr>)> = self
-            .known
-            .iter()
-            .filter(|(id, _)| {
-                **id != own && !self.peers.contains_key(id) && !self.swarm.is_connected(id)
-            })
-            .filter(|(_, addrs)| !addrs.is_empty())
-            .map(|(id, addrs)| (*id, addrs.clone()))
-            .take(self.target_peers - connected)
-            .collect();
-        for (peer, addrs) in candidates {
-            // Every address the peer is known by, dialled together (the
-            // first to answer wins): a host has several, and the one first
-            // in its list need not be the one this host can reach.
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, error = %e, "dial failed");
-            }
-        }
     }
 
     fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {

@@ -160,6 +160,18 @@ pub struct Store {
     /// Counts the commits that changed the index.
     changes: watch::Receiver<u64>,
     events_tx: broadcast::Sender<StoreEvent>,
+    /// The last write that failed for want of space or permission, until a
+    /// write succeeds again.
+    write_failure: Arc<Mutex<Option<WriteFailure>>>,
+}
+
+/// A write the store could not make, shown by `status` until one succeeds.
+#[derive(Debug, Clone)]
+pub struct WriteFailure {
+    /// Unix ms of the first failure in a row.
+    pub since_ms: u64,
+    /// What failed, with what to do.
+    pub error: String,
 }
 
 impl Store {
@@ -189,7 +201,8 @@ impl Store {
             move || run_writer(db, writer_rx, &index, &changes_tx, &events_tx)
         });
         let readers = Arc::new(Mutex::new(Vec::new()));
-        let store = Store { path, writer_tx, index, readers, changes, events_tx };
+        let write_failure = Arc::new(Mutex::new(None));
+        let store = Store { path, writer_tx, index, readers, changes, events_tx, write_failure };
         Ok((store, writer))
     }
 
@@ -204,7 +217,29 @@ impl Store {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer_tx.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let result = answer.await.map_err(|_| StoreError::Closed)?;
+        self.note_write(&result);
+        result
+    }
+
+    /// Keeps the last failed write while the disk is full or the file
+    /// unwritable; any write that succeeds clears it.
+    fn note_write<T>(&self, result: &Result<T, StoreError>) {
+        let mut failure = self.write_failure.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(_) => *failure = None,
+            Err(e @ (StoreError::DiskFull { .. } | StoreError::Unwritable { .. })) => {
+                let since_ms = failure.as_ref().map_or_else(crate::clock::now_ms, |f| f.since_ms);
+                *failure = Some(WriteFailure { since_ms, error: e.to_string() });
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// The write failure in force, if the last writes failed for want of
+    /// space or permission.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        self.write_failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Applies a batch of verified records issued on this node; returns once
@@ -250,7 +285,9 @@ impl Store {
             let _ = reply.send(f(db));
         });
         self.writer_tx.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let result = answer.await.map_err(|_| StoreError::Closed)?;
+        self.note_write(&result);
+        result
     }
 
     /// A receiver that is marked changed after every commit that changed

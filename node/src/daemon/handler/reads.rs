@@ -100,6 +100,14 @@ impl Node {
         }
         let mut warnings = self.identity.notices.clone();
         warnings.extend(partition_warning(&unreachable, &mesh_peers, now));
+        if let Some(failure) = self.store.write_failure() {
+            let ago = now.saturating_sub(failure.since_ms) / 1000;
+            warnings.push(format!(
+                "the store has not been writable for {ago} s: {}; new records are refused or \
+                 not kept until then (peers keep theirs, and sync brings them back)",
+                failure.error
+            ));
+        }
         warnings.extend(self.config.warnings.iter().cloned());
         warnings.extend(self.skew_warning().await);
         warnings.extend(self.clock_ahead_warning().await);

@@ -10,9 +10,6 @@ use serde_bytes::ByteBuf;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-/// How often hellos are exchanged again while the node lacks peers.
-const REFRESH_EVERY: Duration = Duration::from_secs(10);
-
 use super::{Admitted, Mesh, Peer, PeerState};
 use crate::clock::now_ms;
 use crate::mesh::hello::{self, HELLO_VERSION, Hello, Refusal};
@@ -101,25 +98,6 @@ impl Mesh {
             addrs,
             constants: Some(self.constants),
             refused: None,
-        }
-    }
-
-    /// While the node has fewer ready peers than it wants, asks each ready
-    /// peer for its hello again every [`REFRESH_EVERY`]: a peer that
-    /// joined after our first hello is learnt then (two nodes that each
-    /// reached the mesh through the same peer, at nearly the same moment,
-    /// would otherwise never hear of each other).
-    pub(super) fn refresh_addresses(&mut self) {
-        let ready: Vec<PeerId> =
-            self.peers.iter().filter(|(_, p)| p.state.ready).map(|(id, _)| *id).collect();
-        let due = self.last_refresh.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
-        if ready.len() >= self.target_peers || !due {
-            return;
-        }
-        self.last_refresh = Some(Instant::now());
-        for peer in ready {
-            let hello = self.own_hello(&peer);
-            self.swarm.behaviour_mut().hello.send_request(&peer, hello);
         }
     }
 
