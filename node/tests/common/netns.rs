@@ -176,11 +176,24 @@ impl Net {
     }
 
     /// Replaces host `i`'s outgoing queue with `tc netem ARGS`
-    /// (e.g. `["delay", "20ms"]`, `["loss", "10%"]`).
-    pub fn netem(&self, i: usize, args: &[&str]) {
+    /// (e.g. `["delay", "20ms"]`, `["loss", "10%"]`). `Err` says why when
+    /// it cannot: some kernels are built without `sch_netem` (the one this
+    /// was written on is), so callers decide whether to go on without it.
+    pub fn netem(&self, i: usize, args: &[&str]) -> Result<(), String> {
         let ns = &self.hosts[i].ns;
         let head = ["-n", ns.as_str(), "qdisc", "replace", "dev", "eth0", "root", "netem"];
-        run("tc", &[&head[..], args].concat());
+        let output = Command::new("tc")
+            .args([&head[..], args].concat())
+            .output()
+            .map_err(|e| format!("cannot run tc (apt-get install iproute2): {e}"))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "tc netem {} failed (is the kernel's sch_netem available?): {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 
