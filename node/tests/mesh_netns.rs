@@ -78,6 +78,15 @@ fn netns_a_cut_host_is_reported_unreachable_and_heals_to_the_same_state() {
     wait_banned(&cluster, &[0, 1, 2], "198.51.100.3");
     let ok = wait_until(HEAL, || cluster.nodes.iter().all(|n| unreachable(n).is_empty()));
     assert!(ok, "a node still reports peers unreachable after the heal");
+    // Requests the cut broke off are not taken for malformed ones.
+    for node in &cluster.nodes {
+        let rejects = node.status()["rejects"].to_string();
+        assert!(
+            !rejects.contains("malformed"),
+            "{} counts the cut as malformed: {rejects}",
+            node.name
+        );
+    }
 }
 
 #[test]
