@@ -2,6 +2,7 @@
 //! gateway and the control socket; plus the command line of the one
 //! `banmesh` binary.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;

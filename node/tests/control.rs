@@ -1,14 +1,15 @@
 //! The control socket end to end: a real unix socket in a temporary
-//! directory served by `control::serve` with a test handler, spoken to by
-//! `control::call`, by raw bytes, and by the real `banmesh` binary.
+//! directory served by `control::serve` over a `NodeHandle` whose requests a
+//! test handler answers, spoken to by `control::call`, by raw bytes, and by
+//! the real `banmesh` binary.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use banmesh_crdt::Key;
+use banmesh_node::api::{self, Request, Written};
 use banmesh_node::control::protocol::{MAX_RESPONSE_FRAME, read_frame};
 use banmesh_node::control::{
-    self, Call, Command, ControlError, RecordView, Response, StatusView, bind, call, serve,
+    self, Command, ControlError, RecordView, Response, StatusView, bind, call, serve,
 };
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixStream;
@@ -31,10 +32,10 @@ impl Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("run/banmesh.sock");
         let listener = bind(&path).await.expect("bind");
-        let (handler_tx, handler_rx) = mpsc::channel(8);
-        tokio::spawn(handler(handler_rx));
+        let (node, requests) = api::channel(8);
+        tokio::spawn(handler(requests));
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, handler_tx, shutdown.clone()));
+        let server = tokio::spawn(serve(listener, node, shutdown.clone()));
         Served { _dir: dir, path, shutdown, server }
     }
 
@@ -45,28 +46,29 @@ impl Served {
     }
 }
 
-/// Answers as a node would, from made-up state.
-async fn handler(mut calls: mpsc::Receiver<Call>) {
-    while let Some(Call { command, reply }) = calls.recv().await {
-        let response = match command {
-            Command::Status => Response::Status(StatusView {
-                peer_id: "12D3KooWtest".to_owned(),
-                name: Some("web1".to_owned()),
-                enforce: true,
-                warnings: vec!["clock is fine".to_owned()],
-                ..StatusView::default()
-            }),
-            Command::Records { .. } => Response::Records((0..RECORDS).map(record).collect()),
-            Command::Ban { key, .. } => match Key::parse(&key) {
-                Ok(parsed) => Response::Written {
-                    record: RecordView { key: parsed.key.to_string(), ..record(0) },
-                    notes: parsed.note(&key).into_iter().collect(),
-                },
-                Err(error) => Response::error(error.to_string()),
-            },
-            other => Response::error(format!("the test node cannot {other:?}")),
-        };
-        let _ = reply.send(response);
+/// Answers as a node would, from made-up state; other requests are
+/// dropped, which the caller hears as the node shutting down.
+async fn handler(mut requests: mpsc::Receiver<Request>) {
+    while let Some(request) = requests.recv().await {
+        match request {
+            Request::Status { reply } => {
+                let _ = reply.send(Ok(StatusView {
+                    peer_id: "12D3KooWtest".to_owned(),
+                    name: Some("web1".to_owned()),
+                    enforce: true,
+                    warnings: vec!["clock is fine".to_owned()],
+                    ..StatusView::default()
+                }));
+            }
+            Request::Records { reply, .. } => {
+                let _ = reply.send(Ok((0..RECORDS).map(record).collect()));
+            }
+            Request::Write { order, reply } if order.kind == banmesh_crdt::Kind::Ban => {
+                let record = RecordView { key: order.key.to_string(), ..record(0) };
+                let _ = reply.send(Ok(Written { record, notes: Vec::new() }));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -239,7 +241,7 @@ async fn control_cli_status_json_and_ban() {
     let output = tokio::task::spawn_blocking(move || banmesh(args.to_vec())).await.expect("join");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with("Error: the test node cannot Unban"), "{stderr}");
+    assert!(stderr.starts_with("Error: the node is shutting down"), "{stderr}");
     served.stop().await;
 }
 

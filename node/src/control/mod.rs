@@ -3,14 +3,16 @@
 //!
 //! - [`protocol`]: framing, [`Command`], [`Response`] and the chunking of
 //!   large answers; [`views`]: the status, peer, record and trace views.
-//! - [`server`]: [`bind`] the socket, then [`serve`] it; each request becomes
-//!   a [`Call`] on the daemon's handler channel, answered on a `oneshot`.
+//! - [`server`]: [`bind`] the socket, then [`serve`] it; [`adapter`] decodes
+//!   each request into a typed call on the [`NodeHandle`](crate::api::NodeHandle)
+//!   and encodes its answer (or its error's message) back.
 //! - [`client`]: [`call`], one request and its reassembled answer.
 //!
-//! The daemon owns the handler: it receives `Call`s, answers each (writes
+//! The daemon owns the node task behind the handle (writes are answered
 //! only once committed), and stops `serve` through its cancellation token;
 //! `serve` then drains its connections and removes the socket file.
 
+pub mod adapter;
 pub mod client;
 pub mod protocol;
 pub mod server;
@@ -18,5 +20,5 @@ pub mod views;
 
 pub use client::{ClientError, DEFAULT_SOCKET, call};
 pub use protocol::{Command, IssuedView, OrderSpec, PROTOCOL_VERSION, Response};
-pub use server::{Call, ControlError, MAX_SOCKET_PATH, bind, serve};
+pub use server::{ControlError, MAX_SOCKET_PATH, bind, serve};
 pub use views::{PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView};

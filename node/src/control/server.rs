@@ -6,8 +6,8 @@
 //!
 //! Tasks: [`serve`] is the accept loop; it runs one task per connection in a
 //! `JoinSet` (never detached). Each connection reads one request (10 s
-//! limit), sends a [`Call`] on the handler's bounded `mpsc`, waits for the
-//! answer on the call's `oneshot`, writes it as frames and closes.
+//! limit), decodes it and asks the [`NodeHandle`] through the
+//! [`adapter`](super::adapter), writes the answer as frames and closes.
 //! Shutdown: when the token fires the loop stops accepting, connections still
 //! reading a request are dropped, those waiting for the handler or writing
 //! get [`SHUTDOWN_GRACE`] to finish and are aborted after it; then the socket
@@ -24,13 +24,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::NodeHandle;
+
 use super::protocol::{
-    Command, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, ProtocolError, Response, decode_request,
+    MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, ProtocolError, Response, decode_request,
     encode_response, read_frame, write_frame,
 };
 
@@ -42,19 +43,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight connections may run on after shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// One command for the node, with where to send the answer.
-///
-/// The handler must answer every call; a write command is answered only once
-/// its record is committed to the store. Dropping `reply` answers with an
-/// error saying the node is shutting down.
-#[derive(Debug)]
-pub struct Call {
-    /// What the client asked.
-    pub command: Command,
-    /// Where the answer goes.
-    pub reply: oneshot::Sender<Response>,
-}
 
 /// Why the control socket could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -151,11 +139,7 @@ async fn remove_stale(path: &Path) -> Result<(), ControlError> {
 ///
 /// Never fails: a bad client is answered with an error frame when possible,
 /// logged, and dropped; the others are served on.
-pub async fn serve(
-    listener: UnixListener,
-    handler_tx: mpsc::Sender<Call>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(listener: UnixListener, node: NodeHandle, shutdown: CancellationToken) {
     let path = listener.local_addr().ok().and_then(|addr| addr.as_pathname().map(Path::to_owned));
     let owner = path.as_deref().and_then(|p| std::fs::metadata(p).ok()).map(|meta| meta.uid());
     let mut connections = JoinSet::new();
@@ -165,9 +149,9 @@ pub async fn serve(
             Some(joined) = connections.join_next() => log_join(joined),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let handler_tx = handler_tx.clone();
+                    let node = node.clone();
                     let shutdown = shutdown.clone();
-                    connections.spawn(connection(stream, owner, handler_tx, shutdown));
+                    connections.spawn(connection(stream, owner, node, shutdown));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "control socket accept failed");
@@ -209,7 +193,7 @@ fn log_join(joined: Result<(), tokio::task::JoinError>) {
 async fn connection(
     mut stream: UnixStream,
     owner: Option<u32>,
-    handler_tx: mpsc::Sender<Call>,
+    node: NodeHandle,
     shutdown: CancellationToken,
 ) {
     if let Err(refusal) = check_peer(&stream, owner) {
@@ -237,7 +221,7 @@ async fn connection(
         }
     };
     tracing::debug!(?command, "control request");
-    let response = ask(&handler_tx, command).await;
+    let response = super::adapter::answer(&node, command).await;
     send(&mut stream, response).await;
 }
 
@@ -250,16 +234,6 @@ fn check_peer(stream: &UnixStream, owner: Option<u32>) -> Result<(), String> {
         None if uid == 0 => Ok(()),
         _ => Err(format!("permission denied for uid {uid}: the control socket is for root only")),
     }
-}
-
-/// Hands the command to the node and waits for its answer.
-async fn ask(handler_tx: &mpsc::Sender<Call>, command: Command) -> Response {
-    let shutting_down = || Response::error("the node is shutting down: try again once it is back");
-    let (reply, reply_rx) = oneshot::channel();
-    if handler_tx.send(Call { command, reply }).await.is_err() {
-        return shutting_down();
-    }
-    reply_rx.await.unwrap_or_else(|_| shutting_down())
 }
 
 /// Writes a response as frames; failures are logged, never returned.

@@ -1,6 +1,7 @@
-//! The node task: answers control calls one at a time. Writes (ban, unban,
-//! allow, disallow) are issued by the clock rule, signed, committed to the
-//! store, then gossiped; reads come from the store and the index.
+//! The node task: answers the [`NodeHandle`](crate::api::NodeHandle)'s
+//! requests one at a time. Writes (ban, unban, allow, disallow) are issued
+//! by the clock rule, signed, committed to the store, then gossiped; reads
+//! come from the store and the index.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use banmesh_crdt::{HlcClock, Key, Kind, Metadata, Record};
 use banmesh_keys::Revocation;
+use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -18,10 +20,10 @@ mod standing;
 
 use super::identity::Identity;
 use super::issue::{self, Lifetime, Order};
+use crate::api::{NodeError, Outcome, Request, Revoked, Written};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::control::protocol::{Command, IssuedView, MAX_ISSUE_BATCH, OrderSpec, Response};
-use crate::control::server::Call;
+use crate::control::protocol::MAX_ISSUE_BATCH;
 use crate::fail2ban::ApplierStatus;
 use crate::gateway::GatewayStatus;
 use crate::mesh::{MeshHandle, Trust};
@@ -59,14 +61,14 @@ impl Node {
         self
     }
 
-    /// Answers calls until the token fires or the control server is gone,
-    /// and renews standing orders as they near their expiry.
-    pub async fn run(mut self, mut call_rx: mpsc::Receiver<Call>, shutdown: CancellationToken) {
+    /// Answers requests until the token fires or every handle is gone, and
+    /// renews standing orders as they near their expiry.
+    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, shutdown: CancellationToken) {
         let every = Duration::from_millis(self.config.cluster.params.max_ttl_ms / 10)
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut renewals = tokio::time::interval(every);
         loop {
-            let call = tokio::select! {
+            let request = tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = renewals.tick() => {
                     if let Err(e) = self.renew().await {
@@ -74,13 +76,12 @@ impl Node {
                     }
                     continue;
                 }
-                call = call_rx.recv() => match call {
-                    Some(call) => call,
+                request = requests.recv() => match request {
+                    Some(request) => request,
                     None => break,
                 },
             };
-            let response = self.handle(call.command).await;
-            let _ = call.reply.send(response);
+            self.handle(request).await;
         }
     }
 
@@ -118,49 +119,54 @@ impl Node {
                 .and_then(|m| m.statement().expires_at)
                 .is_none_or(|e| e.saturating_sub(now) < half);
             if due {
-                self.write(kind, key.to_string(), Lifetime::Permanent, meta).await?;
+                self.write(kind, key, Lifetime::Permanent, meta)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 tracing::info!(target: "banmesh::events::order_renewed", %key, %kind, "standing order renewed");
             }
         }
         Ok(())
     }
 
-    async fn handle(&mut self, command: Command) -> Response {
-        let result = match command {
-            Command::Status => self.status().await,
-            Command::Peers => Ok(Response::Peers(self.peers().await)),
-            Command::Ban { key, duration_ms, permanent, jail, reason } => {
-                let meta = Metadata {
-                    jail: jail.unwrap_or_default(),
-                    reason: reason.unwrap_or_default(),
-                    source: "cli".into(),
-                };
-                self.write(Kind::Ban, key, lifetime(duration_ms, permanent), meta).await
+    /// Answers one request on its own `oneshot`.
+    async fn handle(&mut self, request: Request) {
+        match request {
+            Request::Write { order, reply } => {
+                let _ = reply.send(self.write_order(order).await);
             }
-            Command::Unban { key } => {
-                self.write(Kind::Unban, key, Lifetime::Default, cli_meta()).await
+            Request::Issue { orders, reply } => {
+                let _ = reply.send(self.issue_batch(orders).await);
             }
-            Command::Allow { key, duration_ms, permanent } => {
-                self.write(Kind::Allow, key, lifetime(duration_ms, permanent), cli_meta()).await
+            Request::Fail2BanBan { handover, reply } => {
+                let _ = reply.send(self.fail2ban_ban(handover).await);
             }
-            Command::Disallow { key } => {
-                self.write(Kind::Disallow, key, Lifetime::Default, cli_meta()).await
+            Request::Fail2BanUnban { key, jail, reply } => {
+                let _ = reply.send(self.fail2ban_unban(key, jail).await);
             }
-            Command::Records { ip, origin, kind } => self.records(ip, origin, kind).await,
-            Command::Trace { ip } => self.trace(&ip).await,
-            Command::Sync { peer } => self.sync(peer).await,
-            Command::RevokePublish { pem } => self.revoke(&pem).await,
-            Command::Fail2BanBan { ip, jail, bantime_s, failures, bancount, restored } => {
-                self.fail2ban_ban(ip, jail, bantime_s, failures, bancount, restored).await
+            Request::Revoke { revocation, reply } => {
+                let _ = reply.send(self.revoke(*revocation).await);
             }
-            Command::Fail2BanUnban { ip, jail } => self.fail2ban_unban(ip, jail).await,
-            Command::Issue { orders } => self.issue_batch(orders).await,
-        };
-        result.unwrap_or_else(Response::error)
+            Request::Sync { peer, reply } => {
+                let _ = reply.send(self.sync(peer).await);
+            }
+            Request::Status { reply } => {
+                let _ = reply.send(self.status().await);
+            }
+            Request::Peers { reply } => {
+                let _ = reply.send(Ok(self.peers().await));
+            }
+            Request::Records { filter, reply } => {
+                let _ = reply.send(self.records(filter).await);
+            }
+            Request::Trace { addr, reply } => {
+                let _ = reply.send(self.trace(addr).await);
+            }
+        }
     }
 
-    /// The median clock offset of ready peers, when it is past half the skew bound.
-    async fn skew_warning(&self) -> Option<String> {
+    /// [`NodeError::ClockSkew`] when the median clock offset of ready peers
+    /// is past half the skew bound.
+    async fn skew(&self) -> Result<(), NodeError> {
         let offsets: Vec<i64> = self
             .mesh
             .peers()
@@ -169,43 +175,35 @@ impl Node {
             .filter(|p| p.ready)
             .filter_map(|p| p.offset_ms)
             .collect();
-        let median = median_offset(offsets)?;
+        let Some(median_ms) = median_offset(offsets) else { return Ok(()) };
         let bound = self.config.cluster.params.skew_bound_ms / 2;
-        (median.unsigned_abs() > bound).then(|| {
-            format!(
-                "this node's clock is {} {} its peers' (median): fix the clock (NTP); it refuses to issue records until then",
-                banmesh_crdt::duration::format_duration(Duration::from_millis(median.unsigned_abs())),
-                if median > 0 { "behind" } else { "ahead of" }
-            )
-        })
+        if median_ms.unsigned_abs() > bound {
+            return Err(NodeError::ClockSkew { median_ms });
+        }
+        Ok(())
     }
 
     async fn write(
         &mut self,
         kind: Kind,
-        key: String,
+        key: Key,
         lifetime: Lifetime,
         meta: Metadata,
-    ) -> Result<Response, String> {
-        self.write_order(Order { kind, key, lifetime, strikes: 1, meta }).await
+    ) -> Result<Written, NodeError> {
+        self.write_order(Order { lifetime, meta, ..Order::new(kind, key) }).await
     }
 
     /// Issues, commits and gossips the record for `order`.
-    async fn write_order(&mut self, order: Order) -> Result<Response, String> {
-        if let Some(skew) = self.skew_warning().await {
-            return Err(skew);
-        }
+    async fn write_order(&mut self, order: Order) -> Result<Written, NodeError> {
+        self.skew().await?;
         let (kind, lifetime) = (order.kind, order.lifetime);
         let now = now_ms();
-        let parsed = Key::parse(&order.key).map_err(|e| e.to_string())?;
         let greatest = {
-            let key = parsed.key;
-            self.store
-                .read(move |c, p| query::greatest_on_key(c, p, key))
-                .await
-                .map_err(|e| e.to_string())?
+            let key = order.key;
+            self.store.read(move |c, p| query::greatest_on_key(c, p, key)).await?
         };
-        let (record, mut notes) = issue::issue(
+        let mut notes = Vec::new();
+        let record = issue::issue(
             &order,
             &self.identity.secret,
             &mut self.clock,
@@ -213,11 +211,9 @@ impl Node {
             |_| greatest,
             &self.config.cluster.params,
             &self.config.bans,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         self.check_own(&record)?;
-        let applied =
-            self.store.apply(vec![record.clone()], now).await.map_err(|e| e.to_string())?;
+        let applied = self.store.apply(vec![record.clone()], now).await?;
         self.keep_orders(&record, lifetime).await?;
         tracing::info!(
             target: "banmesh::events::record_issued",
@@ -238,32 +234,24 @@ impl Node {
                 "this node is not enrolled: the record is kept here but peers refuse it".to_owned(),
             );
         }
-        Ok(Response::Written { record: self.view(&record, Some(&(now, None))), notes })
+        Ok(Written { record: self.view(&record, Some(&(now, None))), notes })
     }
 
     /// Issues a batch: every order signed in turn, the valid ones committed
     /// in one transaction and gossiped together; each order reports its own
     /// error.
-    async fn issue_batch(&mut self, specs: Vec<OrderSpec>) -> Result<Response, String> {
-        if specs.len() > MAX_ISSUE_BATCH {
-            return Err(format!(
-                "{} orders in one batch; send at most {MAX_ISSUE_BATCH} at a time",
-                specs.len()
-            ));
+    async fn issue_batch(
+        &mut self,
+        orders: Vec<Order>,
+    ) -> Result<Vec<Result<Outcome, NodeError>>, NodeError> {
+        if orders.len() > MAX_ISSUE_BATCH {
+            return Err(NodeError::TooManyOrders { count: orders.len(), max: MAX_ISSUE_BATCH });
         }
-        if let Some(skew) = self.skew_warning().await {
-            return Err(skew);
-        }
+        self.skew().await?;
         let now = now_ms();
-        let keys: Vec<Option<Key>> =
-            specs.iter().map(|s| Key::parse(&s.key).ok().map(|p| p.key)).collect();
-        let wanted: Vec<Key> = keys.iter().flatten().copied().collect();
-        let keeping: Vec<Key> = specs
-            .iter()
-            .zip(&keys)
-            .filter(|(s, _)| s.keep_longer && s.kind == Kind::Ban.as_str())
-            .filter_map(|(_, k)| *k)
-            .collect();
+        let wanted: Vec<Key> = orders.iter().map(|o| o.key).collect();
+        let keeping: Vec<Key> =
+            orders.iter().filter(|o| o.keep_longer && o.kind == Kind::Ban).map(|o| o.key).collect();
         let own = banmesh_keys::origin_of(&self.identity.secret.public());
         let (greatest, standing) = self
             .store
@@ -284,44 +272,39 @@ impl Node {
                     .collect();
                 Ok((greatest, standing))
             })
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut items = Vec::with_capacity(specs.len());
+            .await?;
+        let mut items = Vec::with_capacity(orders.len());
         let mut issued = Vec::new();
-        for (spec, parsed) in specs.into_iter().zip(keys) {
-            let key = spec.key.clone();
-            let longer = parsed.and_then(|k| standing.get(&k)).copied();
-            let until = spec.duration_ms.filter(|_| !spec.permanent).map(|d| now.saturating_add(d));
-            if spec.keep_longer && longer.zip(until).is_some_and(|(have, new)| have >= new) {
+        for order in orders {
+            let longer = standing.get(&order.key).copied();
+            let until = match order.lifetime {
+                Lifetime::For(ms) => Some(now.saturating_add(ms)),
+                Lifetime::Default | Lifetime::Permanent => None,
+            };
+            if order.keep_longer && longer.zip(until).is_some_and(|(have, new)| have >= new) {
                 let why = "this node already bans it for longer; that ban stands".to_owned();
-                items.push(IssuedView { key, id: None, error: None, skipped: Some(why) });
+                items.push(Ok(Outcome::Skipped(why)));
                 continue;
             }
-            let result = order_of(spec).and_then(|order| {
-                let lifetime = order.lifetime;
-                issue::issue(
-                    &order,
-                    &self.identity.secret,
-                    &mut self.clock,
-                    now,
-                    |k| greatest.get(&k).copied().flatten(),
-                    &self.config.cluster.params,
-                    &self.config.bans,
-                )
-                .map_err(|e| e.to_string())
-                .and_then(|(record, _)| self.check_own(&record).map(|()| (record, lifetime)))
-            });
-            items.push(match result {
-                Ok((record, lifetime)) => {
-                    let id = record.id().to_string();
-                    issued.push((record, lifetime));
-                    IssuedView { key, id: Some(id), error: None, skipped: None }
-                }
-                Err(error) => IssuedView { key, id: None, error: Some(error), skipped: None },
-            });
+            let lifetime = order.lifetime;
+            let result = issue::issue(
+                &order,
+                &self.identity.secret,
+                &mut self.clock,
+                now,
+                |k| greatest.get(&k).copied().flatten(),
+                &self.config.cluster.params,
+                &self.config.bans,
+            )
+            .and_then(|record| self.check_own(&record).map(|()| record));
+            items.push(result.map(|record| {
+                let id = record.id().to_string();
+                issued.push((record, lifetime));
+                Outcome::Issued(id)
+            }));
         }
         let records: Vec<Record> = issued.iter().map(|(r, _)| r.clone()).collect();
-        let applied = self.store.apply(records, now).await.map_err(|e| e.to_string())?;
+        let applied = self.store.apply(records, now).await?;
         for (record, lifetime) in &issued {
             self.keep_orders(record, *lifetime).await?;
         }
@@ -330,23 +313,22 @@ impl Node {
             count = issued.len(), new = applied.new.len(), "records issued"
         );
         self.mesh.publish(applied.new).await;
-        Ok(Response::Issued(items))
+        Ok(items)
     }
 
     /// Refuses a record this node's own certificate does not allow (role,
     /// prefix, validity, revocation), as every peer would: stored here, it
     /// would be enforced here alone and its gossip batch refused whole.
     /// Without a certificate the record is kept locally (the write says so).
-    fn check_own(&self, record: &Record) -> Result<(), String> {
+    fn check_own(&self, record: &Record) -> Result<(), NodeError> {
         let Some(cert) = &self.identity.cert else { return Ok(()) };
         let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
-        banmesh_keys::record_valid(record, cert, trust.revocations())
-            .map_err(|e| format!("this node's certificate does not allow that record: {e}"))
+        banmesh_keys::record_valid(record, cert, trust.revocations()).map_err(NodeError::NotAllowed)
     }
 
     /// Records a standing order for a permanent Ban or Allow; an Unban or
     /// Disallow issued here ends this node's order on that key.
-    async fn keep_orders(&self, record: &Record, lifetime: Lifetime) -> Result<(), String> {
+    async fn keep_orders(&self, record: &Record, lifetime: Lifetime) -> Result<(), NodeError> {
         let key = record.key();
         let meta = record.statement().meta.clone();
         let result = match (record.kind(), lifetime) {
@@ -361,42 +343,31 @@ impl Node {
             }
             _ => Ok(()),
         };
-        result.map_err(|e| e.to_string())
+        Ok(result?)
     }
 
-    async fn sync(&self, peer: Option<String>) -> Result<Response, String> {
-        let peer =
-            match peer {
-                Some(text) => Some(text.parse::<libp2p::PeerId>().map_err(|_| {
-                    format!("invalid peer id {text:?}: copy it from `banmesh peers`")
-                })?),
-                None => None,
-            };
+    async fn sync(&self, peer: Option<PeerId>) -> Result<Vec<PeerId>, NodeError> {
         let asked = peer.is_some();
         let done = self.mesh.sync(peer).await;
         if asked && done.is_empty() {
-            return Err(
-                "the sync did not finish: is the peer connected and ready? see `banmesh peers`"
-                    .to_owned(),
-            );
+            return Err(NodeError::SyncUnfinished);
         }
-        Ok(Response::Synced { peers: done.iter().map(ToString::to_string).collect() })
+        Ok(done)
     }
 
-    async fn revoke(&self, pem: &str) -> Result<Response, String> {
-        let revocation = Revocation::from_pem(pem).map_err(|e| e.to_string())?;
-        revocation.verify(&self.identity.cluster).map_err(|e| e.to_string())?;
+    async fn revoke(&self, revocation: Revocation) -> Result<Revoked, NodeError> {
+        let bad = |e: &dyn std::fmt::Display| NodeError::BadRevocation(e.to_string());
+        revocation.verify(&self.identity.cluster).map_err(|e| bad(&e))?;
         let node = revocation.node().to_string();
         let new_in_trust = self
             .trust
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .add_revocation(revocation.clone())
-            .map_err(|e| e.to_string())?;
-        let new_in_store =
-            self.store.add_revocation(revocation.clone()).await.map_err(|e| e.to_string())?;
+            .map_err(|e| bad(&e))?;
+        let new_in_store = self.store.add_revocation(revocation.clone()).await?;
         self.mesh.publish_revocation(revocation).await;
-        Ok(Response::Revoked { node, new: new_in_trust || new_in_store })
+        Ok(Revoked { node, new: new_in_trust || new_in_store })
     }
 }
 
@@ -417,33 +388,6 @@ fn median_offset(mut offsets: Vec<i64>) -> Option<i64> {
     }
     let lower = offsets[n / 2 - 1];
     Some(if lower.unsigned_abs() <= upper.unsigned_abs() { lower } else { upper })
-}
-
-/// The order a batch item asks for.
-fn order_of(spec: OrderSpec) -> Result<Order, String> {
-    let kind = Kind::ALL.into_iter().find(|k| k.as_str() == spec.kind).ok_or_else(|| {
-        format!("unknown kind {:?}: write ban, unban, allow or disallow", spec.kind)
-    })?;
-    let meta = Metadata { jail: spec.jail, reason: spec.reason, source: spec.source };
-    Ok(Order {
-        kind,
-        key: spec.key,
-        lifetime: lifetime(spec.duration_ms, spec.permanent),
-        strikes: spec.strikes.max(1),
-        meta,
-    })
-}
-
-fn cli_meta() -> Metadata {
-    Metadata { jail: String::new(), reason: String::new(), source: "cli".into() }
-}
-
-fn lifetime(duration_ms: Option<u64>, permanent: bool) -> Lifetime {
-    match (permanent, duration_ms) {
-        (true, _) => Lifetime::Permanent,
-        (false, Some(ms)) => Lifetime::For(ms),
-        (false, None) => Lifetime::Default,
-    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 //!
 //! Tasks (all in one `JoinSet`, none detached): the store writer, the mesh
 //! swarm and verifier, the control server, the Fail2Ban applier (with
-//! `[fail2ban] apply`, sending reconcile's bans to the node task over the
-//! same inbox as the control server), and the node task itself, which
-//! owns the clock and the node key and answers control calls one at a time
-//! (so records it issues get strictly increasing timestamps). Shutdown: the
+//! `[fail2ban] apply`, handing reconcile's bans to the node task through
+//! the same [`NodeHandle`](crate::api::NodeHandle) as the control server and
+//! the gateway), and the node task itself, which owns the clock and the node
+//! key and answers the handle's requests one at a time (so records it issues
+//! get strictly increasing timestamps). Shutdown: the
 //! root token fires (SIGTERM/SIGINT, or a test), every task ends, the control
 //! socket is removed, the store handles drop and the writer closes the file.
 
@@ -22,13 +23,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use banmesh_crdt::{Hlc, HlcClock};
 use banmesh_keys::{Certificate, Revocation};
 use libp2p::Multiaddr;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::api;
 use crate::clock::now_ms;
 use crate::config::{Config, ConfigSource};
-use crate::control::server::{self, Call};
+use crate::control::server;
 use crate::fail2ban::{self, ApplierStatus};
 use crate::gateway::{self, GatewayDeps, GatewayStatus};
 use crate::mesh::{self, MeshSettings, Trust};
@@ -151,8 +152,8 @@ pub async fn run(
 
     let mut tasks = JoinSet::new();
     let listener = server::bind(&config.node.socket).await?;
-    let (call_tx, call_rx) = mpsc::channel::<Call>(64);
-    tasks.spawn(server::serve(listener, call_tx.clone(), shutdown.child_token()));
+    let (node_handle, requests) = api::channel(64);
+    tasks.spawn(server::serve(listener, node_handle.clone(), shutdown.child_token()));
     let own_cert = identity.cert.as_ref().map(Certificate::to_bytes).unwrap_or_default();
     let mesh = mesh::start(
         MeshSettings {
@@ -181,7 +182,7 @@ pub async fn run(
             never_ban: config.safety.never_ban.clone(),
             enforce: config.safety.enforce,
             status: applier.clone(),
-            call_tx: call_tx.clone(),
+            node: node_handle.clone(),
             origin,
         };
         tasks.spawn(task.run(shutdown.child_token()));
@@ -191,7 +192,7 @@ pub async fn run(
             let status = Arc::new(Mutex::new(GatewayStatus::default()));
             let deps = GatewayDeps {
                 store: store.clone(),
-                call_tx: call_tx.clone(),
+                node: node_handle.clone(),
                 params: config.cluster.params,
                 source,
                 status: status.clone(),
@@ -208,14 +209,13 @@ pub async fn run(
         }
         None => None,
     };
-    // Only the control server, the applier and the gateway hold the node
-    // task's inbox.
-    drop(call_tx);
+    // Only the control server, the applier and the gateway hold the handle.
+    drop(node_handle);
     let mut node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
     if let Some(status) = gateway_status {
         node = node.with_gateway(status);
     }
-    tasks.spawn(node.run(call_rx, shutdown.child_token()));
+    tasks.spawn(node.run(requests, shutdown.child_token()));
 
     shutdown.cancelled().await;
     while tasks.join_next().await.is_some() {}

@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use banmesh_crdt::{Key, KeySummary, Origin};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -44,9 +43,9 @@ pub use client::Client;
 use filter::JailFilter;
 use split::{TooManyPieces, outermost, split_excluding};
 
+use crate::api::NodeHandle;
 use crate::clock::now_ms;
 use crate::config::Fail2BanConfig;
-use crate::control::server::Call;
 use crate::mesh::MeshHandle;
 use crate::store::{Index, Store};
 
@@ -145,8 +144,8 @@ pub struct Applier {
     pub enforce: bool,
     /// Shared with the node task for `banmesh status`.
     pub status: Arc<Mutex<ApplierStatus>>,
-    /// The node task's inbox: reconcile publishes through it.
-    pub call_tx: mpsc::Sender<Call>,
+    /// The node task's handle: reconcile publishes through it.
+    pub node: NodeHandle,
     /// This node's origin, to tell its own records.
     pub origin: Origin,
 }
@@ -158,7 +157,7 @@ impl Applier {
         let client = Client::new(&self.config);
         let mut filter = JailFilter::new(self.config.apply_jails.clone());
         let mut reconciler =
-            reconcile::Reconciler::new(self.store.clone(), self.call_tx.clone(), self.origin);
+            reconcile::Reconciler::new(self.store.clone(), self.node.clone(), self.origin);
         let mut actions = ActionCheck::default();
         let mut changes = self.store.changes();
         let mut wait = Duration::ZERO;

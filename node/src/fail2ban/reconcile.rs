@@ -2,19 +2,17 @@
 //! has no record of (the action's hand-over missed it, typically because the
 //! node was down) is published, sized from the time Fail2Ban says is left.
 //! Records are issued by the node task, which owns the clock and the key:
-//! the reconciler sends it the action's own command over its inbox.
+//! the reconciler hands it the ban through the [`NodeHandle`], as the
+//! action's hand-over does.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use banmesh_crdt::{Key, Kind, Origin, Record};
-use tokio::sync::{mpsc, oneshot};
-
 use super::client::Ticket;
+use crate::api::{Handed, Handover, NodeHandle};
 use crate::clock::now_ms;
-use crate::control::protocol::{Command, Response};
-use crate::control::server::Call;
 use crate::store::{Store, query};
+use banmesh_crdt::{Key, Kind, Origin, Record};
 
 /// A ban with less than this left is not worth publishing.
 const MIN_LEFT_MS: u64 = 5_000;
@@ -29,7 +27,7 @@ const CHUNK: usize = 500;
 /// Publishes what the node missed; remembers the tickets it has checked.
 pub struct Reconciler {
     store: Store,
-    call_tx: mpsc::Sender<Call>,
+    node: NodeHandle,
     origin: Origin,
     /// Tickets already checked, by jail and key, with their start.
     checked: HashMap<(String, Key), u64>,
@@ -38,9 +36,9 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// A reconciler publishing as `origin` through `call_tx`.
-    pub fn new(store: Store, call_tx: mpsc::Sender<Call>, origin: Origin) -> Reconciler {
-        Reconciler { store, call_tx, origin, checked: HashMap::new(), published: 0 }
+    /// A reconciler publishing as `origin` through `node`.
+    pub fn new(store: Store, node: NodeHandle, origin: Origin) -> Reconciler {
+        Reconciler { store, node, origin, checked: HashMap::new(), published: 0 }
     }
 
     /// Publishes every ticket of `jail` that this node has no record of.
@@ -81,25 +79,20 @@ impl Reconciler {
             Some(end) if end < now.saturating_add(MIN_LEFT_MS) => return Ok(()),
             Some(end) => i64::try_from((end - now).div_ceil(1000)).unwrap_or(-1),
         };
-        let command = Command::Fail2BanBan {
-            ip: ticket.key.to_string(),
+        let handover = Handover {
+            key: ticket.key,
             jail: jail.to_owned(),
             bantime_s,
             failures: 0,
             bancount: 1,
             restored: false,
         };
-        let (reply, answer) = oneshot::channel();
-        self.call_tx
-            .send(Call { command, reply })
-            .await
-            .map_err(|_| "the node task has stopped".to_owned())?;
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, answer)
+        let handed = tokio::time::timeout(ANSWER_TIMEOUT, self.node.fail2ban_ban(handover))
             .await
             .map_err(|_| "the node task did not answer".to_owned())?
-            .map_err(|_| "the node task has stopped".to_owned())?;
-        match response {
-            Response::Written { .. } => {
+            .map_err(|e| e.to_string())?;
+        match handed {
+            Handed::Published(_) => {
                 self.published += 1;
                 tracing::info!(
                     target: "banmesh::events::fail2ban_reconciled",
@@ -107,12 +100,10 @@ impl Reconciler {
                 );
                 Ok(())
             }
-            Response::Skipped { reason } => {
+            Handed::Skipped(reason) => {
                 tracing::debug!(jail, key = %ticket.key, reason, "not published");
                 Ok(())
             }
-            Response::Error { message } => Err(message),
-            other => Err(format!("unexpected answer from the node task: {}", other.name())),
         }
     }
 }

@@ -5,6 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use crate::api::NodeError;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -79,5 +81,65 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+impl From<NodeError> for ApiError {
+    /// The status by the step that failed, never by the message: the
+    /// request itself (a bad key, a cluster rule) is a 400, what this node's
+    /// certificate does not allow (role, prefix) a 403, and what may pass
+    /// (clock skew, the store, shutting down) a 503.
+    fn from(error: NodeError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            NodeError::BadKey(_)
+            | NodeError::BadAddress(_)
+            | NodeError::UnknownKind(_)
+            | NodeError::TooManyOrders { .. }
+            | NodeError::Rule(_)
+            | NodeError::NoExpiry(_)
+            | NodeError::BadJail(_)
+            | NodeError::BadBantime(_)
+            | NodeError::BadRevocation(_)
+            | NodeError::BadPeer(_) => ApiError::BadRequest(message),
+            NodeError::NotAllowed(_) => ApiError::Refused(message),
+            NodeError::ClockSkew { .. } | NodeError::ClockAhead { .. } => {
+                ApiError::Unavailable(format!("the node refused: {message}"))
+            }
+            NodeError::SyncUnfinished | NodeError::Store(_) | NodeError::ShuttingDown => {
+                ApiError::Unavailable(message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use banmesh_crdt::{Hlc, Key, KeyAhead, RecordError};
+    use banmesh_keys::{CertError, RecordCheckError};
+
+    use super::*;
+
+    #[test]
+    fn node_errors_map_to_statuses_by_variant() {
+        let key = Key::parse("192.0.2.7").expect("key").key;
+        let ahead = KeyAhead { greatest: Hlc::from_millis(10_000), wall_ms: 0, skew_bound_ms: 1 };
+        let revoked = RecordCheckError::Cert(CertError::Revoked {
+            node: banmesh_keys::SecretKey::generate().expect("key").public(),
+        });
+        let cases = [
+            (NodeError::BadKey(Key::parse("not-an-ip").expect_err("bad")), 400),
+            (NodeError::Rule(RecordError::Strikes), 400),
+            (NodeError::UnknownKind("ban!".into()), 400),
+            (NodeError::NotAllowed(revoked), 403),
+            (NodeError::ClockSkew { median_ms: -600_000 }, 503),
+            (NodeError::ClockAhead { key, ahead }, 503),
+            (NodeError::ShuttingDown, 503),
+        ];
+        for (error, status) in cases {
+            let shown = error.to_string();
+            let api = ApiError::from(error);
+            assert_eq!(api.status().as_u16(), status, "{shown}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The Fail2BanSync endpoints (SEED-API.md): `POST /add_ips`, the three
 //! lists, `POST /allow_ip`. Reads answer from the view's snapshot; writes
-//! become records issued by the node task (`Command::Issue`) and then wait
-//! for the view to show them.
+//! become typed orders issued through the [`NodeHandle`](crate::api::NodeHandle)
+//! and then wait for the view to show them. The node's errors become status
+//! codes by variant (see [`ApiError`]'s `From<NodeError>`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -14,10 +15,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use banmesh_crdt::record::{MAX_JAIL, MAX_REASON, MAX_SOURCE};
-use banmesh_crdt::{Decision, Key};
+use banmesh_crdt::{Decision, Key, Kind, Metadata};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
 
 use super::Shared;
 use super::body::{GZIP_MIN, accepts_gzip, json_response, kind_of, read_object};
@@ -25,11 +25,9 @@ use super::error::ApiError;
 use super::lifecycle::Status;
 use super::snapshot::Page;
 use super::view::KeyState;
+use crate::api::{Lifetime, NodeError, Order, Outcome};
 use crate::clock::now_ms;
-use crate::control::protocol::{
-    Command, IssuedView, MAX_ISSUE_BATCH, OrderSpec, Response as Reply,
-};
-use crate::control::server::Call;
+use crate::control::protocol::MAX_ISSUE_BATCH;
 
 /// Items per page when `page` is given without `per_page` / `page_size`.
 pub const DEFAULT_PER_PAGE: usize = 50;
@@ -124,34 +122,26 @@ pub async fn add_ips(
     let client = shared.auth.check(&headers, peer)?;
     let object = read_object(&headers, body, shared.body_limit).await?;
     let (keys, mut invalid) = parse_ips(ips_of(&object)?);
-    let meta = OrderSpec {
+    let meta = Metadata {
         jail: text_field(&object, "jail", MAX_JAIL)?,
         reason: text_field(&object, "description", MAX_REASON)?,
         source: clean(&client.reported_by(), MAX_SOURCE),
-        ..OrderSpec::default()
     };
     let states = shared.view.lookup(keys.clone()).await.ok_or_else(shutting_down)?;
     let orders = plan(&shared, keys.into_iter().zip(states), &meta);
     let mut added = Vec::new();
     for (n, chunk) in orders.chunks(MAX_ISSUE_BATCH).enumerate() {
-        let views = match issue(&shared, chunk.to_vec()).await {
-            Ok(views) => views,
-            Err(error) if n == 0 => return Err(error),
+        let results = match shared.node.issue(chunk.to_vec()).await {
+            Ok(results) => results.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
+            Err(error) if n == 0 => return Err(error.into()),
             // Earlier batches are committed: report the rest per address.
-            Err(error) => chunk
-                .iter()
-                .map(|o| IssuedView {
-                    key: o.key.clone(),
-                    id: None,
-                    error: Some(error.to_string()),
-                    skipped: None,
-                })
-                .collect(),
+            Err(error) => vec![Err(ApiError::from(error).to_string()); chunk.len()],
         };
-        for view in views {
-            match view.error {
-                None => added.push(Value::String(view.key)),
-                Some(error) => invalid.push(json!({"ip": view.key, "error": error})),
+        for (order, result) in chunk.iter().zip(results) {
+            let key = order.key.to_string();
+            match result {
+                Ok(Outcome::Issued(_) | Outcome::Skipped(_)) => added.push(Value::String(key)),
+                Err(error) => invalid.push(json!({"ip": key, "error": error})),
             }
         }
     }
@@ -229,8 +219,8 @@ fn parse_ips(ips: &[Value]) -> (Vec<Key>, Vec<Value>) {
 fn plan(
     shared: &Shared,
     states: impl Iterator<Item = (Key, Option<KeyState>)>,
-    meta: &OrderSpec,
-) -> Vec<OrderSpec> {
+    meta: &Metadata,
+) -> Vec<Order> {
     let now = now_ms();
     let mut orders = Vec::new();
     for (key, state) in states {
@@ -242,11 +232,11 @@ fn plan(
         if covered_by_allow(shared, key, now) {
             continue;
         }
-        orders.push(OrderSpec {
-            key: key.to_string(),
-            duration_ms: Some(millis(shared.policy.bantime_for(strikes))),
+        orders.push(Order {
+            lifetime: Lifetime::For(millis(shared.policy.bantime_for(strikes))),
             strikes,
-            ..meta.clone()
+            meta: meta.clone(),
+            ..Order::new(Kind::Ban, key)
         });
     }
     orders
@@ -298,23 +288,20 @@ pub async fn allow_ip(
         )));
     }
     let source = clean(&client.reported_by(), MAX_SOURCE);
-    let order = |kind: &str, duration_ms| OrderSpec {
-        kind: kind.into(),
-        key: key.to_string(),
-        duration_ms,
-        reason: "allow_ip".into(),
-        source: source.clone(),
-        ..OrderSpec::default()
+    let order = |kind, lifetime| Order {
+        lifetime,
+        meta: Metadata { reason: "allow_ip".into(), source: source.clone(), ..Metadata::default() },
+        ..Order::new(kind, key)
     };
     // The Allow first, alone: if the node may not issue it (no allow role),
     // nothing changes, rather than an Unban without its Allow.
     let allowed = millis(shared.policy.allowed_duration);
-    let steps = [(allowed > 0).then(|| order("allow", Some(allowed))), Some(order("unban", None))];
+    let steps = [
+        (allowed > 0).then(|| order(Kind::Allow, Lifetime::For(allowed))),
+        Some(order(Kind::Unban, Lifetime::Default)),
+    ];
     for step in steps.into_iter().flatten() {
-        let results = issue(&shared, vec![step]).await?;
-        if let Some(error) = results.into_iter().find_map(|v| v.error) {
-            return Err(ApiError::Refused(error));
-        }
+        shared.node.write(step).await?;
     }
     shared.view.flush().await;
     tracing::info!(target: "banmesh::events::gateway_allow_ip", client = %source, %key, "allow_ip");
@@ -323,22 +310,8 @@ pub async fn allow_ip(
     Ok(json_response(StatusCode::OK, Bytes::from(body.to_string()), false, false))
 }
 
-/// Signs, commits and gossips `orders` through the node task.
-async fn issue(shared: &Shared, orders: Vec<OrderSpec>) -> Result<Vec<IssuedView>, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    let call = Call { command: Command::Issue { orders }, reply };
-    shared.call_tx.send(call).await.map_err(|_| shutting_down())?;
-    match answer.await.map_err(|_| shutting_down())? {
-        Reply::Issued(views) => Ok(views),
-        Reply::Error { message } => {
-            Err(ApiError::Unavailable(format!("the node refused: {message}")))
-        }
-        other => Err(ApiError::Unavailable(format!("unexpected answer {}", other.name()))),
-    }
-}
-
 fn shutting_down() -> ApiError {
-    ApiError::Unavailable("the node is shutting down".into())
+    NodeError::ShuttingDown.into()
 }
 
 /// An optional text field, cleaned to fit a record.

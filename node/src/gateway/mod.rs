@@ -8,8 +8,9 @@
 //! [`listener`]), the view task ([`view`]) and the reload task,
 //! which re-reads the configuration and the seed file on SIGHUP and swaps
 //! the tokens (a broken file keeps the old ones and is shown in status).
-//! Channels: handlers send [`Call`]s on the control server's `mpsc` to the
-//! node task, and [`view::ViewMsg`]s to the view task. Shutdown: the token
+//! Channels: handlers ask the node task through its
+//! [`NodeHandle`](crate::api::NodeHandle), and send [`view::ViewMsg`]s to the
+//! view task. Shutdown: the token
 //! fires; the server stops accepting, lets requests in flight finish for up
 //! to [`SHUTDOWN_GRACE`], then every task ends.
 
@@ -33,12 +34,11 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use banmesh_crdt::{BanPolicy, Params};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::NodeHandle;
 use crate::config::{ConfigSource, GatewayConfig};
-use crate::control::server::Call;
 use crate::store::{Store, StoreError};
 use auth::Auth;
 use lifecycle::{Status, Windows};
@@ -81,7 +81,7 @@ pub struct GatewayStatus {
 pub struct Shared {
     auth: Auth,
     view: ViewHandle,
-    call_tx: mpsc::Sender<Call>,
+    node: NodeHandle,
     policy: BanPolicy,
     body_limit: usize,
     store: Store,
@@ -91,8 +91,8 @@ pub struct Shared {
 pub struct GatewayDeps {
     /// The node's store.
     pub store: Store,
-    /// The node task's inbox.
-    pub call_tx: mpsc::Sender<Call>,
+    /// The node task's handle.
+    pub node: NodeHandle,
     /// The cluster parameters (the GC rule the view prunes by).
     pub params: Params,
     /// Where the configuration came from, to read it again on SIGHUP.
@@ -122,7 +122,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         auth: Auth::new(config.tokens.clone(), config.trusted_proxies.clone()),
         view,
-        call_tx: deps.call_tx,
+        node: deps.node,
         policy: config.policy,
         body_limit: config.body_limit,
         store: deps.store,

@@ -505,6 +505,11 @@ impl TestNode {
         self.decision(ip).starts_with("not banned")
     }
 
+    /// The clock offset (libfaketime's `FAKETIME`) of its next start.
+    pub fn set_clock_offset(&mut self, offset: Option<&str>) {
+        self.spec.clock_offset = offset.map(str::to_owned);
+    }
+
     /// Sends SIGTERM and waits for the process to end (SIGKILL after a
     /// grace period); returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {

@@ -282,3 +282,34 @@ fn gateway_allow_ip_on_a_node_without_the_allow_role_is_refused_with_403() {
     assert!(reply.json()["error"].as_str().unwrap().contains("allow"), "{:?}", reply.json());
     assert!(cluster.node(gw.node).is_banned("192.0.2.77"), "the refused allow changed the ban");
 }
+
+/// A node whose clock was ten minutes ahead when it banned an address
+/// refuses, once its clock is right, a new record on that key until the
+/// wall clock passes the ban's `issued_at` (NodeError::ClockAhead). The
+/// gateway answers that with 503 (it passes by itself), by the error's
+/// variant: not with the 403 of a certificate that does not allow it.
+#[test]
+fn gateway_allow_ip_on_a_key_issued_ahead_of_the_clock_answers_503() {
+    let mut cluster = TestCluster::new();
+    let port = crate::free_port();
+    let seed_path = cluster.path("node1-serverconfig.ini");
+    std::fs::write(&seed_path, seed("1h", 24, "2m", "48h")).unwrap();
+    let mut spec = cluster.spec("node1", &[]);
+    spec.clock_offset = Some("+10m".to_owned());
+    spec.args.extend([
+        "--gateway".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--seed-config".to_owned(),
+        seed_path.display().to_string(),
+    ]);
+    let node = cluster.start(spec);
+    let gw = Gw { port, node, seed: seed_path };
+    assert_eq!(gw.add(&["192.0.2.50"])["added_ips"], json!(["192.0.2.50"]));
+    cluster.node_mut(node).stop();
+    cluster.node_mut(node).set_clock_offset(None);
+    cluster.node_mut(node).restart();
+    let reply = gw.post("/allow_ip", &json!({"ip": "192.0.2.50"}));
+    refused(&reply, 503, "allow_ip on a key issued ahead of the clock");
+    let error = reply.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("ahead of the wall clock"), "{error}");
+}

@@ -9,8 +9,8 @@ use banmesh_crdt::{Decision, Key, Kind, Metadata, Record};
 
 use super::super::issue::{Lifetime, Order};
 use super::Node;
+use crate::api::{Handed, Handover, NodeError};
 use crate::clock::now_ms;
-use crate::control::protocol::Response;
 use crate::fail2ban::{MESH_JAIL, check_bantime};
 use crate::store::query;
 
@@ -20,19 +20,17 @@ const MAX_JAIL: usize = 64;
 /// A ban lifted this long or more before its end counts as lifted by hand.
 const EARLY_MS: u64 = 5_000;
 
-fn skipped(reason: &str) -> Result<Response, String> {
-    Ok(Response::Skipped { reason: reason.to_owned() })
+fn skipped(reason: &str) -> Result<Handed, NodeError> {
+    Ok(Handed::Skipped(reason.to_owned()))
 }
 
 /// A jail name as Fail2Ban's `<name>` tag gives it: letters, digits and
 /// `-_.@:`, at most [`MAX_JAIL`] bytes. Anything else is refused, so that a
 /// broken action line cannot put arbitrary text in signed records.
-fn check_jail(jail: &str) -> Result<(), String> {
+fn check_jail(jail: &str) -> Result<(), NodeError> {
     let fine = |c: char| c.is_ascii_alphanumeric() || "-_.@:".contains(c);
     if jail.is_empty() || jail.len() > MAX_JAIL || !jail.chars().all(fine) {
-        return Err(format!(
-            "invalid jail name {jail:?}: Fail2Ban's <name> tag gives letters, digits and -_.@: (at most {MAX_JAIL} bytes); check the banmesh action line in action.d/banmesh.conf"
-        ));
+        return Err(NodeError::BadJail(jail.to_owned()));
     }
     Ok(())
 }
@@ -41,17 +39,10 @@ impl Node {
     /// Publishes a ban Fail2Ban made here. Restored tickets (Fail2Ban
     /// restarting) and the `banmesh` jail's own bans are not new records. A
     /// ban without end (-1) or longer than `max_ttl` becomes a standing order.
-    pub(super) async fn fail2ban_ban(
-        &mut self,
-        ip: String,
-        jail: String,
-        bantime_s: i64,
-        failures: u64,
-        bancount: u32,
-        restored: bool,
-    ) -> Result<Response, String> {
+    pub(super) async fn fail2ban_ban(&mut self, handover: Handover) -> Result<Handed, NodeError> {
+        let Handover { key, jail, bantime_s, failures, bancount, restored } = handover;
         check_jail(&jail)?;
-        check_bantime(bantime_s)?;
+        check_bantime(bantime_s).map_err(NodeError::BadBantime)?;
         if restored {
             return skipped("Fail2Ban restored this ticket; it was published when first banned");
         }
@@ -73,7 +64,6 @@ impl Node {
         // (or a 10-minute sshd ban during an operator's 30-day one) would
         // replace this node's longer one and shorten it on every node.
         if let Lifetime::For(ms) = lifetime {
-            let key = Key::parse(&ip).map_err(|e| e.to_string())?.key;
             let mine = self.own_ban(key).await?;
             let ends = mine.as_ref().and_then(|b| b.statement().expires_at);
             if ends.is_some_and(|e| e >= now_ms().saturating_add(ms)) {
@@ -85,8 +75,9 @@ impl Node {
             n => format!("{n} failures"),
         };
         let meta = Metadata { jail, reason, source: "fail2ban".into() };
-        let order = Order { kind: Kind::Ban, key: ip, lifetime, strikes: bancount.max(1), meta };
-        self.write_order(order).await
+        let order =
+            Order { lifetime, strikes: bancount.max(1), meta, ..Order::new(Kind::Ban, key) };
+        self.write_order(order).await.map(|w| Handed::Published(Box::new(w)))
     }
 
     /// Publishes an Unban when Fail2Ban lifted this node's ban early (by
@@ -95,9 +86,9 @@ impl Node {
     /// jail; the allow already frees it everywhere).
     pub(super) async fn fail2ban_unban(
         &mut self,
-        ip: String,
+        key: Key,
         jail: String,
-    ) -> Result<Response, String> {
+    ) -> Result<Handed, NodeError> {
         check_jail(&jail)?;
         if jail == MESH_JAIL || jail == self.config.fail2ban.jail {
             return skipped("the banmesh jail's unbans are banmesh's own");
@@ -105,7 +96,6 @@ impl Node {
         if !self.config.fail2ban.publishes(&jail) {
             return skipped("the jail is not in [fail2ban] publish_jails");
         }
-        let key = Key::parse(&ip).map_err(|e| e.to_string())?.key;
         let addr = key.net().network();
         if matches!(self.store.with_index(|i| i.decision(addr, now_ms())), Decision::Allowed { .. })
         {
@@ -129,20 +119,18 @@ impl Node {
         }
         let meta =
             Metadata { jail, reason: "unbanned in Fail2Ban".into(), source: "fail2ban".into() };
-        self.write(Kind::Unban, ip, Lifetime::Default, meta).await
+        self.write(Kind::Unban, key, Lifetime::Default, meta)
+            .await
+            .map(|w| Handed::Published(Box::new(w)))
     }
 }
 
 impl Node {
     /// This node's Ban on exactly `key`, unless an Unban (from any node)
     /// lifted it.
-    async fn own_ban(&self, key: Key) -> Result<Option<Record>, String> {
+    async fn own_ban(&self, key: Key) -> Result<Option<Record>, NodeError> {
         let own = banmesh_keys::origin_of(&self.identity.secret.public());
-        let records = self
-            .store
-            .read(move |c, p| query::records_on_keys(c, p, &[key]))
-            .await
-            .map_err(|e| e.to_string())?;
+        let records = self.store.read(move |c, p| query::records_on_keys(c, p, &[key])).await?;
         let mine = super::super::issue::standing_ban(&records, own).cloned();
         Ok(mine)
     }
@@ -151,15 +139,17 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::check_jail;
+    use crate::api::NodeError;
 
     #[test]
     fn odd_jail_names_are_refused() {
         for fine in ["sshd", "nginx-http-auth", "postfix.sasl", "a_b@c:1"] {
-            assert_eq!(check_jail(fine), Ok(()), "{fine}");
+            assert!(check_jail(fine).is_ok(), "{fine}");
         }
         for odd in ["", "ssh d", "<name>", "x\nreason", "sshd;rm", &"j".repeat(65)] {
             let err = check_jail(odd).expect_err(odd);
-            assert!(err.contains("invalid jail name"), "{err}");
+            assert!(matches!(err, NodeError::BadJail(_)), "{err}");
+            assert!(err.to_string().contains("invalid jail name"), "{err}");
         }
     }
 }

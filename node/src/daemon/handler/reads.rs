@@ -9,8 +9,8 @@ use banmesh_crdt::{Decision, Key, Kind, Record};
 use banmesh_keys::PublicKey;
 
 use super::Node;
+use crate::api::{NodeError, RecordFilter};
 use crate::clock::now_ms;
-use crate::control::protocol::Response;
 use crate::control::views::{
     Fail2BanView, GatewayView, PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView,
     UnreachableView,
@@ -82,8 +82,8 @@ impl Node {
             .collect()
     }
 
-    pub(super) async fn status(&self) -> Result<Response, String> {
-        let counts = self.store.read(query::counts).await.map_err(|e| e.to_string())?;
+    pub(super) async fn status(&self) -> Result<StatusView, NodeError> {
+        let counts = self.store.read(query::counts).await?;
         let params = self.config.cluster.params;
         let now = now_ms();
         let horizon = now - now % 60_000;
@@ -109,7 +109,7 @@ impl Node {
             ));
         }
         warnings.extend(self.config.warnings.iter().cloned());
-        warnings.extend(self.skew_warning().await);
+        warnings.extend(self.skew().await.err().map(|e| e.to_string()));
         warnings.extend(self.clock_ahead_warning().await);
         let ready = peers.iter().filter(|p| p.state == PeerState::Connected).count();
         warnings.extend(crate::mesh::hello::refused_warning(&stats.refused_by, ready));
@@ -130,7 +130,7 @@ impl Node {
         });
         let mut offsets: Vec<i64> = peers.iter().filter_map(|p| p.clock_offset_ms).collect();
         offsets.sort_unstable();
-        Ok(Response::Status(StatusView {
+        Ok(StatusView {
             peer_id: self.mesh.peer_id.to_string(),
             node_key: self.identity.secret.public().to_string(),
             name: self.identity.cert.as_ref().map(|c| c.name().to_owned()),
@@ -152,27 +152,13 @@ impl Node {
             gateway,
             digest: digest.ok().map(hex::encode),
             unreachable,
-        }))
+        })
     }
 
-    pub(super) async fn records(
-        &self,
-        ip: Option<String>,
-        origin: Option<String>,
-        kind: Option<String>,
-    ) -> Result<Response, String> {
-        let kind = match kind {
-            Some(k) => Some(
-                Kind::ALL
-                    .into_iter()
-                    .find(|c| c.as_str() == k)
-                    .ok_or(format!("unknown kind {k:?}: use ban, unban, allow or disallow"))?,
-            ),
-            None => None,
-        };
-        let (records, arrivals) = match ip {
-            Some(ip) => {
-                let key = Key::parse(&ip).map_err(|e| e.to_string())?.key;
+    pub(super) async fn records(&self, filter: RecordFilter) -> Result<Vec<RecordView>, NodeError> {
+        let RecordFilter { key, origin, kind } = filter;
+        let (records, arrivals) = match key {
+            Some(key) => {
                 self.store
                     .read(move |c, p| {
                         let keys = query::covering_keys(key);
@@ -188,8 +174,7 @@ impl Node {
                     .read(|c, p| Ok((query::all_records(c, p)?, query::all_arrivals(c, p)?)))
                     .await
             }
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         let names = self.names();
         let records = records
             .iter()
@@ -206,11 +191,10 @@ impl Node {
             })
             .map(|r| self.view(r, arrivals.get(&r.id())))
             .collect();
-        Ok(Response::Records(records))
+        Ok(records)
     }
 
-    pub(super) async fn trace(&self, ip: &str) -> Result<Response, String> {
-        let addr: IpAddr = ip.trim().parse().map_err(|_| format!("invalid IP address {ip:?}"))?;
+    pub(super) async fn trace(&self, addr: IpAddr) -> Result<TraceView, NodeError> {
         let key = Key::from_addr(addr);
         let now = now_ms();
         let (mut records, arrivals) = self
@@ -219,8 +203,7 @@ impl Node {
                 let keys = query::covering_keys(key);
                 Ok((query::records_on_keys(c, p, &keys)?, query::arrivals_on_keys(c, p, &keys)?))
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         records
             .sort_by(|a, b| b.key().prefix_len().cmp(&a.key().prefix_len()).then(a.order_cmp(b)));
         let decision = self.store.with_index(|i| i.decision(addr, now));
@@ -254,12 +237,12 @@ impl Node {
                 record: self.view(r, arrivals.get(&r.id())),
             })
             .collect();
-        Ok(Response::Trace(TraceView {
+        Ok(TraceView {
             address: key.to_string(),
             records: entries,
             decision: text,
             until_ms: until,
-        }))
+        })
     }
 }
 
