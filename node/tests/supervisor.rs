@@ -42,7 +42,8 @@ fn fail_once(node: &TestNode, fault: &str, task: &str, how: &str, ip: &str) {
     let status = wait_exit(&mut child, node);
     let log = node.log_text()[logged_before..].to_owned();
     assert!(!status.success(), "the node exited {status} after task {task} {how}:\n{log}");
-    let named = log.lines().any(|l| l.contains("ERROR") && l.contains(&format!("task {task} {how}")));
+    let named =
+        log.lines().any(|l| l.contains("ERROR") && l.contains(&format!("task {task} {how}")));
     assert!(named, "no ERROR line names task {task} ({how}):\n{log}");
     let cause = format!("Error: the node stopped because its task {task} {how}");
     assert!(log.contains(&cause), "no {cause:?} in the log:\n{log}");
