@@ -12,3 +12,4 @@ pub mod fail2ban;
 pub mod gateway;
 pub mod mesh;
 pub mod store;
+pub mod tasks;

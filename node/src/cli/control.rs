@@ -313,6 +313,18 @@ fn status_text(s: &StatusView, now: u64) -> String {
                 None => "not applied ([fail2ban] apply = false)".to_owned(),
             },
         ),
+        (
+            "gc",
+            match s.gc.last_run_ms {
+                Some(at) => format!(
+                    "last run {}: {} records collected; {} since start",
+                    when(now, at),
+                    s.gc.last_collected,
+                    s.gc.total_collected
+                ),
+                None => "not run yet".to_owned(),
+            },
+        ),
     ];
     let mut out: String =
         lines.iter().map(|(l, v)| format!("{:<14}{v}\n", format!("{l}:"))).collect();

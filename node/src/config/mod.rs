@@ -47,6 +47,8 @@ pub struct Config {
     pub safety: SafetyConfig,
     /// `[sync]`: catch-up timing.
     pub sync: SyncConfig,
+    /// `[store]`: upkeep of the store.
+    pub store: StoreConfig,
     /// `[fail2ban]`: applying mesh bans into the local Fail2Ban.
     pub fail2ban: Fail2BanConfig,
     /// `[gateway]`: the Fail2BanSync-compatible REST API.
@@ -143,6 +145,13 @@ pub struct SyncConfig {
     pub origin_rate: u64,
     /// How many records one origin may send at once before the rate applies.
     pub origin_burst: u64,
+}
+
+/// `[store]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// How often the GC rule runs (at start, then at this interval); above 0.
+    pub gc_interval: Duration,
 }
 
 /// Values given on the command line, laid over the file before validation.
@@ -260,10 +269,14 @@ impl Validator<'_> {
         self.check_retention(&cluster.params, &bans)?;
         let safety = self.safety(raw.safety)?;
         let sync = self.sync(raw.sync)?;
+        let store = StoreConfig {
+            gc_interval: self.positive("store.gc_interval", &raw.store.gc_interval)?,
+        };
         let fail2ban = self.fail2ban(raw.fail2ban)?;
         let retention = Duration::from_millis(cluster.params.retention_ms);
         let gateway = self.gateway(raw.gateway, &bans, max_ttl, retention)?;
-        Ok(Config { node, cluster, bans, safety, sync, fail2ban, gateway, warnings: self.warnings })
+        let warnings = self.warnings;
+        Ok(Config { node, cluster, bans, safety, sync, store, fail2ban, gateway, warnings })
     }
 
     fn node(&self, raw: RawNode) -> Result<NodeConfig, ConfigError> {

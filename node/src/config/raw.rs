@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub sync: RawSync,
     #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
     pub fail2ban: RawFail2Ban,
     #[serde(default)]
     pub gateway: RawGateway,
@@ -155,6 +157,24 @@ impl Default for RawSync {
             origin_burst: default_origin_burst(),
         }
     }
+}
+
+/// `[store]`: upkeep of the store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "store")]
+pub(super) struct RawStore {
+    #[serde(default = "default_gc_interval")]
+    pub gc_interval: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore { gc_interval: default_gc_interval() }
+    }
+}
+
+fn default_gc_interval() -> String {
+    "1h".to_owned()
 }
 
 fn default_data_dir() -> PathBuf {

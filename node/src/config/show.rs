@@ -55,6 +55,8 @@ impl Config {
             "origin_burst",
             Value::Integer(i64::try_from(self.sync.origin_burst).unwrap_or(i64::MAX)),
         );
+        out.section("store");
+        out.key("gc_interval", duration(self.store.gc_interval));
         let f2b = &self.fail2ban;
         out.section("fail2ban");
         out.key("apply", Value::Boolean(f2b.apply));

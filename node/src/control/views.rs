@@ -57,6 +57,9 @@ pub struct StatusView {
     /// off, stopped or gone): a partition while the list is not empty.
     #[serde(default)]
     pub unreachable: Vec<UnreachableView>,
+    /// What the scheduled GC collected.
+    #[serde(default)]
+    pub gc: GcView,
 }
 
 /// A peer the node had and lost.
@@ -89,6 +92,17 @@ pub struct GatewayView {
     /// Why the last SIGHUP reload failed, until one succeeds.
     #[serde(default)]
     pub last_reload_error: Option<String>,
+}
+
+/// What the scheduled GC collected, as `banmesh status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcView {
+    /// When GC last ran (unix ms); `None` before its first run.
+    pub last_run_ms: Option<u64>,
+    /// Records the last run deleted.
+    pub last_collected: u64,
+    /// Records deleted since the node started.
+    pub total_collected: u64,
 }
 
 /// Where the node stands with one peer.

@@ -2,28 +2,37 @@
 //! control socket, answers control commands, and shuts everything down when
 //! its token fires.
 //!
-//! Tasks (all in one `JoinSet`, none detached): the store writer, the mesh
-//! swarm and verifier, the control server, the Fail2Ban applier (with
-//! `[fail2ban] apply`, handing reconcile's bans to the node task through
-//! the same [`NodeHandle`](crate::api::NodeHandle) as the control server and
-//! the gateway), and the node task itself, which owns the clock and the node
-//! key and answers the handle's requests one at a time (so records it issues
-//! get strictly increasing timestamps). Shutdown: the
-//! root token fires (SIGTERM/SIGINT, or a test), every task ends, the control
-//! socket is removed, the store handles drop and the writer closes the file.
+//! Tasks (all named, in one [`Tasks`] set, none detached; the store writer
+//! beside them): the mesh swarm, verifier, sync and never-ban tasks, the
+//! control server, the maintenance task (GC on schedule), the Fail2Ban
+//! applier (with `[fail2ban] apply`, handing reconcile's bans to the node
+//! task through the same [`NodeHandle`](crate::api::NodeHandle) as the
+//! control server and the gateway), the gateway's, and the node task
+//! itself, which owns the clock and the node key and answers the handle's
+//! requests one at a time (so records it issues get strictly
+//! increasing timestamps). Shutdown: the root token fires (SIGTERM/SIGINT,
+//! or a test), every task ends, the control socket is removed, the store
+//! handles drop and the writer closes the file.
+//!
+//! Supervision: a task that ends before the root token fires, or panics, is
+//! logged (ERROR, by name) and cancels the root token; the node then stops
+//! as above and `run` returns [`DaemonError::TaskEnded`], so the process
+//! exits non-zero and systemd starts it again.
 
 mod handler;
 pub mod identity;
 pub mod issue;
+mod maintenance;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use banmesh_crdt::{Hlc, HlcClock};
 use banmesh_keys::{Certificate, Revocation};
 use libp2p::Multiaddr;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
@@ -34,6 +43,7 @@ use crate::fail2ban::{self, ApplierStatus};
 use crate::gateway::{self, GatewayDeps, GatewayStatus};
 use crate::mesh::{self, MeshSettings, Trust};
 use crate::store::{Store, StoreError, query};
+use crate::tasks::{Ended, Tasks};
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +87,15 @@ pub enum DaemonError {
     /// The REST gateway.
     #[error(transparent)]
     Gateway(#[from] gateway::GatewayError),
+    /// A task ended while the node was running: the node stopped, so that
+    /// its service manager starts it again.
+    #[error("the node stopped because its task {task} {ended}")]
+    TaskEnded {
+        /// The task's name.
+        task: &'static str,
+        /// How it ended.
+        ended: Ended,
+    },
 }
 
 /// Holds the data dir's lock for as long as it lives.
@@ -150,10 +169,12 @@ pub async fn run(
     }
     let clock = HlcClock::new(high_water.unwrap_or(Hlc(0)));
 
-    let mut tasks = JoinSet::new();
+    let mut tasks = Tasks::new();
     let listener = server::bind(&config.node.socket).await?;
     let (node_handle, requests) = api::channel(64);
-    tasks.spawn(server::serve(listener, node_handle.clone(), shutdown.child_token()));
+    tasks.spawn("control-server", server::serve(listener, node_handle.clone(), shutdown.child_token()));
+    let gc = maintenance::run(store.clone(), config.store.gc_interval, shutdown.child_token());
+    tasks.spawn("maintenance", gc);
     let own_cert = identity.cert.as_ref().map(Certificate::to_bytes).unwrap_or_default();
     let mesh = mesh::start(
         MeshSettings {
@@ -185,7 +206,7 @@ pub async fn run(
             node: node_handle.clone(),
             origin,
         };
-        tasks.spawn(task.run(shutdown.child_token()));
+        tasks.spawn("fail2ban-applier", task.run(shutdown.child_token()));
     }
     let gateway_status = match config.gateway.listen {
         Some(listen) => {
@@ -215,14 +236,74 @@ pub async fn run(
     if let Some(status) = gateway_status {
         node = node.with_gateway(status);
     }
-    tasks.spawn(node.run(requests, shutdown.child_token()));
+    tasks.spawn("node", node.run(requests, shutdown.child_token()));
 
-    shutdown.cancelled().await;
-    while tasks.join_next().await.is_some() {}
+    let failure = supervise(&mut tasks, writer, store, &shutdown).await;
+    match failure {
+        None => {
+            tracing::info!("banmesh node stopped");
+            Ok(())
+        }
+        Some((task, ended)) => Err(DaemonError::TaskEnded { task, ended }),
+    }
+}
+
+/// How long the other tasks have to stop once one failed, before they are
+/// aborted.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// Watches the tasks and the store writer until `shutdown` fires, then
+/// waits for them all to end and the store to close. A task (or the
+/// writer) that ends before `shutdown`, or panics at any time, is logged by
+/// name and cancels `shutdown`; the first panic is returned, else the first
+/// task that ended early.
+async fn supervise(
+    tasks: &mut Tasks,
+    mut writer: JoinHandle<()>,
+    store: Store,
+    shutdown: &CancellationToken,
+) -> Option<(&'static str, Ended)> {
+    let mut failure = None;
+    let mut writer_done = false;
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        Some((task, ended)) = tasks.join_next() => failure = Some((task, ended)),
+        joined = &mut writer => {
+            writer_done = true;
+            failure = Some(("store-writer", writer_ended(joined)));
+        }
+    }
+    if let Some((task, ended)) = &failure {
+        tracing::error!(task, "task {task} {ended}: stopping every task");
+        shutdown.cancel();
+    }
+    let stopping = async {
+        while let Some((task, ended)) = tasks.join_next().await {
+            if let Ended::Panicked(_) = ended {
+                tracing::error!(task, "task {task} {ended}");
+                // A panic is the cause rather than a task that returned
+                // because the panicked one dropped its channel.
+                if !matches!(failure, Some((_, Ended::Panicked(_)))) {
+                    failure = Some((task, ended));
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(STOP_GRACE, stopping).await.is_err() {
+        tracing::error!(tasks = ?tasks.running(), "tasks still running {STOP_GRACE:?} after the stop: aborted");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
     drop(store);
-    let _ = writer.await;
-    tracing::info!("banmesh node stopped");
-    Ok(())
+    if !writer_done && let Err(error) = writer.await {
+        tracing::error!(task = "store-writer", %error, "the store writer failed while closing");
+        failure.get_or_insert(("store-writer", writer_ended(Err(error))));
+    }
+    failure
+}
+
+fn writer_ended(joined: Result<(), tokio::task::JoinError>) -> Ended {
+    joined.map_or_else(crate::tasks::ended_by, |()| Ended::Returned)
 }
 
 /// The trust at start: certificates and revocations from the store, this

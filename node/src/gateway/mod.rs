@@ -34,12 +34,12 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use banmesh_crdt::{BanPolicy, Params};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::NodeHandle;
 use crate::config::{ConfigSource, GatewayConfig};
 use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
 use auth::Auth;
 use lifecycle::{Status, Windows};
 use listener::{GatewayListener, Peer};
@@ -107,7 +107,7 @@ pub async fn start(
     config: &GatewayConfig,
     listen: SocketAddr,
     deps: GatewayDeps,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Tasks,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, GatewayError> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -118,7 +118,7 @@ pub async fn start(
     let windows = Windows::new(config.policy.allowed_duration, config.policy.known_duration);
     let (view, view_task) =
         view::start(deps.store.clone(), windows, deps.params, shutdown.child_token()).await?;
-    tasks.spawn(view_task);
+    tasks.spawn("gateway-view", view_task);
     let shared = Arc::new(Shared {
         auth: Auth::new(config.tokens.clone(), config.trusted_proxies.clone()),
         view,
@@ -137,8 +137,14 @@ pub async fn start(
             "the gateway has no tokens: every request gets 401; add [gateway.tokens] or --seed-config"
         );
     }
-    tasks.spawn(reload_on_hangup(shared.clone(), deps.source, deps.status, shutdown.child_token()));
-    tasks.spawn(serve(GatewayListener::new(listener), router(shared), shutdown.child_token()));
+    tasks.spawn(
+        "gateway-reload",
+        reload_on_hangup(shared.clone(), deps.source, deps.status, shutdown.child_token()),
+    );
+    tasks.spawn(
+        "gateway-server",
+        serve(GatewayListener::new(listener), router(shared), shutdown.child_token()),
+    );
     tracing::info!(listen = %local, "gateway started");
     Ok(local)
 }
@@ -205,6 +211,8 @@ async fn reload_on_hangup(
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot watch SIGHUP: gateway tokens will not reload");
+        // Ending early would read as a failure to the supervisor.
+        shutdown.cancelled().await;
         return;
     };
     loop {

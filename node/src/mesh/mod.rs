@@ -29,7 +29,6 @@ use banmesh_crdt::{Key, Params, Record};
 use banmesh_keys::{Revocation, SecretKey};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use never_ban::never_ban_list;
@@ -38,6 +37,7 @@ pub use trust::Trust;
 
 use crate::clock::now_ms;
 use crate::store::Store;
+use crate::tasks::Tasks;
 
 /// What the mesh needs from the node's configuration.
 pub struct MeshSettings {
@@ -162,7 +162,7 @@ pub fn start(
     own_cert: Vec<u8>,
     trust: Arc<RwLock<Trust>>,
     store: Store,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Tasks,
     shutdown: CancellationToken,
 ) -> Result<MeshHandle, MeshError> {
     // gossipsub's default mesh_n_low: keep at least this many direct peers.
@@ -190,9 +190,12 @@ pub fn start(
         seen_tx,
     );
     mesh.listen(&settings.listen).map_err(MeshError::Listen)?;
-    tasks.spawn(mesh.run(command_rx, outcome_rx, shutdown.clone()));
+    tasks.spawn("mesh-swarm", mesh.run(command_rx, outcome_rx, shutdown.clone()));
     let local = never_ban::LocalAddrs::read_now();
-    tasks.spawn(never_ban::run(store.clone(), local.clone(), seen_rx, shutdown.clone()));
+    tasks.spawn(
+        "never-ban",
+        never_ban::run(store.clone(), local.clone(), seen_rx, shutdown.clone()),
+    );
     let checker = verifier::Checker {
         store: store.clone(),
         trust: trust.clone(),
@@ -201,14 +204,11 @@ pub fn start(
         stats: stats.clone(),
     };
     let ctx = sync::SyncContext { checker: checker.clone(), swarm_tx: command_tx.clone() };
-    tasks.spawn(sync::run(
-        ctx,
-        sync_inbound_rx,
-        order_rx,
-        settings.sync_interval,
-        shutdown.clone(),
-    ));
-    tasks.spawn(verifier::run(inbound_rx, outcome_tx, checker, shutdown));
+    tasks.spawn(
+        "sync",
+        sync::run(ctx, sync_inbound_rx, order_rx, settings.sync_interval, shutdown.clone()),
+    );
+    tasks.spawn("verifier", verifier::run(inbound_rx, outcome_tx, checker, shutdown));
     Ok(MeshHandle { command_tx, order_tx, stats, peer_id, store, trust, local })
 }
 

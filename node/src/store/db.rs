@@ -116,8 +116,9 @@ impl Db {
 
     /// Applies verified records in one transaction: each is kept iff its slot
     /// is empty or it is greater than the slot's record. Applying the same
-    /// batch again changes nothing and reports nothing new. On error nothing
-    /// of the batch is stored.
+    /// batch again changes nothing and reports nothing new. A record GC
+    /// would already collect at `now_ms` is left out. On error nothing of the
+    /// batch is stored.
     pub fn apply(&mut self, records: Vec<Record>, now_ms: u64) -> Result<Applied, StoreError> {
         self.apply_from(records, now_ms, None)
     }
@@ -178,6 +179,12 @@ impl Db {
             let mut intern =
                 tx.prepare_cached("INSERT INTO origins (key) VALUES (?1)").map_err(fail)?;
             for record in records {
+                let s = record.statement();
+                if params.collectable_after_ms(s.issued_at.millis(), s.end_ms()) < now_ms {
+                    // A late copy of a record GC has (or would have)
+                    // collected: it decides nothing any more.
+                    continue;
+                }
                 let key = record.key();
                 let key_bytes = key.to_bytes();
                 let on_key = match touched.entry(key) {
@@ -207,7 +214,6 @@ impl Db {
                         id
                     }
                 };
-                let s = record.statement();
                 let end_ms = s.end_ms();
                 insert
                     .execute(params![

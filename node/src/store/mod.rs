@@ -136,7 +136,8 @@ enum Command {
     },
     Gc {
         now_ms: u64,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
+        /// Records deleted and keys dropped from the index.
+        reply: oneshot::Sender<Result<(usize, usize), StoreError>>,
     },
     Certificate {
         cert: Box<Certificate>,
@@ -163,6 +164,21 @@ pub struct Store {
     /// The last write that failed for want of space or permission, until a
     /// write succeeds again.
     write_failure: Arc<Mutex<Option<WriteFailure>>>,
+    /// What GC has collected since the store was opened.
+    gc_report: Arc<Mutex<GcReport>>,
+}
+
+/// What GC collected: the last run and the total since the store opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Unix ms of the last run that succeeded; `None` before the first.
+    pub last_run_ms: Option<u64>,
+    /// Records the last run deleted.
+    pub last_collected: u64,
+    /// Keys the last run dropped from the index (they decide nothing now).
+    pub last_keys: u64,
+    /// Records deleted since the store was opened.
+    pub total_collected: u64,
 }
 
 /// A write the store could not make, shown by `status` until one succeeds.
@@ -202,7 +218,9 @@ impl Store {
         });
         let readers = Arc::new(Mutex::new(Vec::new()));
         let write_failure = Arc::new(Mutex::new(None));
-        let store = Store { path, writer_tx, index, readers, changes, events_tx, write_failure };
+        let gc_report = Arc::new(Mutex::new(GcReport::default()));
+        let store =
+            Store { path, writer_tx, index, readers, changes, events_tx, write_failure, gc_report };
         Ok((store, writer))
     }
 
@@ -258,9 +276,23 @@ impl Store {
         self.ask(|reply| Command::Apply { records, now_ms, from: Some(from), reply }).await
     }
 
-    /// Runs the GC sweep at `now_ms`; returns how many records went.
+    /// Runs the GC rule at `now_ms`: deletes the records it lets go and
+    /// drops from the index the keys that decide nothing any more; returns
+    /// how many records went, and counts them in [`Store::gc_report`].
     pub async fn gc(&self, now_ms: u64) -> Result<usize, StoreError> {
-        self.ask(|reply| Command::Gc { now_ms, reply }).await
+        let (records, keys) = self.ask(|reply| Command::Gc { now_ms, reply }).await?;
+        let mut report = self.gc_report.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = |count: usize| u64::try_from(count).unwrap_or(u64::MAX);
+        report.last_run_ms = Some(now_ms);
+        report.last_collected = n(records);
+        report.last_keys = n(keys);
+        report.total_collected = report.total_collected.saturating_add(n(records));
+        Ok(records)
+    }
+
+    /// What GC has collected since the store was opened.
+    pub fn gc_report(&self) -> GcReport {
+        *self.gc_report.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Stores a verified certificate; returns whether it was new.
@@ -367,8 +399,8 @@ fn run_writer(
             }
             Command::Gc { now_ms, reply } => {
                 let result = db.gc(now_ms);
-                index.write().unwrap_or_else(PoisonError::into_inner).sweep(now_ms);
-                let _ = reply.send(result);
+                let keys = index.write().unwrap_or_else(PoisonError::into_inner).sweep(now_ms);
+                let _ = reply.send(result.map(|records| (records, keys)));
             }
             Command::Certificate { cert, reply } => {
                 let _ = reply.send(db.add_certificate(&cert));

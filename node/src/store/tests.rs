@@ -287,6 +287,16 @@ async fn store_gc_collects_only_what_can_no_longer_matter() {
     assert!(gone > 0 && gone < records.len(), "gc took {gone} of {}", records.len());
     let counts = store.read(query::counts).await.unwrap();
     assert_eq!(counts.records as usize, state.len());
+    let report = store.gc_report();
+    assert_eq!(report.last_run_ms, Some(late));
+    assert_eq!((report.last_collected, report.total_collected), (gone as u64, gone as u64));
+    // A late copy of a collected record is left out, and reported as nothing new.
+    let again = store.apply(collected.clone(), late).await.unwrap();
+    assert!(again.new.is_empty() && again.summaries.is_empty());
+    let counts = store.read(query::counts).await.unwrap();
+    assert_eq!(counts.records as usize, state.len());
+    assert_eq!(store.gc(late).await.unwrap(), 0);
+    assert_eq!(store.gc_report().total_collected, gone as u64);
 }
 
 #[tokio::test]

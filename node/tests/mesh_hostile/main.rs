@@ -4,10 +4,12 @@
 //! cluster: a batch with one forged signature, malformed batches, records
 //! from the future or from an unknown origin, oversized messages, and sync
 //! requests before any hello. Each must be refused, counted and never
-//! stored, and node1 must keep serving its honest peers.
+//! stored, and node1 must keep serving its honest peers. `gc.rs`: a late
+//! copy of a record scheduled GC collected, pushed again, is left out.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod gc;
 mod rogue;
 
 use std::collections::HashSet;

@@ -12,8 +12,8 @@ use super::Node;
 use crate::api::{NodeError, RecordFilter};
 use crate::clock::now_ms;
 use crate::control::views::{
-    Fail2BanView, GatewayView, PeerState, PeerView, RecordView, StatusView, TraceEntry, TraceView,
-    UnreachableView,
+    Fail2BanView, GatewayView, GcView, PeerState, PeerView, RecordView, StatusView, TraceEntry,
+    TraceView, UnreachableView,
 };
 use crate::store::query;
 
@@ -152,6 +152,7 @@ impl Node {
             gateway,
             digest: digest.ok().map(hex::encode),
             unreachable,
+            gc: gc_view(self.store.gc_report()),
         })
     }
 
@@ -282,4 +283,12 @@ fn partition_warning(
         lost.len(),
         names.join(", ")
     ))
+}
+
+fn gc_view(report: crate::store::GcReport) -> GcView {
+    GcView {
+        last_run_ms: report.last_run_ms,
+        last_collected: report.last_collected,
+        total_collected: report.total_collected,
+    }
 }
