@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use banmesh_crdt::{HlcClock, Key, Kind, Metadata, Record};
+use banmesh_crdt::{HlcClock, Key, KeySlots, Kind, Metadata, Record};
 use banmesh_keys::Revocation;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -98,15 +98,9 @@ impl Node {
                 .read(move |c, p| query::records_on_keys(c, p, &[key]))
                 .await
                 .map_err(|e| e.to_string())?;
-            let lift = if kind == Kind::Ban { Kind::Unban } else { Kind::Disallow };
-            let mine = records
-                .iter()
-                .filter(|r| r.origin() == own && r.kind() == kind)
-                .max_by(|a, b| a.order_cmp(b));
-            let lifted = mine.is_some_and(|m| {
-                records.iter().any(|r| r.kind() == lift && r.order_cmp(m).is_gt())
-            });
-            if lifted {
+            let slots = KeySlots::new(&records);
+            let mine = slots.greatest_of(own, kind);
+            if mine.is_some_and(|m| slots.is_lifted(m)) {
                 self.store
                     .write(move |db| db.remove_order(key, kind))
                     .await

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use banmesh_crdt::duration::format_duration;
 use banmesh_crdt::{
-    BanPolicy, Decision, HlcClock, Key, KeyAhead, Kind, Metadata, Params, Record, Statement,
+    BanPolicy, Decision, HlcClock, Key, KeyAhead, KeySlots, Kind, Metadata, Params, Record,
+    Statement,
 };
 use banmesh_keys::time::format_rfc3339;
 use banmesh_keys::{SecretKey, sign_record};
@@ -109,12 +110,8 @@ pub fn issue(
 /// from any node lifted it: the ban of this node's that a new Ban on the
 /// key would replace.
 pub fn standing_ban(records: &[Record], origin: banmesh_crdt::Origin) -> Option<&Record> {
-    let greatest = |keep: &dyn Fn(&Record) -> bool| {
-        records.iter().filter(|r| keep(r)).max_by(|a, b| a.order_cmp(b))
-    };
-    let unban = greatest(&|r| r.kind() == Kind::Unban);
-    greatest(&|r| r.origin() == origin && r.kind() == Kind::Ban)
-        .filter(|b| unban.is_none_or(|u| b.order_cmp(u).is_gt()))
+    let slots = KeySlots::new(records);
+    slots.greatest_of(origin, Kind::Ban).filter(|b| !slots.is_lifted(b))
 }
 
 /// A note when an Unban or Disallow leaves the address decided by a wider
