@@ -381,16 +381,10 @@ impl Node {
         let revocation = Revocation::from_pem(pem).map_err(|e| e.to_string())?;
         revocation.verify(&self.identity.cluster).map_err(|e| e.to_string())?;
         let node = revocation.node().to_string();
-        let new_in_trust = self
-            .trust
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add_revocation(revocation.clone())
-            .map_err(|e| e.to_string())?;
-        let new_in_store =
-            self.store.add_revocation(revocation.clone()).await.map_err(|e| e.to_string())?;
+        // The store writer adds it to the trust once stored.
+        let new = self.store.add_revocation(revocation.clone()).await.map_err(|e| e.to_string())?;
         self.mesh.publish_revocation(revocation).await;
-        Ok(Response::Revoked { node, new: new_in_trust || new_in_store })
+        Ok(Response::Revoked { node, new })
     }
 }
 
