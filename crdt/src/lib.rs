@@ -7,6 +7,7 @@ pub mod hlc;
 pub mod key;
 pub mod params;
 pub mod record;
+pub mod slots;
 pub mod state;
 pub mod wire;
 
@@ -14,5 +15,6 @@ pub use hlc::{Hlc, HlcClock, KeyAhead};
 pub use key::{Key, KeyError, ParsedKey};
 pub use params::{BanPolicy, Params};
 pub use record::{Id, Kind, Metadata, Origin, Record, RecordError, Statement};
+pub use slots::KeySlots;
 pub use state::{Decision, KeyDecision, KeySummary, Live, Slot, State};
 pub use wire::DecodeError;

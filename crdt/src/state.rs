@@ -18,6 +18,7 @@ use crate::hlc::Hlc;
 use crate::key::Key;
 use crate::params::Params;
 use crate::record::{Id, Kind, Origin, Record};
+use crate::slots::KeySlots;
 
 /// Where a record lives in the state: one slot per (key, origin, kind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -252,26 +253,10 @@ pub fn digest_items(sorted: &[(Hlc, Id)]) -> [u8; 32] {
 }
 
 /// The decision for one key at `now_ms` from the records on it, one per
-/// slot (as a [`State`] or the store holds them), in any order.
+/// slot (as a [`State`] or the store holds them), in any order; see
+/// [`KeySlots::decision`].
 pub fn decide_key<'a>(records: impl IntoIterator<Item = &'a Record>, now_ms: u64) -> KeyDecision {
-    let records: Vec<&Record> = records.into_iter().collect();
-    KeyDecision {
-        banned: live(&records, Kind::Ban, Kind::Unban, now_ms),
-        allowed: live(&records, Kind::Allow, Kind::Disallow, now_ms),
-    }
-}
-
-/// The greatest-lasting record of kind `on` that is greater than every
-/// record of kind `off` and unexpired at `now_ms`.
-fn live(records: &[&Record], on: Kind, off: Kind, now_ms: u64) -> Option<Live> {
-    let floor = records.iter().filter(|r| r.kind() == off).max_by(|a, b| a.order_cmp(b));
-    records
-        .iter()
-        .filter(|r| r.kind() == on)
-        .filter(|r| floor.is_none_or(|f| r.order_cmp(f).is_gt()))
-        .filter_map(|r| r.statement().expires_at.filter(|&e| e > now_ms).map(|e| (e, *r)))
-        .max_by(|(ea, a), (eb, b)| ea.cmp(eb).then_with(|| a.order_cmp(b)))
-        .map(|(until_ms, r)| Live { until_ms, strikes: r.statement().strikes, id: r.id() })
+    KeySlots::new(records).decision(now_ms)
 }
 
 /// The decision for an address at `now_ms` from the summaries of the keys

@@ -92,3 +92,36 @@ fn mesh_hello_revoked_node_is_told_why_every_peer_refuses_it() {
         cluster.node(revoked).peers()
     );
 }
+
+/// A revocation learnt only from a hello is stored like any other: node2 is
+/// revoked and only node1 knows it. Node1 dials node2, so node2 judges
+/// node1's hello first, accepts it and learns its own revocation from it;
+/// node1 then refuses node2, so no gossip or sync passes between them.
+/// After a restart with no peer up, node2 still knows it is revoked: the
+/// revocation is in its store, not only in memory.
+#[test]
+fn mesh_hello_revocation_learnt_from_a_hello_is_stored_and_survives_a_restart() {
+    let mut cluster = TestCluster::new();
+    let mut first = cluster.spec("node1", &[]);
+    let revocations = first.data_dir.join("revocations");
+    std::fs::create_dir_all(&revocations).expect("revocations dir");
+    let revoked = cluster.spec("node2", &[]);
+    cluster.revoke("node2", &revocations.join("node2.revocation"));
+    let revoked = cluster.start(revoked);
+    first.peers = vec![cluster.node(revoked).addr()];
+    let first = cluster.start(first);
+    let knows = || warnings(cluster.node(revoked)).contains("this node is revoked");
+    assert!(
+        wait_until(SOON, knows),
+        "node2 never learnt its revocation from node1's hello: {}",
+        warnings(cluster.node(revoked))
+    );
+    cluster.node_mut(first).stop();
+    cluster.node_mut(revoked).stop();
+    cluster.node_mut(revoked).restart();
+    assert!(
+        warnings(cluster.node(revoked)).contains("this node is revoked"),
+        "node2 forgot at restart the revocation a hello taught it: {}",
+        warnings(cluster.node(revoked))
+    );
+}

@@ -3,7 +3,7 @@
 //! Each prints aligned text for a person, or JSON with `--json`.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use banmesh_crdt::Key;
@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::show::relative;
+use crate::clock::now_ms;
 use crate::control::{
     self, Command, DEFAULT_SOCKET, IssuedView, PeerView, RecordView, Response, StatusView,
     TraceView,
@@ -203,11 +204,6 @@ fn to_request(command: ControlCommand) -> anyhow::Result<(Command, Connect)> {
             (Command::RevokePublish { pem }, connect)
         }
     })
-}
-
-fn now_ms() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The response's payload as JSON: records and peers as arrays, the rest as

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use banmesh_crdt::duration::parse_duration;
@@ -237,10 +237,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
 
 /// The wall clock as Unix milliseconds.
 pub fn now_ms() -> anyhow::Result<u64> {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970: set the clock")?;
-    Ok(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+    Ok(crate::clock::try_now_ms()?)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use banmesh_crdt::{HlcClock, Key, Kind, Metadata, Record};
+use banmesh_crdt::{HlcClock, Key, KeySlots, Kind, Metadata, Record};
 use banmesh_keys::Revocation;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
@@ -99,15 +99,9 @@ impl Node {
                 .read(move |c, p| query::records_on_keys(c, p, &[key]))
                 .await
                 .map_err(|e| e.to_string())?;
-            let lift = if kind == Kind::Ban { Kind::Unban } else { Kind::Disallow };
-            let mine = records
-                .iter()
-                .filter(|r| r.origin() == own && r.kind() == kind)
-                .max_by(|a, b| a.order_cmp(b));
-            let lifted = mine.is_some_and(|m| {
-                records.iter().any(|r| r.kind() == lift && r.order_cmp(m).is_gt())
-            });
-            if lifted {
+            let slots = KeySlots::new(&records);
+            let mine = slots.greatest_of(own, kind);
+            if mine.is_some_and(|m| slots.is_lifted(m)) {
                 self.store
                     .write(move |db| db.remove_order(key, kind))
                     .await
@@ -359,15 +353,10 @@ impl Node {
         let bad = |e: &dyn std::fmt::Display| NodeError::BadRevocation(e.to_string());
         revocation.verify(&self.identity.cluster).map_err(|e| bad(&e))?;
         let node = revocation.node().to_string();
-        let new_in_trust = self
-            .trust
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add_revocation(revocation.clone())
-            .map_err(|e| bad(&e))?;
-        let new_in_store = self.store.add_revocation(revocation.clone()).await?;
+        // The store writer adds it to the trust once stored.
+        let new = self.store.add_revocation(revocation.clone()).await?;
         self.mesh.publish_revocation(revocation).await;
-        Ok(Revoked { node, new: new_in_trust || new_in_store })
+        Ok(Revoked { node, new })
     }
 }
 

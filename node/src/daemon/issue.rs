@@ -2,7 +2,7 @@
 //! record: `issued_at` by the clock rule, the expiry by
 //! the configured policy, the cluster rules checked, then signed.
 
-use banmesh_crdt::{BanPolicy, Decision, HlcClock, Key, Kind, Params, Record, Statement};
+use banmesh_crdt::{BanPolicy, Decision, HlcClock, Key, KeySlots, Kind, Params, Record, Statement};
 use banmesh_keys::{SecretKey, sign_record};
 
 use crate::api::NodeError;
@@ -51,12 +51,8 @@ pub fn issue(
 /// from any node lifted it: the ban of this node's that a new Ban on the
 /// key would replace.
 pub fn standing_ban(records: &[Record], origin: banmesh_crdt::Origin) -> Option<&Record> {
-    let greatest = |keep: &dyn Fn(&Record) -> bool| {
-        records.iter().filter(|r| keep(r)).max_by(|a, b| a.order_cmp(b))
-    };
-    let unban = greatest(&|r| r.kind() == Kind::Unban);
-    greatest(&|r| r.origin() == origin && r.kind() == Kind::Ban)
-        .filter(|b| unban.is_none_or(|u| b.order_cmp(u).is_gt()))
+    let slots = KeySlots::new(records);
+    slots.greatest_of(origin, Kind::Ban).filter(|b| !slots.is_lifted(b))
 }
 
 /// A note when an Unban or Disallow leaves the address decided by a wider

@@ -26,11 +26,11 @@ mod maintenance;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use banmesh_crdt::{Hlc, HlcClock};
-use banmesh_keys::{Certificate, Revocation};
+use banmesh_keys::Certificate;
 use libp2p::Multiaddr;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -41,8 +41,8 @@ use crate::config::{Config, ConfigSource};
 use crate::control::server;
 use crate::fail2ban::{self, ApplierStatus};
 use crate::gateway::{self, GatewayDeps, GatewayStatus};
-use crate::mesh::{self, MeshSettings, Trust};
-use crate::store::{Store, StoreError, query};
+use crate::mesh::{self, MeshSettings};
+use crate::store::{SharedTrust, Store, StoreError, query};
 use crate::tasks::{Ended, Tasks};
 
 /// Why the node could not start.
@@ -160,7 +160,6 @@ pub async fn run(
     let (store, writer) = Store::open(&config.node.data_dir, config.cluster.params, now).await?;
     let (trust, skipped) = load_trust(&store, &identity, &config.node.data_dir).await?;
     identity.notices.extend(skipped);
-    let trust = Arc::new(RwLock::new(trust));
     let origin = banmesh_keys::origin_of(&identity.secret.public());
     let high_water = store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await?;
     let skew_bound_ms = config.cluster.params.skew_bound_ms;
@@ -306,28 +305,17 @@ fn writer_ended(joined: Result<(), tokio::task::JoinError>) -> Ended {
     joined.map_or_else(crate::tasks::ended_by, |()| Ended::Returned)
 }
 
-/// The trust at start: certificates and revocations from the store, this
-/// node's own certificate, and revocation files in `DATA_DIR/revocations/`;
-/// with what to warn about the files that are not revocations.
+/// The trust at start, kept by the store writer: certificates and
+/// revocations from the store, this node's own certificate, and revocation
+/// files in `DATA_DIR/revocations/` (stored like any other); with what to
+/// warn about the files that are not revocations.
 async fn load_trust(
     store: &Store,
     identity: &identity::Identity,
     data_dir: &Path,
-) -> Result<(Trust, Vec<String>), DaemonError> {
-    let mut trust = Trust::new(identity.cluster);
-    let (certs, revocations) = store.read(query::trust_items).await?;
-    for body in certs {
-        if let Ok(cert) = Certificate::from_bytes(&body) {
-            let _ = trust.add_certificate(cert);
-        }
-    }
-    for body in revocations {
-        if let Ok(revocation) = Revocation::from_bytes(&body) {
-            let _ = trust.add_revocation(revocation);
-        }
-    }
+) -> Result<(SharedTrust, Vec<String>), DaemonError> {
+    let trust = store.load_trust(identity.cluster).await?;
     if let Some(cert) = &identity.cert {
-        let _ = trust.add_certificate(cert.clone());
         store.add_certificate(cert.clone()).await?;
     }
     let dir = data_dir.join("revocations");
@@ -339,10 +327,9 @@ async fn load_trust(
             skipped.push(format!("revocation file skipped, so it revokes nothing: {error}"));
         }
         for revocation in from_files.revocations.iter() {
-            if trust.add_revocation(revocation.clone()).unwrap_or(false) {
+            if store.add_revocation(revocation.clone()).await? {
                 tracing::info!(node = %revocation.node().short(), "revocation loaded from {}", dir.display());
             }
-            store.add_revocation(revocation.clone()).await?;
         }
     }
     Ok((trust, skipped))

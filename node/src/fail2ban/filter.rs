@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use banmesh_crdt::{Key, KeySummary, Kind, Record};
+use banmesh_crdt::{Key, KeySlots, KeySummary, Kind, Record};
 
 use crate::store::{Store, StoreError, query};
 
@@ -75,14 +75,12 @@ pub(super) fn applied_until<'a>(
     records: impl Iterator<Item = &'a Record> + Clone,
     jails: &[String],
 ) -> u64 {
-    let unban = records.clone().filter(|r| r.kind() == Kind::Unban).max_by(|a, b| a.order_cmp(b));
-    records
-        .filter(|r| r.kind() == Kind::Ban)
+    KeySlots::new(records)
+        .standing(Kind::Ban)
         .filter(|r| {
             let jail = &r.statement().meta.jail;
             jail.is_empty() || jails.iter().any(|j| j == jail)
         })
-        .filter(|r| unban.is_none_or(|u| r.order_cmp(u).is_gt()))
         .filter_map(|r| r.statement().expires_at)
         .max()
         .unwrap_or(0)

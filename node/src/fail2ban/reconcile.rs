@@ -8,11 +8,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use banmesh_crdt::{Key, KeySlots, Kind, Origin, Record};
+
 use super::client::Ticket;
 use crate::api::{Handed, Handover, NodeHandle};
 use crate::clock::now_ms;
 use crate::store::{Store, query};
-use banmesh_crdt::{Key, Kind, Origin, Record};
 
 /// A ban with less than this left is not worth publishing.
 const MIN_LEFT_MS: u64 = 5_000;
@@ -118,12 +119,7 @@ pub fn known<'a>(
     ticket: &Ticket,
     now_ms: u64,
 ) -> bool {
-    let own = records.filter(|r| r.origin() == origin);
-    let own_unban = own.clone().filter(|r| r.kind() == Kind::Unban).max_by(|a, b| a.order_cmp(b));
-    own.filter(|r| r.kind() == Kind::Ban).any(|b| {
-        let issued = b.issued_at().millis();
-        let running = b.statement().expires_at.is_some_and(|e| e > now_ms)
-            && own_unban.is_none_or(|u| b.order_cmp(u).is_gt());
-        issued.saturating_add(SLACK_MS) >= ticket.start_ms || running
-    })
+    let own = KeySlots::new(records.filter(|r| r.origin() == origin));
+    let recent = |b: &Record| b.issued_at().millis().saturating_add(SLACK_MS) >= ticket.start_ms;
+    own.of_kind(Kind::Ban).any(recent) || own.live_bans(now_ms).next().is_some()
 }

@@ -3,10 +3,10 @@
 //! Allow, or the window after a ban ended) and `known` (after that, until
 //! `known_duration` past the ban's end). Pure: `now` is a parameter.
 
-use std::cmp::Ordering;
 use std::time::Duration;
 
-use banmesh_crdt::{Kind, Record};
+use banmesh_crdt::slots::longest;
+use banmesh_crdt::{KeySlots, Kind, Record};
 
 /// The status the old API reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,41 +88,23 @@ fn expiry(record: &Record) -> u64 {
     record.statement().expires_at.unwrap_or(0)
 }
 
-/// The record lasting longest, ties to the greater in the order.
-fn longest<'a>(records: impl Iterator<Item = &'a Record>) -> Option<&'a Record> {
-    records.max_by(|a, b| expiry(a).cmp(&expiry(b)).then_with(|| a.order_cmp(b)))
-}
-
-/// The greatest record of `kind`.
-fn greatest(records: &[Record], kind: Kind) -> Option<&Record> {
-    records.iter().filter(|r| r.kind() == kind).max_by(|a, b| a.order_cmp(b))
-}
-
-/// Records of `on` greater than the greatest of `off`.
-fn standing(records: &[Record], on: Kind, off: Kind) -> impl Iterator<Item = &Record> {
-    let floor = greatest(records, off);
-    records
-        .iter()
-        .filter(move |r| r.kind() == on)
-        .filter(move |r| floor.is_none_or(|f| r.order_cmp(f) == Ordering::Greater))
-}
-
 /// The lifecycle of the key whose (unrevoked) records are `records` at
 /// `now_ms`; `None` when the old API would not list it (never banned or
 /// allowed, or past its `known` window).
 pub fn derive(records: &[Record], now_ms: u64, windows: Windows) -> Option<Lifecycle<'_>> {
-    let unban = greatest(records, Kind::Unban);
-    let standing_ban = longest(standing(records, Kind::Ban, Kind::Unban));
+    let slots = KeySlots::new(records);
+    let unban = slots.greatest(Kind::Unban);
+    let standing_ban = longest(slots.standing(Kind::Ban));
     let (ban, ban_end_ms) = match (standing_ban, unban) {
         (Some(b), _) => (Some(b), Some(expiry(b))),
-        (None, Some(u)) => match longest(records.iter().filter(|r| r.kind() == Kind::Ban)) {
+        (None, Some(u)) => match longest(slots.of_kind(Kind::Ban)) {
             // Every Ban was lifted: the ban ended at the Unban, or before it.
             Some(b) => (Some(b), Some(expiry(b).min(u.issued_at().millis()))),
             None => (None, None),
         },
         (None, None) => (None, None),
     };
-    let allow = longest(standing(records, Kind::Allow, Kind::Disallow));
+    let allow = longest(slots.standing(Kind::Allow));
     let live_allow = allow.filter(|a| expiry(a) > now_ms);
     let banned = ban_end_ms.is_some_and(|end| end > now_ms);
     let window = |len: u64| ban_end_ms.map(|end| end.saturating_add(len));

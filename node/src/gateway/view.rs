@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use banmesh_crdt::slots::merge_into;
 use banmesh_crdt::{Key, Origin, Params, Record};
 use banmesh_keys::Revocation;
 use ipnet::IpNet;
@@ -300,17 +301,10 @@ impl View {
             return;
         }
         let entry = self.keys.entry(record.key()).or_default();
-        let slot = entry
-            .records
-            .iter()
-            .position(|r| r.origin() == record.origin() && r.kind() == record.kind());
-        match slot {
-            Some(i) if record.order_cmp(&entry.records[i]).is_le() => return,
-            Some(i) => entry.records[i] = record,
-            None => entry.records.push(record),
+        if merge_into(&mut entry.records, record) {
+            entry.dirty = true;
+            self.changed = true;
         }
-        entry.dirty = true;
-        self.changed = true;
     }
 
     fn lookup(&self, keys: &[Key], now: u64) -> Vec<Option<KeyState>> {

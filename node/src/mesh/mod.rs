@@ -13,6 +13,7 @@ pub mod batch;
 pub mod behaviour;
 pub mod codec;
 pub mod hello;
+pub mod learnt;
 pub mod limit;
 pub mod never_ban;
 pub mod swarm;
@@ -176,6 +177,7 @@ pub fn start(
     let (sync_inbound_tx, sync_inbound_rx) = mpsc::channel(64);
     let (order_tx, order_rx) = mpsc::channel(64);
     let (seen_tx, seen_rx) = mpsc::channel(64);
+    let (learnt_tx, learnt_rx) = mpsc::channel(learnt::QUEUE);
     let mut mesh = swarm::Mesh::new(
         swarm,
         trust.clone(),
@@ -187,7 +189,7 @@ pub fn start(
         TARGET_PEERS,
         inbound_tx,
         swarm::SyncChannels { sync_inbound_tx, sync_order_tx: order_tx.clone() },
-        seen_tx,
+        swarm::Keepers { seen_tx, learnt_tx },
     );
     mesh.listen(&settings.listen).map_err(MeshError::Listen)?;
     tasks.spawn("mesh-swarm", mesh.run(command_rx, outcome_rx, shutdown.clone()));
@@ -196,6 +198,7 @@ pub fn start(
         "never-ban",
         never_ban::run(store.clone(), local.clone(), seen_rx, shutdown.clone()),
     );
+    tasks.spawn("learnt", learnt::run(store.clone(), learnt_rx, shutdown.clone()));
     let checker = verifier::Checker {
         store: store.clone(),
         trust: trust.clone(),

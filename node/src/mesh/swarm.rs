@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::{Batch, pack};
 use super::behaviour::{Behaviour, BehaviourEvent, TOPIC};
 use super::hello::{self, Constants, peer_id_of};
+use super::learnt::Learnt;
 use super::never_ban::Seen;
 use super::sync::{SyncInbound, SyncOrder, SyncRequest, SyncResponse};
 use super::trust::Trust;
@@ -166,6 +167,16 @@ pub struct Mesh {
     backlog_bytes: usize,
     /// Where admitted peers connect from, out to the never-ban keeper.
     seen_tx: mpsc::Sender<Seen>,
+    /// What hellos teach about trust, out to the task that stores it.
+    learnt_tx: mpsc::Sender<Learnt>,
+}
+
+/// The channels to the tasks that keep what hellos teach in the store.
+pub struct Keepers {
+    /// Where admitted peers connect from (the never-ban keeper).
+    pub seen_tx: mpsc::Sender<Seen>,
+    /// Certificates and revocations ([`crate::mesh::learnt`]).
+    pub learnt_tx: mpsc::Sender<Learnt>,
 }
 
 impl Mesh {
@@ -182,7 +193,7 @@ impl Mesh {
         target_peers: usize,
         inbound_tx: mpsc::Sender<Inbound>,
         channels: SyncChannels,
-        seen_tx: mpsc::Sender<Seen>,
+        keepers: Keepers,
     ) -> Mesh {
         let mut known: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
         let mut bootstrap = Vec::new();
@@ -216,7 +227,8 @@ impl Mesh {
             last_refresh: None,
             backlog: VecDeque::new(),
             backlog_bytes: 0,
-            seen_tx,
+            seen_tx: keepers.seen_tx,
+            learnt_tx: keepers.learnt_tx,
         }
     }
 

@@ -127,6 +127,17 @@ impl Trust {
         self.revocations.is_revoked(node)
     }
 
+    /// Whether `cert` is known already.
+    pub fn knows(&self, cert: &Certificate) -> bool {
+        self.certs.get(cert.node()).is_some_and(|known| known.iter().any(|c| c.id() == cert.id()))
+    }
+
+    /// Whether `revocation` would change what this trust holds: its node is
+    /// not revoked yet, or only by a later revocation.
+    pub fn lacks(&self, revocation: &Revocation) -> bool {
+        self.revocations.get(revocation.node()).is_none_or(|kept| revocation.precedes(kept))
+    }
+
     /// The latest-ending certificate known for `node` that is valid at `at_ms`.
     pub fn cert_at(&self, node: &PublicKey, at_ms: u64) -> Option<&Certificate> {
         self.certs
@@ -191,8 +202,8 @@ impl Trust {
         let mut view = self.clone();
         let mut judged = Judged::default();
         for cert in batch.certs {
-            // Known ones too: the store may lack a certificate that this
-            // node's trust learnt from a hello.
+            // Known ones too: each is checked, and storing one twice
+            // changes nothing.
             match view.add_certificate(cert.clone()) {
                 Ok(_) => judged.certs.push(cert),
                 Err(_) => return Verdict::Reject("bad certificate"),

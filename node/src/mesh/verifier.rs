@@ -150,7 +150,7 @@ pub async fn verify_many(
         };
         let Judged { certs, revocations, records, skipped } = judged;
         count_skipped(&skipped, stats);
-        let (changed, revoked) = store_trust_items(certs, revocations, store, trust).await;
+        let (changed, revoked) = store_trust_items(certs, revocations, store).await;
         results.push((Ok(changed), revoked));
         if records.is_empty() {
             continue;
@@ -205,26 +205,21 @@ fn count_skipped(skipped: &[Skip], stats: &Mutex<MeshStats>) {
     tracing::debug!(target: "banmesh::events::record_ignored", skipped = skipped.len(), first = %first, "records skipped");
 }
 
-/// Stores the certificates and revocations a sound batch carried; returns
-/// whether any was new, and the nodes newly revoked.
+/// Stores the certificates and revocations a sound batch carried (the store
+/// writer adds each to the trust once stored); returns whether any was new,
+/// and the nodes newly revoked.
 async fn store_trust_items(
     certs: Vec<banmesh_keys::Certificate>,
     revocations: Vec<banmesh_keys::Revocation>,
     store: &Store,
-    trust: &Arc<RwLock<Trust>>,
 ) -> (bool, Vec<PublicKey>) {
     let mut changed = false;
     let mut revoked = Vec::new();
     for cert in certs {
-        let _ = trust.write().unwrap_or_else(PoisonError::into_inner).add_certificate(cert.clone());
         changed |= store.add_certificate(cert).await.unwrap_or(false);
     }
     for revocation in revocations {
         let node = *revocation.node();
-        let _ = trust
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add_revocation(revocation.clone());
         if store.add_revocation(revocation).await.unwrap_or(false) {
             changed = true;
             revoked.push(node);

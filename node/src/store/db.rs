@@ -7,6 +7,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use banmesh_crdt::slots::merge_into;
 use banmesh_crdt::{Key, KeySummary, Kind, Metadata, Origin, Params, Record};
 use banmesh_keys::{Certificate, Revocation};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -198,10 +199,9 @@ impl Db {
                         v.insert(on_key)
                     }
                 };
-                let slot = on_key
-                    .iter()
-                    .position(|r| r.origin() == record.origin() && r.kind() == record.kind());
-                if slot.is_some_and(|i| record.order_cmp(&on_key[i]).is_le()) {
+                // Merged into the key's list first: the list is returned
+                // only if the whole transaction commits.
+                if !merge_into(on_key, record.clone()) {
                     continue;
                 }
                 let origin_id = match origins.get(&record.origin()) {
@@ -234,10 +234,6 @@ impl Db {
                         from,
                     ])
                     .map_err(fail)?;
-                match slot {
-                    Some(i) => on_key[i] = record.clone(),
-                    None => on_key.push(record.clone()),
-                }
                 new.push(record);
             }
         }

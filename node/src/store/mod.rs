@@ -10,6 +10,9 @@
 //! After each commit that changes what some key decides, the writer also
 //! sends a [`StoreEvent`] on a broadcast channel ([`Store::subscribe`]), so
 //! in-memory views (the gateway's) follow the store without polling it.
+//! The writer also owns trust: it keeps the in-memory [`Trust`] (handed out
+//! by [`Store::load_trust`]) and changes it only after a certificate or
+//! revocation is stored, so memory never knows what the store does not.
 //! Shutdown: when the last [`Store`] handle is dropped the channel closes, the
 //! writer finishes its current command and closes the file.
 
@@ -24,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use banmesh_crdt::{Origin, Params, Record};
-use banmesh_keys::{Certificate, Revocation};
+use banmesh_keys::{Certificate, PublicKey, Revocation};
 use rusqlite::Connection;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -33,6 +36,12 @@ pub use db::{Applied, Db};
 pub use index::Index;
 pub use peer_addrs::{KEEP_PER_PEER, PeerAddr};
 pub use schema::SCHEMA_VERSION;
+
+use crate::mesh::Trust;
+
+/// The in-memory trust the writer keeps: read it anywhere, change it only
+/// through [`Store::add_certificate`] and [`Store::add_revocation`].
+pub type SharedTrust = Arc<RwLock<Trust>>;
 
 /// The store file's name inside the data dir.
 pub const DB_FILE: &str = "banmesh.db";
@@ -146,6 +155,11 @@ enum Command {
     Revocation {
         revocation: Box<Revocation>,
         reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    /// Builds the trust from the stored items and keeps it.
+    LoadTrust {
+        cluster: PublicKey,
+        reply: oneshot::Sender<Result<SharedTrust, StoreError>>,
     },
     /// Any other write that leaves the index alone.
     Run(Box<dyn FnOnce(&mut Db) + Send>),
@@ -306,6 +320,13 @@ impl Store {
         self.ask(|reply| Command::Revocation { revocation: Box::new(revocation), reply }).await
     }
 
+    /// The trust of cluster `cluster`: every stored certificate and
+    /// revocation, kept by the writer from now on (each one stored later is
+    /// added to it once stored). Call once, at start.
+    pub async fn load_trust(&self, cluster: PublicKey) -> Result<SharedTrust, StoreError> {
+        self.ask(|reply| Command::LoadTrust { cluster, reply }).await
+    }
+
     /// Runs a write that does not change what any key decides (standing
     /// orders, bookkeeping) on the writer, in turn with every other write.
     pub async fn write<T: Send + 'static>(
@@ -385,6 +406,12 @@ fn run_writer(
         drop(index);
         changes_tx.send_modify(|n| *n = n.wrapping_add(1));
     };
+    let mut trust: Option<SharedTrust> = None;
+    let follow = |trust: &Option<SharedTrust>, change: &dyn Fn(&mut Trust)| {
+        if let Some(trust) = trust {
+            change(&mut trust.write().unwrap_or_else(PoisonError::into_inner));
+        }
+    };
     while let Some(command) = writer_rx.blocking_recv() {
         match command {
             Command::Apply { records, now_ms, from, reply } => {
@@ -403,11 +430,27 @@ fn run_writer(
                 let _ = reply.send(result.map(|records| (records, keys)));
             }
             Command::Certificate { cert, reply } => {
-                let _ = reply.send(db.add_certificate(&cert));
+                let result = db.add_certificate(&cert);
+                if result.is_ok() {
+                    follow(&trust, &|t| {
+                        let _ = t.add_certificate((*cert).clone());
+                    });
+                }
+                let _ = reply.send(result);
+            }
+            Command::LoadTrust { cluster, reply } => {
+                let loaded = load_trust(&db, cluster).map(|t| Arc::new(RwLock::new(t)));
+                trust = loaded.as_ref().ok().cloned();
+                let _ = reply.send(loaded);
             }
             Command::Run(job) => job(&mut db),
             Command::Revocation { revocation, reply } => {
                 let result = db.add_revocation(&revocation);
+                if result.is_ok() {
+                    follow(&trust, &|t| {
+                        let _ = t.add_revocation((*revocation).clone());
+                    });
+                }
                 if let Ok(Some(summaries)) = &result {
                     update(summaries);
                     let origin = Origin(revocation.node().to_bytes());
@@ -418,6 +461,20 @@ fn run_writer(
         }
     }
     tracing::debug!(path = %db.path().display(), "store writer stopped");
+}
+
+/// The trust of `cluster` from the stored certificates and revocations
+/// (items that no longer decode are left out).
+fn load_trust(db: &Db, cluster: PublicKey) -> Result<Trust, StoreError> {
+    let (certs, revocations) = query::trust_items(db.conn(), db.path())?;
+    let mut trust = Trust::new(cluster);
+    for cert in certs.iter().filter_map(|b| Certificate::from_bytes(b).ok()) {
+        let _ = trust.add_certificate(cert);
+    }
+    for revocation in revocations.iter().filter_map(|b| Revocation::from_bytes(b).ok()) {
+        let _ = trust.add_revocation(revocation);
+    }
+    Ok(trust)
 }
 
 #[cfg(test)]

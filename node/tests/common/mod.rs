@@ -39,11 +39,9 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_banmesh"))
 }
 
-/// The wall clock in Unix milliseconds.
-pub fn now_ms() -> u64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+/// The wall clock in Unix milliseconds (the node's own reading).
+#[allow(unused_imports)] // not every test binary reads the clock
+pub use banmesh_node::clock::now_ms;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {

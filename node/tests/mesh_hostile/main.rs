@@ -13,13 +13,13 @@ mod gc;
 mod rogue;
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use banmesh_crdt::{Hlc, Key, Kind, Metadata, Origin, Record, Statement};
 use banmesh_keys::{SecretKey, files, sign_record};
 use banmesh_node::mesh::batch::{Batch, MAX_MESSAGE};
 use banmesh_node::mesh::sync::{SyncRequest, SyncResponse};
-use common::{SOON, TestCluster, TestNode, holds_for, wait_until};
+use common::{SOON, TestCluster, TestNode, holds_for, now_ms, wait_until};
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
 use serde_json::Value;
@@ -30,12 +30,6 @@ use rogue::{Rogue, RogueKey, oversize_swarm};
 const MESH_SETTLE: Duration = Duration::from_millis(1500);
 /// How long a refused thing is watched for not getting through.
 const WATCH: Duration = Duration::from_secs(3);
-
-/// Unix milliseconds now.
-fn now_ms() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
-    u64::try_from(since.as_millis()).expect("ms fit u64")
-}
 
 /// A ban on `ip` signed by `secret`, issued at `issued_ms`, for an hour.
 fn ban(secret: &SecretKey, ip: &str, issued_ms: u64, reason: &str) -> Record {

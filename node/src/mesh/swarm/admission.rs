@@ -4,6 +4,7 @@
 //! says why, and the peer is blocked), the refusals peers tell this node,
 //! and the peer list.
 
+use banmesh_keys::{Certificate, PublicKey, Revocation};
 use libp2p::request_response::{self, Message};
 use libp2p::{Multiaddr, PeerId};
 use serde_bytes::ByteBuf;
@@ -14,6 +15,7 @@ use super::{Admitted, Mesh, Peer, PeerState};
 use crate::clock::now_ms;
 use crate::mesh::hello::{self, HELLO_VERSION, Hello, Refusal};
 use crate::mesh::ip_of;
+use crate::mesh::learnt::Learnt;
 use crate::mesh::never_ban::Seen;
 use crate::mesh::sync::SyncOrder;
 
@@ -224,20 +226,7 @@ impl Mesh {
             hello::judge(hello, &peer, &trust, &self.constants, now_ms())?
         };
         self.stats.lock().unwrap_or_else(PoisonError::into_inner).refused_by.remove(&peer);
-        let mut revoked = Vec::new();
-        {
-            let mut trust = self.trust.write().unwrap_or_else(PoisonError::into_inner);
-            for revocation in welcome.revocations {
-                let node = *revocation.node();
-                if trust.add_revocation(revocation).unwrap_or(false) {
-                    revoked.push(node);
-                }
-            }
-            let _ = trust.add_certificate(welcome.cert.clone());
-        }
-        for node in revoked {
-            self.drop_revoked(&node);
-        }
+        self.learn(&welcome.cert, welcome.revocations);
         // Loopback addresses name the sender's host: usable only when the
         // sender is on this host too (else dialling them dials ourselves).
         let remote = self.peers.get(&peer).and_then(|p| p.state.remote.clone());
@@ -279,6 +268,31 @@ impl Mesh {
             p.state.addrs = own_addrs;
         }
         Ok(())
+    }
+}
+
+impl Mesh {
+    /// Sends what a hello taught that the trust lacks to be stored (the
+    /// store writer then adds it to the trust), and drops newly revoked
+    /// peers at once.
+    fn learn(&mut self, cert: &Certificate, revocations: Vec<Revocation>) {
+        let learnt = {
+            let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+            Learnt {
+                cert: (!trust.knows(cert)).then(|| cert.clone()),
+                revocations: revocations.into_iter().filter(|r| trust.lacks(r)).collect(),
+            }
+        };
+        if learnt.is_empty() {
+            return;
+        }
+        let revoked: Vec<PublicKey> = learnt.revocations.iter().map(|r| *r.node()).collect();
+        if self.learnt_tx.try_send(learnt).is_err() {
+            tracing::debug!("trust keeper busy: what this hello taught is learnt again later");
+        }
+        for node in revoked {
+            self.drop_revoked(&node);
+        }
     }
 }
 
