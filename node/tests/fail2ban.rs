@@ -175,9 +175,7 @@ fn fail2ban_action_is_harmless_when_the_node_is_down() {
 fn fail2ban_mesh_bans_land_in_the_banmesh_jail_and_leave_it() {
     let mut cluster = TestCluster::new();
     let server = Fail2BanServer::start(&cluster.path("fail2ban"));
-    // Rounds an hour apart: a healthy applier still applies a ban at once
-    // (a commit starts a round); one that failed backs off for the hour.
-    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1h\"\n");
+    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
     let mut first = cluster.spec("node1", &[]);
     first.config = Some(config);
     cluster.start(first);
@@ -231,9 +229,7 @@ fn fail2ban_unreachable_is_reported_in_status_and_the_node_keeps_running() {
 fn fail2ban_errors_name_the_cause_in_status_and_the_node_keeps_running() {
     let mut cluster = TestCluster::new();
     let server = Fail2BanServer::start(&cluster.path("fail2ban"));
-    // Rounds an hour apart: a healthy applier still applies a ban at once
-    // (a commit starts a round); one that failed backs off for the hour.
-    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1h\"\n");
+    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
     cluster.start_star(1, Some(&config));
     let node = cluster.node(0);
     let warnings = || node.status()["warnings"].to_string();
@@ -396,9 +392,7 @@ fn fail2ban_entries_fail2ban_does_not_take_are_reported_not_counted() {
     // A jail edited to bantime 0: Fail2Ban drops every ban handed to it as
     // already expired, and says so only in its log.
     assert!(server.client(&["set", "banmesh", "bantime", "0"]).status.success());
-    // Rounds an hour apart: a healthy applier still applies a ban at once
-    // (a commit starts a round); one that failed backs off for the hour.
-    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1h\"\n");
+    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
     cluster.start_star(1, Some(&config));
     let node = cluster.node(0);
     node.call(&["ban", "10.64.0.1", "--for", "1h"]);
