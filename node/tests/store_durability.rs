@@ -25,7 +25,7 @@ const CHILD_MAX_BATCHES: u32 = 400;
 /// Kill-and-reopen rounds on one data dir.
 const ROUNDS: u32 = 25;
 /// The kill comes after this many acks of a run: min and max.
-const KILL_AFTER_ACKS: (u64, u64) = (1, 16);
+const KILL_AFTER_ACKS: (u64, u64) = (1, 12);
 /// And this long after that ack, to land anywhere in the next batch's
 /// transaction: min and max, ms.
 const KILL_DELAY_MS: (u64, u64) = (0, 15);
