@@ -13,7 +13,8 @@ use common::fail2ban::{Fail2BanServer, applying_config};
 use common::{SOON, TestCluster, holds_for, wait_until};
 
 /// Three hosts a, b, c: nodes in a star around a, each with its Fail2Ban;
-/// b's `sshd` also ignores `ignore_on_b`.
+/// b's `sshd` also ignores `ignore_on_b`; `settings` go in each node's
+/// `[fail2ban]` section.
 struct Hosts {
     /// Declared first, so dropped first: the servers are stopped while
     /// their config dirs (inside the cluster's directory) still exist.
@@ -21,7 +22,7 @@ struct Hosts {
     cluster: TestCluster,
 }
 
-fn three_hosts(ignore_on_b: &str) -> Hosts {
+fn three_hosts(ignore_on_b: &str, settings: &str) -> Hosts {
     let mut cluster = TestCluster::new();
     let mut f2b = Vec::new();
     for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
@@ -29,7 +30,7 @@ fn three_hosts(ignore_on_b: &str) -> Hosts {
         let socket = cluster.path(&format!("{name}.sock"));
         let ignore = if i == 1 { ignore_on_b } else { "" };
         let server = Fail2BanServer::start_publishing(&dir, &socket, ignore);
-        let config = applying_config(&cluster.path(&format!("{name}.toml")), &server.dir, "");
+        let config = applying_config(&cluster.path(&format!("{name}.toml")), &server.dir, settings);
         f2b.push(server);
         let peers: Vec<String> = cluster.nodes.first().map(|a| vec![a.addr()]).unwrap_or_default();
         let mut spec = cluster.spec(name, &peers);
@@ -48,7 +49,7 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool, detail: impl Fn()
 
 #[test]
 fn fail2ban_mesh_a_local_ban_reaches_every_host_an_allow_lifts_it_and_b_is_repaired() {
-    let hosts = three_hosts("192.0.2.77");
+    let hosts = three_hosts("192.0.2.77", "");
     let (a, b, c) = (&hosts.f2b[0], &hosts.f2b[1], &hosts.f2b[2]);
     let node = |i: usize| hosts.cluster.node(i);
 
@@ -80,6 +81,11 @@ fn fail2ban_mesh_a_local_ban_reaches_every_host_an_allow_lifts_it_and_b_is_repai
     // An address b's ignoreip covers is banned on c, never on b.
     a.fail_logins("auth.log", "192.0.2.77", 3);
     eventually("c did not apply", || c.holds("banmesh", "192.0.2.77"), || c.banmesh_jail());
+    eventually(
+        "the ban did not reach b's node",
+        || !node(1).records_on("192.0.2.77").is_empty(),
+        || node(1).trace("192.0.2.77").to_string(),
+    );
     let kept_out = holds_for(Duration::from_secs(3), || !b.holds("banmesh", "192.0.2.77"));
     assert!(kept_out, "b banned an address its ignoreip covers: {}", b.banmesh_jail());
 
@@ -130,7 +136,9 @@ fn fail2ban_mesh_a_local_ban_reaches_every_host_an_allow_lifts_it_and_b_is_repai
 
 #[test]
 fn fail2ban_mesh_short_bans_expire_everywhere_and_missed_bans_are_published() {
-    let mut hosts = three_hosts("");
+    // Rounds an hour apart: a ban ends on b and c through the round the
+    // applier schedules at its end (or none), never a periodic one.
+    let mut hosts = three_hosts("", "interval = \"1h\"\n");
     // A 20 s ban on a reaches b and c.
     hosts.f2b[0].fail_logins("short.log", "192.0.2.20", 3);
     for (i, name) in [(1, "b"), (2, "c")] {
@@ -168,11 +176,20 @@ fn fail2ban_mesh_short_bans_expire_everywhere_and_missed_bans_are_published() {
         - missed["issued_at_ms"].as_u64().unwrap_or(0);
     assert!((3_000_000..=3_600_000).contains(&left), "sized from the time left: {left} ms");
     assert_eq!(missed["jail"], "sshd");
-    let published = hosts.cluster.node(0).status()["fail2ban"]["published"].as_u64();
-    assert!(published >= Some(1), "status does not count the missed ban: {published:?}");
+    // Counted when a's round ends, which may be after b has the ban.
+    let published = || hosts.cluster.node(0).status()["fail2ban"]["published"].as_u64();
+    eventually(
+        "status does not count the missed ban",
+        || published() >= Some(1),
+        || format!("{:?}", published()),
+    );
 
     // The short ban ends on all three, not before its expiry (Fail2Ban's
-    // own on a may end a little earlier: the record was issued after it).
+    // own on a may end a little earlier: the record was issued after it),
+    // and soon after it: with rounds an hour apart, only the round at the
+    // ban's end lifts it. (Each check runs fail2ban-client, slow on a
+    // loaded machine: `gone_at` is when a check saw it gone, which is late
+    // by up to a few checks; hence SOON, not a few seconds.)
     let jails = [(0, "sshd-short"), (1, "banmesh"), (2, "banmesh")];
     let mut gone_at: [Option<u64>; 3] = [None; 3];
     let ended = wait_until(SOON * 2, || {
@@ -184,9 +201,11 @@ fn fail2ban_mesh_short_bans_expire_everywhere_and_missed_bans_are_published() {
         gone_at.iter().all(Option::is_some)
     });
     assert!(ended, "the expired ban stayed somewhere: {gone_at:?} (expiry {expires})");
+    let soon_ms = u64::try_from(SOON.as_millis()).unwrap_or(u64::MAX);
     for (i, at) in gone_at.iter().enumerate() {
         let at = at.unwrap_or(0);
         assert!(at + 2_000 >= expires, "host {i} lifted the ban {} ms early", expires - at);
-        assert!(at <= expires + 4_000, "host {i} lifted the ban {} ms late", at - expires);
+        let late = at.saturating_sub(expires);
+        assert!(late < soon_ms, "host {i} lifted the ban {late} ms late, not at its end");
     }
 }

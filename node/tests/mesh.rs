@@ -472,8 +472,11 @@ fn mesh_burst_of_full_gossip_messages_arrives_without_a_sync() {
     std::fs::write(&config, "[sync]\ninterval = \"1h\"\n").expect("config");
     cluster.start_star(2, Some(&config));
     cluster.wait_for_peers(1);
-    // Let the first reconciliation (on connect) finish before the burst.
-    std::thread::sleep(Duration::from_secs(2));
+    // Let the first reconciliations (each node's, on connect) finish
+    // before the burst.
+    let synced = |node: &TestNode| node.peers().iter().any(|p| p["last_sync_ms"].is_u64());
+    let first_syncs = wait_until(SOON, || cluster.nodes.iter().all(synced));
+    assert!(first_syncs, "the syncs on connect did not finish: {:?}", cluster.node(0).peers());
     // 2,000 bans leave node2 (the dialer) as several full 64 KiB messages
     // back to back.
     let orders: Vec<OrderSpec> = (0..2000)

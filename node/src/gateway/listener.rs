@@ -303,19 +303,23 @@ mod tests {
     #[tokio::test]
     async fn a_dripped_head_is_cut_off_at_the_deadline_while_others_are_answered() {
         let head = Duration::from_millis(400);
+        // The dripper gives up after this (the idle timeout is 60 s): a cut
+        // before it is the deadline's, however slow a loaded machine is.
+        let give_up = Duration::from_secs(20);
         let addr = server(head).await;
+        // Before the connection: the deadline cannot start earlier.
+        let started = Instant::now();
         let mut dripper = TcpStream::connect(addr).await.unwrap();
         let drip = tokio::spawn(async move {
-            let started = Instant::now();
             dripper.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
             // Each byte comes well within the idle timeout; the head never ends.
             while dripper.write_all(b"X").await.is_ok() {
-                if started.elapsed() > Duration::from_secs(10) {
-                    break;
+                if started.elapsed() > give_up {
+                    return None;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            started.elapsed()
+            Some(started.elapsed())
         });
 
         let mut client = TcpStream::connect(addr).await.unwrap();
@@ -328,9 +332,8 @@ mod tests {
         client.write_all(request).await.unwrap();
         assert!(answer(&mut client).await.starts_with("HTTP/1.1 200"));
 
-        let cut_after = drip.await.unwrap();
+        let cut_after = drip.await.unwrap().expect("the dripped head was never cut off");
         assert!(cut_after >= head, "{cut_after:?}");
-        assert!(cut_after < Duration::from_secs(3), "still open after {cut_after:?}");
     }
 
     #[tokio::test]
@@ -358,7 +361,8 @@ mod tests {
         let mut silent = TcpStream::connect(addr).await.unwrap();
         let started = Instant::now();
         let mut byte = [0; 1];
-        let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut byte)).await;
+        // Any bound well under the 60 s idle timeout tells the deadline's cut.
+        let read = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut byte)).await;
         assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
         assert!(started.elapsed() >= head);
     }
@@ -372,10 +376,12 @@ mod tests {
         let mut client = TcpStream::connect(addr).await.unwrap();
         let (mut conn, _) = listener.accept().await;
         assert_eq!(listener.permits.available_permits(), MAX_CONNECTIONS - 1);
+        // Before the read that restarts the idle timer, so the timer cannot
+        // have started before it.
+        let started = Instant::now();
         client.write_all(b"x").await.unwrap();
         let mut byte = [0; 1];
         assert_eq!(conn.read(&mut byte).await.unwrap(), 1);
-        let started = Instant::now();
         let error = conn.read(&mut byte).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= timeout);

@@ -1,8 +1,6 @@
 //! The endpoints' shapes and status codes, and hostile input: none may get
 //! a 5xx, every error body is JSON.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::common::TestCluster;
@@ -241,14 +239,13 @@ fn gateway_hostile_input_gets_4xx_with_json_errors_never_5xx() {
     assert_eq!(mixed["invalid_ips"].as_array().unwrap().len(), 5, "{mixed}");
     assert!(cluster.node(gw.node).is_banned("192.0.2.10"));
 
-    // 100,000 addresses in one request: accepted in batches, no hang.
+    // 100,000 addresses in one request: accepted in batches, no hang (the
+    // answer comes within the client's read timeout; never timed here).
     let ips: Vec<String> =
         (0..100_000u32).map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)).collect();
-    let started = Instant::now();
     let reply = gw.post("/add_ips", &json!({"ips": ips, "jail": "sshd"}));
     assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
     assert_eq!(reply.json()["added_ips"].as_array().unwrap().len(), 100_000);
-    assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
     assert_eq!(gw.get("/get_ips?page=1&per_page=1")["total"], 100_002);
 }
 
