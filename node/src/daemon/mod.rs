@@ -3,7 +3,8 @@
 //! its token fires.
 //!
 //! Tasks (all in one `JoinSet`, none detached): the store writer, the mesh
-//! swarm and verifier, the control server, the Fail2Ban applier (with
+//! swarm and verifier, the control server (which runs reads itself through
+//! [`Queries`](queries::Queries)), the Fail2Ban applier (with
 //! `[fail2ban] apply`, handing reconcile's bans to the node task through
 //! the same [`NodeHandle`](crate::api::NodeHandle) as the control server and
 //! the gateway), and the node task itself, which owns the clock and the node
@@ -15,6 +16,7 @@
 mod handler;
 pub mod identity;
 pub mod issue;
+pub mod queries;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -145,7 +147,7 @@ pub async fn run(
     let origin = banmesh_keys::origin_of(&identity.secret.public());
     let high_water = store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await?;
     let skew_bound_ms = config.cluster.params.skew_bound_ms;
-    if let Some(warning) = handler::clock::ahead_warning(high_water, now, skew_bound_ms) {
+    if let Some(warning) = queries::clock::ahead_warning(high_water, now, skew_bound_ms) {
         tracing::warn!("{warning}");
     }
     let clock = HlcClock::new(high_water.unwrap_or(Hlc(0)));
@@ -153,7 +155,6 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     let listener = server::bind(&config.node.socket).await?;
     let (node_handle, requests) = api::channel(64);
-    tasks.spawn(server::serve(listener, node_handle.clone(), shutdown.child_token()));
     let own_cert = identity.cert.as_ref().map(Certificate::to_bytes).unwrap_or_default();
     let mesh = mesh::start(
         MeshSettings {
@@ -187,34 +188,38 @@ pub async fn run(
         };
         tasks.spawn(task.run(shutdown.child_token()));
     }
-    let gateway_status = match config.gateway.listen {
-        Some(listen) => {
-            let status = Arc::new(Mutex::new(GatewayStatus::default()));
-            let deps = GatewayDeps {
-                store: store.clone(),
-                node: node_handle.clone(),
-                params: config.cluster.params,
-                source,
-                status: status.clone(),
-            };
-            let started =
-                gateway::start(&config.gateway, listen, deps, &mut tasks, shutdown.child_token())
-                    .await;
-            if let Err(error) = started {
-                shutdown.cancel();
-                while tasks.join_next().await.is_some() {}
-                return Err(error.into());
-            }
-            Some(status)
+    let gateway_status =
+        config.gateway.listen.map(|_| Arc::new(Mutex::new(GatewayStatus::default())));
+    let standing = queries::Standing::of(&identity);
+    let queries = queries::Queries::new(
+        config.clone(),
+        standing,
+        store.clone(),
+        mesh.clone(),
+        trust.clone(),
+        applier,
+        gateway_status.clone(),
+    );
+    tasks.spawn(server::serve(listener, node_handle.clone(), queries, shutdown.child_token()));
+    if let Some((listen, status)) = config.gateway.listen.zip(gateway_status) {
+        let deps = GatewayDeps {
+            store: store.clone(),
+            node: node_handle.clone(),
+            params: config.cluster.params,
+            source,
+            status: status.clone(),
+        };
+        let started =
+            gateway::start(&config.gateway, listen, deps, &mut tasks, shutdown.child_token()).await;
+        if let Err(error) = started {
+            shutdown.cancel();
+            while tasks.join_next().await.is_some() {}
+            return Err(error.into());
         }
-        None => None,
-    };
+    }
     // Only the control server, the applier and the gateway hold the handle.
     drop(node_handle);
-    let mut node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
-    if let Some(status) = gateway_status {
-        node = node.with_gateway(status);
-    }
+    let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust);
     tasks.spawn(node.run(requests, shutdown.child_token()));
 
     shutdown.cancelled().await;
