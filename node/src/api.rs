@@ -1,7 +1,9 @@
 //! The node's typed API: [`NodeHandle`], through which the control socket,
 //! the REST gateway and the Fail2Ban code ask the node task to issue
-//! records (typed [`Order`]s, Fail2Ban's hand-over, revocations) and to
-//! answer reads.
+//! records (typed [`Order`]s, Fail2Ban's hand-over, revocations). Reads
+//! (status, peers, records, trace) and `sync` do not go through it: the
+//! control server runs them itself, concurrently, through [`Reads`]
+//! (implemented by `daemon::queries::Queries`).
 //!
 //! Every request is answered on a typed `oneshot` with a [`NodeError`]
 //! whose variant names the step that failed (a bad key, a cluster rule, the
@@ -14,6 +16,7 @@
 //! the node task (`daemon::handler::Node::run`) drains; the node task is
 //! the only one that issues (it owns the clock and the node key).
 
+use std::future::Future;
 use std::net::IpAddr;
 
 use banmesh_crdt::duration::format_duration;
@@ -268,37 +271,37 @@ pub enum Request {
         /// Where the answer goes.
         reply: Reply<Revoked>,
     },
-    /// Reconcile with one peer or every connected peer.
-    Sync {
-        /// The peer; `None` for every connected one.
-        peer: Option<PeerId>,
-        /// The peers reconciled with.
-        reply: Reply<Vec<PeerId>>,
-    },
+}
+
+/// The reads the control socket serves, each run on the caller's task
+/// beside the node task, never queued behind a write.
+pub trait Reads: Clone + Send + Sync + 'static {
+    /// Where a page of records ended.
+    type Cursor: Send;
+
     /// The node's status.
-    Status {
-        /// Where the answer goes.
-        reply: Reply<StatusView>,
-    },
+    fn status(&self) -> impl Future<Output = Result<StatusView, NodeError>> + Send;
+
     /// Every peer the node knows.
-    Peers {
-        /// Where the answer goes.
-        reply: Reply<Vec<PeerView>>,
-    },
-    /// Stored records, filtered.
-    Records {
-        /// Which.
-        filter: RecordFilter,
-        /// Where the answer goes.
-        reply: Reply<Vec<RecordView>>,
-    },
-    /// Every record deciding one address, and the decision.
-    Trace {
-        /// The address.
-        addr: IpAddr,
-        /// Where the answer goes.
-        reply: Reply<TraceView>,
-    },
+    fn peers(&self) -> impl Future<Output = Vec<PeerView>> + Send;
+
+    /// One page of the stored records matching `filter`, after `after`
+    /// (from the first when `None`); and where the next page starts, `None`
+    /// after the last.
+    fn records_page(
+        &self,
+        filter: &RecordFilter,
+        after: Option<Self::Cursor>,
+    ) -> impl Future<Output = Result<(Vec<RecordView>, Option<Self::Cursor>), NodeError>> + Send;
+
+    /// Every record deciding `addr`, and the decision.
+    fn trace(&self, addr: IpAddr) -> impl Future<Output = Result<TraceView, NodeError>> + Send;
+
+    /// Reconciles now with `peer`, or every connected peer.
+    fn sync(
+        &self,
+        peer: Option<PeerId>,
+    ) -> impl Future<Output = Result<Vec<PeerId>, NodeError>> + Send;
 }
 
 /// The handle through which every other task asks the node.
@@ -348,30 +351,5 @@ impl NodeHandle {
     pub async fn revoke(&self, revocation: Revocation) -> Result<Revoked, NodeError> {
         let revocation = Box::new(revocation);
         self.ask(|reply| Request::Revoke { revocation, reply }).await
-    }
-
-    /// Reconciles now with `peer`, or every connected peer.
-    pub async fn sync(&self, peer: Option<PeerId>) -> Result<Vec<PeerId>, NodeError> {
-        self.ask(|reply| Request::Sync { peer, reply }).await
-    }
-
-    /// The node's status.
-    pub async fn status(&self) -> Result<StatusView, NodeError> {
-        self.ask(|reply| Request::Status { reply }).await
-    }
-
-    /// Every peer the node knows.
-    pub async fn peers(&self) -> Result<Vec<PeerView>, NodeError> {
-        self.ask(|reply| Request::Peers { reply }).await
-    }
-
-    /// Stored records matching `filter`.
-    pub async fn records(&self, filter: RecordFilter) -> Result<Vec<RecordView>, NodeError> {
-        self.ask(|reply| Request::Records { filter, reply }).await
-    }
-
-    /// Every record deciding `addr`, and the decision.
-    pub async fn trace(&self, addr: IpAddr) -> Result<TraceView, NodeError> {
-        self.ask(|reply| Request::Trace { addr, reply }).await
     }
 }

@@ -1,16 +1,19 @@
 //! The control socket end to end: a real unix socket in a temporary
 //! directory served by `control::serve` over a `NodeHandle` whose requests a
-//! test handler answers, spoken to by `control::call`, by raw bytes, and by
-//! the real `banmesh` binary.
+//! test handler answers and made-up reads, spoken to by `control::call`, by
+//! raw bytes, and by the real `banmesh` binary.
 
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use banmesh_node::api::{self, Request, Written};
+use banmesh_node::api::{self, NodeError, Reads, RecordFilter, Request, Written};
 use banmesh_node::control::protocol::{MAX_RESPONSE_FRAME, read_frame};
 use banmesh_node::control::{
-    self, Command, ControlError, RecordView, Response, StatusView, bind, call, serve,
+    self, Command, ControlError, PeerView, RecordView, Response, StatusView, TraceView, bind, call,
+    serve,
 };
+use libp2p::PeerId;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -35,7 +38,7 @@ impl Served {
         let (node, requests) = api::channel(8);
         tokio::spawn(handler(requests));
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, node, shutdown.clone()));
+        let server = tokio::spawn(serve(listener, node, MadeUp, shutdown.clone()));
         Served { _dir: dir, path, shutdown, server }
     }
 
@@ -51,24 +54,52 @@ impl Served {
 async fn handler(mut requests: mpsc::Receiver<Request>) {
     while let Some(request) = requests.recv().await {
         match request {
-            Request::Status { reply } => {
-                let _ = reply.send(Ok(StatusView {
-                    peer_id: "12D3KooWtest".to_owned(),
-                    name: Some("web1".to_owned()),
-                    enforce: true,
-                    warnings: vec!["clock is fine".to_owned()],
-                    ..StatusView::default()
-                }));
-            }
-            Request::Records { reply, .. } => {
-                let _ = reply.send(Ok((0..RECORDS).map(record).collect()));
-            }
             Request::Write { order, reply } if order.kind == banmesh_crdt::Kind::Ban => {
                 let record = RecordView { key: order.key.to_string(), ..record(0) };
                 let _ = reply.send(Ok(Written { record, notes: Vec::new() }));
             }
             _ => {}
         }
+    }
+}
+
+/// Reads from made-up state: a status, and [`RECORDS`] records in pages.
+#[derive(Clone)]
+struct MadeUp;
+
+impl Reads for MadeUp {
+    type Cursor = usize;
+
+    async fn status(&self) -> Result<StatusView, NodeError> {
+        Ok(StatusView {
+            peer_id: "12D3KooWtest".to_owned(),
+            name: Some("web1".to_owned()),
+            enforce: true,
+            warnings: vec!["clock is fine".to_owned()],
+            ..StatusView::default()
+        })
+    }
+
+    async fn peers(&self) -> Vec<PeerView> {
+        Vec::new()
+    }
+
+    async fn records_page(
+        &self,
+        _: &RecordFilter,
+        after: Option<usize>,
+    ) -> Result<(Vec<RecordView>, Option<usize>), NodeError> {
+        let start = after.unwrap_or(0);
+        let end = RECORDS.min(start + 7_000);
+        Ok(((start..end).map(record).collect(), (end < RECORDS).then_some(end)))
+    }
+
+    async fn trace(&self, _: IpAddr) -> Result<TraceView, NodeError> {
+        Err(NodeError::ShuttingDown)
+    }
+
+    async fn sync(&self, _: Option<PeerId>) -> Result<Vec<PeerId>, NodeError> {
+        Err(NodeError::ShuttingDown)
     }
 }
 

@@ -1,25 +1,52 @@
 //! The control socket's adapter: decodes a wire [`Command`] (keys and kinds
-//! as the operator wrote them) into a typed call on the [`NodeHandle`], and
-//! encodes the typed answer, or the [`NodeError`]'s message, as a
-//! [`Response`]. The wire format the CLI sees is unchanged.
+//! as the operator wrote them) into a typed call, on the [`NodeHandle`] for
+//! what the node task issues and on [`Reads`] for reads and `sync`,
+//! and encodes the typed answer, or the [`NodeError`]'s message, as a
+//! [`Response`]. `records` is answered as an [`Answer::Records`] filter the
+//! server streams page by page. The wire format the CLI sees is unchanged.
 
 use banmesh_crdt::{Key, Kind, Metadata};
 use banmesh_keys::Revocation;
 
 use super::protocol::{Command, IssuedView, MAX_ISSUE_BATCH, OrderSpec, Response};
 use crate::api::{
-    Handed, Handover, Lifetime, NodeError, NodeHandle, Order, Outcome, RecordFilter, Written,
+    Handed, Handover, Lifetime, NodeError, NodeHandle, Order, Outcome, Reads, RecordFilter, Written,
 };
 
-/// The node's answer to `command`, asked through `node`.
-pub async fn answer(node: &NodeHandle, command: Command) -> Response {
-    dispatch(node, command).await.unwrap_or_else(|e| Response::error(e.to_string()))
+/// What the server sends for a command.
+#[derive(Debug)]
+pub enum Answer {
+    /// This response, whole.
+    Whole(Box<Response>),
+    /// The stored records matching this filter, streamed from the store.
+    Records(RecordFilter),
 }
 
-async fn dispatch(node: &NodeHandle, command: Command) -> Result<Response, NodeError> {
-    Ok(match command {
-        Command::Status => Response::Status(node.status().await?),
-        Command::Peers => Response::Peers(node.peers().await?),
+/// The node's answer to `command`, asked through `node` or `queries`.
+pub async fn answer(node: &NodeHandle, queries: &impl Reads, command: Command) -> Answer {
+    let answer = dispatch(node, queries, command).await;
+    answer.unwrap_or_else(|e| Answer::Whole(Box::new(Response::error(e.to_string()))))
+}
+
+/// Which records `banmesh records --ip --origin --kind` asks for.
+fn record_filter(
+    ip: Option<String>,
+    origin: Option<String>,
+    kind: Option<String>,
+) -> Result<RecordFilter, NodeError> {
+    let key = ip.map(|ip| Key::parse(&ip).map(|p| p.key)).transpose()?;
+    let kind = kind.map(|k| kind_of(&k)).transpose()?;
+    Ok(RecordFilter { key, origin, kind })
+}
+
+async fn dispatch(
+    node: &NodeHandle,
+    queries: &impl Reads,
+    command: Command,
+) -> Result<Answer, NodeError> {
+    Ok(Answer::Whole(Box::new(match command {
+        Command::Status => Response::Status(queries.status().await?),
+        Command::Peers => Response::Peers(queries.peers().await),
         Command::Ban { key, duration_ms, permanent, jail, reason } => {
             let meta = Metadata {
                 jail: jail.unwrap_or_default(),
@@ -36,19 +63,17 @@ async fn dispatch(node: &NodeHandle, command: Command) -> Result<Response, NodeE
         }
         Command::Disallow { key } => write(node, Kind::Disallow, &key, cli).await?,
         Command::Records { ip, origin, kind } => {
-            let key = ip.map(|ip| Key::parse(&ip).map(|p| p.key)).transpose()?;
-            let kind = kind.map(|k| kind_of(&k)).transpose()?;
-            Response::Records(node.records(RecordFilter { key, origin, kind }).await?)
+            return Ok(Answer::Records(record_filter(ip, origin, kind)?));
         }
         Command::Trace { ip } => {
             let addr = ip.trim().parse().map_err(|_| NodeError::BadAddress(ip.clone()))?;
-            Response::Trace(node.trace(addr).await?)
+            Response::Trace(queries.trace(addr).await?)
         }
         Command::Sync { peer } => {
             let peer = peer
                 .map(|text| text.parse::<libp2p::PeerId>().map_err(|_| NodeError::BadPeer(text)))
                 .transpose()?;
-            let done = node.sync(peer).await?;
+            let done = queries.sync(peer).await?;
             Response::Synced { peers: done.iter().map(ToString::to_string).collect() }
         }
         Command::RevokePublish { pem } => {
@@ -66,7 +91,7 @@ async fn dispatch(node: &NodeHandle, command: Command) -> Result<Response, NodeE
             handed(node.fail2ban_unban(Key::parse(&ip)?.key, jail).await?)
         }
         Command::Issue { orders } => Response::Issued(issue(node, orders).await?),
-    })
+    })))
 }
 
 /// Issues one `kind` on the key written as `text`, with a note first when

@@ -13,9 +13,10 @@
 //!    bytes, then closes the connection.
 //!
 //! Only a [`Response::Records`] is sent in chunks: the node sends its records
-//! in chunks of about [`CHUNK_TARGET`] bytes and then a reply holding
-//! `Records([])`; the client appends the records of every chunk, in order,
-//! before those of the reply (see [`Assembler`]). Every other response is a
+//! in chunks of about [`CHUNK_TARGET`] bytes as it reads them from the store
+//! and then a reply holding `Records([])`; the client appends the records
+//! of every chunk, in order, before those of the reply (see [`Assembler`]).
+//! When reading fails midway, the reply is a [`Response::Error`] instead. Every other response is a
 //! single reply frame. A request whose `version` is not [`PROTOCOL_VERSION`]
 //! is answered with a [`Response::Error`] naming both versions.
 
@@ -433,7 +434,7 @@ pub fn encode_response(response: Response) -> Result<Vec<Vec<u8>>, ProtocolError
 
 /// Packs records into `{"frame":"chunk","records":[...]}` frames, serialising
 /// each record once and closing a frame when it reaches [`CHUNK_TARGET`].
-fn encode_chunks(records: &[RecordView]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+pub fn encode_chunks(records: &[RecordView]) -> Result<Vec<Vec<u8>>, ProtocolError> {
     const OPEN: &[u8] = br#"{"frame":"chunk","records":["#;
     const CLOSE: &[u8] = b"]}";
     let mut frames = Vec::new();
@@ -487,6 +488,7 @@ impl Assembler {
                     records.extend(rest);
                     Ok(Some(Response::Records(records)))
                 }
+                error @ Response::Error { .. } => Ok(Some(error)),
                 other => Err(ProtocolError::UnexpectedReply(other.name())),
             },
         }

@@ -6,8 +6,10 @@
 //!
 //! Tasks: [`serve`] is the accept loop; it runs one task per connection in a
 //! `JoinSet` (never detached). Each connection reads one request (10 s
-//! limit), decodes it and asks the [`NodeHandle`] through the
-//! [`adapter`](super::adapter), writes the answer as frames and closes.
+//! limit), decodes it and asks the [`NodeHandle`] (writes) or the
+//! [`Reads`] (run here, beside the node task) through the
+//! [`adapter`](super::adapter), writes the answer as frames and closes;
+//! `records` is read and written a page at a time.
 //! Shutdown: when the token fires the loop stops accepting, connections still
 //! reading a request are dropped, those waiting for the handler or writing
 //! get [`SHUTDOWN_GRACE`] to finish and are aborted after it; then the socket
@@ -28,10 +30,11 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::NodeHandle;
+use crate::api::{NodeHandle, Reads, RecordFilter};
 
+use super::adapter::Answer;
 use super::protocol::{
-    MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, ProtocolError, Response, decode_request,
+    MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, ProtocolError, Response, decode_request, encode_chunks,
     encode_response, read_frame, write_frame,
 };
 
@@ -139,7 +142,12 @@ async fn remove_stale(path: &Path) -> Result<(), ControlError> {
 ///
 /// Never fails: a bad client is answered with an error frame when possible,
 /// logged, and dropped; the others are served on.
-pub async fn serve(listener: UnixListener, node: NodeHandle, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: UnixListener,
+    node: NodeHandle,
+    queries: impl Reads,
+    shutdown: CancellationToken,
+) {
     let path = listener.local_addr().ok().and_then(|addr| addr.as_pathname().map(Path::to_owned));
     let owner = path.as_deref().and_then(|p| std::fs::metadata(p).ok()).map(|meta| meta.uid());
     let mut connections = JoinSet::new();
@@ -149,9 +157,9 @@ pub async fn serve(listener: UnixListener, node: NodeHandle, shutdown: Cancellat
             Some(joined) = connections.join_next() => log_join(joined),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let node = node.clone();
+                    let parts = (node.clone(), queries.clone());
                     let shutdown = shutdown.clone();
-                    connections.spawn(connection(stream, owner, node, shutdown));
+                    connections.spawn(connection(stream, owner, parts, shutdown));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "control socket accept failed");
@@ -190,10 +198,10 @@ fn log_join(joined: Result<(), tokio::task::JoinError>) {
 }
 
 /// Serves one connection: one request, one (possibly chunked) response.
-async fn connection(
+async fn connection<R: Reads>(
     mut stream: UnixStream,
     owner: Option<u32>,
-    node: NodeHandle,
+    (node, queries): (NodeHandle, R),
     shutdown: CancellationToken,
 ) {
     if let Err(refusal) = check_peer(&stream, owner) {
@@ -221,8 +229,40 @@ async fn connection(
         }
     };
     tracing::debug!(?command, "control request");
-    let response = super::adapter::answer(&node, command).await;
-    send(&mut stream, response).await;
+    match super::adapter::answer(&node, &queries, command).await {
+        Answer::Whole(response) => send(&mut stream, *response).await,
+        Answer::Records(filter) => send_records(&mut stream, &queries, &filter).await,
+    }
+}
+
+/// Streams the records matching `filter`: each page read from the store is
+/// sent as chunk frames before the next is read, then the reply. A failure
+/// midway ends the stream with an error reply.
+async fn send_records<R: Reads>(stream: &mut UnixStream, queries: &R, filter: &RecordFilter) {
+    let mut after = None;
+    loop {
+        let page = queries.records_page(filter, after).await;
+        let (records, next) = match page {
+            Ok(page) => page,
+            Err(error) => return send(stream, Response::error(error.to_string())).await,
+        };
+        let frames = match encode_chunks(&records) {
+            Ok(frames) => frames,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode records");
+                let message = format!("the node could not encode its answer: {error}");
+                return send(stream, Response::error(message)).await;
+            }
+        };
+        if !write_frames(stream, frames).await {
+            return;
+        }
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    send(stream, Response::Records(Vec::new())).await;
 }
 
 /// Only the socket's owner (or root) may talk to the node.
@@ -249,18 +289,25 @@ async fn send(stream: &mut UnixStream, response: Response) {
             }
         }
     };
+    write_frames(stream, frames).await;
+}
+
+/// Writes frames in turn; false when the client went away or stopped
+/// reading (logged).
+async fn write_frames(stream: &mut UnixStream, frames: Vec<Vec<u8>>) -> bool {
     for frame in frames {
         let written = timeout(WRITE_TIMEOUT, write_frame(stream, &frame, MAX_RESPONSE_FRAME)).await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::debug!(%error, "control client went away before the answer");
-                return;
+                return false;
             }
             Err(_) => {
                 tracing::warn!("control client stopped reading the answer: dropping it");
-                return;
+                return false;
             }
         }
     }
+    true
 }

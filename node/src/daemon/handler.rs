@@ -1,22 +1,20 @@
 //! The node task: answers the [`NodeHandle`](crate::api::NodeHandle)'s
-//! requests one at a time. Writes (ban, unban, allow, disallow) are issued
-//! by the clock rule, signed, committed to the store, then gossiped; reads
-//! come from the store and the index.
+//! requests one at a time. It only issues: records (ban, unban, allow,
+//! disallow) are issued by the clock rule, signed, committed to the store,
+//! then gossiped; revocations are stored and spread; standing orders are
+//! renewed. Reads are [`Queries`](super::queries::Queries), run by the
+//! control server beside it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use banmesh_crdt::{HlcClock, Key, KeySlots, Kind, Metadata, Record};
 use banmesh_keys::Revocation;
-use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub(super) mod clock;
 mod fail2ban;
-mod reads;
-mod standing;
 
 use super::identity::Identity;
 use super::issue::{self, Lifetime, Order};
@@ -24,8 +22,7 @@ use crate::api::{NodeError, Outcome, Request, Revoked, Written};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::control::protocol::MAX_ISSUE_BATCH;
-use crate::fail2ban::ApplierStatus;
-use crate::gateway::GatewayStatus;
+use crate::control::views::RecordView;
 use crate::mesh::{MeshHandle, Trust};
 use crate::store::{Store, query};
 
@@ -37,8 +34,6 @@ pub struct Node {
     clock: HlcClock,
     mesh: MeshHandle,
     trust: Arc<RwLock<Trust>>,
-    applier: Arc<Mutex<ApplierStatus>>,
-    gateway: Option<Arc<Mutex<GatewayStatus>>>,
 }
 
 impl Node {
@@ -50,15 +45,8 @@ impl Node {
         clock: HlcClock,
         mesh: MeshHandle,
         trust: Arc<RwLock<Trust>>,
-        applier: Arc<Mutex<ApplierStatus>>,
     ) -> Node {
-        Node { config, identity, store, clock, mesh, trust, applier, gateway: None }
-    }
-
-    /// Shows the gateway's status in `banmesh status`.
-    pub fn with_gateway(mut self, status: Arc<Mutex<GatewayStatus>>) -> Node {
-        self.gateway = Some(status);
-        self
+        Node { config, identity, store, clock, mesh, trust }
     }
 
     /// Answers requests until the token fires or every handle is gone, and
@@ -140,41 +128,17 @@ impl Node {
             Request::Revoke { revocation, reply } => {
                 let _ = reply.send(self.revoke(*revocation).await);
             }
-            Request::Sync { peer, reply } => {
-                let _ = reply.send(self.sync(peer).await);
-            }
-            Request::Status { reply } => {
-                let _ = reply.send(self.status().await);
-            }
-            Request::Peers { reply } => {
-                let _ = reply.send(Ok(self.peers().await));
-            }
-            Request::Records { filter, reply } => {
-                let _ = reply.send(self.records(filter).await);
-            }
-            Request::Trace { addr, reply } => {
-                let _ = reply.send(self.trace(addr).await);
-            }
         }
     }
 
-    /// [`NodeError::ClockSkew`] when the median clock offset of ready peers
-    /// is past half the skew bound.
     async fn skew(&self) -> Result<(), NodeError> {
-        let offsets: Vec<i64> = self
-            .mesh
-            .peers()
-            .await
-            .iter()
-            .filter(|p| p.ready)
-            .filter_map(|p| p.offset_ms)
-            .collect();
-        let Some(median_ms) = median_offset(offsets) else { return Ok(()) };
-        let bound = self.config.cluster.params.skew_bound_ms / 2;
-        if median_ms.unsigned_abs() > bound {
-            return Err(NodeError::ClockSkew { median_ms });
-        }
-        Ok(())
+        skew(&self.mesh, self.config.cluster.params.skew_bound_ms).await
+    }
+
+    /// A record as the control socket shows it.
+    fn view(&self, record: &Record, arrival: Option<&(u64, Option<String>)>) -> RecordView {
+        let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+        super::queries::record_view(record, arrival, &trust, &self.config.cluster.params)
     }
 
     async fn write(
@@ -340,15 +304,6 @@ impl Node {
         Ok(result?)
     }
 
-    async fn sync(&self, peer: Option<PeerId>) -> Result<Vec<PeerId>, NodeError> {
-        let asked = peer.is_some();
-        let done = self.mesh.sync(peer).await;
-        if asked && done.is_empty() {
-            return Err(NodeError::SyncUnfinished);
-        }
-        Ok(done)
-    }
-
     async fn revoke(&self, revocation: Revocation) -> Result<Revoked, NodeError> {
         let bad = |e: &dyn std::fmt::Display| NodeError::BadRevocation(e.to_string());
         revocation.verify(&self.identity.cluster).map_err(|e| bad(&e))?;
@@ -358,6 +313,18 @@ impl Node {
         self.mesh.publish_revocation(revocation).await;
         Ok(Revoked { node, new })
     }
+}
+
+/// [`NodeError::ClockSkew`] when the median clock offset of ready peers
+/// is past half the skew bound.
+pub(super) async fn skew(mesh: &MeshHandle, skew_bound_ms: u64) -> Result<(), NodeError> {
+    let offsets: Vec<i64> =
+        mesh.peers().await.iter().filter(|p| p.ready).filter_map(|p| p.offset_ms).collect();
+    let Some(median_ms) = median_offset(offsets) else { return Ok(()) };
+    if median_ms.unsigned_abs() > skew_bound_ms / 2 {
+        return Err(NodeError::ClockSkew { median_ms });
+    }
+    Ok(())
 }
 
 /// The median of the peers' clock offsets with this node counted as one

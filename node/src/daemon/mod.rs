@@ -4,7 +4,8 @@
 //!
 //! Tasks (all named, in one [`Tasks`] set, none detached; the store writer
 //! beside them): the mesh swarm, verifier, sync and never-ban tasks, the
-//! control server, the maintenance task (GC on schedule), the Fail2Ban
+//! control server (which runs reads itself through
+//! [`Queries`](queries::Queries)), the maintenance task (GC on schedule), the Fail2Ban
 //! applier (with `[fail2ban] apply`, handing reconcile's bans to the node
 //! task through the same [`NodeHandle`](crate::api::NodeHandle) as the
 //! control server and the gateway), the gateway's, and the node task
@@ -23,6 +24,7 @@ mod handler;
 pub mod identity;
 pub mod issue;
 mod maintenance;
+pub mod queries;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -163,7 +165,7 @@ pub async fn run(
     let origin = banmesh_keys::origin_of(&identity.secret.public());
     let high_water = store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await?;
     let skew_bound_ms = config.cluster.params.skew_bound_ms;
-    if let Some(warning) = handler::clock::ahead_warning(high_water, now, skew_bound_ms) {
+    if let Some(warning) = queries::clock::ahead_warning(high_water, now, skew_bound_ms) {
         tracing::warn!("{warning}");
     }
     let clock = HlcClock::new(high_water.unwrap_or(Hlc(0)));
@@ -171,7 +173,6 @@ pub async fn run(
     let mut tasks = Tasks::new();
     let listener = server::bind(&config.node.socket).await?;
     let (node_handle, requests) = api::channel(64);
-    tasks.spawn("control-server", server::serve(listener, node_handle.clone(), shutdown.child_token()));
     let gc = maintenance::run(store.clone(), config.store.gc_interval, shutdown.child_token());
     tasks.spawn("maintenance", gc);
     let own_cert = identity.cert.as_ref().map(Certificate::to_bytes).unwrap_or_default();
@@ -207,34 +208,39 @@ pub async fn run(
         };
         tasks.spawn("fail2ban-applier", task.run(shutdown.child_token()));
     }
-    let gateway_status = match config.gateway.listen {
-        Some(listen) => {
-            let status = Arc::new(Mutex::new(GatewayStatus::default()));
-            let deps = GatewayDeps {
-                store: store.clone(),
-                node: node_handle.clone(),
-                params: config.cluster.params,
-                source,
-                status: status.clone(),
-            };
-            let started =
-                gateway::start(&config.gateway, listen, deps, &mut tasks, shutdown.child_token())
-                    .await;
-            if let Err(error) = started {
-                shutdown.cancel();
-                while tasks.join_next().await.is_some() {}
-                return Err(error.into());
-            }
-            Some(status)
+    let gateway_status =
+        config.gateway.listen.map(|_| Arc::new(Mutex::new(GatewayStatus::default())));
+    let standing = queries::Standing::of(&identity);
+    let queries = queries::Queries::new(
+        config.clone(),
+        standing,
+        store.clone(),
+        mesh.clone(),
+        trust.clone(),
+        applier,
+        gateway_status.clone(),
+    );
+    let control = server::serve(listener, node_handle.clone(), queries, shutdown.child_token());
+    tasks.spawn("control-server", control);
+    if let Some((listen, status)) = config.gateway.listen.zip(gateway_status) {
+        let deps = GatewayDeps {
+            store: store.clone(),
+            node: node_handle.clone(),
+            params: config.cluster.params,
+            source,
+            status: status.clone(),
+        };
+        let started =
+            gateway::start(&config.gateway, listen, deps, &mut tasks, shutdown.child_token()).await;
+        if let Err(error) = started {
+            shutdown.cancel();
+            while tasks.join_next().await.is_some() {}
+            return Err(error.into());
         }
-        None => None,
-    };
+    }
     // Only the control server, the applier and the gateway hold the handle.
     drop(node_handle);
-    let mut node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust, applier);
-    if let Some(status) = gateway_status {
-        node = node.with_gateway(status);
-    }
+    let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust);
     tasks.spawn("node", node.run(requests, shutdown.child_token()));
 
     let failure = supervise(&mut tasks, writer, store, &shutdown).await;

@@ -214,6 +214,62 @@ pub fn all_records(conn: &Connection, path: &Path) -> Result<Vec<Record>, StoreE
     select_records(conn, path, "1 = 1", [])
 }
 
+/// When a record arrived (Unix ms) and from which peer (`None`: issued here).
+pub type Arrival = (u64, Option<String>);
+
+/// A page of records with their arrivals, and where it ended.
+pub type Page = (Vec<(Record, Arrival)>, Option<PageEnd>);
+
+/// Where a page of [`records_page`] ended: its last row's primary key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageEnd {
+    origin: i64,
+    key: Vec<u8>,
+    kind: i64,
+}
+
+/// Up to `limit` records after `after` (from the first when `None`), by
+/// origin, then key and kind (the `records_origin` index's order, which a
+/// full scan of the table follows), each with when and from whom it arrived; and where
+/// the page ended, `None` when no record follows. Each page is its own read,
+/// so a long listing never holds the store or every record at once.
+pub fn records_page(
+    conn: &Connection,
+    path: &Path,
+    after: Option<&PageEnd>,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    let first = PageEnd { origin: i64::MIN, key: Vec::new(), kind: i64::MIN };
+    let after = after.unwrap_or(&first);
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS}, r.origin, r.arrived_at, r.arrived_from FROM {RECORD_FROM} \
+         WHERE (r.origin, r.key, r.kind) > (?1, ?2, ?3) ORDER BY r.origin, r.key, r.kind LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(fail(path))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt
+        .query(rusqlite::params![after.origin, after.key, after.kind, limit])
+        .map_err(fail(path))?;
+    let (mut out, mut end) = (Vec::new(), None);
+    while let Some(row) = rows.next().map_err(fail(path))? {
+        let record = record_from_row(row).map_err(|e| match e {
+            RowError::Sqlite(e) => classify(path, e),
+            RowError::Invalid(e) => {
+                StoreError::Damaged { path: path.to_owned(), detail: e.to_string() }
+            }
+        })?;
+        let cols = || -> rusqlite::Result<_> {
+            let end = PageEnd { origin: row.get(10)?, key: row.get(0)?, kind: row.get(2)? };
+            Ok((end, row.get::<_, i64>(11)?, row.get::<_, Option<String>>(12)?))
+        };
+        let (last, arrived_at, from) = cols().map_err(fail(path))?;
+        end = Some(last);
+        out.push((record, (from_sql(arrived_at), from)));
+    }
+    let more = i64::try_from(out.len()).is_ok_and(|n| n == limit);
+    Ok((out, end.filter(|_| more)))
+}
+
 /// Canonical bodies of certificates, then of revocations.
 pub type TrustBodies = (Vec<Vec<u8>>, Vec<Vec<u8>>);
 

@@ -8,14 +8,14 @@ use banmesh_crdt::Hlc;
 use banmesh_crdt::duration::format_duration;
 use banmesh_keys::time::format_rfc3339;
 
-use super::Node;
+use super::Queries;
 use crate::clock::now_ms;
 use crate::store::query;
 
-impl Node {
+impl Queries {
     /// [`ahead_warning`] for this node's own records, now.
     pub(super) async fn clock_ahead_warning(&self) -> Option<String> {
-        let origin = banmesh_keys::origin_of(&self.identity.secret.public());
+        let origin = banmesh_keys::origin_of(&self.standing.node_key);
         let greatest = self.store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await;
         let greatest = match greatest {
             Ok(greatest) => greatest,

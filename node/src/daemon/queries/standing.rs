@@ -6,15 +6,15 @@ use std::sync::PoisonError;
 
 use banmesh_keys::time::format_rfc3339;
 
-use super::Node;
+use super::Queries;
 
-impl Node {
+impl Queries {
     /// What `banmesh status` should warn about this node's own standing at
     /// `now_ms`.
     pub(super) fn standing_warnings(&self, now_ms: u64) -> Vec<String> {
         let mut out = Vec::new();
         let enroll = "enroll this node's key again (`banmesh keys enroll`) and restart it";
-        if let Some(cert) = &self.identity.cert {
+        if let Some(cert) = &self.standing.cert {
             if now_ms >= cert.not_after_ms() {
                 out.push(format!(
                     "this node's certificate expired at {}: its peers refuse it and its new records do not count; {enroll}",
@@ -27,7 +27,7 @@ impl Node {
                 ));
             }
         }
-        let own = self.identity.secret.public();
+        let own = self.standing.node_key;
         let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(revocation) = trust.revocations().get(&own) {
             out.push(format!(

@@ -1,0 +1,103 @@
+//! Reads never hold up writes: while `banmesh records --json` dumps a large
+//! store, Fail2Ban's hand-over (with the 2 s limit its action uses) and
+//! `banmesh ban` are answered, because reads run beside the node task, not
+//! in its queue.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+
+use banmesh_node::control::client;
+use banmesh_node::control::protocol::{Command as Wire, MAX_ISSUE_BATCH, OrderSpec, Response};
+use common::{SOON, TestCluster, arg, bin, wait_until};
+
+const RECORDS: usize = 100_000;
+const DUMPS: usize = 3;
+
+/// Issues `count` bans on distinct addresses, in batches.
+fn fill(socket: &Path, count: usize) {
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        for start in (0..count).step_by(MAX_ISSUE_BATCH) {
+            let orders = (start..count.min(start + MAX_ISSUE_BATCH))
+                .map(|i| OrderSpec {
+                    kind: "ban".into(),
+                    key: format!("10.{}.{}.{}", 100 + i / 65_536, (i / 256) % 256, i % 256),
+                    duration_ms: Some(3_600_000),
+                    ..OrderSpec::default()
+                })
+                .collect();
+            match client::call(socket, Wire::Issue { orders }).await.expect("control call") {
+                Response::Issued(items) => {
+                    assert!(items.iter().all(|i| i.id.is_some()), "a ban was refused: {items:?}")
+                }
+                other => panic!("batch refused: {other:?}"),
+            }
+        }
+    });
+}
+
+/// `banmesh records --json`: how many records the array holds.
+fn dump(socket: PathBuf) -> Result<usize, String> {
+    let out = Command::new(bin())
+        .args(["records", "--socket", arg(&socket), "--json"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let records: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("not one JSON array: {e}"))?;
+    records.as_array().map(Vec::len).ok_or_else(|| "not an array".to_owned())
+}
+
+/// Fail2Ban's action: `banmesh fail2ban ban` with the 2 s limit it uses.
+fn handover(socket: &Path, ip: &str) -> (bool, String) {
+    let tags = ["--ip", ip, "--jail", "sshd", "--bantime", "600", "--failures", "5"];
+    let out = Command::new(bin())
+        .args(["fail2ban", "ban", "--socket", arg(socket), "--timeout", "2s"])
+        .args(tags)
+        .args(["--bancount", "1", "--restored", "0"])
+        .output()
+        .expect("banmesh");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn control_bans_are_answered_while_records_are_dumped() {
+    let cluster = TestCluster::star(1);
+    let node = cluster.node(0);
+    fill(&node.socket, RECORDS);
+
+    let dumps: Vec<_> = (0..DUMPS)
+        .map(|_| {
+            let socket = node.socket.clone();
+            thread::spawn(move || dump(socket))
+        })
+        .collect();
+    // Hand bans over for as long as any dump runs: each must be answered
+    // within Fail2Ban's limit, never queued behind a dump.
+    let mut handed = 0;
+    while dumps.iter().any(|d| !d.is_finished()) {
+        let ip = format!("203.0.113.{}", handed % 250 + 1);
+        let (ok, text) = handover(&node.socket, &ip);
+        assert!(ok && text.contains("published"), "hand-over {handed} during the dumps: {text}");
+        handed += 1;
+        if handed == 1 {
+            let ban = node.try_call(&["ban", "198.51.100.1"]);
+            assert!(ban.is_ok(), "banmesh ban during the dumps: {ban:?}");
+        }
+    }
+    assert!(handed > 0, "the dumps ended before a hand-over was tried");
+    for dump in dumps {
+        let count = dump.join().expect("dump thread").expect("records --json");
+        assert!(count >= RECORDS, "a dump held {count} of {RECORDS} records");
+    }
+    let all = wait_until(SOON, || node.records().len() > RECORDS);
+    assert!(all, "the bans handed over are not stored");
+}
