@@ -35,9 +35,11 @@ const STOP_GRACE: Duration = SOON;
 /// How much of a node's log a failing test prints.
 const LOG_TAIL_BYTES: u64 = 6_000;
 
-/// The `banmesh` binary under test.
+/// The `banmesh` binary under test: the one cargo built, or `BANMESH_BIN`
+/// when set (benchmarks use it to measure another build in the same run).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_banmesh"))
+    std::env::var_os("BANMESH_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_banmesh")), PathBuf::from)
 }
 
 /// The wall clock in Unix milliseconds (the node's own reading).

@@ -1,0 +1,134 @@
+//! Fail2Ban's hand-over while the node serves a huge read: one node holding
+//! N live bans (issued through the control socket in batches), then
+//! `banmesh fail2ban ban` (the action's command, 2 s limit) timed again and
+//! again, first on an idle node, then while `banmesh records --json` dumps
+//! every record. Prints p50/p99/max of each and the node's peak RSS
+//! (VmHWM); asserts nothing.
+//!
+//! Run: `cargo bench -p banmesh-node --bench handover`. Environment:
+//! `BANMESH_BENCH_RECORDS` (1000000), `BANMESH_BENCH_HANDOVERS` (200).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use banmesh_node::control::client;
+use banmesh_node::control::protocol::{Command as Wire, MAX_ISSUE_BATCH, OrderSpec, Response};
+use common::{TestCluster, arg, bin};
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
+}
+
+/// Peak resident memory of `pid`, from `/proc/PID/status`.
+fn vm_hwm(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"));
+    line.map_or_else(|| "?".to_owned(), |l| l["VmHWM:".len()..].trim().to_owned())
+}
+
+fn fill(socket: &Path, count: usize) {
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        for start in (0..count).step_by(MAX_ISSUE_BATCH) {
+            let orders = (start..count.min(start + MAX_ISSUE_BATCH))
+                .map(|i| OrderSpec {
+                    kind: "ban".into(),
+                    key: format!("10.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256),
+                    duration_ms: Some(24 * 3_600_000),
+                    ..OrderSpec::default()
+                })
+                .collect();
+            match client::call(socket, Wire::Issue { orders }).await.expect("control call") {
+                Response::Issued(_) => {}
+                other => panic!("batch refused: {other:?}"),
+            }
+        }
+    });
+}
+
+/// One hand-over; its time, or `None` when it failed (over the 2 s limit).
+fn handover(socket: &Path, n: usize) -> Option<Duration> {
+    let ip = format!("198.18.{}.{}", n / 250, n % 250 + 1);
+    let start = Instant::now();
+    let ok = Command::new(bin())
+        .args(["fail2ban", "ban", "--socket", arg(socket), "--timeout", "2s", "--ip", &ip])
+        .args(["--jail", "sshd", "--bantime", "600", "--failures", "5"])
+        .args(["--bancount", "1", "--restored", "0"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then(|| start.elapsed())
+}
+
+fn report(what: &str, mut times: Vec<Duration>, failed: usize) {
+    times.sort_unstable();
+    let at = |p: f64| {
+        let i = ((p * times.len() as f64).ceil() as usize).clamp(1, times.len().max(1)) - 1;
+        times.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{what}: {} hand-overs, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {failed} over the 2 s limit",
+        times.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0),
+    );
+}
+
+fn main() {
+    let records = env_num("BANMESH_BENCH_RECORDS", 1_000_000);
+    let count = env_num("BANMESH_BENCH_HANDOVERS", 200);
+    println!("handover bench: {records} records, load average {}", load());
+    let cluster = TestCluster::star(1);
+    let node = cluster.node(0);
+    let pid = node.pid().expect("node runs");
+    let started = Instant::now();
+    fill(&node.socket, records);
+    println!("filled in {:.1} s; node VmHWM {}", started.elapsed().as_secs_f64(), vm_hwm(pid));
+    let (mut idle, mut failed) = (Vec::new(), 0);
+    for n in 0..count {
+        match handover(&node.socket, n) {
+            Some(t) => idle.push(t),
+            None => failed += 1,
+        }
+    }
+    report("idle node", idle, failed);
+    let dumping = Arc::new(AtomicBool::new(true));
+    let socket: PathBuf = node.socket.clone();
+    let flag = dumping.clone();
+    let dumper = thread::spawn(move || {
+        let mut dumps = 0;
+        while flag.load(Ordering::Relaxed) {
+            let out = Command::new(bin())
+                .args(["records", "--socket", arg(&socket), "--json"])
+                .output()
+                .expect("banmesh records");
+            assert!(out.status.success(), "records failed");
+            dumps += 1;
+        }
+        dumps
+    });
+    thread::sleep(Duration::from_millis(500));
+    let (mut busy, mut failed) = (Vec::new(), 0);
+    for n in count..2 * count {
+        match handover(&node.socket, n) {
+            Some(t) => busy.push(t),
+            None => failed += 1,
+        }
+    }
+    dumping.store(false, Ordering::Relaxed);
+    let dumps = dumper.join().expect("dumper");
+    report("while `records --json` dumps every record", busy, failed);
+    println!("{dumps} full dump(s) ran; node VmHWM {}; load average {}", vm_hwm(pid), load());
+}
