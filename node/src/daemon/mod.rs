@@ -41,7 +41,7 @@ use crate::api;
 use crate::clock::now_ms;
 use crate::config::{Config, ConfigSource};
 use crate::control::server;
-use crate::enforce::Enforcer;
+use crate::enforce::{Enforcer, NeverBan};
 use crate::fail2ban::{self, ApplierStatus};
 use crate::gateway::{self, GatewayDeps, GatewayStatus};
 use crate::mesh::{self, MeshSettings};
@@ -199,8 +199,7 @@ pub async fn run(
     if config.fail2ban.apply {
         let enforcer = Enforcer {
             store: store.clone(),
-            mesh: mesh.clone(),
-            never_ban: config.safety.never_ban.clone(),
+            never_ban: NeverBan::Mesh(Box::new(mesh.clone()), config.safety.never_ban.clone()),
             enforce: config.safety.enforce,
             apply_jails: config.fail2ban.apply_jails.clone(),
         };

@@ -60,14 +60,32 @@ pub const NEVER_POLL: Duration = Duration::from_secs(10);
 /// The wait before trying again when the store cannot be read.
 const RETRY: Duration = Duration::from_secs(5);
 
+/// Where the never-ban list comes from.
+#[derive(Clone)]
+pub enum NeverBan {
+    /// The mesh's list from `[safety] never_ban`: with loopback, this
+    /// host's addresses and its peers' ([`MeshHandle::never_ban`]).
+    Mesh(Box<MeshHandle>, Vec<Key>),
+    /// A list that never changes (a node without a mesh; tests).
+    Fixed(Arc<[Key]>),
+}
+
+impl NeverBan {
+    /// The list now.
+    async fn read(&self) -> Arc<[Key]> {
+        match self {
+            NeverBan::Mesh(mesh, configured) => mesh.never_ban(configured).await.into(),
+            NeverBan::Fixed(list) => list.clone(),
+        }
+    }
+}
+
 /// The enforce task's inputs.
 pub struct Enforcer {
     /// The store: its index and its events.
     pub store: Store,
-    /// The mesh, for the never-ban list (this host's and peers' addresses).
-    pub mesh: MeshHandle,
-    /// `[safety] never_ban`.
-    pub never_ban: Vec<Key>,
+    /// The never-ban list.
+    pub never_ban: NeverBan,
     /// `[safety] enforce`.
     pub enforce: bool,
     /// `[fail2ban] apply_jails`.
@@ -85,16 +103,12 @@ impl Enforcer {
         // Subscribed before the first read: nothing committed in between is missed.
         let events = self.store.subscribe();
         let filtered = !self.apply_jails.is_empty();
-        let never = self.never_list().await;
+        let never = self.never_ban.read().await;
         let mut task =
             Task { policy: Policy::new(self.enforce, filtered, never.clone()), inputs: self };
         task.rebuild(never, now_ms()).await?;
         let (target_tx, target_rx) = watch::channel(Arc::new(task.policy.target()));
         Ok((target_rx, run(task, events, target_tx, shutdown)))
-    }
-
-    async fn never_list(&self) -> Arc<[Key]> {
-        self.mesh.never_ban(&self.never_ban).await.into()
     }
 }
 
@@ -143,7 +157,7 @@ impl Task {
     /// Brings the policy up to date: the never-ban list, then `full` (every
     /// key) or the `dirty` keys, then the time.
     async fn refresh(&mut self, full: bool, dirty: Vec<Key>) -> Result<(), StoreError> {
-        let never = self.inputs.never_list().await;
+        let never = self.inputs.never_ban.read().await;
         let now = now_ms();
         if full {
             return self.rebuild(never, now).await;
@@ -218,3 +232,6 @@ fn publish(target_tx: &watch::Sender<Arc<Target>>, target: Target) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod task_tests;
