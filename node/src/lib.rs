@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod enforce;
 pub mod fail2ban;
 pub mod gateway;
 pub mod mesh;

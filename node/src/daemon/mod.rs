@@ -41,6 +41,7 @@ use crate::api;
 use crate::clock::now_ms;
 use crate::config::{Config, ConfigSource};
 use crate::control::server;
+use crate::enforce::{Enforcer, NeverBan};
 use crate::fail2ban::{self, ApplierStatus};
 use crate::gateway::{self, GatewayDeps, GatewayStatus};
 use crate::mesh::{self, MeshSettings};
@@ -196,12 +197,25 @@ pub async fn run(
     tracing::info!(peer_id = %mesh.peer_id, socket = %config.node.socket.display(), "banmesh node started");
     let applier = Arc::new(Mutex::new(ApplierStatus::default()));
     if config.fail2ban.apply {
+        let enforcer = Enforcer {
+            store: store.clone(),
+            never_ban: NeverBan::Mesh(Box::new(mesh.clone()), config.safety.never_ban.clone()),
+            enforce: config.safety.enforce,
+            apply_jails: config.fail2ban.apply_jails.clone(),
+        };
+        let (target, enforce_task) = match enforcer.start(shutdown.child_token()).await {
+            Ok(started) => started,
+            Err(error) => {
+                shutdown.cancel();
+                while tasks.join_next().await.is_some() {}
+                return Err(error.into());
+            }
+        };
+        tasks.spawn("enforce", enforce_task);
         let task = fail2ban::Applier {
             config: config.fail2ban.clone(),
             store: store.clone(),
-            mesh: mesh.clone(),
-            never_ban: config.safety.never_ban.clone(),
-            enforce: config.safety.enforce,
+            target,
             status: applier.clone(),
             node: node_handle.clone(),
             origin,

@@ -1,62 +1,52 @@
-//! Fail2Ban: the only module that runs commands. The applier task brings
-//! the local Fail2Ban in line with the mesh, at start and every `interval`:
+//! Fail2Ban: the only module that runs commands, and one backend of
+//! [`crate::enforce`], which alone decides what this host enforces. The
+//! applier task brings the local Fail2Ban in line with the published
+//! [`Target`], at start and every `interval`:
 //!
-//! - mesh bans go into the `banmesh` jail in batches (`set JAIL banip
-//!   IP...`) and leave it (`unbanip`) when the mesh no longer holds them;
-//!   never what the never-ban list covers (configured networks, this node's
-//!   and its peers' addresses, every jail's `ignoreip`) or an allow covers;
-//!   a banned network holding such an address goes in split around it
-//!   ([`split`]); `apply_jails` chooses which mesh bans apply ([`filter`]);
-//!   an entry inside another entry is left out (an nftables set with
-//!   `flags interval` refuses overlaps); networks are left out, and said
-//!   so, when the jail's action cannot hold them ([`action`]); what the
-//!   jail holds after a batch is read back, and only that is counted;
-//! - addresses the mesh allows are unbanned in every jail;
-//! - with `[safety] enforce = false` (observe only) none of the above
-//!   touches Fail2Ban: the mesh jail is kept empty;
+//! - the target's entries go into the `banmesh` jail in batches (`set JAIL
+//!   banip IP...`) and leave it (`unbanip`) when the target no longer holds
+//!   them; Fail2Ban's own facts are added here: every jail's `ignoreip` is
+//!   left out like the never-ban list ([`Target::excluding`]), and networks
+//!   are left out, and said so, when the jail's action cannot hold them
+//!   ([`action`]); what the jail holds after a batch is read back, and only
+//!   that is counted;
+//! - addresses the target allows are unbanned in every jail;
 //! - bans Fail2Ban made while the node was down are published
 //!   ([`reconcile`]), through the node task, which alone signs records.
 //!
-//! Task: [`Applier::run`], ended by its token. Rounds run every `interval`,
-//! when the next ban or allow ends if that is sooner, and soon after a
-//! commit changes the index ([`Store::changes`]); at most one a second
-//! but for the interval's own. A failing `fail2ban-client` is retried with
-//! doubling waits and reported in `banmesh status`; gossip never waits for
-//! it.
+//! Task: [`Applier::run`], ended by its token. Rounds run every `interval`
+//! and soon after the target changes (a commit, or a ban or allow ending);
+//! at most one a second but for the interval's own. A failing
+//! `fail2ban-client` is retried with doubling waits and reported in
+//! `banmesh status`; gossip never waits for it.
 
 pub mod action;
 pub mod client;
-mod filter;
 pub mod reconcile;
-pub mod split;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use banmesh_crdt::{Key, KeySummary, Origin};
+use banmesh_crdt::{Key, Origin};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use action::{ActionCheck, Networks};
 pub use client::Client;
-use filter::JailFilter;
-use split::{TooManyPieces, outermost, split_excluding};
 
 use crate::api::NodeHandle;
-use crate::clock::now_ms;
 use crate::config::Fail2BanConfig;
-use crate::mesh::MeshHandle;
-use crate::store::{Index, Store};
+use crate::enforce::{MAX_PIECES, Target};
+use crate::store::Store;
 
 /// The jail shipped for mesh bans (`jail.d/banmesh.conf`): never published.
 pub const MESH_JAIL: &str = "banmesh";
-/// The shortest time between two rounds started by changes in the index.
+/// The shortest time between two rounds started by changes in the target.
 const MIN_GAP: Duration = Duration::from_secs(1);
 /// The longest wait between attempts while Fail2Ban keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// The most pieces one banned network may be split into.
-pub const MAX_PIECES: usize = 256;
 
 /// Fail2Ban's `<bantime>`: seconds, or -1 for a ban without end. Any
 /// other negative value is a broken action line or jail setting, refused
@@ -133,15 +123,12 @@ impl ApplierStatus {
 pub struct Applier {
     /// `[fail2ban]`.
     pub config: Fail2BanConfig,
-    /// The store, read for the index and for records.
+    /// The store, read by reconcile for records.
     pub store: Store,
-    /// The mesh, for this node's and its peers' addresses.
-    pub mesh: MeshHandle,
-    /// `[safety] never_ban`.
-    pub never_ban: Vec<Key>,
-    /// `[safety] enforce`: when false (observe only) the mesh jail is kept
-    /// empty and no jail is touched; reconcile still publishes.
-    pub enforce: bool,
+    /// What this host enforces (empty when `[safety] enforce = false`: the
+    /// mesh jail is kept empty and no jail is touched; reconcile still
+    /// publishes).
+    pub target: watch::Receiver<Arc<Target>>,
     /// Shared with the node task for `banmesh status`.
     pub status: Arc<Mutex<ApplierStatus>>,
     /// The node task's handle: reconcile publishes through it.
@@ -155,11 +142,11 @@ impl Applier {
     /// `interval`, backing off while Fail2Ban fails, until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let client = Client::new(&self.config);
-        let mut filter = JailFilter::new(self.config.apply_jails.clone());
         let mut reconciler =
             reconcile::Reconciler::new(self.store.clone(), self.node.clone(), self.origin);
         let mut actions = ActionCheck::default();
-        let mut changes = self.store.changes();
+        let mut changes = self.target.clone();
+        changes.mark_unchanged();
         let mut wait = Duration::ZERO;
         let mut healthy = true;
         loop {
@@ -167,10 +154,10 @@ impl Applier {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(wait) => {}
-                // A commit changed the index: a round soon, not before
-                // MIN_GAP after the last (a stream of gossip costs one
-                // round per MIN_GAP, not one per message). Not while
-                // Fail2Ban is failing: then only the backoff decides.
+                // The target changed: a round soon, not before MIN_GAP
+                // after the last (a stream of gossip costs one round per
+                // MIN_GAP, not one per message). Not while Fail2Ban is
+                // failing: then only the backoff decides.
                 Ok(()) = changes.changed(), if healthy => {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -179,7 +166,7 @@ impl Applier {
                     changes.mark_unchanged();
                 }
             }
-            let result = self.round(&client, &mut filter, &mut reconciler, &mut actions).await;
+            let result = self.round(&client, &mut reconciler, &mut actions).await;
             healthy = result.is_ok();
             if !healthy {
                 actions.forget();
@@ -195,13 +182,9 @@ impl Applier {
                     s.too_wide = round.too_wide;
                     s.problems = round.problems;
                     s.last_error = None;
-                    // The next ban or allow to end changes the jail
-                    // without any commit: a round then, if before the interval.
-                    let interval = self.config.interval;
-                    wait = round.next_ms.map_or(interval, |at| {
-                        let left = Duration::from_millis(at.saturating_sub(now_ms()) + 1);
-                        left.clamp(MIN_GAP.min(interval), interval)
-                    });
+                    // A ban or allow ending changes the target: the
+                    // enforce task publishes it, and `changes` says so.
+                    wait = self.config.interval;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot bring Fail2Ban in line with the mesh; retrying");
@@ -222,10 +205,10 @@ impl Applier {
     async fn round(
         &self,
         client: &Client,
-        filter: &mut JailFilter,
         reconciler: &mut reconcile::Reconciler,
         actions: &mut ActionCheck,
     ) -> Result<Round, String> {
+        let target = self.target.borrow().clone();
         let batch = usize::try_from(self.config.batch).unwrap_or(usize::MAX);
         // A name with blanks cannot be sent to `fail2ban-client -i`.
         let jails: Vec<String> = client
@@ -243,19 +226,21 @@ impl Applier {
         }
         let answers = client.batch(&commands).await?;
         let offset_s = client::local_offset_s().await?;
-        let mut never = self.mesh.never_ban(&self.never_ban).await;
+        let mut ignoreip = Vec::new();
         let mut mesh_jail = None;
         let mut problems = Vec::new();
         for (jail, pair) in jails.iter().zip(answers.chunks(2)) {
-            let [ignoreip, bans] = pair else { continue };
-            never.extend(client::parse_ignoreip(ignoreip));
+            let [ignoreip_text, bans] = pair else { continue };
+            ignoreip.extend(client::parse_ignoreip(ignoreip_text));
             if *jail == self.config.jail {
                 mesh_jail = Some(bans.split_whitespace().filter_map(|b| b.parse().ok()).collect());
                 continue;
             }
-            let held = client::parse_keys(bans);
+            let allowed: Vec<Key> =
+                client::parse_keys(bans).into_iter().filter(|k| target.allows_all_of(*k)).collect();
             let tickets = client::parse_tickets(bans, offset_s);
-            if let Err(e) = self.other_jail(client, reconciler, jail, held, tickets, batch).await {
+            let other = self.other_jail(client, reconciler, jail, allowed, tickets, batch);
+            if let Err(e) = other.await {
                 tracing::warn!(jail = %jail, error = %e, "cannot bring a jail in line with the mesh");
                 problems.push(e);
             }
@@ -271,12 +256,13 @@ impl Applier {
                 .push(format!("cannot tell whether the mesh jail's actions hold networks: {e}"));
             Networks::Held
         });
-        let mut round = self.apply_mesh_jail(client, filter, &never, have, networks, batch).await?;
+        let mut round =
+            self.apply_mesh_jail(client, &target, &ignoreip, have, networks, batch).await?;
         round.problems = problems;
         Ok(round)
     }
 
-    /// Unbans in `jail` what the mesh allows (of `held`, all it holds);
+    /// Unbans in `jail` `allowed` (what it holds and the target allows);
     /// publishes, if the jail publishes, the bans the node missed (of
     /// `tickets`, those whose times could be read).
     async fn other_jail(
@@ -284,17 +270,10 @@ impl Applier {
         client: &Client,
         reconciler: &mut reconcile::Reconciler,
         jail: &str,
-        held: BTreeSet<Key>,
+        allowed: Vec<Key>,
         tickets: Vec<client::Ticket>,
         batch: usize,
     ) -> Result<(), String> {
-        let now = now_ms();
-        let allowed: Vec<Key> = if self.enforce {
-            self.store
-                .with_index(|index| held.into_iter().filter(|k| allowed(index, *k, now)).collect())
-        } else {
-            Vec::new()
-        };
         client.set(jail, "unbanip", &allowed, batch).await?;
         if !allowed.is_empty() {
             tracing::info!(
@@ -309,40 +288,28 @@ impl Applier {
         Ok(())
     }
 
-    /// Bans in the mesh jail what the mesh bans and it lacks; unbans what it
-    /// holds (`have`) and the mesh no longer bans (or its action cannot
-    /// hold: `networks`).
+    /// Bans in the mesh jail what the target holds and it lacks (less
+    /// `ignoreip`); unbans what it holds (`have`) and the target no longer
+    /// does (or its action cannot hold: `networks`).
     async fn apply_mesh_jail(
         &self,
         client: &Client,
-        filter: &mut JailFilter,
-        never: &[Key],
+        target: &Target,
+        ignoreip: &[Key],
         have: BTreeSet<Key>,
         networks: Networks,
         batch: usize,
     ) -> Result<Round, String> {
         let jail = &self.config.jail;
-        let now = now_ms();
-        let candidates: Vec<(Key, KeySummary)> = self.store.with_index(|index| {
-            index.live(now).filter(|(_, s)| s.banned_at(now).is_some()).collect()
-        });
-        filter.refresh(&self.store, &candidates).await.map_err(|e| e.to_string())?;
-        let want = if self.enforce {
-            self.store.with_index(|index| {
-                wanted(index, &candidates, never, |k, s| filter.applies(k, s, now), now)
-            })
-        } else {
-            Wanted::default()
-        };
-        let next_ms = self.store.with_index(|index| next_change(index, now));
+        let want = target.excluding(ignoreip);
         for skipped in &want.too_wide {
             tracing::debug!(error = %skipped, "banned network not applied");
         }
         let (send, unheld) = match networks {
-            Networks::Held => (want.keys, BTreeSet::new()),
+            Networks::Held => (want.entries, BTreeSet::new()),
             Networks::NotHeld { .. } => {
                 let (nets, addrs): (BTreeSet<Key>, _) =
-                    want.keys.into_iter().partition(|k| !k.is_address());
+                    want.entries.into_iter().partition(|k| !k.is_address());
                 (addrs, nets)
             }
         };
@@ -354,7 +321,6 @@ impl Applier {
             not_taken,
             too_wide: want.too_wide.iter().map(|e| e.net.to_string()).collect(),
             problems: Vec::new(),
-            next_ms,
         })
     }
 }
@@ -405,74 +371,6 @@ struct Round {
     too_wide: Vec<String>,
     /// Failures confined to one jail: reported, but no reason to back off.
     problems: Vec<String>,
-    /// When the next ban or allow ends (Unix ms), if one is running.
-    next_ms: Option<u64>,
-}
-
-/// When the next live ban or allow in `index` ends, after `now_ms`.
-fn next_change(index: &Index, now_ms: u64) -> Option<u64> {
-    index
-        .live(now_ms)
-        .flat_map(|(_, s)| [s.ban_until_ms, s.allow_until_ms])
-        .filter(|&t| t > now_ms)
-        .min()
-}
-
-/// What the mesh jail should hold.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Wanted {
-    keys: BTreeSet<Key>,
-    too_wide: Vec<TooManyPieces>,
-}
-
-/// Whether an allow covers the whole of `key` at `now_ms`.
-fn allowed(index: &Index, key: Key, now_ms: u64) -> bool {
-    Key::covering(key.net().network())
-        .filter(|k| k.prefix_len() <= key.prefix_len())
-        .any(|k| index.get(k).is_some_and(|s| s.allowed_at(now_ms).is_some()))
-}
-
-/// The keys the mesh jail should hold at `now_ms`: every banned candidate
-/// that `applies` and that neither an allow nor a never-ban entry covers,
-/// split around the allowed and never-ban networks inside it.
-fn wanted(
-    index: &Index,
-    candidates: &[(Key, KeySummary)],
-    never: &[Key],
-    applies: impl Fn(Key, KeySummary) -> bool,
-    now_ms: u64,
-) -> Wanted {
-    let allows: Vec<Key> = index
-        .live(now_ms)
-        .filter(|(_, s)| s.allowed_at(now_ms).is_some())
-        .map(|(k, _)| k)
-        .collect();
-    let mut out = Wanted::default();
-    for &(key, summary) in candidates {
-        if !applies(key, summary)
-            || allowed(index, key, now_ms)
-            || never.iter().any(|n| n.net().contains(&key.net()))
-        {
-            continue;
-        }
-        // One address has no room for holes (an allow or never-ban entry on
-        // it was handled above): skip the scan, which is most keys.
-        let holes: Vec<ipnet::IpNet> = if key.is_address() {
-            Vec::new()
-        } else {
-            never.iter().chain(&allows).map(Key::net).filter(|h| key.net().contains(h)).collect()
-        };
-        if holes.is_empty() {
-            out.keys.insert(key);
-            continue;
-        }
-        match split_excluding(key.net(), &holes, MAX_PIECES) {
-            Ok(pieces) => out.keys.extend(pieces.into_iter().map(Key::from_net)),
-            Err(e) => out.too_wide.push(e),
-        }
-    }
-    out.keys = outermost(out.keys);
-    out
 }
 
 #[cfg(test)]
