@@ -169,9 +169,13 @@ enum Command {
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
+    /// Idle read connections. Declared before `writer_tx` so that when the
+    /// last handle drops they close first: the writer's connection is then
+    /// the last one open, and SQLite checkpoints and deletes the WAL as it
+    /// closes (a read-only connection closing last leaves the WAL behind).
+    readers: Arc<Mutex<Vec<Connection>>>,
     writer_tx: mpsc::Sender<Command>,
     index: Arc<RwLock<Index>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
     /// Counts the commits that changed the index.
     changes: watch::Receiver<u64>,
     events_tx: broadcast::Sender<StoreEvent>,
