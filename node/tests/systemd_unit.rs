@@ -165,3 +165,53 @@ fn sd_notify_watchdog_pings_when_systemd_asks() {
     }
     panic!("no WATCHDOG=1 in {SOON:?}; got {seen:?}");
 }
+
+/// The watchdog stops once the node task stops answering (the debug-build
+/// fault hook `node:hang`, fired by SIGUSR1), so systemd would kill and
+/// restart the node.
+#[test]
+fn sd_notify_watchdog_stops_when_the_node_task_hangs() {
+    let cluster = TestCluster::new();
+    let data_dir = cluster.enroll("node1");
+    let notify = cluster.path("notify.sock");
+    let listener = UnixDatagram::bind(&notify).expect("bind the notify socket");
+    let socket = cluster.path("node1.sock");
+    let child = Command::new(bin())
+        .args(["node", "--data-dir", arg(&data_dir), "--socket", arg(&socket)])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", free_port())])
+        .args(["--cluster-pub", arg(&cluster.cluster_pub)])
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "1000000")
+        .env("BANMESH_FAULT_INJECT", "node:hang")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn banmesh node");
+    let pid = child.id();
+    let _node = Running(child);
+    let deadline = Instant::now() + SOON;
+    let mut seen = Vec::new();
+    while let Some(message) = next_message(&listener, deadline) {
+        let ping = message.lines().any(|l| l == "WATCHDOG=1");
+        seen.push(message);
+        if ping {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|m| m.contains("WATCHDOG=1")), "no ping: {seen:?}");
+    common::signal(pid, "USR1");
+    // Pings already on their way may come; then a status naming the node
+    // task, and no ping after it.
+    let stuck = loop {
+        let message = next_message(&listener, deadline)
+            .unwrap_or_else(|| panic!("no status naming the hung task in {SOON:?}"));
+        if message.contains("the node task does not answer") {
+            break message;
+        }
+    };
+    assert!(!stuck.contains("WATCHDOG=1"), "{stuck:?}");
+    let next = next_message(&listener, deadline).unwrap_or_default();
+    assert!(!next.contains("WATCHDOG=1"), "a ping after the node task hung: {next:?}");
+    assert!(next.contains("the node task does not answer"), "{next:?}");
+}
