@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 # the Fail2BanSync clients against the gateway (`cargo test gateway`);
 # iproute2 makes the network namespaces the multi-host tests run nodes in
 # (`cargo test netns`, as root); nftables and iproute2 run a fail2ban-server
-# with the shipped nftables action in a namespace (`cargo test fail2ban_nft`).
-packages=(faketime fail2ban python3 nftables iproute2)
+# with the shipped nftables action in a namespace (`cargo test fail2ban_nft`);
+# systemd provides systemd-analyze, which checks the shipped unit
+# (`cargo test systemd_unit`).
+packages=(faketime fail2ban python3 nftables iproute2 systemd)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -271,6 +271,11 @@ pub enum Request {
         /// Where the answer goes.
         reply: Reply<Revoked>,
     },
+    /// Answer at once: the watchdog's proof that the node task turns.
+    Ping {
+        /// Where the answer goes.
+        reply: Reply<()>,
+    },
 }
 
 /// The reads the control socket serves, each run on the caller's task
@@ -351,5 +356,10 @@ impl NodeHandle {
     pub async fn revoke(&self, revocation: Revocation) -> Result<Revoked, NodeError> {
         let revocation = Box::new(revocation);
         self.ask(|reply| Request::Revoke { revocation, reply }).await
+    }
+
+    /// A round trip through the node task, changing nothing.
+    pub async fn ping(&self) -> Result<(), NodeError> {
+        self.ask(|reply| Request::Ping { reply }).await
     }
 }

@@ -3,8 +3,10 @@
 //! and stop the node (see `daemon::run`).
 //!
 //! Debug builds only: `BANMESH_FAULT_INJECT=NAME` makes task NAME panic, and
-//! `BANMESH_FAULT_INJECT=NAME:return` makes it return, when the process gets
-//! SIGUSR1, so tests can watch the supervisor at work. Release builds never
+//! `BANMESH_FAULT_INJECT=NAME:return` makes it return, and
+//! `BANMESH_FAULT_INJECT=NAME:hang` makes it stop answering (never polled
+//! again, never ending), when the process gets SIGUSR1, so tests can watch
+//! the supervisor and the systemd watchdog at work. Release builds never
 //! read the variable.
 
 use std::collections::HashMap;
@@ -115,6 +117,7 @@ mod fault {
     pub enum Fault {
         Panic,
         Return,
+        Hang,
     }
 
     /// The fault asked for task `name`, if any.
@@ -124,6 +127,7 @@ mod fault {
             None if value == name => Some(Fault::Panic),
             Some((task, "return")) if task == name => Some(Fault::Return),
             Some((task, "panic")) if task == name => Some(Fault::Panic),
+            Some((task, "hang")) if task == name => Some(Fault::Hang),
             _ => None,
         }
     }
@@ -146,6 +150,10 @@ mod fault {
                 _ = usr1.recv() => match fault {
                     Fault::Panic => panic!("fault injected into task {name}"),
                     Fault::Return => tracing::warn!(task = name, "fault injected: returning"),
+                    Fault::Hang => {
+                        tracing::warn!(task = name, "fault injected: hanging");
+                        std::future::pending::<()>().await;
+                    }
                 },
             }
         }

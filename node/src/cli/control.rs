@@ -51,6 +51,10 @@ fn parse_lasting(text: &str) -> Result<Lasting, String> {
 pub enum ControlCommand {
     /// Show the node's identity, certificate, peers, record counts and warnings.
     Status {
+        /// Print one line for a monitoring system and exit 0 (healthy), 1
+        /// (warning) or 2 (critical), as Nagios plugins do.
+        #[arg(long)]
+        check: bool,
         #[command(flatten)]
         connect: Connect,
     },
@@ -139,6 +143,9 @@ pub enum ControlCommand {
 
 /// Runs one control command: asks the node and prints its answer.
 pub fn run(command: ControlCommand) -> anyhow::Result<()> {
+    if let ControlCommand::Status { check: true, connect } = &command {
+        super::check::run(&connect.socket);
+    }
     let (request, connect) = to_request(command)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -166,7 +173,7 @@ fn to_request(command: ControlCommand) -> anyhow::Result<(Command, Connect)> {
         Some(Lasting::For(d)) => (Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)), false),
     };
     Ok(match command {
-        ControlCommand::Status { connect } => (Command::Status, connect),
+        ControlCommand::Status { connect, .. } => (Command::Status, connect),
         ControlCommand::Peers { connect } => (Command::Peers, connect),
         ControlCommand::Ban { key, lasting: l, jail, reason, connect } => {
             check(&key)?;

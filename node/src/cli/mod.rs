@@ -1,6 +1,7 @@
 //! The command line of the one `banmesh` binary: the clap definitions and the
 //! dispatch to each command's module. Commands return `anyhow` errors.
 
+mod check;
 mod config_cmd;
 mod control;
 mod fail2ban;

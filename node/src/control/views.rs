@@ -60,6 +60,29 @@ pub struct StatusView {
     /// What the scheduled GC collected.
     #[serde(default)]
     pub gc: GcView,
+    /// What `banmesh status --check` reports, worst first; empty when the
+    /// node is healthy.
+    #[serde(default)]
+    pub checks: Vec<CheckView>,
+}
+
+/// One problem `banmesh status --check` reports: how bad, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckView {
+    /// How bad.
+    pub level: CheckLevel,
+    /// Why, in one line.
+    pub message: String,
+}
+
+/// How bad a problem is, as Nagios counts (exit 1 or 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckLevel {
+    /// Works, but look soon.
+    Warning,
+    /// Does not work as it should.
+    Critical,
 }
 
 /// A peer the node had and lost.

@@ -128,6 +128,9 @@ impl Node {
             Request::Revoke { revocation, reply } => {
                 let _ = reply.send(self.revoke(*revocation).await);
             }
+            Request::Ping { reply } => {
+                let _ = reply.send(Ok(()));
+            }
         }
     }
 

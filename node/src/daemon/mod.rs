@@ -15,6 +15,10 @@
 //! or a test), every task ends, the control socket is removed, the store
 //! handles drop and the writer closes the file.
 //!
+//! With `NOTIFY_SOCKET` set (systemd's `Type=notify`), `READY=1` goes out
+//! once every task is started, and the `systemd-notify` task sends status
+//! lines and watchdog pings ([`notify`]).
+//!
 //! Supervision: a task that ends before the root token fires, or panics, is
 //! logged (ERROR, by name) and cancels the root token; the node then stops
 //! as above and `run` returns [`DaemonError::TaskEnded`], so the process
@@ -24,6 +28,7 @@ mod handler;
 pub mod identity;
 pub mod issue;
 mod maintenance;
+mod notify;
 pub mod queries;
 
 use std::fs::File;
@@ -252,10 +257,18 @@ pub async fn run(
             return Err(error.into());
         }
     }
-    // Only the control server, the applier and the gateway hold the handle.
+    let notify = notify::wanted().then(|| {
+        notify::run(node_handle.clone(), mesh.clone(), store.clone(), shutdown.child_token())
+    });
+    // Only the control server, the applier, the gateway and the notify
+    // task hold the handle.
     drop(node_handle);
     let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust);
     tasks.spawn("node", node.run(requests, shutdown.child_token()));
+    if let Some(notify) = notify {
+        // Last: it says READY=1 first.
+        tasks.spawn("systemd-notify", notify);
+    }
 
     let failure = supervise(&mut tasks, writer, store, &shutdown).await;
     match failure {

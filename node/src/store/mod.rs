@@ -347,6 +347,18 @@ impl Store {
         result
     }
 
+    /// A round trip through the writer, touching nothing (the watchdog's
+    /// proof that the writer turns); unlike [`Store::write`] it neither
+    /// notes nor clears a write failure.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn FnOnce(&mut Db) + Send> = Box::new(move |_| {
+            let _ = reply.send(());
+        });
+        self.writer_tx.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)
+    }
+
     /// A receiver that is marked changed after every commit that changed
     /// what some key decides (for tasks that follow the index, such as the
     /// Fail2Ban applier).

@@ -13,6 +13,7 @@
 //! records on the store's blocking pool.
 
 pub mod clock;
+mod health;
 mod standing;
 mod status;
 

@@ -62,6 +62,7 @@ impl Queries {
                 last_reload_error: g.last_reload_error,
             }
         });
+        let checks = self.checks(now, &peers, &applier).await;
         let mut offsets: Vec<i64> = peers.iter().filter_map(|p| p.clock_offset_ms).collect();
         offsets.sort_unstable();
         Ok(StatusView {
@@ -87,6 +88,7 @@ impl Queries {
             digest: digest.ok().map(hex::encode),
             unreachable,
             gc: gc_view(self.store.gc_report()),
+            checks,
         })
     }
 }
