@@ -93,7 +93,7 @@ fn positive(name: &str, text: &str) -> Result<usize, ApiError> {
 }
 
 /// `search_ip`, and the page asked for (`page` with `per_page` or the
-/// earlier client's `page_size`).
+/// earlier client's `page_size`; an empty `page` is page 1).
 fn list_params(params: &[(String, String)]) -> Result<(String, Page), ApiError> {
     let search = param(params, "search_ip").unwrap_or("").to_lowercase();
     if search.chars().count() > MAX_SEARCH {
@@ -105,8 +105,12 @@ fn list_params(params: &[(String, String)]) -> Result<(String, Page), ApiError> 
         Some(text) => positive("per_page", text)?.min(MAX_PER_PAGE),
         None => DEFAULT_PER_PAGE,
     };
+    // `page` given empty (`?page=`) is page 1: only a query without `page`
+    // asks for the whole list (the old server read it as absent, and so
+    // sent every record to a client that meant to page).
     let page = match param(params, "page") {
         Some(text) => Page::Number { page: positive("page", text)?, per_page },
+        None if params.iter().any(|(k, _)| k == "page") => Page::Number { page: 1, per_page },
         None => Page::All,
     };
     Ok((search, page))
@@ -380,6 +384,15 @@ mod tests {
             Page::Number { page: 1, per_page: MAX_PER_PAGE }
         );
         assert_eq!(list_params(&params("search_ip=2001:DB8")).unwrap().0, "2001:db8");
+        // A `page` given empty is page 1, never the whole list.
+        for first in ["page=", "page=%20", "page=&per_page=", "search_ip=1&page="] {
+            let first = first.replace("%20", " ");
+            assert_eq!(
+                list_params(&params(&first)).unwrap().1,
+                Page::Number { page: 1, per_page: DEFAULT_PER_PAGE },
+                "{first}"
+            );
+        }
         for bad in
             ["page=0", "page=abc", "page=-1", "page=1&per_page=0", "page=1&per_page=-1", "page=1.5"]
         {
