@@ -5,7 +5,6 @@
 //! codes by variant (see [`ApiError`]'s `From<NodeError>`).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use super::Shared;
 use super::body::{GZIP_MIN, accepts_gzip, json_response, kind_of, read_object};
 use super::error::ApiError;
 use super::lifecycle::Status;
+use super::listener::Peer;
 use super::snapshot::Page;
 use super::view::KeyState;
 use crate::api::{Lifetime, NodeError, Order, Outcome};
@@ -43,10 +43,10 @@ pub async fn list(
     shared: Arc<Shared>,
     status: Status,
     headers: HeaderMap,
-    peer: SocketAddr,
+    peer: Peer,
     params: Params,
 ) -> Result<Response, ApiError> {
-    shared.auth.check(&headers, peer)?;
+    shared.authorize(&headers, &peer)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
     let (search, page) = list_params(&params)?;
     let snapshot = shared.view.snapshot();
@@ -120,10 +120,10 @@ fn list_params(params: &[(String, String)]) -> Result<(String, Page), ApiError> 
 pub async fn add_ips(
     shared: Arc<Shared>,
     headers: HeaderMap,
-    peer: SocketAddr,
+    peer: Peer,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let client = shared.auth.check(&headers, peer)?;
+    let client = shared.authorize(&headers, &peer)?;
     let object = read_object(&headers, body, shared.body_limit).await?;
     let (keys, mut invalid) = parse_ips(ips_of(&object)?);
     let meta = Metadata {
@@ -260,10 +260,10 @@ fn covered_by_allow(shared: &Shared, key: Key, now: u64) -> bool {
 pub async fn allow_ip(
     shared: Arc<Shared>,
     headers: HeaderMap,
-    peer: SocketAddr,
+    peer: Peer,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let client = shared.auth.check(&headers, peer)?;
+    let client = shared.authorize(&headers, &peer)?;
     let object = read_object(&headers, body, shared.body_limit).await?;
     let text = match object.get("ip") {
         None | Some(Value::Null) => {
