@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::Shared;
-use super::body::{GZIP_MIN, accepts_gzip, json_response, kind_of, read_object};
+use super::body::{GZIP_MIN, accepts_gzip, held_response, json_response, kind_of, read_object};
 use super::error::ApiError;
 use super::lifecycle::Status;
 use super::listener::Peer;
@@ -33,6 +33,9 @@ use crate::control::protocol::MAX_ISSUE_BATCH;
 pub const DEFAULT_PER_PAGE: usize = 50;
 /// Most items per page; larger requests get this many.
 pub const MAX_PER_PAGE: usize = 1_000;
+/// Most searches rendered or being sent at once (each may hold a whole
+/// list's answer and its gzip: about 2 x 26 MB at 100,000 records).
+pub const HEAVY_RENDERS: usize = 2;
 /// Longest `search_ip`.
 const MAX_SEARCH: usize = 100;
 
@@ -56,14 +59,20 @@ pub async fn list(
         let body = snapshot.list(status).answer("", &page);
         return Ok(json_response(StatusCode::OK, body, gzip, false));
     }
-    // A whole list or a search touches every item (and may be gzipped):
-    // off the async threads, so pages keep flowing meanwhile.
+    if search.is_empty() {
+        // The whole list: made once per snapshot and shared, off the async
+        // threads (the first request renders it).
+        let body = tokio::task::spawn_blocking(move || snapshot.list(status).full(gzip))
+            .await
+            .map_err(|_| shutting_down())?;
+        return Ok(json_response(StatusCode::OK, body, gzip, gzip));
+    }
+    // A search renders an answer for this request alone (26 MB for `.` at
+    // 100,000 records): at most HEAVY_RENDERS are rendered or being sent at
+    // once, so concurrent searches cannot take the node's memory.
+    let permit = shared.heavy.clone().acquire_owned().await.map_err(|_| shutting_down())?;
     let (body, compressed) = tokio::task::spawn_blocking(move || {
-        let list = snapshot.list(status);
-        if search.is_empty() {
-            return (list.full(gzip), gzip);
-        }
-        let body = list.answer(&search, &page);
+        let body = snapshot.list(status).answer(&search, &page);
         if gzip && body.len() >= GZIP_MIN {
             (super::body::gzip(&body), true)
         } else {
@@ -72,7 +81,7 @@ pub async fn list(
     })
     .await
     .map_err(|_| shutting_down())?;
-    Ok(json_response(StatusCode::OK, body, compressed, compressed))
+    Ok(held_response(body, compressed, permit))
 }
 
 /// The first value of `name`, with empty values read as absent.

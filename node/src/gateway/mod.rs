@@ -86,6 +86,8 @@ pub struct Shared {
     policy: BanPolicy,
     body_limit: usize,
     store: Store,
+    /// Permits for searches (see [`handlers::HEAVY_RENDERS`]).
+    heavy: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -138,6 +140,7 @@ pub async fn start(
         policy: config.policy,
         body_limit: config.body_limit,
         store: deps.store,
+        heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
     });
     *deps.status.lock().unwrap_or_else(PoisonError::into_inner) = GatewayStatus {
         listen: local.to_string(),
