@@ -71,6 +71,9 @@ pub struct GatewayConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request body, in bytes, before and after gzip decompression.
     pub body_limit: usize,
+    /// Most connections open at once from one address (trusted proxies
+    /// excepted).
+    pub max_connections_per_source: usize,
     /// The lifecycle and escalation the gateway applies: `[bans]` with the
     /// seed file's settings laid over it, `maxtime` capped at `max_ttl`.
     pub policy: BanPolicy,
@@ -108,6 +111,16 @@ impl Validator<'_> {
             )));
         }
         let body_limit = usize::try_from(raw.body_limit).unwrap_or(usize::MAX);
+        let max = crate::gateway::listener::MAX_CONNECTIONS;
+        let max_connections_per_source = usize::try_from(raw.max_connections_per_source)
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                self.gateway_error(format!(
+                    "gateway.max_connections_per_source {} must be between 1 and {max}",
+                    raw.max_connections_per_source
+                ))
+            })?;
         let mut policy = *bans;
         if let Some(path) = &raw.seed_config {
             let seed = Seed::load(path).map_err(ConfigError::Seed)?;
@@ -131,6 +144,7 @@ impl Validator<'_> {
             tokens,
             trusted_proxies,
             body_limit,
+            max_connections_per_source,
             policy,
         })
     }

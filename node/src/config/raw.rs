@@ -310,6 +310,8 @@ pub(super) struct RawGateway {
     pub trusted_proxies: Vec<String>,
     #[serde(default = "default_body_limit")]
     pub body_limit: u64,
+    #[serde(default = "default_per_source")]
+    pub max_connections_per_source: u64,
 }
 
 impl Default for RawGateway {
@@ -320,8 +322,13 @@ impl Default for RawGateway {
             tokens: BTreeMap::new(),
             trusted_proxies: Vec::new(),
             body_limit: default_body_limit(),
+            max_connections_per_source: default_per_source(),
         }
     }
+}
+
+fn default_per_source() -> u64 {
+    crate::gateway::door::DEFAULT_PER_SOURCE as u64
 }
 
 fn default_body_limit() -> u64 {

@@ -83,6 +83,10 @@ impl Config {
             "body_limit",
             Value::Integer(i64::try_from(gateway.body_limit).unwrap_or(i64::MAX)),
         );
+        out.key(
+            "max_connections_per_source",
+            Value::Integer(i64::try_from(gateway.max_connections_per_source).unwrap_or(i64::MAX)),
+        );
         if gateway.seed_config.is_some() {
             let p = &gateway.policy;
             let seeded: Vec<&str> =

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
+use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::ApiError;
 
@@ -62,6 +64,27 @@ pub fn json_response(status: StatusCode, body: Bytes, gzip_ok: bool, compressed:
     if gzipped {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
+    response
+}
+
+/// [`json_response`] for a body rendered for this request alone, holding
+/// `permit` until the body is sent or the client goes away, so at most the
+/// semaphore's size of such bodies are in memory at once.
+pub fn held_response(body: Bytes, compressed: bool, permit: OwnedSemaphorePermit) -> Response {
+    /// Slices the body is sent in (views of it, not copies).
+    const CHUNK: usize = 64 * 1024;
+    let length = body.len();
+    let chunks: Vec<Bytes> = (0..length)
+        .step_by(CHUNK)
+        .map(|start| body.slice(start..(start + CHUNK).min(length)))
+        .collect();
+    let stream = futures_util::stream::iter(chunks).map(move |chunk| {
+        let _held = &permit;
+        Ok::<_, std::convert::Infallible>(chunk)
+    });
+    let mut response = json_response(StatusCode::OK, Bytes::new(), false, compressed);
+    *response.body_mut() = Body::from_stream(stream);
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
 
@@ -157,7 +180,33 @@ pub fn kind_of(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::Semaphore;
+
     use super::*;
+
+    #[tokio::test]
+    async fn a_held_body_keeps_its_permit_until_sent_or_dropped() {
+        let permits = Arc::new(Semaphore::new(2));
+        let body = Bytes::from(vec![b'x'; 200_000]);
+        let permit = || permits.clone().try_acquire_owned().unwrap();
+        let mut held = vec![
+            held_response(body.clone(), false, permit()),
+            held_response(body.clone(), true, permit()),
+        ];
+        assert!(permits.clone().try_acquire_owned().is_err(), "a third render could start");
+        let gzipped = held.pop().unwrap();
+        assert_eq!(gzipped.headers()[header::CONTENT_ENCODING], "gzip");
+        drop(gzipped);
+        assert_eq!(permits.available_permits(), 1, "a dropped answer frees its permit");
+        let sent = held.pop().unwrap();
+        assert_eq!(sent.headers()[header::CONTENT_LENGTH], "200000");
+        assert!(sent.headers().get(header::CONTENT_ENCODING).is_none());
+        let read = axum::body::to_bytes(sent.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(read, body);
+        assert_eq!(permits.available_permits(), 2, "a sent answer frees its permit");
+    }
 
     #[test]
     fn gzip_round_trips_and_bombs_stop_at_the_limit() {

@@ -5,7 +5,6 @@
 //! codes by variant (see [`ApiError`]'s `From<NodeError>`).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +19,10 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::Shared;
-use super::body::{GZIP_MIN, accepts_gzip, json_response, kind_of, read_object};
+use super::body::{GZIP_MIN, accepts_gzip, held_response, json_response, kind_of, read_object};
 use super::error::ApiError;
 use super::lifecycle::Status;
+use super::listener::Peer;
 use super::snapshot::Page;
 use super::view::KeyState;
 use crate::api::{Lifetime, NodeError, Order, Outcome};
@@ -33,6 +33,9 @@ use crate::control::protocol::MAX_ISSUE_BATCH;
 pub const DEFAULT_PER_PAGE: usize = 50;
 /// Most items per page; larger requests get this many.
 pub const MAX_PER_PAGE: usize = 1_000;
+/// Most searches rendered or being sent at once (each may hold a whole
+/// list's answer and its gzip: about 2 x 26 MB at 100,000 records).
+pub const HEAVY_RENDERS: usize = 2;
 /// Longest `search_ip`.
 const MAX_SEARCH: usize = 100;
 
@@ -43,10 +46,10 @@ pub async fn list(
     shared: Arc<Shared>,
     status: Status,
     headers: HeaderMap,
-    peer: SocketAddr,
+    peer: Peer,
     params: Params,
 ) -> Result<Response, ApiError> {
-    shared.auth.check(&headers, peer)?;
+    shared.authorize(&headers, &peer)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
     let (search, page) = list_params(&params)?;
     let snapshot = shared.view.snapshot();
@@ -56,14 +59,20 @@ pub async fn list(
         let body = snapshot.list(status).answer("", &page);
         return Ok(json_response(StatusCode::OK, body, gzip, false));
     }
-    // A whole list or a search touches every item (and may be gzipped):
-    // off the async threads, so pages keep flowing meanwhile.
+    if search.is_empty() {
+        // The whole list: made once per snapshot and shared, off the async
+        // threads (the first request renders it).
+        let body = tokio::task::spawn_blocking(move || snapshot.list(status).full(gzip))
+            .await
+            .map_err(|_| shutting_down())?;
+        return Ok(json_response(StatusCode::OK, body, gzip, gzip));
+    }
+    // A search renders an answer for this request alone (26 MB for `.` at
+    // 100,000 records): at most HEAVY_RENDERS are rendered or being sent at
+    // once, so concurrent searches cannot take the node's memory.
+    let permit = shared.heavy.clone().acquire_owned().await.map_err(|_| shutting_down())?;
     let (body, compressed) = tokio::task::spawn_blocking(move || {
-        let list = snapshot.list(status);
-        if search.is_empty() {
-            return (list.full(gzip), gzip);
-        }
-        let body = list.answer(&search, &page);
+        let body = snapshot.list(status).answer(&search, &page);
         if gzip && body.len() >= GZIP_MIN {
             (super::body::gzip(&body), true)
         } else {
@@ -72,7 +81,7 @@ pub async fn list(
     })
     .await
     .map_err(|_| shutting_down())?;
-    Ok(json_response(StatusCode::OK, body, compressed, compressed))
+    Ok(held_response(body, compressed, permit))
 }
 
 /// The first value of `name`, with empty values read as absent.
@@ -93,7 +102,7 @@ fn positive(name: &str, text: &str) -> Result<usize, ApiError> {
 }
 
 /// `search_ip`, and the page asked for (`page` with `per_page` or the
-/// earlier client's `page_size`).
+/// earlier client's `page_size`; an empty `page` is page 1).
 fn list_params(params: &[(String, String)]) -> Result<(String, Page), ApiError> {
     let search = param(params, "search_ip").unwrap_or("").to_lowercase();
     if search.chars().count() > MAX_SEARCH {
@@ -105,8 +114,12 @@ fn list_params(params: &[(String, String)]) -> Result<(String, Page), ApiError> 
         Some(text) => positive("per_page", text)?.min(MAX_PER_PAGE),
         None => DEFAULT_PER_PAGE,
     };
+    // `page` given empty (`?page=`) is page 1: only a query without `page`
+    // asks for the whole list (the old server read it as absent, and so
+    // sent every record to a client that meant to page).
     let page = match param(params, "page") {
         Some(text) => Page::Number { page: positive("page", text)?, per_page },
+        None if params.iter().any(|(k, _)| k == "page") => Page::Number { page: 1, per_page },
         None => Page::All,
     };
     Ok((search, page))
@@ -116,10 +129,10 @@ fn list_params(params: &[(String, String)]) -> Result<(String, Page), ApiError> 
 pub async fn add_ips(
     shared: Arc<Shared>,
     headers: HeaderMap,
-    peer: SocketAddr,
+    peer: Peer,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let client = shared.auth.check(&headers, peer)?;
+    let client = shared.authorize(&headers, &peer)?;
     let object = read_object(&headers, body, shared.body_limit).await?;
     let (keys, mut invalid) = parse_ips(ips_of(&object)?);
     let meta = Metadata {
@@ -256,10 +269,10 @@ fn covered_by_allow(shared: &Shared, key: Key, now: u64) -> bool {
 pub async fn allow_ip(
     shared: Arc<Shared>,
     headers: HeaderMap,
-    peer: SocketAddr,
+    peer: Peer,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let client = shared.auth.check(&headers, peer)?;
+    let client = shared.authorize(&headers, &peer)?;
     let object = read_object(&headers, body, shared.body_limit).await?;
     let text = match object.get("ip") {
         None | Some(Value::Null) => {
@@ -380,6 +393,15 @@ mod tests {
             Page::Number { page: 1, per_page: MAX_PER_PAGE }
         );
         assert_eq!(list_params(&params("search_ip=2001:DB8")).unwrap().0, "2001:db8");
+        // A `page` given empty is page 1, never the whole list.
+        for first in ["page=", "page=%20", "page=&per_page=", "search_ip=1&page="] {
+            let first = first.replace("%20", " ");
+            assert_eq!(
+                list_params(&params(&first)).unwrap().1,
+                Page::Number { page: 1, per_page: DEFAULT_PER_PAGE },
+                "{first}"
+            );
+        }
         for bad in
             ["page=0", "page=abc", "page=-1", "page=1&per_page=0", "page=1&per_page=-1", "page=1.5"]
         {

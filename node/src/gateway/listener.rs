@@ -1,5 +1,8 @@
-//! The gateway's TCP listener: at most [`MAX_CONNECTIONS`] open at once
-//! (the next waits to be accepted); a connection that neither sends nor
+//! The gateway's TCP listener: at most [`MAX_CONNECTIONS`] open at once,
+//! and at most the [`Door`]'s share from one source address (the next from
+//! it is closed on accept). When every place is taken, the oldest
+//! connection that never carried a valid token is closed to make room, and
+//! when all carried one the newcomer waits; a connection that neither sends nor
 //! takes a byte for [`IDLE_TIMEOUT`] is closed, and so is one that takes
 //! longer than [`HEAD_TIMEOUT`] to send a request head, so slow or silent
 //! clients cannot hold the node's file descriptors. axum serves what it
@@ -19,6 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::door::{DEFAULT_PER_SOURCE, Door, Slot, Ticket};
 
 /// Most connections open at once.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -33,14 +39,15 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct GatewayListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
+    door: Arc<Door>,
     idle_timeout: Duration,
     head_timeout: Duration,
 }
 
 impl GatewayListener {
-    /// Wraps a bound listener.
-    pub fn new(inner: TcpListener) -> GatewayListener {
-        GatewayListener::with_timeouts(inner, IDLE_TIMEOUT, HEAD_TIMEOUT)
+    /// Wraps a bound listener, letting connections in through `door`.
+    pub fn new(inner: TcpListener, door: Arc<Door>) -> GatewayListener {
+        GatewayListener::with_timeouts(inner, IDLE_TIMEOUT, HEAD_TIMEOUT).with_door(door)
     }
 
     /// Wraps a bound listener, closing connections idle for `idle_timeout`
@@ -51,7 +58,31 @@ impl GatewayListener {
         head_timeout: Duration,
     ) -> GatewayListener {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        GatewayListener { inner, permits, idle_timeout, head_timeout }
+        let door = Door::new(DEFAULT_PER_SOURCE, Vec::new());
+        GatewayListener { inner, permits, door, idle_timeout, head_timeout }
+    }
+
+    /// The same with connections let in through `door`.
+    pub fn with_door(self, door: Arc<Door>) -> GatewayListener {
+        GatewayListener { door, ..self }
+    }
+
+    /// The same with at most `max` connections open (tests).
+    pub fn with_max(self, max: usize) -> GatewayListener {
+        GatewayListener { permits: Arc::new(Semaphore::new(max)), ..self }
+    }
+
+    /// A place under the limit for a connection already let in: free, or
+    /// made by closing the oldest untrusted connection, or waited for.
+    async fn place(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if self.door.evict_oldest_untrusted() {
+            tracing::debug!("gateway: at the connection limit; closing the oldest untrusted one");
+        }
+        // The semaphore is never closed, so this never fails.
+        self.permits.clone().acquire_owned().await.ok()
     }
 }
 
@@ -61,22 +92,27 @@ impl Listener for GatewayListener {
 
     async fn accept(&mut self) -> (Guarded, SocketAddr) {
         loop {
-            // The semaphore is never closed, so this never fails.
-            let Ok(permit) = self.permits.clone().acquire_owned().await else { continue };
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let timeout = self.idle_timeout;
-                    let idle = Box::pin(tokio::time::sleep(timeout));
-                    let head = Head::new(self.head_timeout);
-                    return (Guarded { stream, idle, timeout, head, _permit: permit }, addr);
-                }
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors and the like: wait rather than spin.
                     tracing::warn!(%error, "gateway: accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
-            }
+            };
+            let Some(ticket) = self.door.admit(addr.ip()) else {
+                tracing::debug!(source = %addr.ip(), "gateway: source holds its share of connections; closed");
+                continue;
+            };
+            let Some(permit) = self.place().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let timeout = self.idle_timeout;
+            let idle = Box::pin(tokio::time::sleep(timeout));
+            let head = Head::new(self.head_timeout);
+            let evicted = Box::pin(ticket.slot().evicted().clone().cancelled_owned());
+            let guarded = Guarded { stream, idle, timeout, head, evicted, ticket, _permit: permit };
+            return (guarded, addr);
         }
     }
 
@@ -85,24 +121,33 @@ impl Listener for GatewayListener {
     }
 }
 
-/// The client's socket address, for `ConnectInfo`.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
+/// The client's socket address and its connection's standing, for
+/// `ConnectInfo`.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// The connection's standing at the door.
+    pub slot: Arc<Slot>,
+}
 
 impl Connected<IncomingStream<'_, GatewayListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, GatewayListener>) -> Peer {
-        Peer(*stream.remote_addr())
+        Peer { addr: *stream.remote_addr(), slot: stream.io().ticket.slot().clone() }
     }
 }
 
 /// An accepted connection: its stream, its idle timer, its request-head
-/// deadline, and its place under the limit (released on drop).
+/// deadline, its place at the door and under the limit (released on drop),
+/// and the signal that it must close to make room.
 #[derive(Debug)]
 pub struct Guarded {
     stream: TcpStream,
     idle: Pin<Box<Sleep>>,
     timeout: Duration,
     head: Head,
+    evicted: Pin<Box<WaitForCancellationFutureOwned>>,
+    ticket: Ticket,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -190,10 +235,17 @@ impl Guarded {
         self.idle.as_mut().reset(Instant::now() + self.timeout);
     }
 
-    /// An error once the idle timer or the head deadline has run out.
+    /// An error once the idle timer or the head deadline has run out, or
+    /// the connection must make room.
     fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         if let Poll::Ready(error) = self.head.check(cx) {
             return Poll::Ready(error);
+        }
+        if self.evicted.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room for clients with a token",
+            ));
         }
         match self.idle.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "idle")),
@@ -213,6 +265,9 @@ impl AsyncRead for Guarded {
         // the deadline is checked before every read, not only while waiting.
         if let Poll::Ready(error) = this.head.check(cx) {
             return Poll::Ready(Err(error));
+        }
+        if this.ticket.slot().evicted().is_cancelled() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "evicted")));
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {

@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod door;
 pub mod error;
 pub mod handlers;
 pub mod lifecycle;
@@ -85,6 +86,18 @@ pub struct Shared {
     policy: BanPolicy,
     body_limit: usize,
     store: Store,
+    /// Permits for searches (see [`handlers::HEAVY_RENDERS`]).
+    heavy: Arc<tokio::sync::Semaphore>,
+}
+
+impl Shared {
+    /// The client whose token the request carries; its connection is
+    /// trusted from then on (never closed to make room).
+    fn authorize(&self, headers: &HeaderMap, peer: &Peer) -> Result<auth::Client, error::ApiError> {
+        let client = self.auth.check(headers, peer.addr)?;
+        peer.slot.trust();
+        Ok(client)
+    }
 }
 
 /// Everything the gateway needs from the daemon.
@@ -119,6 +132,7 @@ pub async fn start(
     let (view, view_task) =
         view::start(deps.store.clone(), windows, deps.params, shutdown.child_token()).await?;
     tasks.spawn("gateway-view", view_task);
+    let door = door::Door::new(config.max_connections_per_source, config.trusted_proxies.clone());
     let shared = Arc::new(Shared {
         auth: Auth::new(config.tokens.clone(), config.trusted_proxies.clone()),
         view,
@@ -126,6 +140,7 @@ pub async fn start(
         policy: config.policy,
         body_limit: config.body_limit,
         store: deps.store,
+        heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
     });
     *deps.status.lock().unwrap_or_else(PoisonError::into_inner) = GatewayStatus {
         listen: local.to_string(),
@@ -143,7 +158,7 @@ pub async fn start(
     );
     tasks.spawn(
         "gateway-server",
-        serve(GatewayListener::new(listener), router(shared), shutdown.child_token()),
+        serve(GatewayListener::new(listener, door), router(shared), shutdown.child_token()),
     );
     tracing::info!(listen = %local, "gateway started");
     Ok(local)
@@ -155,7 +170,7 @@ fn router(shared: Arc<Shared>) -> Router {
     type P = ConnectInfo<Peer>;
     type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
     let list = |status: Status| {
-        get(move |State(s): S, ConnectInfo(Peer(peer)): P, headers: HeaderMap, q: Q| {
+        get(move |State(s): S, ConnectInfo(peer): P, headers: HeaderMap, q: Q| {
             handlers::list(s, status, headers, peer, q)
         })
     };
@@ -165,13 +180,13 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/get_known_ips", list(Status::Known))
         .route(
             "/add_ips",
-            post(|State(s): S, ConnectInfo(Peer(peer)): P, headers: HeaderMap, body: Body| {
+            post(|State(s): S, ConnectInfo(peer): P, headers: HeaderMap, body: Body| {
                 handlers::add_ips(s, headers, peer, body)
             }),
         )
         .route(
             "/allow_ip",
-            post(|State(s): S, ConnectInfo(Peer(peer)): P, headers: HeaderMap, body: Body| {
+            post(|State(s): S, ConnectInfo(peer): P, headers: HeaderMap, body: Body| {
                 handlers::allow_ip(s, headers, peer, body)
             }),
         )

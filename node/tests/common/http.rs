@@ -122,3 +122,27 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[start + size + 2..];
     }
 }
+
+/// A connection to the gateway on `127.0.0.1:port` from the loopback
+/// address `source` (any of 127.0.0.0/8 on Linux), as another host.
+pub fn connect_from(source: &str, port: u16) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+}
+
+/// Sends `raw` on `stream` and reads until the server closes it; what came
+/// back, empty when it closed (or reset) without answering.
+pub fn exchange(stream: &mut TcpStream, raw: &[u8]) -> Vec<u8> {
+    let _ = stream.write_all(raw);
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    got
+}

@@ -61,6 +61,10 @@ fn gateway_endpoints_answer_in_the_old_servers_shapes() {
     assert_eq!(page["total"], 3);
     assert_eq!(gw.get("/get_ips?page=1&per_page=2")["items"].as_array().unwrap().len(), 2);
     assert_eq!(gw.get("/get_ips?page=9")["items"], json!([]));
+    // An empty `page` is page 1 (issue 16), never the whole list.
+    let first = gw.get("/get_ips?page=&per_page=2");
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    assert_eq!(first["pagination"]["current_page"], 1);
     let found = gw.get("/get_ips?search_ip=2001:DB8");
     assert_eq!(found["total"], 1);
     assert_eq!(found["items"][0]["ip_address"], "2001:db8::1");

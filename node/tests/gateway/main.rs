@@ -1,7 +1,7 @@
 //! The REST gateway end to end: real `banmesh node` processes started with
 //! `--gateway 127.0.0.1:PORT --seed-config FILE`, real HTTP over loopback.
 //! `api` checks the endpoints' shapes and codes and every hostile input of
-//! issue 6; `lifecycle` the blocked/allowed/known steps with short
+//! issue 6; `door` one host holding many connections; `lifecycle` the blocked/allowed/known steps with short
 //! durations; `mesh` two gateways and the CLI agreeing; `reload` tokens
 //! swapped on SIGHUP.
 
@@ -12,6 +12,7 @@
 mod common;
 
 mod api;
+mod door;
 mod lifecycle;
 mod mesh;
 mod reload;
