@@ -104,9 +104,10 @@ impl Nftables {
             }
             let target = self.target.borrow().clone();
             let reconciling = full || shadow.is_none();
-            let result = match shadow.take() {
-                Some(have) if !reconciling => self.apply(&have, &target).await,
-                _ => self.reconcile(&target).await.map(|(want, read)| {
+            let have = shadow.take();
+            let result = match &have {
+                Some(have) if !reconciling => self.apply(have, &target).await,
+                _ => self.reconcile(&target, have.as_ref()).await.map(|(want, read)| {
                     counters = read;
                     next_full = Instant::now() + self.config.reconcile;
                     backoff = RETRY.min(self.config.reconcile);
@@ -141,11 +142,14 @@ impl Nftables {
         Ok(want)
     }
 
-    /// Reads the kernel, lays the structure again and repairs the elements;
-    /// returns what the table holds now, and the counters read.
+    /// Reads the kernel, lays the structure again and repairs the elements
+    /// (what differs from `shadow`, the copy of what was put there, is
+    /// logged as a repair); returns what the table holds now, and the
+    /// counters read.
     async fn reconcile(
         &self,
         target: &Target,
+        shadow: Option<&Elements>,
     ) -> Result<(Elements, BTreeMap<String, (u64, u64)>), NftError> {
         let (nft, table) = (&self.config.nft, &self.config.table);
         let kernel = kernel::read(nft, table).await?;
@@ -158,11 +162,13 @@ impl Nftables {
         kernel::run(nft, &["-f", "-"], &structure).await?;
         let now = now_ms();
         let want = Elements::wanted(target, now);
-        let changes = elements::diff(&kernel.elements(now), &want);
+        let held = kernel.elements(now);
+        let changes = elements::diff(&held, &want);
+        let repairs = shadow.map_or(0, |shadow| elements::diff(&held, shadow).len());
         if !kernel.exists {
             tracing::info!(target: "banmesh::events::nftables_repaired", table = %table, elements = changes.len(), "nftables table made (it was missing)");
-        } else if !changes.is_empty() {
-            tracing::info!(target: "banmesh::events::nftables_repaired", table = %table, changes = changes.len(), "nftables table repaired: it did not hold what banmesh put there");
+        } else if repairs > 0 {
+            tracing::warn!(target: "banmesh::events::nftables_repaired", table = %table, repairs, "nftables table repaired: it did not hold what banmesh put there");
         }
         self.send(&changes, now).await?;
         Ok((want, kernel.counters))

@@ -1,0 +1,167 @@
+//! The nftables backend against the real kernel: a node in namespace A
+//! with `[enforce] backends = ["nftables"]`, plain hosts (no banmesh node,
+//! so no peer and not in the never-ban list) connecting over TCP to a port
+//! listening in A. Bans hold real packets, with their timeouts in the set;
+//! an allowed address inside a banned network still gets through; a
+//! flushed ruleset is back within one reconcile period; the table stays
+//! when the node stops. Needs root, iproute2, nftables and python3.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use common::netns::{Host, Net};
+use common::{SOON, TestCluster, wait_until};
+
+/// The port the listener in A takes.
+const PORT: u16 = 8080;
+
+/// A TCP listener in a namespace, accepting and closing forever; killed
+/// (by its own pid) on drop.
+struct Listener(Child);
+
+impl Listener {
+    fn start(host: &Host) -> Listener {
+        let script = format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET6)\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('::', {PORT}))\n\
+             s.listen(64)\n\
+             while True:\n    c, _ = s.accept()\n    c.close()\n"
+        );
+        let child = host
+            .command("python3")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start python3 in the namespace (apt-get install python3)");
+        Listener(child)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `from` completes a TCP connect to `to`:PORT within a second.
+fn reaches(from: &Host, to: &str) -> bool {
+    let script = "import socket, sys\n\
+                  socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()\n";
+    from.command("python3")
+        .args(["-c", script, to, &PORT.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `nft ARGS` in `host`'s namespace: its output, or `Err` with its errors.
+fn nft(host: &Host, args: &[&str]) -> Result<String, String> {
+    let output = host.command("nft").args(args).output().map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A config with the nftables backend alone, reconciling every second.
+fn config(cluster: &TestCluster, extra: &str) -> PathBuf {
+    let path = cluster.path("nft.toml");
+    let text =
+        format!("[enforce]\nbackends = [\"nftables\"]\n[nftables]\nreconcile = \"1s\"\n{extra}");
+    fs::write(&path, text).expect("write config");
+    path
+}
+
+fn require_nft() {
+    let found = Command::new("nft").arg("--version").stdout(Stdio::null()).status().is_ok();
+    assert!(found, "`nft` not found: apt-get install nftables (.ci/run installs it)");
+}
+
+#[test]
+fn netns_nftables_bans_drop_real_traffic_allows_pass_and_a_flush_is_repaired() {
+    require_nft();
+    let net = Net::new(4);
+    let (a, b, c, d) = (net.host(0), net.host(1), net.host(2), net.host(3));
+    let mut cluster = TestCluster::new();
+    let mut spec = cluster.spec("node1", &[]);
+    spec.config = Some(config(&cluster, ""));
+    let node = cluster.start_on(a, spec);
+    let _listener = Listener::start(a);
+    let (a4, a6) = (a.ip4.to_string(), a.ip6.to_string());
+    assert!(wait_until(SOON, || reaches(b, &a4) && reaches(b, &a6)), "B cannot reach A at all");
+    assert!(wait_until(SOON, || nft(a, &["list", "table", "inet", "banmesh"]).is_ok()));
+
+    let node = cluster.node(node);
+    node.call(&["ban", &b.ip4.to_string(), "--for", "1h"]);
+    node.call(&["ban", &b.ip6.to_string(), "--for", "30m"]);
+    assert!(wait_until(SOON, || !reaches(b, &a4)), "B still reaches A over IPv4 once banned");
+    assert!(wait_until(SOON, || !reaches(b, &a6)), "B still reaches A over IPv6 once banned");
+    let ban4 = nft(a, &["list", "set", "inet", "banmesh", "ban4"]).unwrap();
+    assert!(ban4.contains(&format!("{} timeout 1h", b.ip4)), "{ban4}");
+    assert!(ban4.contains("expires"), "{ban4}");
+    let ban6 = nft(a, &["list", "set", "inet", "banmesh", "ban6"]).unwrap();
+    assert!(ban6.contains(&format!("{} timeout 30m", b.ip6)), "{ban6}");
+    // A longer ban re-asserts the element's timeout.
+    node.call(&["ban", &b.ip4.to_string(), "--for", "3h"]);
+    let renewed = wait_until(SOON, || {
+        let ban4 = nft(a, &["list", "set", "inet", "banmesh", "ban4"]).unwrap_or_default();
+        ban4.contains(&format!("{} timeout 3h", b.ip4))
+    });
+    assert!(renewed, "{}", nft(a, &["list", "set", "inet", "banmesh", "ban4"]).unwrap());
+
+    // A network with an allowed address inside: the rest of it is dropped.
+    node.call(&["allow", &c.ip4.to_string(), "--for", "1h"]);
+    node.call(&["ban", "10.77.0.0/28", "--for", "1h"]);
+    assert!(wait_until(SOON, || !reaches(d, &a4)), "D in the banned network still reaches A");
+    assert!(reaches(c, &a4), "C, allowed inside the banned network, is dropped");
+    let net4 = nft(a, &["list", "set", "inet", "banmesh", "net4"]).unwrap();
+    assert!(net4.contains("10.77.0.8/29"), "prefixes kept: {net4}");
+    let allow4 = nft(a, &["list", "set", "inet", "banmesh", "allow4"]).unwrap();
+    assert!(allow4.contains(&c.ip4.to_string()), "{allow4}");
+
+    // The counters, in status.
+    let dropped = wait_until(SOON, || {
+        let sets = node.status()["nftables"]["sets"].clone();
+        let ban4 = sets.as_array().into_iter().flatten().find(|s| s["name"] == "ban4").cloned();
+        ban4.is_some_and(|s| s["elements"].as_u64() >= Some(1) && s["packets"].as_u64() > Some(0))
+    });
+    assert!(dropped, "status shows no drops: {}", node.status()["nftables"]);
+    assert!(node.status()["nftables"]["last_reconcile_ms"].as_u64().is_some());
+
+    // Someone flushes the ruleset: within a reconcile period it is back.
+    nft(a, &["flush", "ruleset"]).unwrap();
+    assert!(wait_until(SOON, || !reaches(b, &a4) && !reaches(d, &a4)), "not repaired");
+    let ban4 = nft(a, &["list", "set", "inet", "banmesh", "ban4"]).unwrap();
+    assert!(ban4.contains(&b.ip4.to_string()), "{ban4}");
+    assert!(reaches(c, &a4), "C is dropped after the repair");
+
+    // Stopped, the node leaves the table: bans hold across restarts.
+    cluster.node_mut(0).stop();
+    assert!(!reaches(b, &a4), "B reaches A once the node stopped");
+    assert!(nft(a, &["list", "set", "inet", "banmesh", "ban4"]).is_ok());
+}
+
+#[test]
+fn netns_nftables_missing_nft_is_reported_and_the_node_keeps_running() {
+    let net = Net::new(1);
+    let mut cluster = TestCluster::new();
+    let mut spec = cluster.spec("node1", &[]);
+    spec.config = Some(config(&cluster, "nft = \"/nonexistent/nft\"\n"));
+    let node = cluster.start_on(net.host(0), spec);
+    let node = cluster.node(node);
+    let reported = wait_until(SOON, || {
+        let status = node.status();
+        status["warnings"].to_string().contains("cannot run /nonexistent/nft")
+            && status["nftables"]["last_error"].is_string()
+    });
+    assert!(reported, "no clear error: {}", node.status());
+    node.call(&["ban", "192.0.2.1", "--for", "1h"]);
+    assert!(node.is_banned("192.0.2.1"), "the node stopped working");
+}
