@@ -70,6 +70,11 @@ fn nft(host: &Host, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// `nft list set inet banmesh SET` in `host`, or the error.
+fn list(host: &Host, set: &str) -> String {
+    nft(host, &["list", "set", "inet", "banmesh", set]).unwrap_or_else(|e| e)
+}
+
 /// A config with the nftables backend alone, reconciling every second.
 fn config(cluster: &TestCluster, extra: &str) -> PathBuf {
     let path = cluster.path("nft.toml");
@@ -125,6 +130,25 @@ fn netns_nftables_bans_drop_real_traffic_allows_pass_and_a_flush_is_repaired() {
     assert!(net4.contains("10.77.0.8/29"), "prefixes kept: {net4}");
     let allow4 = nft(a, &["list", "set", "inet", "banmesh", "allow4"]).unwrap();
     assert!(allow4.contains(&c.ip4.to_string()), "{allow4}");
+
+    // A wider network replaces the one inside it.
+    node.call(&["ban", "10.78.1.0/28", "--for", "1h"]);
+    assert!(wait_until(SOON, || list(a, "net4").contains("10.78.1.0/28")), "{}", list(a, "net4"));
+    node.call(&["ban", "10.78.0.0/16", "--for", "1h"]);
+    let widened = wait_until(SOON, || {
+        let net4 = list(a, "net4");
+        net4.contains("10.78.0.0/16") && !net4.contains("10.78.1.0/28")
+    });
+    assert!(widened, "{}", list(a, "net4"));
+    // An element put there by hand makes a batch fail (an overlap): the
+    // full reconcile that follows removes it and the ban goes in.
+    nft(a, &["add", "element", "inet", "banmesh", "net4", "{ 10.99.0.0/16 }"]).unwrap();
+    node.call(&["ban", "10.99.1.0/24", "--for", "1h"]);
+    let repaired = wait_until(SOON, || {
+        let net4 = list(a, "net4");
+        net4.contains("10.99.1.0/24") && !net4.contains("10.99.0.0/16")
+    });
+    assert!(repaired, "{}\n{}", list(a, "net4"), node.status()["nftables"]);
 
     // The counters, in status.
     let dropped = wait_until(SOON, || {

@@ -75,15 +75,22 @@ pub fn structure(config: &NftablesConfig, kernel: &Kernel) -> String {
     out
 }
 
-/// The element changes as transactions of at most `batch` elements each,
-/// in order. A removal is an add then a delete (a delete of an element the
-/// kernel already expired would fail the transaction); a renewal is an add,
-/// a delete and an add with the new timeout (kernels before 6.x keep the
-/// old timeout on a plain re-add).
+/// The element changes as transactions of at most `batch` elements each:
+/// every removal first, in transactions of their own (nft checks a new
+/// interval against the set as the kernel holds it before the transaction,
+/// so a network cannot replace one it overlaps in the same transaction),
+/// then additions and renewals. A removal is an add then a delete (a
+/// delete of an element the kernel already expired would fail the
+/// transaction); a renewal is an add, a delete and an add with the new
+/// timeout (older kernels keep the old timeout on a plain re-add).
 pub fn batches(table: &str, changes: &[Change], batch: usize, now_ms: u64) -> Vec<String> {
-    changes
-        .chunks(batch.max(1))
-        .map(|chunk| transaction(&format!("inet {table}"), chunk, now_ms))
+    let table = format!("inet {table}");
+    let (removals, rest): (Vec<Change>, Vec<Change>) =
+        changes.iter().partition(|c| matches!(c, Change::Remove(..)));
+    [removals, rest]
+        .iter()
+        .flat_map(|list| list.chunks(batch.max(1)))
+        .map(|chunk| transaction(&table, chunk, now_ms))
         .collect()
 }
 

@@ -97,17 +97,22 @@ fn transactions_carry_timeouts_and_never_fail_on_gone_elements() {
         Change::Renew(Set::Ban4, key("192.0.2.2"), NOW + 3_600_000),
         Change::Add(Set::Allow4, key("10.0.0.0/8"), None),
     ];
-    let texts = script::batches("banmesh", &changes, 3, NOW);
-    assert_eq!(texts.len(), 2);
+    let texts = script::batches("banmesh", &changes, 2, NOW);
+    assert_eq!(texts.len(), 3);
+    // Removals alone first: nft refuses a network overlapping one the
+    // kernel holds, even if the same transaction deletes it.
     assert_eq!(
         texts[0],
-        "add element inet banmesh ban4 { 192.0.2.2 }\n\
-         delete element inet banmesh ban4 { 192.0.2.2 }\n\
-         add element inet banmesh ban4 { 192.0.2.1 timeout 2s, 192.0.2.2 timeout 3600s }\n\
-         add element inet banmesh net6 { 2001:db8::/48 }\n\
+        "add element inet banmesh net6 { 2001:db8::/48 }\n\
          delete element inet banmesh net6 { 2001:db8::/48 }\n"
     );
-    assert_eq!(texts[1], "add element inet banmesh allow4 { 10.0.0.0/8 }\n");
+    assert_eq!(
+        texts[1],
+        "add element inet banmesh ban4 { 192.0.2.2 }\n\
+         delete element inet banmesh ban4 { 192.0.2.2 }\n\
+         add element inet banmesh ban4 { 192.0.2.1 timeout 2s, 192.0.2.2 timeout 3600s }\n"
+    );
+    assert_eq!(texts[2], "add element inet banmesh allow4 { 10.0.0.0/8 }\n");
 }
 
 #[test]
