@@ -9,6 +9,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -75,9 +76,15 @@ fn list(host: &Host, set: &str) -> String {
     nft(host, &["list", "set", "inet", "banmesh", set]).unwrap_or_else(|e| e)
 }
 
+/// The timeout `element` was added with, as `nft list set` prints it.
+fn timeout_of(listing: &str, element: &str) -> Option<String> {
+    let rest = listing.split(&format!("{element} timeout ")).nth(1)?;
+    rest.split_whitespace().next().map(str::to_owned)
+}
+
 /// A config with the nftables backend alone, reconciling every second.
-fn config(cluster: &TestCluster, extra: &str) -> PathBuf {
-    let path = cluster.path("nft.toml");
+fn config(cluster: &TestCluster, name: &str, extra: &str) -> PathBuf {
+    let path = cluster.path(name);
     let text =
         format!("[enforce]\nbackends = [\"nftables\"]\n[nftables]\nreconcile = \"1s\"\n{extra}");
     fs::write(&path, text).expect("write config");
@@ -96,7 +103,7 @@ fn netns_nftables_bans_drop_real_traffic_allows_pass_and_a_flush_is_repaired() {
     let (a, b, c, d) = (net.host(0), net.host(1), net.host(2), net.host(3));
     let mut cluster = TestCluster::new();
     let mut spec = cluster.spec("node1", &[]);
-    spec.config = Some(config(&cluster, ""));
+    spec.config = Some(config(&cluster, "nft.toml", ""));
     let node = cluster.start_on(a, spec);
     let _listener = Listener::start(a);
     let (a4, a6) = (a.ip4.to_string(), a.ip6.to_string());
@@ -166,26 +173,54 @@ fn netns_nftables_bans_drop_real_traffic_allows_pass_and_a_flush_is_repaired() {
     assert!(ban4.contains(&b.ip4.to_string()), "{ban4}");
     assert!(reaches(c, &a4), "C is dropped after the repair");
 
-    // Stopped, the node leaves the table: bans hold across restarts.
+    // Stopped, the node leaves the table: bans hold across restarts; the
+    // next start reconciles it, never flushes it.
     cluster.node_mut(0).stop();
     assert!(!reaches(b, &a4), "B reaches A once the node stopped");
-    assert!(nft(a, &["list", "set", "inet", "banmesh", "ban4"]).is_ok());
+    assert!(list(a, "ban4").contains(&b.ip4.to_string()), "{}", list(a, "ban4"));
+    let held = timeout_of(&list(a, "ban4"), &b.ip4.to_string());
+    assert!(held.is_some(), "{}", list(a, "ban4"));
+    let made = |log: String| log.matches("nftables table made").count();
+    let made_before = made(cluster.node(0).log_text());
+    cluster.node_mut(0).restart();
+    let node = cluster.node(0);
+    assert!(wait_until(SOON, || node.status()["nftables"]["last_reconcile_ms"].is_u64()));
+    assert!(!reaches(b, &a4), "B reaches A after the restart");
+    assert!(reaches(c, &a4), "C is dropped after the restart");
+    // Not added again: the element keeps the timeout it was given.
+    assert_eq!(timeout_of(&list(a, "ban4"), &b.ip4.to_string()), held, "{}", list(a, "ban4"));
+    assert_eq!(made(node.log_text()), made_before, "the table was made again");
 }
 
 #[test]
-fn netns_nftables_missing_nft_is_reported_and_the_node_keeps_running() {
-    let net = Net::new(1);
+fn netns_nftables_missing_nft_or_no_cap_net_admin_is_reported_and_the_node_keeps_running() {
+    require_nft();
+    let net = Net::new(2);
     let mut cluster = TestCluster::new();
-    let mut spec = cluster.spec("node1", &[]);
-    spec.config = Some(config(&cluster, "nft = \"/nonexistent/nft\"\n"));
-    let node = cluster.start_on(net.host(0), spec);
-    let node = cluster.node(node);
-    let reported = wait_until(SOON, || {
-        let status = node.status();
-        status["warnings"].to_string().contains("cannot run /nonexistent/nft")
-            && status["nftables"]["last_error"].is_string()
-    });
-    assert!(reported, "no clear error: {}", node.status());
-    node.call(&["ban", "192.0.2.1", "--for", "1h"]);
-    assert!(node.is_banned("192.0.2.1"), "the node stopped working");
+    // nft run without CAP_NET_ADMIN, as a node not run as root would.
+    let wrapper = cluster.path("nft-without-cap");
+    fs::write(&wrapper, "#!/bin/sh\nexec setpriv --bounding-set -net_admin nft \"$@\"\n").unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let cases = [
+        ("nft = \"/nonexistent/nft\"\n".to_owned(), "cannot run /nonexistent/nft"),
+        (format!("nft = {:?}\n", wrapper.display().to_string()), "CAP_NET_ADMIN"),
+    ];
+    for (i, (extra, _)) in cases.iter().enumerate() {
+        let mut spec = cluster.spec(&format!("node{}", i + 1), &[]);
+        spec.config = Some(config(&cluster, &format!("nft{i}.toml"), extra));
+        cluster.start_on(net.host(i), spec);
+    }
+    for (i, (_, said)) in cases.iter().enumerate() {
+        let node = cluster.node(i);
+        let reported = wait_until(SOON, || {
+            let status = node.status();
+            status["warnings"].to_string().contains(said)
+                && status["nftables"]["last_error"].is_string()
+        });
+        assert!(reported, "no clear error: {}", node.status());
+        node.call(&["ban", "192.0.2.1", "--for", "1h"]);
+        assert!(node.is_banned("192.0.2.1"), "the node stopped working");
+        assert!(node.log_text().contains(said), "{}", node.log_tail());
+    }
+    assert!(nft(net.host(1), &["list", "table", "inet", "banmesh"]).is_err());
 }
