@@ -224,3 +224,23 @@ fn netns_nftables_missing_nft_or_no_cap_net_admin_is_reported_and_the_node_keeps
     }
     assert!(nft(net.host(1), &["list", "table", "inet", "banmesh"]).is_err());
 }
+
+#[test]
+fn netns_nftables_remove_on_stop_deletes_the_table() {
+    require_nft();
+    let net = Net::new(1);
+    let mut cluster = TestCluster::new();
+    let mut spec = cluster.spec("node1", &[]);
+    spec.config =
+        Some(config(&cluster, "nft.toml", "remove_on_stop = true\ntable = \"bm_test\"\n"));
+    cluster.start_on(net.host(0), spec);
+    cluster.node(0).call(&["ban", "192.0.2.9", "--for", "1h"]);
+    let held = wait_until(SOON, || {
+        nft(net.host(0), &["list", "set", "inet", "bm_test", "ban4"])
+            .is_ok_and(|l| l.contains("192.0.2.9"))
+    });
+    assert!(held, "the ban never reached the table");
+    cluster.node_mut(0).stop();
+    let gone = nft(net.host(0), &["list", "table", "inet", "bm_test"]);
+    assert!(gone.is_err(), "the table stayed: {gone:?}");
+}
