@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # the Fail2BanSync clients against the gateway (`cargo test gateway`);
 # iproute2 makes the network namespaces the multi-host tests run nodes in
 # (`cargo test netns`, as root); nftables and iproute2 run a fail2ban-server
-# with the shipped nftables action in a namespace (`cargo test fail2ban_nft`);
+# with the shipped nftables action in a namespace (`cargo test fail2ban_nft`),
+# and nftables holds mesh bans itself in one (`cargo test nftables_netns`);
 # systemd provides systemd-analyze, which checks the shipped unit
 # (`cargo test systemd_unit`).
 packages=(faketime fail2ban python3 nftables iproute2 systemd)

@@ -12,5 +12,6 @@ pub mod enforce;
 pub mod fail2ban;
 pub mod gateway;
 pub mod mesh;
+pub mod nftables;
 pub mod store;
 pub mod tasks;

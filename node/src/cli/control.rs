@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::show::relative;
 use crate::clock::now_ms;
+use crate::control::views::NftablesView;
 use crate::control::{
     self, Command, DEFAULT_SOCKET, IssuedView, PeerView, RecordView, Response, StatusView,
     TraceView,
@@ -335,6 +336,9 @@ fn status_text(s: &StatusView, now: u64) -> String {
         let plural = if g.tokens == 1 { "" } else { "s" };
         out.push_str(&format!("gateway:      {} ({} token{plural})\n", g.listen, g.tokens));
     }
+    if let Some(n) = &s.nftables {
+        out.push_str(&nftables_text(n, now));
+    }
     if s.peers.is_empty() {
         out.push_str("peers:        none\n");
     } else {
@@ -344,6 +348,26 @@ fn status_text(s: &StatusView, now: u64) -> String {
     if !s.warnings.is_empty() {
         out.push_str("warnings:\n");
         out.extend(s.warnings.iter().map(|w| format!("  - {w}\n")));
+    }
+    out
+}
+
+/// The nftables backend: its table, last reconcile, error, then per set
+/// its elements and what its counter dropped.
+fn nftables_text(n: &NftablesView, now: u64) -> String {
+    let reconciled = n.last_reconcile_ms.map_or("not yet".to_owned(), |at| when(now, at));
+    let state = match &n.last_error {
+        Some(e) => format!("failing: {e}"),
+        None => "ok".to_owned(),
+    };
+    let mut out = format!("nftables:     {}, last reconcile {reconciled}, {state}\n", n.table);
+    for set in &n.sets {
+        let dropped = if set.name.starts_with("allow") {
+            "accepted first".to_owned()
+        } else {
+            format!("dropped {} packets, {} bytes", set.packets, set.bytes)
+        };
+        out.push_str(&format!("  {:<8}{:>8} elements, {dropped}\n", set.name, set.elements));
     }
     out
 }

@@ -168,6 +168,14 @@ pub enum ConfigError {
         /// What is wrong and what to write instead.
         message: String,
     },
+    /// An `[enforce]` or `[nftables]` value is wrong.
+    #[error("{origin}: {message}")]
+    Enforce {
+        /// The file.
+        origin: String,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
     /// The old server's `serverconfig.ini` could not be read.
     #[error(transparent)]
     Seed(#[from] super::seed::SeedError),

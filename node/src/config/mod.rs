@@ -4,6 +4,7 @@
 
 mod error;
 mod gateway;
+mod nftables;
 mod raw;
 pub mod seed;
 mod show;
@@ -19,6 +20,7 @@ use banmesh_crdt::{BanPolicy, Key, Params};
 
 pub use error::ConfigError;
 pub use gateway::{DEFAULT_GATEWAY_LISTEN, GatewayConfig, Token};
+pub use nftables::{Backend, EnforceConfig, NftablesConfig};
 use raw::{RawBans, RawCluster, RawConfig, RawFail2Ban, RawNode, RawSafety, RawSync};
 
 /// The commented example configuration; every value in it is the default.
@@ -53,6 +55,10 @@ pub struct Config {
     pub fail2ban: Fail2BanConfig,
     /// `[gateway]`: the Fail2BanSync-compatible REST API.
     pub gateway: GatewayConfig,
+    /// `[enforce]`: the backends holding what this host enforces.
+    pub enforce: EnforceConfig,
+    /// `[nftables]`: the nftables backend.
+    pub nftables: NftablesConfig,
     /// Values that were adjusted or look wrong, for the node to log.
     pub warnings: Vec<String>,
 }
@@ -272,11 +278,24 @@ impl Validator<'_> {
         let store = StoreConfig {
             gc_interval: self.positive("store.gc_interval", &raw.store.gc_interval)?,
         };
-        let fail2ban = self.fail2ban(raw.fail2ban)?;
+        let mut fail2ban = self.fail2ban(raw.fail2ban)?;
+        let (enforce, nftables) = self.enforce(raw.enforce, raw.nftables, &mut fail2ban.apply)?;
         let retention = Duration::from_millis(cluster.params.retention_ms);
         let gateway = self.gateway(raw.gateway, &bans, max_ttl, retention)?;
         let warnings = self.warnings;
-        Ok(Config { node, cluster, bans, safety, sync, store, fail2ban, gateway, warnings })
+        Ok(Config {
+            node,
+            cluster,
+            bans,
+            safety,
+            sync,
+            store,
+            fail2ban,
+            gateway,
+            enforce,
+            nftables,
+            warnings,
+        })
     }
 
     fn node(&self, raw: RawNode) -> Result<NodeConfig, ConfigError> {

@@ -27,6 +27,10 @@ pub(super) struct RawConfig {
     pub fail2ban: RawFail2Ban,
     #[serde(default)]
     pub gateway: RawGateway,
+    #[serde(default)]
+    pub enforce: RawEnforce,
+    #[serde(default)]
+    pub nftables: RawNftables,
 }
 
 /// `[node]`: where this node keeps its files and where it listens.
@@ -333,4 +337,67 @@ fn default_per_source() -> u64 {
 
 fn default_body_limit() -> u64 {
     1 << 20
+}
+
+/// `[enforce]`: which backends hold what this host enforces.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename = "enforce")]
+pub(super) struct RawEnforce {
+    /// `None`: `["fail2ban"]` if `fail2ban.apply`, else none.
+    #[serde(default)]
+    pub backends: Option<Vec<String>>,
+}
+
+/// `[nftables]`: banmesh's own nftables table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "nftables")]
+pub(super) struct RawNftables {
+    #[serde(default = "default_nft")]
+    pub nft: String,
+    #[serde(default = "default_nft_table")]
+    pub table: String,
+    #[serde(default = "default_nft_priority")]
+    pub priority: i32,
+    #[serde(default)]
+    pub forward: bool,
+    #[serde(default)]
+    pub remove_on_stop: bool,
+    #[serde(default = "default_nft_reconcile")]
+    pub reconcile: String,
+    #[serde(default = "default_nft_batch")]
+    pub batch: u64,
+}
+
+impl Default for RawNftables {
+    fn default() -> Self {
+        RawNftables {
+            nft: default_nft(),
+            table: default_nft_table(),
+            priority: default_nft_priority(),
+            forward: false,
+            remove_on_stop: false,
+            reconcile: default_nft_reconcile(),
+            batch: default_nft_batch(),
+        }
+    }
+}
+
+fn default_nft() -> String {
+    "nft".to_owned()
+}
+
+fn default_nft_table() -> String {
+    "banmesh".to_owned()
+}
+
+fn default_nft_priority() -> i32 {
+    -10
+}
+
+fn default_nft_reconcile() -> String {
+    "60s".to_owned()
+}
+
+fn default_nft_batch() -> u64 {
+    5000
 }

@@ -69,6 +69,17 @@ impl Config {
         out.key("batch", Value::Integer(i64::try_from(f2b.batch).unwrap_or(i64::MAX)));
         out.key("publish_jails", strings(f2b.publish_jails.iter().cloned()));
         out.key("apply_jails", strings(f2b.apply_jails.iter().cloned()));
+        out.section("enforce");
+        out.key("backends", strings(self.enforce.backends.iter().map(|b| b.name().to_owned())));
+        let nft = &self.nftables;
+        out.section("nftables");
+        out.key("nft", Value::String(nft.nft.clone()));
+        out.key("table", Value::String(nft.table.clone()));
+        out.key("priority", Value::Integer(i64::from(nft.priority)));
+        out.key("forward", Value::Boolean(nft.forward));
+        out.key("remove_on_stop", Value::Boolean(nft.remove_on_stop));
+        out.key("reconcile", duration(nft.reconcile));
+        out.key("batch", Value::Integer(i64::try_from(nft.batch).unwrap_or(i64::MAX)));
         let gateway = &self.gateway;
         out.section("gateway");
         if let Some(listen) = gateway.listen {

@@ -278,3 +278,28 @@ fn jail_filters_publish_and_apply() {
     let (_, message) = refused("[fail2ban]\napply_jails = [\"sshd\", \" \"]\n");
     assert!(message.contains("fail2ban.apply_jails"), "{message}");
 }
+
+#[test]
+fn enforce_backends_follow_fail2ban_apply_unless_given() {
+    assert!(parse("").expect("empty").enforce.backends.is_empty());
+    let old = parse("[fail2ban]\napply = true").expect("apply");
+    assert_eq!(old.enforce.backends, [Backend::Fail2Ban]);
+    let nft = parse("[enforce]\nbackends = [\"nftables\"]").expect("nftables");
+    assert_eq!(nft.enforce.backends, [Backend::Nftables]);
+    assert!(!nft.fail2ban.apply);
+    let both = parse("[enforce]\nbackends = [\"nftables\", \"fail2ban\"]").expect("both");
+    assert_eq!(both.enforce.backends, [Backend::Fail2Ban, Backend::Nftables]);
+    assert!(both.fail2ban.apply);
+    let dropped = parse("[fail2ban]\napply = true\n[enforce]\nbackends = [\"nftables\"]").unwrap();
+    assert!(!dropped.fail2ban.apply);
+    assert!(dropped.warnings.iter().any(|w| w.contains("enforce.backends")), "{dropped:?}");
+    assert_eq!(parse(&dropped.to_toml()).unwrap().enforce, dropped.enforce);
+    let (_, message) = refused("[enforce]\nbackends = [\"iptables\"]");
+    assert!(message.contains("unknown backend \"iptables\""), "{message}");
+    let (_, message) = refused("[nftables]\ntable = \"ban mesh\"");
+    assert!(message.contains("nftables.table"), "{message}");
+    let nft = parse("[nftables]\npriority = -150\nforward = true\nreconcile = \"2s\"").unwrap();
+    assert_eq!((nft.nftables.priority, nft.nftables.forward), (-150, true));
+    assert_eq!(nft.nftables.reconcile, Duration::from_secs(2));
+    assert_eq!(nft.nftables.table, "banmesh");
+}

@@ -46,6 +46,9 @@ pub struct StatusView {
     /// is off.
     #[serde(default)]
     pub fail2ban: Option<Fail2BanView>,
+    /// The nftables backend; `None` when `[enforce] backends` leaves it out.
+    #[serde(default)]
+    pub nftables: Option<Box<NftablesView>>,
     /// The REST gateway, when it is on.
     #[serde(default)]
     pub gateway: Option<GatewayView>,
@@ -103,6 +106,32 @@ pub struct Fail2BanView {
     pub applied: u64,
     /// Bans Fail2Ban made that the node had missed, published since start.
     pub published: u64,
+}
+
+/// What the nftables backend holds in the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftablesView {
+    /// The table, `inet NAME`.
+    pub table: String,
+    /// Each set: its elements, and what its counter dropped.
+    pub sets: Vec<NftSetView>,
+    /// When the kernel was last read and repaired (Unix ms).
+    pub last_reconcile_ms: Option<u64>,
+    /// The last failure, while it lasts.
+    pub last_error: Option<String>,
+}
+
+/// One set of the nftables table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftSetView {
+    /// Its name.
+    pub name: String,
+    /// Elements banmesh holds in it.
+    pub elements: u64,
+    /// Packets its counter dropped (at the last reconcile; 0 for allow sets).
+    pub packets: u64,
+    /// Bytes its counter dropped.
+    pub bytes: u64,
 }
 
 /// The REST gateway, as `banmesh status` shows it.

@@ -24,6 +24,7 @@
 //! as above and `run` returns [`DaemonError::TaskEnded`], so the process
 //! exits non-zero and systemd starts it again.
 
+mod backends;
 mod handler;
 pub mod identity;
 pub mod issue;
@@ -46,8 +47,6 @@ use crate::api;
 use crate::clock::now_ms;
 use crate::config::{Config, ConfigSource};
 use crate::control::server;
-use crate::enforce::{Enforcer, NeverBan};
-use crate::fail2ban::{self, ApplierStatus};
 use crate::gateway::{self, GatewayDeps, GatewayStatus};
 use crate::mesh::{self, MeshSettings};
 use crate::store::{SharedTrust, Store, StoreError, query};
@@ -200,33 +199,16 @@ pub async fn run(
         shutdown.child_token(),
     )?;
     tracing::info!(peer_id = %mesh.peer_id, socket = %config.node.socket.display(), "banmesh node started");
-    let applier = Arc::new(Mutex::new(ApplierStatus::default()));
-    if config.fail2ban.apply {
-        let enforcer = Enforcer {
-            store: store.clone(),
-            never_ban: NeverBan::Mesh(Box::new(mesh.clone()), config.safety.never_ban.clone()),
-            enforce: config.safety.enforce,
-            apply_jails: config.fail2ban.apply_jails.clone(),
-        };
-        let (target, enforce_task) = match enforcer.start(shutdown.child_token()).await {
-            Ok(started) => started,
-            Err(error) => {
-                shutdown.cancel();
-                while tasks.join_next().await.is_some() {}
-                return Err(error.into());
-            }
-        };
-        tasks.spawn("enforce", enforce_task);
-        let task = fail2ban::Applier {
-            config: config.fail2ban.clone(),
-            store: store.clone(),
-            target,
-            status: applier.clone(),
-            node: node_handle.clone(),
-            origin,
-        };
-        tasks.spawn("fail2ban-applier", task.run(shutdown.child_token()));
-    }
+    let started =
+        backends::start(&config, &store, &mesh, &node_handle, origin, &mut tasks, &shutdown);
+    let backends = match started.await {
+        Ok(backends) => backends,
+        Err(error) => {
+            shutdown.cancel();
+            while tasks.join_next().await.is_some() {}
+            return Err(error.into());
+        }
+    };
     let gateway_status =
         config.gateway.listen.map(|_| Arc::new(Mutex::new(GatewayStatus::default())));
     let standing = queries::Standing::of(&identity);
@@ -236,7 +218,7 @@ pub async fn run(
         store.clone(),
         mesh.clone(),
         trust.clone(),
-        applier,
+        backends,
         gateway_status.clone(),
     );
     let control = server::serve(listener, node_handle.clone(), queries, shutdown.child_token());

@@ -34,6 +34,7 @@ use crate::control::views::{PeerState, PeerView, RecordView, StatusView, TraceEn
 use crate::fail2ban::ApplierStatus;
 use crate::gateway::GatewayStatus;
 use crate::mesh::{MeshHandle, Trust};
+use crate::nftables::NftStatus;
 use crate::store::Store;
 use crate::store::query::{self, Arrival, PageEnd};
 
@@ -66,6 +67,15 @@ impl Standing {
     }
 }
 
+/// The enforce backends' status, shared with their tasks.
+#[derive(Clone, Default)]
+pub struct BackendStatus {
+    /// The Fail2Ban applier's.
+    pub fail2ban: Arc<Mutex<ApplierStatus>>,
+    /// The nftables backend's, when it runs.
+    pub nftables: Option<Arc<Mutex<NftStatus>>>,
+}
+
 /// What the reads need, shared with the tasks that own each part.
 #[derive(Clone)]
 pub struct Queries {
@@ -74,7 +84,7 @@ pub struct Queries {
     store: Store,
     mesh: MeshHandle,
     trust: Arc<RwLock<Trust>>,
-    applier: Arc<Mutex<ApplierStatus>>,
+    backends: BackendStatus,
     gateway: Option<Arc<Mutex<GatewayStatus>>>,
 }
 
@@ -86,11 +96,11 @@ impl Queries {
         store: Store,
         mesh: MeshHandle,
         trust: Arc<RwLock<Trust>>,
-        applier: Arc<Mutex<ApplierStatus>>,
+        backends: BackendStatus,
         gateway: Option<Arc<Mutex<GatewayStatus>>>,
     ) -> Queries {
         let (config, standing) = (Arc::new(config), Arc::new(standing));
-        Queries { config, standing, store, mesh, trust, applier, gateway }
+        Queries { config, standing, store, mesh, trust, backends, gateway }
     }
 
     /// A record as the control socket shows it (see [`record_view`]).

@@ -10,7 +10,8 @@ use super::Queries;
 use crate::api::NodeError;
 use crate::clock::now_ms;
 use crate::control::views::{
-    Fail2BanView, GatewayView, GcView, PeerState, StatusView, UnreachableView,
+    Fail2BanView, GatewayView, GcView, NftSetView, NftablesView, PeerState, StatusView,
+    UnreachableView,
 };
 use crate::store::query;
 
@@ -48,8 +49,13 @@ impl Queries {
         let ready = peers.iter().filter(|p| p.state == PeerState::Connected).count();
         warnings.extend(crate::mesh::hello::refused_warning(&stats.refused_by, ready));
         warnings.extend(self.standing_warnings(now));
-        let applier = self.applier.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let applier = self.backends.fail2ban.lock().unwrap_or_else(PoisonError::into_inner).clone();
         warnings.extend(applier.warnings());
+        let nftables = self.backends.nftables.as_ref().map(|n| {
+            let n = n.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            warnings.extend(n.last_error.as_ref().map(|e| format!("nftables: {e}")));
+            Box::new(nftables_view(n))
+        });
         let gateway = self.gateway.as_ref().map(|g| {
             let g = g.lock().unwrap_or_else(PoisonError::into_inner).clone();
             if let Some(error) = &g.last_reload_error {
@@ -84,12 +90,32 @@ impl Queries {
                 applied: u64::try_from(applier.applied).unwrap_or(u64::MAX),
                 published: applier.published,
             }),
+            nftables,
             gateway,
             digest: digest.ok().map(hex::encode),
             unreachable,
             gc: gc_view(self.store.gc_report()),
             checks,
         })
+    }
+}
+
+fn nftables_view(n: crate::nftables::NftStatus) -> NftablesView {
+    let sets = n
+        .sets
+        .into_iter()
+        .map(|s| NftSetView {
+            name: s.name,
+            elements: u64::try_from(s.elements).unwrap_or(u64::MAX),
+            packets: s.packets,
+            bytes: s.bytes,
+        })
+        .collect();
+    NftablesView {
+        table: n.table,
+        sets,
+        last_reconcile_ms: n.last_reconcile_ms,
+        last_error: n.last_error,
     }
 }
 
