@@ -391,3 +391,27 @@ fn store_check_on_a_read_only_data_dir_says_so_and_changes_nothing() {
     assert!(stderr.contains("read-only"), "{stderr}");
     assert_eq!(fs::read(data.join("banmesh.db")).expect("read"), before);
 }
+
+/// A mesh port another process holds stops the node at start with an error
+/// naming the address and why (libp2p's own error says nothing by itself).
+#[test]
+fn cli_node_on_a_port_in_use_names_the_address_and_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = format!("/ip4/127.0.0.1/tcp/{}", taken.local_addr().expect("addr").port());
+    let data = dir.path().join("node");
+    let socket = dir.path().join("node.sock");
+    let output = Command::cargo_bin("banmesh")
+        .expect("banmesh binary")
+        .args(["node", "--listen", &addr, "--data-dir"])
+        .arg(&data)
+        .arg("--socket")
+        .arg(&socket)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("run banmesh node");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the node ran on a port in use:\n{stderr}");
+    let said = format!("cannot listen on {addr}: Address already in use");
+    assert!(stderr.contains(&said), "no {said:?} in:\n{stderr}");
+}

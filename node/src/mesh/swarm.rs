@@ -43,6 +43,25 @@ const BOOTSTRAP_EVERY: Duration = Duration::from_secs(3);
 /// Rejected messages from one peer before it is blocked.
 const REJECTS_BEFORE_BLOCK: u32 = 3;
 
+/// An error and its sources in one line (libp2p's transport error shows
+/// nothing itself: the reason, such as "Address already in use", is in its
+/// source).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A request to the swarm task.
 pub enum MeshCommand {
     /// Gossip records already committed to the store.
@@ -237,7 +256,7 @@ impl Mesh {
         for addr in addrs {
             self.swarm
                 .listen_on(addr.clone())
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                .map_err(|e| format!("cannot listen on {addr}: {}", causes(&e)))?;
         }
         Ok(())
     }

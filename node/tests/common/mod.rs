@@ -304,6 +304,10 @@ pub struct TestNode {
     /// The network namespace it runs in, if not the machine's own.
     pub host: Option<netns::Host>,
     child: Option<Child>,
+    /// Whether it has answered once (from then on its port is its own).
+    started: bool,
+    /// Ports given up at first start because another process took them.
+    port_retries: u32,
 }
 
 impl TestNode {
@@ -318,6 +322,7 @@ impl TestNode {
     /// Waits until the control socket answers `status`; panics at once if
     /// the process ends first.
     pub fn wait_ready(&mut self) {
+        let log_before = self.log_text().len();
         let mut exited = None;
         let ready = wait_until(SOON, || {
             exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -325,9 +330,20 @@ impl TestNode {
         });
         if let Some(status) = exited {
             self.child = None;
+            // A loopback port from `free_port` can be taken by another test
+            // between its probe and the node's bind: on a first start, take
+            // another port (no peer knows this one yet).
+            let clash = self.log_text()[log_before..].contains("Address already in use");
+            if clash && self.host.is_none() && !self.started && self.port_retries < 5 {
+                self.port_retries += 1;
+                self.port = free_port();
+                self.child = Some(self.command().spawn().expect("respawn banmesh node"));
+                return self.wait_ready();
+            }
             panic!("{} exited at start ({status}):\n{}", self.name, self.log_tail());
         }
         assert!(ready, "{} did not answer on {} in {SOON:?}", self.name, self.socket.display());
+        self.started = true;
     }
 
     /// Starts a node without waiting for it.
@@ -348,6 +364,8 @@ impl TestNode {
             spec,
             host,
             child: None,
+            started: false,
+            port_retries: 0,
         };
         node.child = Some(node.command().spawn().expect("spawn banmesh node"));
         node
