@@ -51,6 +51,9 @@ fn parse_lasting(text: &str) -> Result<Lasting, String> {
 #[derive(Debug, Subcommand)]
 pub enum ControlCommand {
     /// Show the node's identity, certificate, peers, record counts and warnings.
+    #[command(after_help = "Examples:
+  banmesh status
+  banmesh status --check    # for Nagios or Icinga: exit 0 ok, 1 warning, 2 critical")]
     Status {
         /// Print one line for a monitoring system and exit 0 (healthy), 1
         /// (warning) or 2 (critical), as Nagios plugins do.
@@ -65,6 +68,9 @@ pub enum ControlCommand {
         connect: Connect,
     },
     /// Ban an address or network on every node.
+    #[command(after_help = "Examples:
+  banmesh ban 192.0.2.7 --for 1h --jail sshd --reason \"ssh brute force\"
+  banmesh ban 198.51.100.0/24 --for permanent    # renewed until unbanned")]
     Ban {
         /// The address or network (192.0.2.7, 10.0.0.0/24, 2001:db8::/48).
         key: String,

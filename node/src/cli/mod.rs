@@ -4,6 +4,7 @@
 mod check;
 mod config_cmd;
 mod control;
+mod docs;
 mod fail2ban;
 mod import_seed;
 mod keys;
@@ -27,6 +28,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the node daemon in the foreground.
+    #[command(after_help = "Examples:
+  banmesh node --config /etc/banmesh/banmesh.toml
+  RUST_LOG=banmesh_node=debug banmesh node --config ./banmesh.toml --data-dir ./data")]
     Node(node_cmd::NodeArgs),
     /// Make and inspect keys, certificates and revocations.
     #[command(subcommand)]
@@ -49,6 +53,10 @@ enum Command {
     /// Ask the running node (over its control socket).
     #[command(flatten)]
     Control(control::ControlCommand),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages (banmesh.1 and one per subcommand).
+    Man(docs::ManArgs),
 }
 
 /// Runs the command the user asked for.
@@ -62,5 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fail2Ban(command) => fail2ban::run(command),
         Command::ImportSeed(args) => import_seed::run(args),
         Command::Control(command) => control::run(command),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     }
 }
