@@ -2,8 +2,8 @@
 //! `--gateway 127.0.0.1:PORT --seed-config FILE`, real HTTP over loopback.
 //! `api` checks the endpoints' shapes and codes and every hostile input of
 //! issue 6; `door` one host holding many connections; `lifecycle` the blocked/allowed/known steps with short
-//! durations; `mesh` two gateways and the CLI agreeing; `reload` tokens
-//! swapped on SIGHUP.
+//! durations; `memory` the peak memory of 64 concurrent searches; `mesh` two
+//! gateways and the CLI agreeing; `reload` tokens swapped on SIGHUP.
 
 // The helpers below panic on failure as the tests themselves do.
 #![allow(clippy::unwrap_used)]
@@ -14,6 +14,7 @@ mod common;
 mod api;
 mod door;
 mod lifecycle;
+mod memory;
 mod mesh;
 mod reload;
 
