@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use banmesh_node::control::client;
-use banmesh_node::control::protocol::{Command as Wire, MAX_ISSUE_BATCH, OrderSpec, Response};
 use common::{TestCluster, arg, bin};
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -35,27 +33,6 @@ fn vm_hwm(pid: u32) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let line = status.lines().find(|l| l.starts_with("VmHWM:"));
     line.map_or_else(|| "?".to_owned(), |l| l["VmHWM:".len()..].trim().to_owned())
-}
-
-fn fill(socket: &Path, count: usize) {
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        for start in (0..count).step_by(MAX_ISSUE_BATCH) {
-            let orders = (start..count.min(start + MAX_ISSUE_BATCH))
-                .map(|i| OrderSpec {
-                    kind: "ban".into(),
-                    key: format!("10.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256),
-                    duration_ms: Some(24 * 3_600_000),
-                    ..OrderSpec::default()
-                })
-                .collect();
-            match client::call(socket, Wire::Issue { orders }).await.expect("control call") {
-                Response::Issued(_) => {}
-                other => panic!("batch refused: {other:?}"),
-            }
-        }
-    });
 }
 
 /// Fail2Ban's limit on the hand-over. The command exits 0 when the node
@@ -100,7 +77,7 @@ fn main() {
     let node = cluster.node(0);
     let pid = node.pid().expect("node runs");
     let started = Instant::now();
-    fill(&node.socket, records);
+    common::issue_bans(&node.socket, records);
     println!("filled in {:.1} s; node VmHWM {}", started.elapsed().as_secs_f64(), vm_hwm(pid));
     let (mut idle, mut failed) = (Vec::new(), 0);
     for n in 0..count {

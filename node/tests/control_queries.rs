@@ -9,36 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 
-use banmesh_node::control::client;
-use banmesh_node::control::protocol::{Command as Wire, MAX_ISSUE_BATCH, OrderSpec, Response};
 use common::{SOON, TestCluster, arg, bin, wait_until};
 
 const RECORDS: usize = 100_000;
 const DUMPS: usize = 3;
-
-/// Issues `count` bans on distinct addresses, in batches.
-fn fill(socket: &Path, count: usize) {
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        for start in (0..count).step_by(MAX_ISSUE_BATCH) {
-            let orders = (start..count.min(start + MAX_ISSUE_BATCH))
-                .map(|i| OrderSpec {
-                    kind: "ban".into(),
-                    key: format!("10.{}.{}.{}", 100 + i / 65_536, (i / 256) % 256, i % 256),
-                    duration_ms: Some(3_600_000),
-                    ..OrderSpec::default()
-                })
-                .collect();
-            match client::call(socket, Wire::Issue { orders }).await.expect("control call") {
-                Response::Issued(items) => {
-                    assert!(items.iter().all(|i| i.id.is_some()), "a ban was refused: {items:?}")
-                }
-                other => panic!("batch refused: {other:?}"),
-            }
-        }
-    });
-}
 
 /// `banmesh records --json`: how many records the array holds.
 fn dump(socket: PathBuf) -> Result<usize, String> {
@@ -72,7 +46,7 @@ fn handover(socket: &Path, ip: &str) -> (bool, String) {
 fn control_bans_are_answered_while_records_are_dumped() {
     let cluster = TestCluster::star(1);
     let node = cluster.node(0);
-    fill(&node.socket, RECORDS);
+    common::issue_bans(&node.socket, RECORDS);
 
     let dumps: Vec<_> = (0..DUMPS)
         .map(|_| {

@@ -52,6 +52,34 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// Issues `count` hour-long bans on distinct addresses (10.100.0.0 up) to
+/// the node at `socket`, through its control socket in batches; panics if
+/// any is refused.
+pub fn issue_bans(socket: &Path, count: usize) {
+    use banmesh_node::control::client;
+    use banmesh_node::control::protocol::{Command as Wire, MAX_ISSUE_BATCH, OrderSpec, Response};
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        for start in (0..count).step_by(MAX_ISSUE_BATCH) {
+            let orders = (start..count.min(start + MAX_ISSUE_BATCH))
+                .map(|i| OrderSpec {
+                    kind: "ban".into(),
+                    key: format!("10.{}.{}.{}", 100 + i / 65_536, (i / 256) % 256, i % 256),
+                    duration_ms: Some(3_600_000),
+                    ..OrderSpec::default()
+                })
+                .collect();
+            match client::call(socket, Wire::Issue { orders }).await.expect("control call") {
+                Response::Issued(items) => {
+                    assert!(items.iter().all(|i| i.id.is_some()), "a ban was refused: {items:?}")
+                }
+                other => panic!("batch refused: {other:?}"),
+            }
+        }
+    });
+}
+
 /// Polls `condition` every 50 ms until it holds or `timeout` passes;
 /// returns whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {

@@ -7,9 +7,6 @@
 use std::fs;
 use std::thread;
 
-use banmesh_node::control::client;
-use banmesh_node::control::protocol::{Command as Wire, MAX_ISSUE_BATCH, OrderSpec, Response};
-
 use crate::common::TestCluster;
 use crate::common::gateway::wait_for_total;
 use crate::http::{connect_from, exchange};
@@ -26,7 +23,7 @@ const SLACK: u64 = 40 << 20;
 fn gateway_concurrent_searches_stay_under_a_memory_bound() {
     let mut cluster = TestCluster::new();
     let gw = Gw::start(&mut cluster, "node1", &[], &seed("1h", 24, "2m", "48h"), None);
-    fill(&cluster.node(gw.node).socket, RECORDS);
+    crate::common::issue_bans(&cluster.node(gw.node).socket, RECORDS);
     wait_for_total(gw.port, TOKEN, "/get_ips?page=1&per_page=1", RECORDS as u64);
     let pid = cluster.node(gw.node).pid().expect("node running");
 
@@ -66,30 +63,6 @@ fn gateway_concurrent_searches_stay_under_a_memory_bound() {
     );
     assert!(bound < answer * CLIENTS as u64, "the bound must be below 64 answers held at once");
     assert!(rise < bound, "peak memory rose {:.1} MB, over {:.1} MB", mb(rise), mb(bound));
-}
-
-/// Issues `count` bans on distinct addresses, in batches.
-fn fill(socket: &std::path::Path, count: usize) {
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        for start in (0..count).step_by(MAX_ISSUE_BATCH) {
-            let orders = (start..count.min(start + MAX_ISSUE_BATCH))
-                .map(|i| OrderSpec {
-                    kind: "ban".into(),
-                    key: format!("10.{}.{}.{}", 100 + i / 65_536, (i / 256) % 256, i % 256),
-                    duration_ms: Some(3_600_000),
-                    ..OrderSpec::default()
-                })
-                .collect();
-            match client::call(socket, Wire::Issue { orders }).await.expect("control call") {
-                Response::Issued(items) => {
-                    assert!(items.iter().all(|i| i.id.is_some()), "a ban was refused: {items:?}")
-                }
-                other => panic!("batch refused: {other:?}"),
-            }
-        }
-    });
 }
 
 /// `GET /get_ips?search_ip=.` (no gzip) from `source`, read to the end: the
