@@ -231,7 +231,7 @@ fn publish(target_tx: &watch::Sender<Arc<Target>>, target: Target) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod task_tests;

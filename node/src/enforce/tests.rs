@@ -10,7 +10,8 @@ use banmesh_crdt::{Hlc, Key, KeySummary, Kind, Metadata, Origin, Record, Stateme
 use super::filter::applied_until;
 use super::*;
 
-fn key(s: &str) -> Key {
+/// A key from text (tests here and in `fail2ban`).
+pub(crate) fn key(s: &str) -> Key {
     s.parse().unwrap()
 }
 
@@ -169,7 +170,8 @@ fn a_backend_exclusion_drops_or_splits_like_the_never_ban_list() {
     assert_eq!(with_never.excluding(&[]).entries, out.entries);
 }
 
-fn record(kind: Kind, origin: u8, issued: u64, ttl: u64, jail: &str) -> Record {
+/// A record on 192.0.2.1 from `origin`, unsigned (tests here and in `fail2ban`).
+pub(crate) fn record(kind: Kind, origin: u8, issued: u64, ttl: u64, jail: &str) -> Record {
     let statement = Statement {
         key: key("192.0.2.1"),
         kind,

@@ -2,28 +2,12 @@
 //! reconcile counts a Fail2Ban ban as already published (what the mesh jail
 //! should hold is `enforce`'s, tested there).
 
-use banmesh_crdt::{Hlc, Kind, Metadata, Origin, Record, Statement};
+use banmesh_crdt::{Kind, Origin, Record};
 
 use super::client::Ticket;
 use super::reconcile::known;
 use super::*;
-
-fn key(s: &str) -> Key {
-    s.parse().unwrap()
-}
-
-fn record(kind: Kind, origin: u8, issued: u64, ttl: u64, jail: &str) -> Record {
-    let statement = Statement {
-        key: key("192.0.2.1"),
-        kind,
-        issued_at: Hlc::from_millis(issued),
-        expires_at: kind.expires().then_some(issued + ttl),
-        strikes: u32::from(kind == Kind::Ban),
-        meta: Metadata { jail: jail.into(), reason: String::new(), source: "fail2ban".into() },
-        origin: Origin([origin; 32]),
-    };
-    Record::new(statement, [0; 64])
-}
+use crate::enforce::tests::{key, record};
 
 #[test]
 fn reconcile_knows_its_own_bans_and_only_those() {
