@@ -321,8 +321,15 @@ impl Node {
 /// [`NodeError::ClockSkew`] when the median clock offset of ready peers
 /// is past half the skew bound.
 pub(super) async fn skew(mesh: &MeshHandle, skew_bound_ms: u64) -> Result<(), NodeError> {
-    let offsets: Vec<i64> =
-        mesh.peers().await.iter().filter(|p| p.ready).filter_map(|p| p.offset_ms).collect();
+    skew_of(&mesh.peers().await, skew_bound_ms)
+}
+
+/// [`skew`] over peers already asked for.
+pub(super) fn skew_of(
+    peers: &[crate::mesh::PeerState],
+    skew_bound_ms: u64,
+) -> Result<(), NodeError> {
+    let offsets: Vec<i64> = peers.iter().filter(|p| p.ready).filter_map(|p| p.offset_ms).collect();
     let Some(median_ms) = median_offset(offsets) else { return Ok(()) };
     if median_ms.unsigned_abs() > skew_bound_ms / 2 {
         return Err(NodeError::ClockSkew { median_ms });

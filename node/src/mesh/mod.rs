@@ -115,8 +115,12 @@ impl MeshHandle {
     /// connect from, connected now or kept in the store (see
     /// [`never_ban_list`]).
     pub async fn never_ban(&self, configured: &[Key]) -> Vec<Key> {
+        self.never_ban_with(configured, &self.peers().await).await
+    }
+
+    /// [`MeshHandle::never_ban`] with `peers` already asked for.
+    pub async fn never_ban_with(&self, configured: &[Key], peers: &[PeerState]) -> Vec<Key> {
         let listen = self.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.clone();
-        let peers = self.peers().await;
         let stored = self.store.peer_addrs(now_ms()).await.unwrap_or_else(|error| {
             tracing::warn!(%error, "cannot read peers' addresses for the never-ban list");
             Vec::new()
@@ -126,13 +130,8 @@ impl MeshHandle {
             stored.iter().filter(|p| !trust.is_revoked(&p.node)).map(|p| p.addr).collect()
         };
         let local = self.local.get();
-        let parts = never_ban::Parts {
-            configured,
-            local: &local,
-            listen: &listen,
-            peers: &peers,
-            stored: &stored,
-        };
+        let parts =
+            never_ban::Parts { configured, local: &local, listen: &listen, peers, stored: &stored };
         never_ban_list(&parts)
     }
 

@@ -10,8 +10,8 @@ use std::sync::PoisonError;
 
 use banmesh_keys::time::format_rfc3339;
 
-use super::super::handler;
 use super::Queries;
+use crate::api::NodeError;
 use crate::control::views::{CheckLevel, CheckView, PeerState, PeerView};
 use crate::fail2ban::ApplierStatus;
 
@@ -24,10 +24,11 @@ fn check(level: CheckLevel, message: String) -> CheckView {
 
 impl Queries {
     /// The problems, worst first.
-    pub(super) async fn checks(
+    pub(super) fn checks(
         &self,
         now_ms: u64,
         peers: &[PeerView],
+        skew: Option<&NodeError>,
         applier: &ApplierStatus,
     ) -> Vec<CheckView> {
         let mut out = Vec::new();
@@ -35,8 +36,7 @@ impl Queries {
             let message = format!("the store is not writable: {}", failure.error);
             out.push(check(CheckLevel::Critical, message));
         }
-        let skew = handler::skew(&self.mesh, self.config.cluster.params.skew_bound_ms).await;
-        if let Err(error) = skew {
+        if let Some(error) = skew {
             out.push(check(CheckLevel::Critical, error.to_string()));
         }
         out.extend(self.certificate_check(now_ms));

@@ -25,7 +25,6 @@ use banmesh_crdt::{Decision, Key, Kind, Params, Record};
 use banmesh_keys::{Certificate, PublicKey};
 use libp2p::PeerId;
 
-use super::handler;
 use super::identity::Identity;
 use crate::api::{NodeError, Reads, RecordFilter};
 use crate::clock::now_ms;
@@ -111,11 +110,14 @@ impl Queries {
 
     /// Every peer the node knows, as the control socket shows it.
     pub async fn peers(&self) -> Vec<PeerView> {
+        self.peer_views(self.mesh.peers().await)
+    }
+
+    /// `peers` as the control socket shows them.
+    fn peer_views(&self, peers: Vec<crate::mesh::PeerState>) -> Vec<PeerView> {
         let last_sync =
             self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).last_sync.clone();
-        self.mesh
-            .peers()
-            .await
+        peers
             .into_iter()
             .map(|p| PeerView {
                 peer_id: p.peer.to_string(),
@@ -231,12 +233,6 @@ impl Queries {
             decision: text,
             until_ms: until,
         })
-    }
-
-    /// [`NodeError::ClockSkew`] when the peers' clocks disagree with this
-    /// node's, as the node task judges it before issuing.
-    async fn skew(&self) -> Result<(), NodeError> {
-        handler::skew(&self.mesh, self.config.cluster.params.skew_bound_ms).await
     }
 }
 

@@ -13,6 +13,7 @@ use crate::control::views::{
     Fail2BanView, GatewayView, GcView, NftSetView, NftablesView, PeerState, StatusView,
     UnreachableView,
 };
+use crate::daemon::handler;
 use crate::store::query;
 
 impl Queries {
@@ -23,10 +24,11 @@ impl Queries {
         let now = now_ms();
         let horizon = now - now % 60_000;
         let digest = self.store.read(move |c, p| query::digest(c, p, horizon, &params)).await;
+        // The swarm is asked for its peers once; everything below uses it.
         let mesh_peers = self.mesh.peers().await;
         let unreachable = unreachable(&mesh_peers);
-        let peers = self.peers().await;
-        let never_ban = self.mesh.never_ban(&self.config.safety.never_ban).await;
+        let never_ban = self.mesh.never_ban_with(&self.config.safety.never_ban, &mesh_peers).await;
+        let peers = self.peer_views(mesh_peers.clone());
         let never_ban = never_ban.iter().map(ToString::to_string).collect();
         let stats = self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let mut record_counts = BTreeMap::new();
@@ -44,7 +46,8 @@ impl Queries {
             ));
         }
         warnings.extend(self.config.warnings.iter().cloned());
-        warnings.extend(self.skew().await.err().map(|e| e.to_string()));
+        let skew = handler::skew_of(&mesh_peers, self.config.cluster.params.skew_bound_ms).err();
+        warnings.extend(skew.as_ref().map(ToString::to_string));
         warnings.extend(self.clock_ahead_warning().await);
         let ready = peers.iter().filter(|p| p.state == PeerState::Connected).count();
         warnings.extend(crate::mesh::hello::refused_warning(&stats.refused_by, ready));
@@ -68,7 +71,7 @@ impl Queries {
                 last_reload_error: g.last_reload_error,
             }
         });
-        let checks = self.checks(now, &peers, &applier).await;
+        let checks = self.checks(now, &peers, skew.as_ref(), &applier);
         let mut offsets: Vec<i64> = peers.iter().filter_map(|p| p.clock_offset_ms).collect();
         offsets.sort_unstable();
         Ok(StatusView {
