@@ -100,27 +100,39 @@ fn next_message(socket: &UnixDatagram, deadline: Instant) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-#[test]
-fn sd_notify_ready_comes_once_the_control_socket_answers_then_status_lines() {
-    let cluster = TestCluster::new();
+/// A node run as systemd would with `NOTIFY_SOCKET` (and `env`): the
+/// socket it notifies, the running child, and a reader of its log.
+fn notified_node(
+    cluster: &TestCluster,
+    env: &[(&str, &str)],
+) -> (UnixDatagram, Running, impl Fn() -> String + use<>) {
     let data_dir = cluster.enroll("node1");
     let notify = cluster.path("notify.sock");
     let listener = UnixDatagram::bind(&notify).expect("bind the notify socket");
     let socket = cluster.path("node1.sock");
-    let log = std::fs::File::create(cluster.path("node1.log")).expect("log");
+    let log_path = cluster.path("node1.log");
+    let log = std::fs::File::create(&log_path).expect("log");
     let child = Command::new(bin())
         .args(["node", "--data-dir", arg(&data_dir), "--socket", arg(&socket)])
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", free_port())])
         .args(["--cluster-pub", arg(&cluster.cluster_pub)])
         .env("NOTIFY_SOCKET", &notify)
         .env("RUST_LOG", "info,libp2p=warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone().expect("clone log")))
         .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn banmesh node");
-    let _node = Running(child);
-    let log_text = || std::fs::read_to_string(cluster.path("node1.log")).unwrap_or_default();
+    let log_text = move || std::fs::read_to_string(&log_path).unwrap_or_default();
+    (listener, Running(child), log_text)
+}
+
+#[test]
+fn sd_notify_ready_comes_once_the_control_socket_answers_then_status_lines() {
+    let cluster = TestCluster::new();
+    let (listener, _node, log_text) = notified_node(&cluster, &[]);
+    let socket = cluster.path("node1.sock");
     let deadline = Instant::now() + SOON;
     let first = next_message(&listener, deadline)
         .unwrap_or_else(|| panic!("no notification in {SOON:?}:\n{}", log_text()));
@@ -138,22 +150,7 @@ fn sd_notify_ready_comes_once_the_control_socket_answers_then_status_lines() {
 #[test]
 fn sd_notify_watchdog_pings_when_systemd_asks() {
     let cluster = TestCluster::new();
-    let data_dir = cluster.enroll("node1");
-    let notify = cluster.path("notify.sock");
-    let listener = UnixDatagram::bind(&notify).expect("bind the notify socket");
-    let socket = cluster.path("node1.sock");
-    let child = Command::new(bin())
-        .args(["node", "--data-dir", arg(&data_dir), "--socket", arg(&socket)])
-        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", free_port())])
-        .args(["--cluster-pub", arg(&cluster.cluster_pub)])
-        .env("NOTIFY_SOCKET", &notify)
-        .env("WATCHDOG_USEC", "2000000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn banmesh node");
-    let _node = Running(child);
+    let (listener, _node, _) = notified_node(&cluster, &[("WATCHDOG_USEC", "2000000")]);
     let deadline = Instant::now() + SOON;
     let mut seen = Vec::new();
     while let Some(message) = next_message(&listener, deadline) {
@@ -172,24 +169,9 @@ fn sd_notify_watchdog_pings_when_systemd_asks() {
 #[test]
 fn sd_notify_watchdog_stops_when_the_node_task_hangs() {
     let cluster = TestCluster::new();
-    let data_dir = cluster.enroll("node1");
-    let notify = cluster.path("notify.sock");
-    let listener = UnixDatagram::bind(&notify).expect("bind the notify socket");
-    let socket = cluster.path("node1.sock");
-    let child = Command::new(bin())
-        .args(["node", "--data-dir", arg(&data_dir), "--socket", arg(&socket)])
-        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", free_port())])
-        .args(["--cluster-pub", arg(&cluster.cluster_pub)])
-        .env("NOTIFY_SOCKET", &notify)
-        .env("WATCHDOG_USEC", "1000000")
-        .env("BANMESH_FAULT_INJECT", "node:hang")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn banmesh node");
-    let pid = child.id();
-    let _node = Running(child);
+    let env = [("WATCHDOG_USEC", "1000000"), ("BANMESH_FAULT_INJECT", "node:hang")];
+    let (listener, node, _) = notified_node(&cluster, &env);
+    let pid = node.0.id();
     let deadline = Instant::now() + SOON;
     let mut seen = Vec::new();
     while let Some(message) = next_message(&listener, deadline) {
