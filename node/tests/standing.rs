@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{NodeSpec, SOON, TestCluster, arg, cli_ok, wait_until};
+use common::{SOON, TestCluster, wait_until};
 
 #[test]
 fn standing_damaged_revocation_files_are_named_and_a_bom_is_accepted() {
@@ -38,30 +38,7 @@ fn standing_damaged_revocation_files_are_named_and_a_bom_is_accepted() {
 #[test]
 fn standing_an_expired_certificate_is_a_warning() {
     let mut cluster = TestCluster::new();
-    let data_dir = cluster.key_only("node1");
-    cli_ok(&[
-        "keys",
-        "enroll",
-        "--cluster-key",
-        arg(&cluster.cluster_key),
-        "--node-pub",
-        arg(&data_dir.join("node.pub")),
-        "--name",
-        "node1",
-        "--valid-for",
-        "2s",
-        "--out",
-        arg(&data_dir.join("node.cert")),
-    ]);
-    cluster.start(NodeSpec {
-        name: "node1".into(),
-        data_dir,
-        cluster_pub: Some(cluster.cluster_pub.clone()),
-        peers: Vec::new(),
-        config: None,
-        clock_offset: None,
-        args: Vec::new(),
-    });
+    cluster.start(cluster.spec_valid_for("node1", "2s"));
     let node = cluster.node(0);
     let warned = wait_until(SOON, || {
         node.status()["warnings"].to_string().contains("this node's certificate expired at")

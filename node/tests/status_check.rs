@@ -22,34 +22,6 @@ fn check(socket: &Path) -> (i32, String) {
     (output.status.code().expect("an exit code"), stdout.trim_end().to_owned())
 }
 
-/// A node key in `DIR/name`, enrolled for `valid_for`.
-fn enrolled_for(cluster: &TestCluster, name: &str, valid_for: &str) -> NodeSpec {
-    let data_dir = cluster.key_only(name);
-    cli_ok(&[
-        "keys",
-        "enroll",
-        "--cluster-key",
-        arg(&cluster.cluster_key),
-        "--node-pub",
-        arg(&data_dir.join("node.pub")),
-        "--name",
-        name,
-        "--out",
-        arg(&data_dir.join("node.cert")),
-        "--valid-for",
-        valid_for,
-    ]);
-    NodeSpec {
-        name: name.to_owned(),
-        data_dir,
-        cluster_pub: Some(cluster.cluster_pub.clone()),
-        peers: Vec::new(),
-        config: None,
-        clock_offset: None,
-        args: Vec::new(),
-    }
-}
-
 #[test]
 fn status_check_is_ok_for_a_lone_node_without_peers_configured() {
     let mut cluster = TestCluster::new();
@@ -71,7 +43,7 @@ fn status_check_warns_when_no_configured_peer_is_ready() {
 #[test]
 fn status_check_warns_about_a_certificate_expiring_within_30_days() {
     let mut cluster = TestCluster::new();
-    let node = cluster.start(enrolled_for(&cluster, "node1", "10d"));
+    let node = cluster.start(cluster.spec_valid_for("node1", "10d"));
     let (code, line) = check(&cluster.node(node).socket);
     assert_eq!(code, 1, "{line}");
     assert!(line.contains("certificate expires at") && line.contains("(in 9 d)"), "{line}");
@@ -80,7 +52,7 @@ fn status_check_warns_about_a_certificate_expiring_within_30_days() {
 #[test]
 fn status_check_is_critical_with_an_expired_certificate() {
     let mut cluster = TestCluster::new();
-    let spec = enrolled_for(&cluster, "node1", "1s");
+    let spec = cluster.spec_valid_for("node1", "1s");
     let cert = spec.data_dir.join("node.cert");
     let info = || cli_ok(&["keys", "show", arg(&cert)]);
     // Wait until the second has passed (the CLI reads the same clock).
@@ -162,7 +134,7 @@ fn status_check_is_critical_when_the_store_is_not_writable() {
         .expect("run mount");
     assert!(mounted.success(), "cannot mount a tmpfs on {}", data.display());
     let mount = Tmpfs(data.clone());
-    let spec = enrolled_for(&cluster, "node1", "365d");
+    let spec = cluster.spec_valid_for("node1", "365d");
     let node = cluster.start(spec);
     let node = cluster.node(node);
     node.call(&["ban", "192.0.2.1", "--for", "1h"]);

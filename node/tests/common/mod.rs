@@ -199,18 +199,42 @@ impl TestCluster {
 
     /// Enrolls the key in `data_dir` in this cluster (writes `node.cert`).
     pub fn enroll_key(&self, name: &str, data_dir: &Path) {
-        cli_ok(&[
+        self.enroll_key_with(name, data_dir, &[]);
+    }
+
+    /// [`TestCluster::enroll_key`] with more `keys enroll` arguments.
+    pub fn enroll_key_with(&self, name: &str, data_dir: &Path, more: &[&str]) {
+        let pub_key = data_dir.join("node.pub");
+        let cert = data_dir.join("node.cert");
+        let args = [
             "keys",
             "enroll",
             "--cluster-key",
             arg(&self.cluster_key),
             "--node-pub",
-            arg(&data_dir.join("node.pub")),
+            arg(&pub_key),
             "--name",
             name,
             "--out",
-            arg(&data_dir.join("node.cert")),
-        ]);
+            arg(&cert),
+        ];
+        cli_ok(&[&args[..], more].concat());
+    }
+
+    /// The spec of a node of this cluster without peers, its certificate
+    /// valid for `valid_for` from now (`2s`, `10d`).
+    pub fn spec_valid_for(&self, name: &str, valid_for: &str) -> NodeSpec {
+        let data_dir = self.key_only(name);
+        self.enroll_key_with(name, &data_dir, &["--valid-for", valid_for]);
+        NodeSpec {
+            name: name.to_owned(),
+            data_dir,
+            cluster_pub: Some(self.cluster_pub.clone()),
+            peers: Vec::new(),
+            config: None,
+            clock_offset: None,
+            args: Vec::new(),
+        }
     }
 
     /// Revokes node `name`'s certificate with `banmesh keys revoke`,
