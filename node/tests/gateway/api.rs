@@ -292,19 +292,10 @@ fn gateway_allow_ip_on_a_node_without_the_allow_role_is_refused_with_403() {
 #[test]
 fn gateway_allow_ip_on_a_key_issued_ahead_of_the_clock_answers_503() {
     let mut cluster = TestCluster::new();
-    let port = crate::free_port();
-    let seed_path = cluster.path("node1-serverconfig.ini");
-    std::fs::write(&seed_path, seed("1h", 24, "2m", "48h")).unwrap();
     let mut spec = cluster.spec("node1", &[]);
     spec.clock_offset = Some("+10m".to_owned());
-    spec.args.extend([
-        "--gateway".to_owned(),
-        format!("127.0.0.1:{port}"),
-        "--seed-config".to_owned(),
-        seed_path.display().to_string(),
-    ]);
-    let node = cluster.start(spec);
-    let gw = Gw { port, node, seed: seed_path };
+    let gw = Gw::start_spec(&mut cluster, spec, &seed("1h", 24, "2m", "48h"), None);
+    let node = gw.node;
     assert_eq!(gw.add(&["192.0.2.50"])["added_ips"], json!(["192.0.2.50"]));
     cluster.node_mut(node).stop();
     cluster.node_mut(node).set_clock_offset(None);

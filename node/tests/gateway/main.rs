@@ -58,10 +58,21 @@ impl Gw {
         seed: &str,
         toml: Option<&str>,
     ) -> Gw {
+        let spec = cluster.spec(name, peers);
+        Gw::start_spec(cluster, spec, seed, toml)
+    }
+
+    /// [`Gw::start`] for a node started from `spec` (a wrong clock, say).
+    pub fn start_spec(
+        cluster: &mut TestCluster,
+        mut spec: common::NodeSpec,
+        seed: &str,
+        toml: Option<&str>,
+    ) -> Gw {
+        let name = spec.name.clone();
         let port = free_port();
         let seed_path = cluster.path(&format!("{name}-serverconfig.ini"));
         fs::write(&seed_path, seed).unwrap();
-        let mut spec = cluster.spec(name, peers);
         if let Some(toml) = toml {
             let path = cluster.path(&format!("{name}.toml"));
             fs::write(&path, toml).unwrap();
