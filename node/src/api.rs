@@ -307,6 +307,13 @@ pub trait Reads: Clone + Send + Sync + 'static {
         &self,
         peer: Option<PeerId>,
     ) -> impl Future<Output = Result<Vec<PeerId>, NodeError>> + Send;
+
+    /// Lifts the blocks `target` names; returns the peers unblocked (none
+    /// unless the reads reach a mesh).
+    fn unblock(&self, target: crate::mesh::Unblock) -> impl Future<Output = Vec<PeerId>> + Send {
+        let _ = target;
+        async { Vec::new() }
+    }
 }
 
 /// The handle through which every other task asks the node.

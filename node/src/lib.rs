@@ -12,6 +12,7 @@ pub mod enforce;
 pub mod fail2ban;
 pub mod gateway;
 pub mod mesh;
+pub mod metrics;
 pub mod nftables;
 pub mod store;
 pub mod tasks;

@@ -62,10 +62,18 @@ pub enum ControlCommand {
         #[command(flatten)]
         connect: Connect,
     },
-    /// List the peers the node knows.
+    /// List the peers the node knows, or lift a block (`peers unblock`).
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:
+  banmesh peers
+  banmesh peers unblock 12D3KooW...    # or an address: banmesh peers unblock 192.0.2.7"
+    )]
     Peers {
         #[command(flatten)]
         connect: Connect,
+        #[command(subcommand)]
+        action: Option<PeersAction>,
     },
     /// Ban an address or network on every node.
     #[command(after_help = "Examples:
@@ -148,6 +156,21 @@ pub enum ControlCommand {
     },
 }
 
+/// What `banmesh peers` does besides listing.
+#[derive(Debug, Subcommand)]
+pub enum PeersAction {
+    /// Let a blocked peer in again now instead of after its ten minutes
+    /// (a peer is blocked when its hello is refused, it sent repeated bad
+    /// messages, or it refused this node's hello).
+    Unblock {
+        /// The peer id, or an address it connects from (every blocked peer there).
+        #[arg(value_name = "PEER|ADDR")]
+        target: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+}
+
 /// Runs one control command: asks the node and prints its answer.
 pub fn run(command: ControlCommand) -> anyhow::Result<()> {
     if let ControlCommand::Status { check: true, connect } = &command {
@@ -181,7 +204,10 @@ fn to_request(command: ControlCommand) -> anyhow::Result<(Command, Connect)> {
     };
     Ok(match command {
         ControlCommand::Status { connect, .. } => (Command::Status, connect),
-        ControlCommand::Peers { connect } => (Command::Peers, connect),
+        ControlCommand::Peers {
+            action: Some(PeersAction::Unblock { target, connect }), ..
+        } => (Command::Unblock { target }, connect),
+        ControlCommand::Peers { connect, action: None } => (Command::Peers, connect),
         ControlCommand::Ban { key, lasting: l, jail, reason, connect } => {
             check(&key)?;
             let (duration_ms, permanent) = lasting(l);
@@ -231,6 +257,7 @@ fn to_json(response: Response) -> serde_json::Value {
         Response::Trace(trace) => value(serde_json::to_value(trace)),
         Response::Written { record, notes } => json!({"record": record, "notes": notes}),
         Response::Synced { peers } => json!({"peers": peers}),
+        Response::Unblocked { peers } => json!({"unblocked": peers}),
         Response::Revoked { node, new } => json!({"node": node, "new": new}),
         Response::Issued(items) => value(serde_json::to_value(items)),
         Response::Skipped { reason } => json!({"skipped": reason}),
@@ -248,6 +275,8 @@ fn to_text(response: &Response, now: u64) -> String {
         Response::Records(records) if records.is_empty() => "no records\n".to_owned(),
         Response::Records(records) => records_text(records, now),
         Response::Trace(trace) => trace_text(trace, now),
+        Response::Unblocked { peers } if peers.is_empty() => "no blocked peer matches\n".to_owned(),
+        Response::Unblocked { peers } => format!("unblocked: {}\n", peers.join(", ")),
         Response::Synced { peers } if peers.is_empty() => "no peer to reconcile with\n".to_owned(),
         Response::Synced { peers } => {
             format!("reconciled with {} peer(s): {}\n", peers.len(), peers.join(", "))

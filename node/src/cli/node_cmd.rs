@@ -1,5 +1,6 @@
 //! `banmesh node`: runs the node daemon in the foreground until SIGTERM or
-//! SIGINT, logging to stderr (`RUST_LOG` chooses what; default `info`).
+//! SIGINT, logging to stderr (`RUST_LOG` chooses what, else `[log] level`;
+//! default `info`; see [`super::logging`]).
 
 use std::path::PathBuf;
 
@@ -26,7 +27,7 @@ pub struct NodeArgs {
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let source = ConfigSource { path: args.config, overrides: args.overrides };
     let config = source.load()?;
-    init_logging();
+    super::logging::init(config.log.level.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,15 +69,4 @@ async fn wait_for_signal() {
             Some(()) = hangup.recv() => tracing::debug!("SIGHUP"),
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal as _;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }

@@ -176,6 +176,14 @@ pub enum ConfigError {
         /// What is wrong and what to write instead.
         message: String,
     },
+    /// `[metrics]`, `[limits]` or `[log]` is not usable.
+    #[error("{origin}: {message}")]
+    Ops {
+        /// Where the configuration came from.
+        origin: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// The old server's `serverconfig.ini` could not be read.
     #[error(transparent)]
     Seed(#[from] super::seed::SeedError),

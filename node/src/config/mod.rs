@@ -5,6 +5,7 @@
 mod error;
 mod gateway;
 mod nftables;
+mod ops;
 mod raw;
 pub mod seed;
 mod show;
@@ -21,6 +22,7 @@ use banmesh_crdt::{BanPolicy, Key, Params};
 pub use error::ConfigError;
 pub use gateway::{DEFAULT_GATEWAY_LISTEN, GatewayConfig, Token};
 pub use nftables::{Backend, EnforceConfig, NftablesConfig};
+pub use ops::{DEFAULT_METRICS_LISTEN, LimitsConfig, LogConfig, MetricsConfig};
 use raw::{RawBans, RawCluster, RawConfig, RawFail2Ban, RawNode, RawSafety, RawSync};
 
 /// The commented example configuration; every value in it is the default.
@@ -59,6 +61,12 @@ pub struct Config {
     pub enforce: EnforceConfig,
     /// `[nftables]`: the nftables backend.
     pub nftables: NftablesConfig,
+    /// `[metrics]`: where Prometheus scrapes the node.
+    pub metrics: MetricsConfig,
+    /// `[limits]`: libp2p's connection limits.
+    pub limits: LimitsConfig,
+    /// `[log]`: what the node logs.
+    pub log: LogConfig,
     /// Values that were adjusted or look wrong, for the node to log.
     pub warnings: Vec<String>,
 }
@@ -282,6 +290,9 @@ impl Validator<'_> {
         let (enforce, nftables) = self.enforce(raw.enforce, raw.nftables, &mut fail2ban.apply)?;
         let retention = Duration::from_millis(cluster.params.retention_ms);
         let gateway = self.gateway(raw.gateway, &bans, max_ttl, retention)?;
+        let metrics = ops::metrics(self.origin, raw.metrics)?;
+        let limits = ops::limits(self.origin, raw.limits)?;
+        let log = ops::log(self.origin, raw.log)?;
         let warnings = self.warnings;
         Ok(Config {
             node,
@@ -294,6 +305,9 @@ impl Validator<'_> {
             gateway,
             enforce,
             nftables,
+            metrics,
+            limits,
+            log,
             warnings,
         })
     }

@@ -31,6 +31,12 @@ pub(super) struct RawConfig {
     pub enforce: RawEnforce,
     #[serde(default)]
     pub nftables: RawNftables,
+    #[serde(default)]
+    pub metrics: super::ops::RawMetrics,
+    #[serde(default)]
+    pub limits: super::ops::RawLimits,
+    #[serde(default)]
+    pub log: super::ops::RawLog,
 }
 
 /// `[node]`: where this node keeps its files and where it listens.

@@ -76,6 +76,12 @@ async fn dispatch(
             let done = queries.sync(peer).await?;
             Response::Synced { peers: done.iter().map(ToString::to_string).collect() }
         }
+        Command::Unblock { target } => {
+            let target =
+                crate::mesh::Unblock::parse(&target).map_err(|_| NodeError::BadPeer(target))?;
+            let peers = queries.unblock(target).await;
+            Response::Unblocked { peers: peers.iter().map(ToString::to_string).collect() }
+        }
         Command::RevokePublish { pem } => {
             let revocation =
                 Revocation::from_pem(&pem).map_err(|e| NodeError::BadRevocation(e.to_string()))?;

@@ -189,6 +189,12 @@ pub enum Command {
         #[serde(default)]
         peer: Option<String>,
     },
+    /// Lift blocks now: one peer (a peer id), or every blocked peer at an
+    /// address.
+    Unblock {
+        /// A peer id, an IP address or a multiaddr, as written.
+        target: String,
+    },
     /// Store a revocation and spread it to the mesh.
     RevokePublish {
         /// The revocation, PEM-armoured as `banmesh keys revoke` writes it.
@@ -251,6 +257,11 @@ pub enum Response {
         /// The peers reconciled with.
         peers: Vec<String>,
     },
+    /// Answers [`Command::Unblock`].
+    Unblocked {
+        /// The peers unblocked (none when no blocked peer matched).
+        peers: Vec<String>,
+    },
     /// Answers [`Command::RevokePublish`].
     Revoked {
         /// The revoked node's public key.
@@ -287,6 +298,7 @@ impl Response {
             Response::Records(_) => "records",
             Response::Trace(_) => "trace",
             Response::Synced { .. } => "synced",
+            Response::Unblocked { .. } => "unblocked",
             Response::Revoked { .. } => "revoked",
             Response::Issued(_) => "issued",
             Response::Skipped { .. } => "skipped",

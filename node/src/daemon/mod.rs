@@ -49,6 +49,7 @@ use crate::config::{Config, ConfigSource};
 use crate::control::server;
 use crate::gateway::{self, GatewayDeps, GatewayStatus};
 use crate::mesh::{self, MeshSettings};
+use crate::metrics::{self, Metrics};
 use crate::store::{SharedTrust, Store, StoreError, query};
 use crate::tasks::{Ended, Tasks};
 
@@ -94,6 +95,9 @@ pub enum DaemonError {
     /// The REST gateway.
     #[error(transparent)]
     Gateway(#[from] gateway::GatewayError),
+    /// The metrics listener.
+    #[error(transparent)]
+    Metrics(#[from] metrics::server::MetricsError),
     /// A task ended while the node was running: the node stopped, so that
     /// its service manager starts it again.
     #[error("the node stopped because its task {task} {ended}")]
@@ -177,6 +181,7 @@ pub async fn run(
 
     let mut tasks = Tasks::new();
     let listener = server::bind(&config.node.socket).await?;
+    let (metrics, scrape) = metrics_start(&config).await?;
     let (node_handle, requests) = api::channel(64);
     let gc = maintenance::run(store.clone(), config.store.gc_interval, shutdown.child_token());
     tasks.spawn("maintenance", gc);
@@ -190,6 +195,8 @@ pub async fn run(
             sync_interval: config.sync.interval,
             origin_rate: config.sync.origin_rate,
             origin_burst: config.sync.origin_burst,
+            limits: config.limits,
+            metrics: metrics.clone(),
         },
         &identity.secret,
         own_cert,
@@ -221,6 +228,16 @@ pub async fn run(
         backends,
         gateway_status.clone(),
     );
+    if let Some((listener, registry)) = scrape {
+        let serve = metrics::server::serve(
+            listener,
+            registry,
+            queries.clone(),
+            metrics.clone(),
+            shutdown.child_token(),
+        );
+        tasks.spawn("metrics-server", serve);
+    }
     let control = server::serve(listener, node_handle.clone(), queries, shutdown.child_token());
     tasks.spawn("control-server", control);
     if let Some((listen, status)) = config.gateway.listen.zip(gateway_status) {
@@ -230,6 +247,7 @@ pub async fn run(
             params: config.cluster.params,
             source,
             status: status.clone(),
+            metrics,
         };
         let started =
             gateway::start(&config.gateway, listen, deps, &mut tasks, shutdown.child_token()).await;
@@ -260,6 +278,18 @@ pub async fn run(
         }
         Some((task, ended)) => Err(DaemonError::TaskEnded { task, ended }),
     }
+}
+
+/// The metrics handle, and with `[metrics] listen` the bound listener and
+/// the registry it serves (bound first, so a taken port stops the start).
+async fn metrics_start(
+    config: &Config,
+) -> Result<(Metrics, Option<(tokio::net::TcpListener, metrics::Registry)>), DaemonError> {
+    let Some(addr) = config.metrics.listen else { return Ok((Metrics::default(), None)) };
+    let listener = metrics::server::bind(addr).await?;
+    let mut registry = metrics::Registry::default();
+    let metrics = Metrics::registered(&mut registry);
+    Ok((metrics, Some((listener, registry))))
 }
 
 /// How long the other tasks have to stop once one failed, before they are

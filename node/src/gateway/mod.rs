@@ -112,6 +112,8 @@ pub struct GatewayDeps {
     pub source: ConfigSource,
     /// Shared with the node task for `banmesh status`.
     pub status: Arc<Mutex<GatewayStatus>>,
+    /// Counts requests by endpoint and status.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Binds the listener, loads the view and spawns the gateway's tasks into
@@ -158,7 +160,14 @@ pub async fn start(
     );
     tasks.spawn(
         "gateway-server",
-        serve(GatewayListener::new(listener, door), router(shared), shutdown.child_token()),
+        serve(
+            GatewayListener::new(listener, door),
+            router(shared).layer(axum::middleware::from_fn_with_state(
+                deps.metrics,
+                crate::metrics::server::count_requests,
+            )),
+            shutdown.child_token(),
+        ),
     );
     tracing::info!(listen = %local, "gateway started");
     Ok(local)

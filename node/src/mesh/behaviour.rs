@@ -10,7 +10,8 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, Valida
 use libp2p::request_response::{self, ProtocolSupport, cbor};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    StreamProtocol, Swarm, Transport as _, allow_block_list, identity, noise, ping, tcp, yamux,
+    StreamProtocol, Swarm, Transport as _, allow_block_list, connection_limits, identity, noise,
+    ping, tcp, yamux,
 };
 use sha2::{Digest, Sha256};
 
@@ -21,6 +22,7 @@ use super::codec::Counted;
 use super::hello::Hello;
 use super::swarm::MeshStats;
 use super::sync::{MAX_FRAME, SYNC_PROTOCOL, SyncRequest, SyncResponse};
+use crate::config::LimitsConfig;
 
 /// The one gossip topic.
 pub const TOPIC: &str = "banmesh/records/1";
@@ -40,6 +42,10 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// Peers refused for a while (no hello, repeated rejects, revoked).
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Caps on pending and established connections (`[limits]`): a flood
+    /// of connections is closed on accept instead of taking every file
+    /// descriptor.
+    pub limits: connection_limits::Behaviour,
 }
 
 /// How often a connection is pinged, and how long a ping may take: a
@@ -126,7 +132,28 @@ pub fn build(
     mesh_n_low: usize,
     stats: Arc<Mutex<MeshStats>>,
 ) -> Result<Swarm<Behaviour>, BuildError> {
-    build_with(secret, mesh_n_low, MAX_MESSAGE + 1024, stats)
+    build_limited(secret, mesh_n_low, stats, LimitsConfig::default())
+}
+
+/// [`build`] with the connection caps of `[limits]`.
+pub fn build_limited(
+    secret: &SecretKey,
+    mesh_n_low: usize,
+    stats: Arc<Mutex<MeshStats>>,
+    limits: LimitsConfig,
+) -> Result<Swarm<Behaviour>, BuildError> {
+    build_stack(secret, mesh_n_low, MAX_MESSAGE + 1024, stats, limits)
+}
+
+/// libp2p's connection limits from `[limits]`.
+fn connection_limits(limits: LimitsConfig) -> connection_limits::Behaviour {
+    connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_pending_incoming(Some(limits.max_pending_incoming))
+            .with_max_established_incoming(Some(limits.max_established_incoming))
+            .with_max_established(Some(limits.max_established))
+            .with_max_established_per_peer(Some(limits.max_established_per_peer)),
+    )
 }
 
 /// [`build`] with another gossip size limit (tests use it to play a sender
@@ -136,6 +163,16 @@ pub fn build_with(
     mesh_n_low: usize,
     max_transmit: usize,
     stats: Arc<Mutex<MeshStats>>,
+) -> Result<Swarm<Behaviour>, BuildError> {
+    build_stack(secret, mesh_n_low, max_transmit, stats, LimitsConfig::default())
+}
+
+fn build_stack(
+    secret: &SecretKey,
+    mesh_n_low: usize,
+    max_transmit: usize,
+    stats: Arc<Mutex<MeshStats>>,
+    limits: LimitsConfig,
 ) -> Result<Swarm<Behaviour>, BuildError> {
     let mut seed = secret.seed();
     let keypair = identity::Keypair::ed25519_from_bytes(&mut seed[..])
@@ -160,7 +197,8 @@ pub fn build_with(
             "malformed sync request",
             MAX_FRAME,
             stats,
-        ),
+        )
+        .counting_sync_bytes(),
         [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
     );
@@ -185,6 +223,7 @@ pub fn build_with(
                     ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT),
                 ),
                 blocked: allow_block_list::Behaviour::default(),
+                limits: connection_limits(limits),
             })
         })
         .map_err(|e| BuildError::Stack(e.to_string()))?

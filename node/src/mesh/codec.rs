@@ -11,6 +11,7 @@ use libp2p::futures::prelude::*;
 use libp2p::request_response::Codec;
 
 use super::swarm::MeshStats;
+use crate::metrics::{Direction, Metrics};
 
 /// `inner`, counting failed request reads under `reason`.
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct Counted<C> {
     /// The inner codec's request size limit.
     limit: u64,
     stats: Arc<Mutex<MeshStats>>,
+    /// Where bytes read and written are counted (the sync protocol's).
+    bytes: Option<Metrics>,
 }
 
 impl<C> Counted<C> {
@@ -31,7 +34,21 @@ impl<C> Counted<C> {
         limit: u64,
         stats: Arc<Mutex<MeshStats>>,
     ) -> Counted<C> {
-        Counted { inner, reason, limit, stats }
+        Counted { inner, reason, limit, stats, bytes: None }
+    }
+
+    /// Also counts the bytes of every request and response as sync bytes.
+    pub fn counting_sync_bytes(mut self) -> Counted<C> {
+        self.bytes =
+            Some(self.stats.lock().unwrap_or_else(PoisonError::into_inner).metrics.clone());
+        self
+    }
+}
+
+/// Counts `n` bytes going `direction`, when counting.
+fn tally(bytes: Option<&Metrics>, direction: Direction, n: u64) {
+    if let Some(metrics) = bytes {
+        metrics.sync_bytes(direction, usize::try_from(n).unwrap_or(usize::MAX));
     }
 }
 
@@ -49,11 +66,13 @@ impl<C: Codec + Send> Codec for Counted<C> {
         T: AsyncRead + Unpin + Send,
     {
         let (reason, limit, stats) = (self.reason, self.limit, self.stats.clone());
+        let bytes = self.bytes.clone();
         let inner = &mut self.inner;
         let protocol = protocol.clone();
         async move {
             let mut tally = Tally { inner: io, read: 0 };
             let request = inner.read_request(&protocol, &mut tally).await;
+            self::tally(bytes.as_ref(), Direction::In, tally.read);
             if let Err(error) = &request {
                 let reason = if cut_short(error, tally.read < limit) {
                     tracing::debug!(%error, "request cut short");
@@ -77,7 +96,15 @@ impl<C: Codec + Send> Codec for Counted<C> {
     where
         T: AsyncRead + Unpin + Send,
     {
-        self.inner.read_response(protocol, io)
+        let bytes = self.bytes.clone();
+        let inner = &mut self.inner;
+        let protocol = protocol.clone();
+        async move {
+            let mut counted = Tally { inner: io, read: 0 };
+            let response = inner.read_response(&protocol, &mut counted).await;
+            tally(bytes.as_ref(), Direction::In, counted.read);
+            response
+        }
     }
 
     fn write_request<T>(
@@ -89,7 +116,15 @@ impl<C: Codec + Send> Codec for Counted<C> {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        self.inner.write_request(protocol, io, request)
+        let bytes = self.bytes.clone();
+        let inner = &mut self.inner;
+        let protocol = protocol.clone();
+        async move {
+            let mut counted = Tally { inner: io, read: 0 };
+            let written = inner.write_request(&protocol, &mut counted, request).await;
+            tally(bytes.as_ref(), Direction::Out, counted.read);
+            written
+        }
     }
 
     fn write_response<T>(
@@ -101,7 +136,15 @@ impl<C: Codec + Send> Codec for Counted<C> {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        self.inner.write_response(protocol, io, response)
+        let bytes = self.bytes.clone();
+        let inner = &mut self.inner;
+        let protocol = protocol.clone();
+        async move {
+            let mut counted = Tally { inner: io, read: 0 };
+            let written = inner.write_response(&protocol, &mut counted, response).await;
+            tally(bytes.as_ref(), Direction::Out, counted.read);
+            written
+        }
     }
 }
 
@@ -128,7 +171,8 @@ fn cut_short(error: &io::Error, under_limit: bool) -> bool {
     }
 }
 
-/// A reader that counts the bytes read through it.
+/// A reader or writer that counts the bytes through it (`read` counts
+/// written bytes too).
 struct Tally<'a, T> {
     inner: &'a mut T,
     read: u64,
@@ -146,5 +190,28 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tally<'_, T> {
             this.read += u64::try_from(*n).unwrap_or(u64::MAX);
         }
         poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tally<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let poll = Pin::new(&mut *this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            this.read += u64::try_from(*n).unwrap_or(u64::MAX);
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_close(cx)
     }
 }

@@ -53,11 +53,16 @@ pub struct Hello {
     /// certificate (and refuse it as "not enrolled").
     #[serde(default)]
     pub refused: Option<String>,
+    /// With a refusal: the refusing node's name (from its certificate), so
+    /// the refused node can say who refused it. Unchecked: shown, never trusted.
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 impl Hello {
-    /// The refusal told to a peer whose hello was refused.
-    pub fn refusal(reason: String, clock_ms: u64) -> Hello {
+    /// The refusal told to a peer whose hello was refused, by the node
+    /// named `by`.
+    pub fn refusal(reason: String, by: Option<String>, clock_ms: u64) -> Hello {
         Hello {
             version: HELLO_VERSION,
             cert: ByteBuf::new(),
@@ -66,6 +71,7 @@ impl Hello {
             addrs: Vec::new(),
             constants: None,
             refused: Some(reason),
+            by,
         }
     }
 }
@@ -134,7 +140,7 @@ pub enum Refusal {
     #[error("certificate is not the peer's")]
     NotThePeers,
     /// The certificate is not signed by this cluster's key.
-    #[error("certificate not from this cluster")]
+    #[error("certificate signed by another cluster")]
     ForeignCluster,
     /// The certificate is not yet or no longer valid.
     #[error("certificate not valid now")]

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use never_ban::never_ban_list;
-pub use swarm::{MeshStats, PeerState};
+pub use swarm::{MeshStats, PeerState, Unblock};
 pub use trust::Trust;
 
 use crate::clock::now_ms;
@@ -56,6 +56,10 @@ pub struct MeshSettings {
     pub origin_rate: u64,
     /// Records one origin may send at once.
     pub origin_burst: u64,
+    /// Connection caps.
+    pub limits: crate::config::LimitsConfig,
+    /// Where counts go.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Why the mesh could not start.
@@ -135,6 +139,15 @@ impl MeshHandle {
         never_ban_list(&parts)
     }
 
+    /// Lifts the blocks `target` names now; returns the peers unblocked.
+    pub async fn unblock(&self, target: Unblock) -> Vec<PeerId> {
+        let (reply, answer) = oneshot::channel();
+        if self.command_tx.send(swarm::MeshCommand::Unblock(target, reply)).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
     /// Every connected peer.
     pub async fn peers(&self) -> Vec<PeerState> {
         let (reply, answer) = oneshot::channel();
@@ -167,8 +180,9 @@ pub fn start(
 ) -> Result<MeshHandle, MeshError> {
     // gossipsub's default mesh_n_low: keep at least this many direct peers.
     const TARGET_PEERS: usize = 4;
-    let stats = Arc::new(Mutex::new(MeshStats::default()));
-    let swarm = behaviour::build(secret, TARGET_PEERS, stats.clone())?;
+    let stats = MeshStats { metrics: settings.metrics, ..MeshStats::default() };
+    let stats = Arc::new(Mutex::new(stats));
+    let swarm = behaviour::build_limited(secret, TARGET_PEERS, stats.clone(), settings.limits)?;
     let peer_id = *swarm.local_peer_id();
     let (command_tx, command_rx) = mpsc::channel(256);
     let (inbound_tx, inbound_rx) = mpsc::channel(256);

@@ -33,8 +33,10 @@ use super::verifier::{Inbound, Outcome};
 mod admission;
 mod liveness;
 mod topology;
+mod unblock;
 
 pub use liveness::Admitted;
+pub use unblock::Unblock;
 
 /// How long a refused peer stays blocked.
 const BLOCK_FOR: Duration = Duration::from_secs(600);
@@ -81,6 +83,8 @@ pub enum MeshCommand {
     },
     /// Answer an inbound sync request.
     SyncRespond(ResponseChannel<SyncResponse>, SyncResponse),
+    /// Lift blocks now; answers the peers unblocked.
+    Unblock(Unblock, oneshot::Sender<Vec<PeerId>>),
 }
 
 /// What the node knows of one connected peer.
@@ -127,6 +131,8 @@ pub struct MeshStats {
     pub last_sync: HashMap<PeerId, u64>,
     /// What each peer that refused this node's hello told, until it accepts one.
     pub refused_by: BTreeMap<PeerId, String>,
+    /// Where the mesh's tasks count for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 struct Peer {
@@ -167,6 +173,8 @@ pub struct Mesh {
     inbound_tx: mpsc::Sender<Inbound>,
     /// Blocked peers and when to let them back.
     unblocks: Vec<(Instant, PeerId)>,
+    /// Where each blocked peer connected from, for `peers unblock ADDR`.
+    blocked_from: HashMap<PeerId, Multiaddr>,
     /// When the configured peers were last dialled.
     last_bootstrap: Option<Instant>,
     /// Rejected messages per peer since it was last blocked.
@@ -188,6 +196,7 @@ pub struct Mesh {
     seen_tx: mpsc::Sender<Seen>,
     /// What hellos teach about trust, out to the task that stores it.
     learnt_tx: mpsc::Sender<Learnt>,
+    metrics: crate::metrics::Metrics,
 }
 
 /// The channels to the tasks that keep what hellos teach in the store.
@@ -222,7 +231,9 @@ impl Mesh {
                 None => bootstrap.push(addr),
             }
         }
+        let metrics = stats.lock().unwrap_or_else(PoisonError::into_inner).metrics.clone();
         Mesh {
+            metrics,
             swarm,
             topic: IdentTopic::new(TOPIC),
             trust,
@@ -237,6 +248,7 @@ impl Mesh {
             target_peers,
             inbound_tx,
             unblocks: Vec::new(),
+            blocked_from: HashMap::new(),
             last_bootstrap: None,
             rejects: HashMap::new(),
             pending_sync: HashMap::new(),
@@ -325,16 +337,23 @@ impl Mesh {
             MeshCommand::SyncRespond(channel, response) => {
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
             }
+            MeshCommand::Unblock(target, reply) => {
+                let _ = reply.send(self.unblock(target));
+            }
         }
     }
 
     fn publish(&mut self, message: Vec<u8>) {
+        self.metrics.gossip_bytes(crate::metrics::Direction::Out, message.len());
         match self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), message) {
             Ok(_) => {}
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
                 tracing::debug!("no peer to gossip to; sync will deliver");
             }
-            Err(e) => tracing::warn!(error = %e, "cannot gossip"),
+            Err(e) => {
+                self.metrics.error("gossip");
+                tracing::warn!(error = %e, "cannot gossip");
+            }
         }
     }
 
@@ -355,7 +374,9 @@ impl Mesh {
         tracing::warn!(target: "banmesh::events::peer_blocked", %peer, reason, "blocking peer for 10 minutes");
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
-        self.peers.remove(&peer);
+        if let Some(remote) = self.peers.remove(&peer).and_then(|p| p.state.remote) {
+            self.blocked_from.insert(peer, remote);
+        }
         let unblock_at = Instant::now() + BLOCK_FOR;
         self.unblocks.push((unblock_at, peer));
     }
@@ -411,14 +432,19 @@ impl Mesh {
             self.unblocks.iter().filter(|(at, _)| *at <= now).map(|(_, p)| *p).collect();
         self.unblocks.retain(|(at, _)| *at > now);
         for peer in expired {
+            self.blocked_from.remove(&peer);
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
         }
         self.close_silent();
+        self.metrics.queue("gossip_backlog", self.backlog.len());
+        let verifier = self.inbound_tx.max_capacity() - self.inbound_tx.capacity();
+        self.metrics.queue("verifier", verifier);
         self.refresh_addresses();
         self.dial_more();
     }
 
     fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
@@ -503,6 +529,7 @@ impl Mesh {
             return;
         }
         self.heard_from(source);
+        self.metrics.gossip_bytes(crate::metrics::Direction::In, data.len());
         self.hand_to_verifier(Inbound { id, source, data });
     }
 }

@@ -119,6 +119,7 @@ pub async fn verify_many(
     limited: bool,
 ) -> Vec<Verified> {
     let Checker { store, trust, params, limits, stats } = checker;
+    let metrics = stats.lock().unwrap_or_else(PoisonError::into_inner).metrics.clone();
     let snapshot = trust.read().unwrap_or_else(PoisonError::into_inner).clone();
     let params_copy = *params;
     let now = now_ms();
@@ -171,8 +172,16 @@ pub async fn verify_many(
         match store.apply_from(records, now, source.to_string()).await {
             Ok(applied) => {
                 let new: HashSet<Id> = applied.new.iter().map(Record::id).collect();
+                let via = if limited { "gossip" } else { "sync" };
+                let committed = now_ms();
+                let delays =
+                    applied.new.iter().map(|r| committed.saturating_sub(r.issued_at().millis()));
+                metrics.received(via, delays);
+                if !applied.new.is_empty() {
+                    tracing::info!(target: "banmesh::events::batch_applied", from = %source, via, count = applied.new.len(), "records applied");
+                }
                 for r in &applied.new {
-                    tracing::info!(
+                    tracing::debug!(
                         target: "banmesh::events::record_applied",
                         key = %r.key(), kind = %r.kind(), origin = %r.origin(), issued_at = r.issued_at().0,
                         "record applied"
@@ -186,7 +195,10 @@ pub async fn verify_many(
                     }
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot store received records"),
+            Err(e) => {
+                metrics.error("store");
+                tracing::error!(error = %e, "cannot store received records");
+            }
         }
     }
     results

@@ -190,6 +190,7 @@ impl RogueTask {
             addrs: Vec::new(),
             constants: None,
             refused: None,
+            by: None,
         }
     }
 

@@ -135,6 +135,11 @@ impl Queries {
             .collect()
     }
 
+    /// Lifts the blocks `target` names (`banmesh peers unblock`).
+    pub async fn unblock(&self, target: crate::mesh::Unblock) -> Vec<PeerId> {
+        self.mesh.unblock(target).await
+    }
+
     /// Reconciles now with `peer`, or every connected peer.
     pub async fn sync(&self, peer: Option<PeerId>) -> Result<Vec<PeerId>, NodeError> {
         let asked = peer.is_some();
@@ -264,6 +269,10 @@ impl Reads for Queries {
         peer: Option<PeerId>,
     ) -> impl Future<Output = Result<Vec<PeerId>, NodeError>> + Send {
         Queries::sync(self, peer)
+    }
+
+    fn unblock(&self, target: crate::mesh::Unblock) -> impl Future<Output = Vec<PeerId>> + Send {
+        Queries::unblock(self, target)
     }
 }
 

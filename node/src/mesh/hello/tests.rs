@@ -47,6 +47,7 @@ fn hello(cert: &Certificate, constants: Option<Constants>) -> Hello {
         addrs: Vec::new(),
         constants,
         refused: None,
+        by: None,
     }
 }
 
@@ -165,6 +166,6 @@ async fn hellos_decode_across_versions() {
     assert_eq!(old.cert, new.cert);
     let back: Hello = cbor_round(old).await;
     assert_eq!((back.constants, back.refused), (None, None));
-    let told: Hello = cbor_round(Hello::refusal("revoked".to_owned(), NOW)).await;
+    let told: Hello = cbor_round(Hello::refusal("revoked".to_owned(), None, NOW)).await;
     assert_eq!(told.refused.as_deref(), Some("revoked"));
 }

@@ -100,6 +100,7 @@ impl Mesh {
             addrs,
             constants: Some(self.constants),
             refused: None,
+            by: None,
         }
     }
 
@@ -142,7 +143,7 @@ impl Mesh {
                 ..
             } => {
                 if let Some(reason) = &request.refused {
-                    self.refused_by(peer, reason);
+                    self.refused_by(peer, reason, request.by.as_deref());
                 } else if !self.refusing.contains_key(&peer) {
                     match self.welcome(peer, &request) {
                         Ok(()) => {
@@ -150,7 +151,7 @@ impl Mesh {
                             let _ = self.swarm.behaviour_mut().hello.send_response(channel, hello);
                         }
                         Err(refusal) => {
-                            let told = Hello::refusal(refusal.told(), now_ms());
+                            let told = Hello::refusal(refusal.told(), self.own_name(), now_ms());
                             let _ = self.swarm.behaviour_mut().hello.send_response(channel, told);
                             self.refuse(peer, &refusal);
                         }
@@ -163,12 +164,12 @@ impl Mesh {
                 ..
             } => {
                 if let Some(reason) = &response.refused {
-                    self.refused_by(peer, reason);
+                    self.refused_by(peer, reason, response.by.as_deref());
                 } else if !self.refusing.contains_key(&peer)
                     && let Err(refusal) = self.welcome(peer, &response)
                 {
                     // The dialled peer spoke last: tell it why, as a request.
-                    let told = Hello::refusal(refusal.told(), now_ms());
+                    let told = Hello::refusal(refusal.told(), self.own_name(), now_ms());
                     self.swarm.behaviour_mut().hello.send_request(&peer, told);
                     self.refuse(peer, &refusal);
                 }
@@ -205,9 +206,11 @@ impl Mesh {
 
     /// A peer refused this node's hello and told why: kept for `status`
     /// (until the peer accepts a hello) and the peer blocked.
-    fn refused_by(&mut self, peer: PeerId, reason: &str) {
+    fn refused_by(&mut self, peer: PeerId, reason: &str, by: Option<&str>) {
         let reason = hello::heard(reason);
-        tracing::warn!(target: "banmesh::events::hello_refused_by_peer", %peer, %reason, "a peer refused this node's hello");
+        let by =
+            by.map_or_else(|| peer.to_string(), |name| format!("{} ({peer})", hello::heard(name)));
+        tracing::warn!(target: "banmesh::events::hello_refused_by_peer", %peer, "refused by {by}: {reason}");
         {
             let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
             if stats.refused_by.len() < hello::MAX_REFUSERS || stats.refused_by.contains_key(&peer)
@@ -293,6 +296,13 @@ impl Mesh {
         for node in revoked {
             self.drop_revoked(&node);
         }
+    }
+}
+
+impl Mesh {
+    /// This node's name, from its certificate (none when not enrolled).
+    fn own_name(&self) -> Option<String> {
+        Certificate::from_bytes(&self.own_cert).ok().map(|c| c.name().to_owned())
     }
 }
 

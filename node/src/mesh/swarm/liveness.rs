@@ -52,6 +52,7 @@ impl Mesh {
     /// connection (libp2p leaves it open), so the peer is redialled rather
     /// than trusted for minutes over a dead link.
     pub(super) fn handle_ping(&mut self, event: ping::Event) {
+        self.metrics.record(&event);
         match event.result {
             Ok(_) => self.heard_from(event.peer),
             Err(ping::Failure::Unsupported) => {}
