@@ -10,7 +10,11 @@ use std::time::Instant;
 
 use crate::common::{self, SOON, TestCluster, free_port, wait_until};
 
-const BANS: usize = 50;
+/// Bans issued on b; `BANMESH_METRICS_BANS` sets another count (10000 to
+/// measure a scrape of a larger store, printed at the end).
+fn bans() -> usize {
+    std::env::var("BANMESH_METRICS_BANS").ok().and_then(|n| n.parse().ok()).unwrap_or(50)
+}
 
 /// `GET /metrics` on `port`; the body, or why not.
 fn scrape(port: u16) -> Result<String, String> {
@@ -63,20 +67,21 @@ fn a_node_serves_metrics_that_move_and_the_dashboard_uses_them() {
     let received = "banmesh_records_received_total{via=\"gossip\"}";
     let before = value(&text, received).unwrap_or(0.0);
 
-    common::issue_bans(&cluster.node(b).socket, BANS);
+    let bans = bans();
+    common::issue_bans(&cluster.node(b).socket, bans);
     let mut last = String::new();
     let moved = wait_until(SOON, || {
         last = scrape(port).unwrap_or_default();
         let stored = value(&last, "banmesh_records{kind=\"ban\"}").unwrap_or(0.0);
         let by_gossip = value(&last, received).unwrap_or(0.0);
         let by_sync = value(&last, "banmesh_records_received_total{via=\"sync\"}").unwrap_or(0.0);
-        stored >= BANS as f64 && by_gossip + by_sync - before >= BANS as f64
+        stored >= bans as f64 && by_gossip + by_sync - before >= bans as f64
     });
-    assert!(moved, "records received did not rise by {BANS}:\n{last}");
+    assert!(moved, "records received did not rise by {bans}:\n{last}");
     let delays = value(&last, "banmesh_propagation_delay_seconds_count{via=\"gossip\"}")
         .unwrap_or(0.0)
         + value(&last, "banmesh_propagation_delay_seconds_count{via=\"sync\"}").unwrap_or(0.0);
-    assert!(delays >= BANS as f64, "propagation delays not observed:\n{last}");
+    assert!(delays >= bans as f64, "propagation delays not observed:\n{last}");
     assert!(value(&last, "banmesh_gossip_bytes_total{direction=\"in\"}").unwrap_or(0.0) > 0.0);
 
     dashboard_asks_for_served_series(&last);
@@ -84,7 +89,7 @@ fn a_node_serves_metrics_that_move_and_the_dashboard_uses_them() {
     // Scrape cost at this store's size, for the record (not asserted).
     let started = Instant::now();
     let body = scrape(port).expect("scrape");
-    eprintln!("scrape: {} bytes in {:?}", body.len(), started.elapsed());
+    eprintln!("scrape of {bans} records: {} bytes in {:?}", body.len(), started.elapsed());
 }
 
 /// Every `banmesh_` or `libp2p_` metric the dashboard queries is one the
