@@ -76,6 +76,16 @@ pub struct LimitsConfig {
 }
 
 impl LimitsConfig {
+    /// Each cap under its key in `[limits]`, in the example's order.
+    pub fn keys(&self) -> [(&'static str, u32); 4] {
+        [
+            ("max_pending_incoming", self.max_pending_incoming),
+            ("max_established_incoming", self.max_established_incoming),
+            ("max_established", self.max_established),
+            ("max_established_per_peer", self.max_established_per_peer),
+        ]
+    }
+
     fn pending_incoming() -> u32 {
         64
     }
@@ -174,6 +184,14 @@ mod tests {
             load("[metrics]\nlisten = \"127.0.0.1:9646\"\n[log]\nlevel = \"warn\"\n").unwrap();
         assert_eq!(config.metrics.listen, Some("127.0.0.1:9646".parse().unwrap()));
         assert_eq!(config.log.level.as_deref(), Some("warn"));
+    }
+
+    #[test]
+    fn the_sections_are_written_back_as_loaded() {
+        let text = "[metrics]\nlisten = \"127.0.0.1:9646\"\n[limits]\nmax_established = 9\n\
+                    [log]\nlevel = \"warn\"\n";
+        let config = load(text).unwrap();
+        assert_eq!(load(&config.to_toml()).unwrap(), config);
     }
 
     #[test]

@@ -80,6 +80,18 @@ impl Config {
         out.key("remove_on_stop", Value::Boolean(nft.remove_on_stop));
         out.key("reconcile", duration(nft.reconcile));
         out.key("batch", Value::Integer(i64::try_from(nft.batch).unwrap_or(i64::MAX)));
+        out.section("metrics");
+        if let Some(listen) = self.metrics.listen {
+            out.key("listen", Value::String(listen.to_string()));
+        }
+        out.section("limits");
+        for (key, n) in self.limits.keys() {
+            out.key(key, Value::Integer(i64::from(n)));
+        }
+        out.section("log");
+        if let Some(level) = &self.log.level {
+            out.key("level", Value::String(level.clone()));
+        }
         let gateway = &self.gateway;
         out.section("gateway");
         if let Some(listen) = gateway.listen {

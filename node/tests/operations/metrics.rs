@@ -18,14 +18,19 @@ fn bans() -> usize {
 
 /// `GET /metrics` on `port`; the body, or why not.
 fn scrape(port: u16) -> Result<String, String> {
+    get(port, "/metrics", "200")
+}
+
+/// `GET path` on `port`; the body when the status is `status`.
+fn get(port: u16, path: &str, status: &str) -> Result<String, String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(SOON)).map_err(|e| e.to_string())?;
-    let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
     let (head, body) = answer.split_once("\r\n\r\n").ok_or("no HTTP head")?;
-    if !head.starts_with("HTTP/1.1 200") {
+    if !head.starts_with(&format!("HTTP/1.1 {status}")) {
         return Err(head.to_owned());
     }
     Ok(body.to_owned())
@@ -46,8 +51,10 @@ fn a_node_serves_metrics_that_move_and_the_dashboard_uses_them() {
     let port = free_port();
     let config = cluster.path("metrics.toml");
     write_config(&config, port);
+    let gateway = free_port();
     let mut spec = cluster.spec("a", &[]);
     spec.config = Some(config);
+    spec.args = vec!["--gateway".to_owned(), format!("127.0.0.1:{gateway}")];
     let a = cluster.start(spec);
     let b = cluster.start(cluster.spec("b", &[cluster.node(a).addr()]));
     cluster.wait_for_peers(1);
@@ -83,6 +90,15 @@ fn a_node_serves_metrics_that_move_and_the_dashboard_uses_them() {
         + value(&last, "banmesh_propagation_delay_seconds_count{via=\"sync\"}").unwrap_or(0.0);
     assert!(delays >= bans as f64, "propagation delays not observed:\n{last}");
     assert!(value(&last, "banmesh_gossip_bytes_total{direction=\"in\"}").unwrap_or(0.0) > 0.0);
+
+    // The gateway (no tokens) answers 401, counted by route and status.
+    assert!(
+        wait_until(SOON, || get(gateway, "/get_ips", "401").is_ok()),
+        "no 401 from the gateway"
+    );
+    let text = scrape(port).expect("scrape");
+    let requests = "banmesh_gateway_requests_total{endpoint=\"/get_ips\",status=\"401\"}";
+    assert!(value(&text, requests).is_some_and(|n| n >= 1.0), "{requests} missing:\n{text}");
 
     dashboard_asks_for_served_series(&last);
 
