@@ -89,7 +89,14 @@ fn a_node_serves_metrics_that_move_and_the_dashboard_uses_them() {
         .unwrap_or(0.0)
         + value(&last, "banmesh_propagation_delay_seconds_count{via=\"sync\"}").unwrap_or(0.0);
     assert!(delays >= bans as f64, "propagation delays not observed:\n{last}");
-    assert!(value(&last, "banmesh_gossip_bytes_total{direction=\"in\"}").unwrap_or(0.0) > 0.0);
+    for series in [
+        "banmesh_gossip_bytes_total{direction=\"in\"}",
+        "banmesh_sync_bytes_total{direction=\"in\"}",
+        "banmesh_sync_bytes_total{direction=\"out\"}",
+    ] {
+        assert!(value(&last, series).unwrap_or(0.0) > 0.0, "{series} is 0:\n{last}");
+    }
+    assert!(last.contains("banmesh_queue_length{queue=\"verifier\"} "), "{last}");
 
     // The gateway (no tokens) answers 401, counted by route and status.
     assert!(
