@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("Error: {}", message(&error));
+            eprintln!("{}Error: {}", cli::logging::error_prefix(), message(&error));
             ExitCode::FAILURE
         }
     }

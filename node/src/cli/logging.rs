@@ -35,6 +35,12 @@ pub fn init(level: Option<&str>) {
     };
 }
 
+/// What starts a line of the final `Error: ...` on stderr: the error
+/// priority `<3>` when stderr is the journal, else nothing.
+pub fn error_prefix() -> &'static str {
+    if stderr_is_journal() { "<3>" } else { "" }
+}
+
 /// Whether stderr is the stream `JOURNAL_STREAM` names (`DEVICE:INODE`).
 fn stderr_is_journal() -> bool {
     use std::os::fd::AsFd as _;

@@ -8,7 +8,7 @@ mod docs;
 mod fail2ban;
 mod import_seed;
 mod keys;
-mod logging;
+pub mod logging;
 mod node_cmd;
 mod record;
 mod show;

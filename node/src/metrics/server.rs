@@ -41,7 +41,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
     TcpListener::bind(addr).await.map_err(|error| MetricsError::Bind { addr, error })
 }
 
+/// Scrapes rendered at once; more wait (each reads the store's digest).
+const RENDERS: usize = 2;
+
 struct Scrape {
+    renders: tokio::sync::Semaphore,
     registry: Registry,
     queries: Queries,
     metrics: Metrics,
@@ -58,7 +62,8 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics served on http://{addr}/metrics");
     }
-    let scrape = Arc::new(Scrape { registry, queries, metrics });
+    let renders = tokio::sync::Semaphore::new(RENDERS);
+    let scrape = Arc::new(Scrape { renders, registry, queries, metrics });
     let router =
         axum::Router::new().route("/metrics", axum::routing::get(render)).with_state(scrape);
     let server = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -68,6 +73,9 @@ pub async fn serve(
 }
 
 async fn render(State(scrape): State<Arc<Scrape>>) -> Response {
+    let Ok(_permit) = scrape.renders.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    };
     let status = scrape.queries.status().await;
     let mut text = String::with_capacity(16 * 1024);
     let mut encoded = encode_registry(&mut text, &scrape.registry);

@@ -57,6 +57,22 @@ fn lines_carry_syslog_priorities_when_stderr_is_the_journal() {
     let info = lines.iter().any(|l| l.starts_with("<6>") && l.contains("banmesh node started"));
     assert!(info, "no <6> info line:\n{text}");
 
+    // A node that cannot start says why at the error priority.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[log]\nlevel = \"info,=[\"\n").unwrap();
+    let log = dir.path().join("broken.log");
+    let file = File::create(&log).unwrap();
+    let meta = file.metadata().unwrap();
+    let out = Command::new(bin())
+        .args(["node", "--config", arg(&broken)])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(file)
+        .status()
+        .unwrap();
+    assert!(!out.success());
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.starts_with("<3>Error: ") && said.contains("log.level"), "{said}");
+
     let config = dir.path().join("warn.toml");
     std::fs::write(&config, "[log]\nlevel = \"warn\"\n").unwrap();
     let text = run_node(dir.path(), "plain", Some(&config), false);
