@@ -81,6 +81,8 @@ pub enum MeshCommand {
     },
     /// Answer an inbound sync request.
     SyncRespond(ResponseChannel<SyncResponse>, SyncResponse),
+    /// Present this certificate (canonical bytes) from now on.
+    SetOwnCert(Vec<u8>),
 }
 
 /// What the node knows of one connected peer.
@@ -325,6 +327,7 @@ impl Mesh {
             MeshCommand::SyncRespond(channel, response) => {
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
             }
+            MeshCommand::SetOwnCert(cert) => self.set_own_cert(cert),
         }
     }
 
@@ -358,6 +361,22 @@ impl Mesh {
         self.peers.remove(&peer);
         let unblock_at = Instant::now() + BLOCK_FOR;
         self.unblocks.push((unblock_at, peer));
+    }
+
+    /// A new or renewed certificate: later hellos carry it, and the peers
+    /// that refused this node are unblocked and dialled again (each may
+    /// still block this node for a while after refusing it).
+    fn set_own_cert(&mut self, cert: Vec<u8>) {
+        self.own_cert = cert;
+        let refusers: Vec<PeerId> = {
+            let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::take(&mut stats.refused_by).into_keys().collect()
+        };
+        for peer in refusers {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.unblocks.retain(|(_, p)| *p != peer);
+        }
+        self.last_bootstrap = None;
     }
 
     fn handle_outcome(&mut self, outcome: Outcome) {
