@@ -212,6 +212,28 @@ fn config_check_names_the_file_and_the_fix() {
 }
 
 #[test]
+fn a_node_whose_cluster_key_is_missing_exits_naming_it_and_the_fix() {
+    let cluster = TestCluster::new();
+    let data = cluster.enroll("web1");
+    let absent = cluster.path("etc/cluster.pub");
+    let mut child = Command::new(bin())
+        .args(["node", "--data-dir", arg(&data), "--cluster-pub", arg(&absent)])
+        .args(["--socket", arg(&cluster.path("web1.sock")), "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start banmesh node");
+    let exited = wait_until(SOON, || child.try_wait().is_ok_and(|s| s.is_some()));
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(exited && !out.status.success(), "the node ran without its cluster key");
+    let said = text(&out);
+    assert!(said.contains("etc/cluster.pub ([cluster] public_key) is missing"), "{said}");
+    assert!(said.contains("install-cert"), "{said}");
+}
+
+#[test]
 fn a_node_with_another_clusters_certificate_says_so_at_start_and_in_status() {
     let mut cluster = TestCluster::new();
     let mut spec = cluster.spec("web1", &[]);

@@ -39,6 +39,14 @@ pub enum IdentityError {
     /// The development certificate could not be signed.
     #[error("cannot sign the development certificate: {0}")]
     Cert(#[from] CertError),
+    /// The configured cluster key is not there.
+    #[error(
+        "the cluster key {} ([cluster] public_key) is missing: enroll this host (`banmesh keys \
+         install-cert` writes it: {}), or copy the cluster's cluster.pub there",
+        .0.display(),
+        own_cert::ENROLL
+    )]
+    NoClusterKey(PathBuf),
     /// The data dir could not be created.
     #[error("cannot create the data dir {}: {error}", path.display())]
     DataDir {
@@ -80,6 +88,7 @@ pub fn load(paths: &IdentityPaths<'_>, now_ms: u64) -> Result<Identity, Identity
         secret
     };
     let cluster = match paths.cluster_pub {
+        Some(path) if !path.exists() => return Err(IdentityError::NoClusterKey(path.to_owned())),
         Some(path) => files::read_public_key(path)?,
         None => dev_cluster(paths, &secret, now_ms, &mut notices)?,
     };
