@@ -113,8 +113,8 @@ pub fn load(paths: &IdentityPaths<'_>, now_ms: u64) -> Result<Identity, Identity
 }
 
 /// Keeps a certificate only if it is this node's and this cluster's; one
-/// that is only outside its validity is kept, with a notice (peers refuse
-/// it until it is renewed).
+/// that is only outside its validity is kept and logged at warn (peers
+/// refuse it until it is renewed; `status` warns while it lasts).
 fn check_own(
     cert: Certificate,
     secret: &SecretKey,
