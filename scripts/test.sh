@@ -14,8 +14,9 @@ cd "$(dirname "$0")/.."
 # with the shipped nftables action in a namespace (`cargo test fail2ban_nft`),
 # and nftables holds mesh bans itself in one (`cargo test nftables_netns`);
 # systemd provides systemd-analyze, which checks the shipped unit
-# (`cargo test systemd_unit`).
-packages=(faketime fail2ban python3 nftables iproute2 systemd)
+# (`cargo test systemd_unit`); lintian (about a minute to install) checks
+# the Debian package `cargo test --test deb` builds.
+packages=(faketime fail2ban python3 nftables iproute2 systemd lintian)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -28,6 +29,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# cargo-deb builds the Debian package (scripts/deb.sh, `cargo test --test
+# deb`); compiling it takes about 2.5 minutes, once per machine. Pinned:
+# the test packages the debug build (`--profile dev`), which cargo-deb 3.8
+# accepts with a warning and later versions may refuse.
+if ! cargo deb --version >/dev/null 2>&1; then
+    cargo install --locked cargo-deb --version 3.8.0
 fi
 
 # Every test runs (--no-fail-fast); the last line is the count of failures.

@@ -137,6 +137,15 @@ pub struct Revoked {
     pub new: bool,
 }
 
+/// The certificate a running node reloaded and now presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertReloaded {
+    /// Its name.
+    pub name: String,
+    /// When it expires, Unix ms.
+    pub not_after_ms: u64,
+}
+
 /// Which stored records `records` returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordFilter {
@@ -220,6 +229,10 @@ pub enum NodeError {
     /// The sync asked for did not finish.
     #[error("the sync did not finish: is the peer connected and ready? see `banmesh peers`")]
     SyncUnfinished,
+    /// The certificate file does not belong to this node (the message names
+    /// the file and the fix); the node keeps presenting the one it had.
+    #[error("{0}")]
+    CertRefused(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -270,6 +283,11 @@ pub enum Request {
         revocation: Box<Revocation>,
         /// Where the answer goes.
         reply: Reply<Revoked>,
+    },
+    /// Read the certificate file again and present it from now on.
+    ReloadCert {
+        /// Where the answer goes.
+        reply: Reply<CertReloaded>,
     },
     /// Answer at once: the watchdog's proof that the node task turns.
     Ping {
@@ -363,6 +381,11 @@ impl NodeHandle {
     pub async fn revoke(&self, revocation: Revocation) -> Result<Revoked, NodeError> {
         let revocation = Box::new(revocation);
         self.ask(|reply| Request::Revoke { revocation, reply }).await
+    }
+
+    /// Reads the certificate file again and presents it from now on.
+    pub async fn reload_cert(&self) -> Result<CertReloaded, NodeError> {
+        self.ask(|reply| Request::ReloadCert { reply }).await
     }
 
     /// A round trip through the node task, changing nothing.

@@ -1,5 +1,7 @@
 //! `banmesh config example` prints the commented example configuration;
-//! `banmesh config check` validates a file and prints what is in effect.
+//! `banmesh config check` validates a file, checks the node key, the
+//! certificate and the cluster key it names belong together, and prints
+//! what is in effect.
 
 use std::path::PathBuf;
 
@@ -12,7 +14,8 @@ use crate::config::{self, Config, Overrides};
 pub enum ConfigCommand {
     /// Print the commented example configuration (every value the default).
     Example,
-    /// Validate a configuration and print the configuration in effect.
+    /// Validate a configuration, check the node key, certificate and cluster
+    /// key it names belong together, and print the configuration in effect.
     Check(CheckArgs),
 }
 
@@ -42,6 +45,7 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
 /// effective configuration as TOML: the whole output is a valid file.
 fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &args.overrides)?;
+    let identity = super::membership::check(&config, super::keys::now_ms()?)?;
     match &args.config {
         Some(path) => println!("# {}: ok", path.display()),
         None => println!("# no --config given: the built-in defaults"),
@@ -49,11 +53,8 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     for warning in &config.warnings {
         println!("# warning: {warning}");
     }
-    if config.cluster.public_key.is_none() {
-        println!(
-            "# cluster.public_key is not set: the node makes a development cluster in {} on first run",
-            config.node.data_dir.display()
-        );
+    for line in identity {
+        println!("{line}");
     }
     println!("# the configuration in effect:");
     print!("{}", config.to_toml());

@@ -260,6 +260,9 @@ fn to_json(response: Response) -> serde_json::Value {
         Response::Unblocked { peers } => json!({"unblocked": peers}),
         Response::Revoked { node, new } => json!({"node": node, "new": new}),
         Response::Issued(items) => value(serde_json::to_value(items)),
+        Response::CertReloaded { name, not_after_ms } => {
+            json!({"name": name, "not_after_ms": not_after_ms})
+        }
         Response::Skipped { reason } => json!({"skipped": reason}),
         Response::Error { message } => json!({"error": message}),
     }
@@ -288,6 +291,9 @@ fn to_text(response: &Response, now: u64) -> String {
             format!("the node already held the revocation of {node}\n")
         }
         Response::Issued(items) => issued_text(items),
+        Response::CertReloaded { name, not_after_ms } => {
+            format!("reloaded the certificate {name}, valid until {}\n", when(now, *not_after_ms))
+        }
         Response::Skipped { reason } => format!("nothing to do: {reason}\n"),
         Response::Error { message } => format!("error: {message}\n"),
     }

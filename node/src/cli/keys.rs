@@ -12,7 +12,7 @@ use banmesh_keys::time::format_rfc3339;
 use banmesh_keys::{Certificate, MaxPrefix, PublicKey, Revocation, Revocations, Roles, SecretKey};
 use clap::{Args, Subcommand};
 
-use super::show;
+use super::{enroll, show};
 
 /// The `keys` subcommands.
 #[derive(Debug, Subcommand)]
@@ -22,7 +22,15 @@ pub enum KeysCommand {
     /// Make a node key: DIR/node.key (0600) and DIR/node.pub.
     Init(InitArgs),
     /// Sign a certificate for a node key with the cluster key.
+    #[command(after_help = "Examples:
+  ssh web1 banmesh keys pub | banmesh keys enroll --cluster-key cluster.key --node-pub - --name web1 | ssh web1 banmesh keys install-cert -
+  banmesh keys enroll --cluster-key cluster.key --node-pub node.pub --name web1 --roles ban --out web1.cert")]
     Enroll(EnrollArgs),
+    /// Print this host's node public key (PEM), for `keys enroll --node-pub -`.
+    Pub(enroll::PubArgs),
+    /// Check a certificate belongs to this host's key and cluster, install
+    /// it, and have a running node present it without a restart.
+    InstallCert(enroll::InstallCertArgs),
     /// Describe a key, certificate or revocation file.
     Show(ShowArgs),
     /// Sign a revocation of a node's certificate with the cluster key.
@@ -48,7 +56,8 @@ pub struct EnrollArgs {
     /// The cluster's secret key (cluster.key).
     #[arg(long, value_name = "FILE")]
     cluster_key: PathBuf,
-    /// The node's public key (node.pub).
+    /// The node's public key (node.pub), or - to read it from stdin
+    /// (`ssh HOST banmesh keys pub |`).
     #[arg(long, value_name = "FILE")]
     node_pub: PathBuf,
     /// The node's name: 1 to 64 characters from A-Z a-z 0-9 . _ -
@@ -64,9 +73,10 @@ pub struct EnrollArgs {
     /// Wider than 16,48 needs the wide-prefix role.
     #[arg(long, value_name = "V4,V6")]
     max_prefix: Option<MaxPrefix>,
-    /// Where to write the certificate.
+    /// Where to write the certificate (default: stdout, for
+    /// `| ssh HOST banmesh keys install-cert -`).
     #[arg(long, value_name = "FILE")]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// Overwrite an existing file.
     #[arg(long)]
     force: bool,
@@ -122,6 +132,8 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::InitCluster(args) => init(&args, "cluster"),
         KeysCommand::Init(args) => init(&args, "node"),
         KeysCommand::Enroll(args) => enroll(&args),
+        KeysCommand::Pub(args) => enroll::public(&args),
+        KeysCommand::InstallCert(args) => enroll::install_cert(&args),
         KeysCommand::Show(args) => show::show(&args.file, args.json, now_ms()?),
         KeysCommand::Revoke(args) => revoke(&args),
         KeysCommand::Verify(args) => verify(&args),
@@ -156,7 +168,11 @@ fn init(args: &InitArgs, stem: &str) -> anyhow::Result<()> {
 
 fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
     let cluster = files::read_secret_key(&args.cluster_key)?;
-    let node = files::read_public_key(&args.node_pub)?;
+    let node = if args.node_pub == Path::new("-") {
+        enroll::read_public(&args.node_pub)?
+    } else {
+        files::read_public_key(&args.node_pub)?
+    };
     if node == cluster.public() {
         bail!("the node key is the cluster key: pass the node's node.pub as --node-pub");
     }
@@ -174,15 +190,22 @@ fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
         not_after_ms,
         args.max_prefix,
     )?;
-    files::write_public_file(&args.out, cert.to_pem()?.as_bytes(), args.force)?;
-    println!(
+    let summary = format!(
         "enrolled {} (node {}) with roles {}, valid until {}",
         cert.name(),
         node.short(),
         cert.roles(),
         format_rfc3339(cert.not_after_ms())
     );
-    println!("wrote {}", args.out.display());
+    let Some(out) = &args.out else {
+        // The certificate is the output: the summary goes to stderr.
+        print!("{}", cert.to_pem()?);
+        eprintln!("{summary}");
+        return Ok(());
+    };
+    files::write_public_file(out, cert.to_pem()?.as_bytes(), args.force)?;
+    println!("{summary}");
+    println!("wrote {}", out.display());
     Ok(())
 }
 

@@ -97,6 +97,10 @@ async fn dispatch(
             handed(node.fail2ban_unban(Key::parse(&ip)?.key, jail).await?)
         }
         Command::Issue { orders } => Response::Issued(issue(node, orders).await?),
+        Command::ReloadCert => {
+            let reloaded = node.reload_cert().await?;
+            Response::CertReloaded { name: reloaded.name, not_after_ms: reloaded.not_after_ms }
+        }
     })))
 }
 

@@ -223,6 +223,9 @@ pub enum Command {
         /// The orders, issued in this order.
         orders: Vec<OrderSpec>,
     },
+    /// Read the certificate file again (`banmesh keys install-cert` wrote
+    /// it) and present it from now on, without a restart.
+    ReloadCert,
     /// Fail2Ban lifted a ban (actionunban): by hand, or at its natural end.
     Fail2BanUnban {
         /// The address.
@@ -271,6 +274,13 @@ pub enum Response {
     },
     /// Answers [`Command::Issue`]: one item per order, in order.
     Issued(Vec<IssuedView>),
+    /// Answers [`Command::ReloadCert`].
+    CertReloaded {
+        /// The certificate's name.
+        name: String,
+        /// When it expires, Unix ms.
+        not_after_ms: u64,
+    },
     /// Nothing to do, and why (a restored ticket, a natural expiry, ...).
     Skipped {
         /// Why.
@@ -301,6 +311,7 @@ impl Response {
             Response::Unblocked { .. } => "unblocked",
             Response::Revoked { .. } => "revoked",
             Response::Issued(_) => "issued",
+            Response::CertReloaded { .. } => "cert_reloaded",
             Response::Skipped { .. } => "skipped",
             Response::Error { .. } => "error",
         }

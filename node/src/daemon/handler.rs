@@ -15,9 +15,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod fail2ban;
+mod reload;
 
 use super::identity::Identity;
 use super::issue::{self, Lifetime, Order};
+use super::queries::SharedStanding;
 use crate::api::{NodeError, Outcome, Request, Revoked, Written};
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -34,6 +36,8 @@ pub struct Node {
     clock: HlcClock,
     mesh: MeshHandle,
     trust: Arc<RwLock<Trust>>,
+    /// What `status` shows of this node's standing, updated on a reload.
+    standing: Option<SharedStanding>,
 }
 
 impl Node {
@@ -46,7 +50,7 @@ impl Node {
         mesh: MeshHandle,
         trust: Arc<RwLock<Trust>>,
     ) -> Node {
-        Node { config, identity, store, clock, mesh, trust }
+        Node { config, identity, store, clock, mesh, trust, standing: None }
     }
 
     /// Answers requests until the token fires or every handle is gone, and
@@ -127,6 +131,9 @@ impl Node {
             }
             Request::Revoke { revocation, reply } => {
                 let _ = reply.send(self.revoke(*revocation).await);
+            }
+            Request::ReloadCert { reply } => {
+                let _ = reply.send(self.reload_cert().await);
             }
             Request::Ping { reply } => {
                 let _ = reply.send(Ok(()));

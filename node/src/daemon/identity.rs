@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use banmesh_keys::files::{self, FileError};
 use banmesh_keys::{CertError, Certificate, PublicKey, Roles, SecretKey};
 
+use super::own_cert;
+
 /// How long a self-enrolled development certificate lasts.
 const DEV_CERT_MS: u64 = 365 * 86_400_000;
 
@@ -37,6 +39,14 @@ pub enum IdentityError {
     /// The development certificate could not be signed.
     #[error("cannot sign the development certificate: {0}")]
     Cert(#[from] CertError),
+    /// The configured cluster key is not there.
+    #[error(
+        "the cluster key {} ([cluster] public_key) is missing: enroll this host (`banmesh keys \
+         install-cert` writes it: {}), or copy the cluster's cluster.pub there",
+        .0.display(),
+        own_cert::ENROLL
+    )]
+    NoClusterKey(PathBuf),
     /// The data dir could not be created.
     #[error("cannot create the data dir {}: {error}", path.display())]
     DataDir {
@@ -78,47 +88,68 @@ pub fn load(paths: &IdentityPaths<'_>, now_ms: u64) -> Result<Identity, Identity
         secret
     };
     let cluster = match paths.cluster_pub {
+        Some(path) if !path.exists() => return Err(IdentityError::NoClusterKey(path.to_owned())),
         Some(path) => files::read_public_key(path)?,
         None => dev_cluster(paths, &secret, now_ms, &mut notices)?,
     };
     let cert = if paths.node_cert.exists() {
         let cert = files::read_certificate(paths.node_cert)?;
-        check_own(cert, &secret, &cluster, paths.node_cert, &mut notices)
+        let files = own_cert::Files {
+            key: paths.node_key,
+            cert: paths.node_cert,
+            cluster: paths.cluster_pub,
+        };
+        check_own(cert, &secret, &cluster, files, now_ms, &mut notices)
     } else {
         notices.push(format!(
-            "not enrolled: {} is missing, so peers will refuse this node; enroll it with \
-             `banmesh keys enroll --cluster-key CLUSTER.key --node-pub {} --name NAME --out {}` and restart",
+            "not enrolled: {} is missing, so peers will refuse this node; enroll it (no restart \
+             needed): {}",
             paths.node_cert.display(),
-            paths.node_key.with_extension("pub").display(),
-            paths.node_cert.display()
+            own_cert::ENROLL
         ));
         None
     };
     Ok(Identity { secret, cluster, cert, notices })
 }
 
-/// Keeps a certificate only if it is this node's and this cluster's.
+/// Keeps a certificate only if it is this node's and this cluster's; one
+/// that is only outside its validity is kept and logged at warn (peers
+/// refuse it until it is renewed; `status` warns while it lasts).
 fn check_own(
     cert: Certificate,
     secret: &SecretKey,
     cluster: &PublicKey,
-    path: &Path,
+    files: own_cert::Files<'_>,
+    now_ms: u64,
     notices: &mut Vec<String>,
 ) -> Option<Certificate> {
-    if *cert.node() != secret.public() {
-        notices.push(format!(
-            "{} is for node {}, not this node's key {}: enroll this key",
-            path.display(),
-            cert.node().short(),
-            secret.public().short()
-        ));
-        return None;
+    match own_cert::check(&cert, &secret.public(), cluster, now_ms) {
+        Ok(()) => Some(cert),
+        // `status` warns about an expired certificate itself, as the clock
+        // moves: logged here, not kept as a notice.
+        Err(mismatch) if mismatch.is_timing() => {
+            tracing::warn!("{}", mismatch.explain(files));
+            Some(cert)
+        }
+        Err(mismatch) => {
+            notices.push(mismatch.explain(files));
+            None
+        }
     }
-    if let Err(e) = cert.verify_signature(cluster) {
-        notices.push(format!("{}: {e}", path.display()));
-        return None;
-    }
-    Some(cert)
+}
+
+/// Reads the certificate again (a running node asked to reload it) and
+/// checks it belongs to `secret` and `cluster` at `now_ms`: the sentence
+/// naming the file and the fix when it does not.
+pub fn reload_cert(
+    files: own_cert::Files<'_>,
+    secret: &SecretKey,
+    cluster: &PublicKey,
+    now_ms: u64,
+) -> Result<Certificate, String> {
+    let cert = files::read_certificate(files.cert).map_err(|e| e.to_string())?;
+    own_cert::check(&cert, &secret.public(), cluster, now_ms).map_err(|m| m.explain(files))?;
+    Ok(cert)
 }
 
 /// The development cluster: `dev-cluster/cluster.key` and `.pub` in the data

@@ -30,6 +30,7 @@ pub mod identity;
 pub mod issue;
 mod maintenance;
 mod notify;
+pub mod own_cert;
 pub mod queries;
 
 use std::fs::File;
@@ -218,10 +219,10 @@ pub async fn run(
     };
     let gateway_status =
         config.gateway.listen.map(|_| Arc::new(Mutex::new(GatewayStatus::default())));
-    let standing = queries::Standing::of(&identity);
+    let standing = Arc::new(std::sync::RwLock::new(queries::Standing::of(&identity)));
     let queries = queries::Queries::new(
         config.clone(),
-        standing,
+        standing.clone(),
         store.clone(),
         mesh.clone(),
         trust.clone(),
@@ -263,7 +264,8 @@ pub async fn run(
     // Only the control server, the applier, the gateway and the notify
     // task hold the handle.
     drop(node_handle);
-    let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust);
+    let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust)
+        .with_standing(standing);
     tasks.spawn("node", node.run(requests, shutdown.child_token()));
     if let Some(notify) = notify {
         // Last: it says READY=1 first.

@@ -102,7 +102,7 @@ impl From<NodeError> for ApiError {
             | NodeError::BadBantime(_)
             | NodeError::BadRevocation(_)
             | NodeError::BadPeer(_) => ApiError::BadRequest(message),
-            NodeError::NotAllowed(_) => ApiError::Refused(message),
+            NodeError::NotAllowed(_) | NodeError::CertRefused(_) => ApiError::Refused(message),
             NodeError::ClockSkew { .. } | NodeError::ClockAhead { .. } => {
                 ApiError::Unavailable(format!("the node refused: {message}"))
             }

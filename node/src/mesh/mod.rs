@@ -95,6 +95,11 @@ impl MeshHandle {
         }
     }
 
+    /// Presents `cert` (canonical bytes) in every later hello.
+    pub async fn set_own_cert(&self, cert: Vec<u8>) {
+        let _ = self.command_tx.send(swarm::MeshCommand::SetOwnCert(cert)).await;
+    }
+
     /// Gossips a revocation already stored, and drops the revoked peer.
     pub async fn publish_revocation(&self, revocation: Revocation) {
         let _ = self.command_tx.send(swarm::MeshCommand::PublishRevocation(revocation)).await;

@@ -85,6 +85,8 @@ pub enum MeshCommand {
     SyncRespond(ResponseChannel<SyncResponse>, SyncResponse),
     /// Lift blocks now; answers the peers unblocked.
     Unblock(Unblock, oneshot::Sender<Vec<PeerId>>),
+    /// Present this certificate (canonical bytes) from now on.
+    SetOwnCert(Vec<u8>),
 }
 
 /// What the node knows of one connected peer.
@@ -340,6 +342,7 @@ impl Mesh {
             MeshCommand::Unblock(target, reply) => {
                 let _ = reply.send(self.unblock(target));
             }
+            MeshCommand::SetOwnCert(cert) => self.set_own_cert(cert),
         }
     }
 
@@ -379,6 +382,22 @@ impl Mesh {
         }
         let unblock_at = Instant::now() + BLOCK_FOR;
         self.unblocks.push((unblock_at, peer));
+    }
+
+    /// A new or renewed certificate: later hellos carry it, and the peers
+    /// that refused this node are unblocked and dialled again (each may
+    /// still block this node for a while after refusing it).
+    fn set_own_cert(&mut self, cert: Vec<u8>) {
+        self.own_cert = cert;
+        let refusers: Vec<PeerId> = {
+            let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::take(&mut stats.refused_by).into_keys().collect()
+        };
+        for peer in refusers {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.unblocks.retain(|(_, p)| *p != peer);
+        }
+        self.last_bootstrap = None;
     }
 
     fn handle_outcome(&mut self, outcome: Outcome) {

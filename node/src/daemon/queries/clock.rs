@@ -15,7 +15,7 @@ use crate::store::query;
 impl Queries {
     /// [`ahead_warning`] for this node's own records, now.
     pub(super) async fn clock_ahead_warning(&self) -> Option<String> {
-        let origin = banmesh_keys::origin_of(&self.standing.node_key);
+        let origin = banmesh_keys::origin_of(&self.standing().node_key);
         let greatest = self.store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await;
         let greatest = match greatest {
             Ok(greatest) => greatest,

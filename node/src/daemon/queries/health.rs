@@ -52,14 +52,14 @@ impl Queries {
 
     /// The own certificate: missing, revoked, not valid now, or expiring.
     fn certificate_check(&self, now_ms: u64) -> Option<CheckView> {
-        let enroll = "renew it: `banmesh keys enroll` on the cluster key's host";
-        let Some(cert) = &self.standing.cert else {
+        let enroll = "renew it (`banmesh keys enroll --help` shows the one-line pipeline)";
+        let Some(cert) = self.standing().cert else {
             let message = "no certificate for this node's key: peers refuse it; enroll it \
-                           (`banmesh keys enroll`)";
+                           (`banmesh keys enroll --help` shows how)";
             return Some(check(CheckLevel::Critical, message.to_owned()));
         };
         let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
-        if trust.revocations().get(&self.standing.node_key).is_some() {
+        if trust.revocations().get(&self.standing().node_key).is_some() {
             let message = "this node's certificate is revoked: make a new node key and enroll it";
             return Some(check(CheckLevel::Critical, message.to_owned()));
         }

@@ -66,6 +66,10 @@ impl Standing {
     }
 }
 
+/// [`Standing`] shared with the node task, which updates it when the node
+/// reloads its certificate.
+pub type SharedStanding = Arc<RwLock<Standing>>;
+
 /// The enforce backends' status, shared with their tasks.
 #[derive(Clone, Default)]
 pub struct BackendStatus {
@@ -79,7 +83,7 @@ pub struct BackendStatus {
 #[derive(Clone)]
 pub struct Queries {
     config: Arc<Config>,
-    standing: Arc<Standing>,
+    standing: SharedStanding,
     store: Store,
     mesh: MeshHandle,
     trust: Arc<RwLock<Trust>>,
@@ -91,15 +95,20 @@ impl Queries {
     /// The reads over the node's parts.
     pub fn new(
         config: Config,
-        standing: Standing,
+        standing: SharedStanding,
         store: Store,
         mesh: MeshHandle,
         trust: Arc<RwLock<Trust>>,
         backends: BackendStatus,
         gateway: Option<Arc<Mutex<GatewayStatus>>>,
     ) -> Queries {
-        let (config, standing) = (Arc::new(config), Arc::new(standing));
+        let config = Arc::new(config);
         Queries { config, standing, store, mesh, trust, backends, gateway }
+    }
+
+    /// This node's standing now.
+    fn standing(&self) -> Standing {
+        self.standing.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// A record as the control socket shows it (see [`record_view`]).

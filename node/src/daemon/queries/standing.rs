@@ -13,8 +13,8 @@ impl Queries {
     /// `now_ms`.
     pub(super) fn standing_warnings(&self, now_ms: u64) -> Vec<String> {
         let mut out = Vec::new();
-        let enroll = "enroll this node's key again (`banmesh keys enroll`) and restart it";
-        if let Some(cert) = &self.standing.cert {
+        let enroll = format!("renew it, no restart needed: {}", crate::daemon::own_cert::ENROLL);
+        if let Some(cert) = self.standing().cert {
             if now_ms >= cert.not_after_ms() {
                 out.push(format!(
                     "this node's certificate expired at {}: its peers refuse it and its new records do not count; {enroll}",
@@ -27,7 +27,7 @@ impl Queries {
                 ));
             }
         }
-        let own = self.standing.node_key;
+        let own = self.standing().node_key;
         let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(revocation) = trust.revocations().get(&own) {
             out.push(format!(

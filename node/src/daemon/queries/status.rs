@@ -35,7 +35,8 @@ impl Queries {
         for (kind, n) in Kind::ALL.iter().zip(counts.by_kind) {
             record_counts.insert(kind.to_string(), n);
         }
-        let mut warnings = self.standing.notices.clone();
+        let standing = self.standing();
+        let mut warnings = standing.notices.clone();
         warnings.extend(partition_warning(&unreachable, &mesh_peers, now));
         if let Some(failure) = self.store.write_failure() {
             let ago = now.saturating_sub(failure.since_ms) / 1000;
@@ -76,10 +77,10 @@ impl Queries {
         offsets.sort_unstable();
         Ok(StatusView {
             peer_id: self.mesh.peer_id.to_string(),
-            node_key: self.standing.node_key.to_string(),
-            name: self.standing.cert.as_ref().map(|c| c.name().to_owned()),
-            certificate_expires_at_ms: self.standing.cert.as_ref().map(|c| c.not_after_ms()),
-            cluster_key: self.standing.cluster.to_string(),
+            node_key: standing.node_key.to_string(),
+            name: standing.cert.as_ref().map(|c| c.name().to_owned()),
+            certificate_expires_at_ms: standing.cert.as_ref().map(|c| c.not_after_ms()),
+            cluster_key: standing.cluster.to_string(),
             listen_addrs: stats.listen.iter().map(ToString::to_string).collect(),
             peers,
             record_counts,
