@@ -108,13 +108,7 @@ impl Elements {
     /// until its ban's end), its allows and never-ban list. Addresses with
     /// less than a second left at `now_ms` are left out.
     pub fn wanted(target: &Target, now_ms: u64) -> Elements {
-        let mut until: BTreeMap<Key, u64> = BTreeMap::new();
-        for banned in target.bans.values() {
-            for piece in &banned.pieces {
-                let at = until.entry(*piece).or_insert(banned.until_ms);
-                *at = (*at).max(banned.until_ms);
-            }
-        }
+        let until = target.ends();
         let mut out = BTreeMap::new();
         for key in &target.entries {
             let set = Set::for_ban(*key);
