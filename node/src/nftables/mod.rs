@@ -86,6 +86,9 @@ pub struct NftStatus {
     /// Local pardons: entries an operator deleted from a drop set, left
     /// out until their ban's end (Unix ms).
     pub pardoned: BTreeMap<Key, u64>,
+    /// What the sets hold: the shadow copy, checked against the kernel
+    /// at every reconcile (`banmesh trace`).
+    pub held: Arc<Elements>,
 }
 
 /// The nftables backend's parts.
@@ -104,7 +107,7 @@ impl Nftables {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut changes = self.target.clone();
         changes.mark_unchanged();
-        let mut shadow: Option<Elements> = None;
+        let mut shadow: Option<Arc<Elements>> = None;
         let mut pardons = Pardons::default();
         let mut counters = BTreeMap::new();
         let mut next_full = Instant::now();
@@ -125,7 +128,7 @@ impl Nftables {
                 Some(have) if !reconciling => self.apply(have, &target, &mut pardons).await,
                 _ => {
                     let last = last.unwrap_or(0);
-                    let done = self.reconcile(&target, have.as_ref(), &mut pardons, last).await;
+                    let done = self.reconcile(&target, have.as_deref(), &mut pardons, last).await;
                     done.map(|(want, read)| {
                         counters = read;
                         next_full = Instant::now() + self.config.reconcile;
@@ -137,6 +140,7 @@ impl Nftables {
             let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             match result {
                 Ok(want) => {
+                    let want = Arc::new(want);
                     *status = self.status_of(&want, &counters, &pardons, last, reconciling);
                     shadow = Some(want);
                 }
@@ -195,7 +199,7 @@ impl Nftables {
         let held_before = kernel.elements(now);
         if let Some(shadow) = shadow {
             for ((set, key), end) in
-                pardons::removed_by_hand(shadow, &kernel, &ends, now, reconciled_ms)
+                self.removed_by_hand(shadow, &kernel, &ends, reconciled_ms).await?
             {
                 tracing::warn!(target: "banmesh::events::nftables_pardoned", key = %key, set = set.name(), until_ms = end, "an operator deleted a banned element from the nftables set: pardoned on this host until its ban ends (banmesh unban lifts a ban mesh-wide)");
                 pardons.pardon((set, key), end);
@@ -217,6 +221,36 @@ impl Nftables {
         }
         self.send(&changes, now).await?;
         Ok((want, kernel.counters))
+    }
+
+    /// The elements of `shadow` deleted by hand from `kernel`. A dump of a
+    /// hash set the kernel is resizing (after a large batch) can leave
+    /// elements out: the table is read once more, and only elements both
+    /// reads lack count.
+    async fn removed_by_hand(
+        &self,
+        shadow: &Elements,
+        kernel: &Kernel,
+        ends: &BTreeMap<Key, u64>,
+        reconciled_ms: u64,
+    ) -> Result<Vec<((Set, Key), u64)>, NftError> {
+        let first = pardons::removed_by_hand(shadow, kernel, ends, now_ms(), reconciled_ms);
+        if first.is_empty() {
+            return Ok(first);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let again = kernel::read(&self.config.nft, &self.config.table).await?;
+        let second = pardons::removed_by_hand(shadow, &again, ends, now_ms(), reconciled_ms);
+        let suspects = first.len();
+        let gone: Vec<_> = first.into_iter().filter(|x| second.contains(x)).collect();
+        if gone.len() < suspects {
+            tracing::debug!(
+                suspects,
+                gone = gone.len(),
+                "nft listing left out elements a second read holds"
+            );
+        }
+        Ok(gone)
     }
 
     /// Sends `changes` in transactions of `batch` elements.
@@ -248,7 +282,7 @@ impl Nftables {
 
     fn status_of(
         &self,
-        held: &Elements,
+        held: &Arc<Elements>,
         counters: &BTreeMap<String, (u64, u64)>,
         pardons: &Pardons<(Set, Key)>,
         last: Option<u64>,
@@ -267,6 +301,7 @@ impl Nftables {
             last_reconcile_ms: if reconciled { Some(now_ms()) } else { last },
             last_error: None,
             pardoned: pardons.iter().map(|((_, key), end)| (*key, *end)).collect(),
+            held: held.clone(),
         }
     }
 }

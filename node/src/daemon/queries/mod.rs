@@ -247,7 +247,7 @@ impl Queries {
         };
         if let Some(status) = &self.backends.nftables {
             let status = status.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            out.extend(crate::nftables::trace::lookup(&self.config.nftables, &status, addr).await);
+            out.extend(crate::nftables::trace::lookup(&status, addr));
         }
         out
     }
