@@ -251,19 +251,8 @@ impl Applier {
             .into_iter()
             .filter(|j| !j.contains(char::is_whitespace))
             .collect();
-        let mut commands = Vec::with_capacity(jails.len() * 2);
-        for jail in &jails {
-            commands.push(format!("get {jail} ignoreip"));
-            // The mesh jail's times are banmesh's own: only its list is read.
-            let times = if *jail == self.config.jail { "" } else { " --with-time" };
-            commands.push(format!("get {jail} banip{times}"));
-        }
         let mesh_there = jails.contains(&self.config.jail);
-        if mesh_there {
-            // Its lifetime ban count: it falls only when Fail2Ban restarts.
-            commands.push(format!("status {} short", self.config.jail));
-        }
-        let answers = client.batch(&commands).await?;
+        let answers = client.batch(&reads(&jails, &self.config.jail)).await?;
         let total = answers.last().filter(|_| mesh_there).and_then(|a| pardon::total_banned(a));
         let offset_s = client::local_offset_s().await?;
         let mut ignoreip = Vec::new();
@@ -368,6 +357,22 @@ impl Applier {
             problems: Vec::new(),
         })
     }
+}
+
+/// A round's reads: every jail's `ignoreip` and bans (with their times
+/// but for the mesh jail, whose times are banmesh's own), then the mesh
+/// jail's lifetime ban count, which falls only when Fail2Ban restarts.
+fn reads(jails: &[String], mesh_jail: &str) -> Vec<String> {
+    let mut commands = Vec::with_capacity(jails.len() * 2 + 1);
+    for jail in jails {
+        commands.push(format!("get {jail} ignoreip"));
+        let times = if jail == mesh_jail { "" } else { " --with-time" };
+        commands.push(format!("get {jail} banip{times}"));
+    }
+    if jails.iter().any(|j| j == mesh_jail) {
+        commands.push(format!("status {mesh_jail} short"));
+    }
+    commands
 }
 
 /// Brings `jail`, which holds `have`, to hold `send`; returns what it holds
