@@ -7,7 +7,9 @@
 mod common;
 
 use common::fail2ban::{Fail2BanServer, applying_config};
-use common::{SOON, TestCluster, wait_until};
+use std::time::Duration;
+
+use common::{SOON, TestCluster, holds_for, wait_until};
 
 #[test]
 fn fail2ban_nft_network_bans_through_the_shipped_action_are_in_the_kernel_set() {
@@ -67,4 +69,42 @@ fn fail2ban_nft_a_stock_action_that_cannot_hold_networks_is_warned_about_not_cou
     let address = wait_until(SOON, || server.nft_set("ip").contains("10.63.1.1"));
     assert!(address, "the address is not in the kernel's set: {}", server.nft_set("ip"));
     assert!(!server.holds("banmesh", "10.63.0.0/24"), "{}", server.banmesh_jail());
+}
+
+#[test]
+fn fail2ban_nft_an_address_unbanned_from_the_mesh_jail_by_hand_is_a_local_pardon() {
+    let mut cluster = TestCluster::new();
+    let server = Fail2BanServer::start_in_netns(&cluster.path("fail2ban"), None);
+    let config = applying_config(&cluster.path("apply.toml"), &server.dir, "interval = \"1s\"\n");
+    cluster.start_star(1, Some(&config));
+    let node = cluster.node(0);
+    node.call(&["ban", "10.64.0.1", "--for", "1h"]);
+    node.call(&["ban", "10.64.0.2", "--for", "1h"]);
+    let both = || server.holds("banmesh", "10.64.0.1") && server.holds("banmesh", "10.64.0.2");
+    assert!(wait_until(SOON, both), "{}", server.banmesh_jail());
+    let held =
+        wait_until(SOON, || node.trace("10.64.0.1")["enforced"].to_string().contains("jail holds"));
+    assert!(held, "{}", node.trace("10.64.0.1"));
+
+    // The operator unbans one by hand: it stays out, pardoned here only.
+    let out = server.client(&["set", "banmesh", "unbanip", "10.64.0.1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pardoned = || node.status()["fail2ban"]["pardoned"].as_u64();
+    assert!(wait_until(SOON, || pardoned() == Some(1)), "{}", node.status());
+    let out_of_jail = || !server.holds("banmesh", "10.64.0.1");
+    assert!(
+        holds_for(Duration::from_secs(4), out_of_jail),
+        "banned again: {}",
+        server.banmesh_jail()
+    );
+    assert!(!server.nft_set("ip").contains("10.64.0.1,"), "{}", server.nft_set("ip"));
+    assert!(server.holds("banmesh", "10.64.0.2"), "{}", server.banmesh_jail());
+    let enforced = node.trace("10.64.0.1")["enforced"].to_string();
+    assert!(enforced.contains("pardoned"), "{enforced}");
+    assert_eq!(node.records_on("10.64.0.1").len(), 1, "the pardon reached the records");
+
+    // A new ban on it (a later end) is applied again, its pardon gone.
+    node.call(&["ban", "10.64.0.1", "--for", "2h"]);
+    assert!(wait_until(SOON, || server.holds("banmesh", "10.64.0.1")), "{}", server.banmesh_jail());
+    assert!(wait_until(SOON, || pardoned() == Some(0)), "{}", node.status());
 }

@@ -12,9 +12,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use common::netns::{Host, Net};
-use common::{SOON, TestCluster, wait_until};
+use common::{SOON, TestCluster, holds_for, wait_until};
 
 /// The port the listener in A takes.
 const PORT: u16 = 8080;
@@ -243,4 +244,120 @@ fn netns_nftables_remove_on_stop_deletes_the_table() {
     cluster.node_mut(0).stop();
     let gone = nft(net.host(0), &["list", "table", "inet", "bm_test"]);
     assert!(gone.is_err(), "the table stayed: {gone:?}");
+}
+
+/// The elements of `set` in `host`'s banmesh table.
+fn count(host: &Host, set: &str) -> usize {
+    let listing = list(host, set);
+    let Some(elements) = listing.split("elements = {").nth(1) else { return 0 };
+    elements.split('}').next().unwrap_or("").split(',').filter(|e| !e.trim().is_empty()).count()
+}
+
+#[test]
+fn netns_nftables_an_element_deleted_by_hand_is_a_local_pardon_until_the_ban_changes() {
+    require_nft();
+    let net = Net::new(2);
+    let (a, b) = (net.host(0), net.host(1));
+    let mut cluster = TestCluster::new();
+    let mut spec = cluster.spec("node1", &[]);
+    spec.config = Some(config(&cluster, "nft.toml", ""));
+    let node = cluster.start_on(a, spec);
+    let node = cluster.node(node);
+    let _listener = Listener::start(a);
+    let (a4, b4) = (a.ip4.to_string(), b.ip4.to_string());
+    node.call(&["ban", &b4, "--for", "1h"]);
+    node.call(&["ban", "10.80.0.0/24", "--for", "1h"]);
+    node.call(&["ban", "192.0.2.80", "--for", "1h"]);
+    assert!(wait_until(SOON, || !reaches(b, &a4)), "B still reaches A once banned");
+    assert!(wait_until(SOON, || list(a, "net4").contains("10.80.0.0/24")), "{}", list(a, "net4"));
+    let enforced = node.trace(&b4)["enforced"].to_string();
+    assert!(enforced.contains("holds") && enforced.contains("ban4"), "{enforced}");
+
+    // The operator deletes B's element and the network: pardoned, not
+    // added back by the reconciles that follow, never published.
+    nft(a, &["delete", "element", "inet", "banmesh", "ban4", &format!("{{ {b4} }}")]).unwrap();
+    nft(a, &["delete", "element", "inet", "banmesh", "net4", "{ 10.80.0.0/24 }"]).unwrap();
+    let pardoned = || node.status()["nftables"]["pardoned"].as_u64();
+    assert!(wait_until(SOON, || pardoned() == Some(2)), "{}", node.status()["nftables"]);
+    let out = || !list(a, "ban4").contains(&b4) && !list(a, "net4").contains("10.80.0.0/24");
+    assert!(holds_for(Duration::from_secs(3), out), "{}{}", list(a, "ban4"), list(a, "net4"));
+    assert!(reaches(b, &a4), "B, pardoned here, is still dropped");
+    assert!(list(a, "ban4").contains("192.0.2.80"), "another ban went: {}", list(a, "ban4"));
+    let enforced = node.trace(&b4)["enforced"].to_string();
+    assert!(enforced.contains("pardoned") && enforced.contains("no set"), "{enforced}");
+    assert_eq!(node.records_on(&b4).len(), 1, "the pardon reached the records");
+    assert!(node.log_text().contains("pardoned on this host"), "{}", node.log_tail());
+
+    // A flushed ruleset is made again, the pardons still standing.
+    nft(a, &["flush", "ruleset"]).unwrap();
+    assert!(wait_until(SOON, || list(a, "ban4").contains("192.0.2.80")), "not repaired");
+    assert!(!list(a, "ban4").contains(&b4), "a flush undid the pardon: {}", list(a, "ban4"));
+
+    // A new ban on B (a later end): enforced again, its pardon gone.
+    node.call(&["ban", &b4, "--for", "2h"]);
+    assert!(wait_until(SOON, || list(a, "ban4").contains(&b4)), "{}", list(a, "ban4"));
+    assert!(wait_until(SOON, || pardoned() == Some(1)), "{}", node.status()["nftables"]);
+    assert!(!reaches(b, &a4), "B reaches A after a new ban");
+}
+
+#[test]
+fn netns_nftables_a_table_of_the_same_name_made_by_someone_else_is_left_alone() {
+    require_nft();
+    let net = Net::new(1);
+    let a = net.host(0);
+    nft(a, &["add", "table", "inet", "banmesh"]).unwrap();
+    nft(a, &["add", "set", "inet", "banmesh", "theirs", "{ type ipv4_addr; }"]).unwrap();
+    let mut cluster = TestCluster::new();
+    let mut spec = cluster.spec("node1", &[]);
+    spec.config = Some(config(&cluster, "nft.toml", ""));
+    cluster.start_on(a, spec);
+    let node = cluster.node(0);
+    let said = "was not made by banmesh";
+    let reported = wait_until(SOON, || {
+        let status = node.status();
+        status["warnings"].to_string().contains(said)
+            && status["nftables"]["last_error"].to_string().contains(said)
+    });
+    assert!(reported, "no clear error: {}", node.status());
+    assert!(node.log_text().contains(said), "{}", node.log_tail());
+    node.call(&["ban", "192.0.2.1", "--for", "1h"]);
+    assert!(node.is_banned("192.0.2.1"), "the node stopped working");
+    let table = nft(a, &["list", "table", "inet", "banmesh"]).unwrap();
+    assert!(table.contains("set theirs") && !table.contains("ban4"), "touched: {table}");
+    // Once the other table is gone, banmesh makes its own, nothing lost.
+    nft(a, &["delete", "table", "inet", "banmesh"]).unwrap();
+    assert!(wait_until(SOON, || list(a, "ban4").contains("192.0.2.1")), "{}", list(a, "ban4"));
+    assert!(wait_until(SOON, || node.status()["nftables"]["last_error"].is_null()));
+}
+
+#[test]
+fn netns_nftables_a_node_killed_mid_update_converges_and_the_kernel_held_meanwhile() {
+    require_nft();
+    const BANS: usize = 20_000;
+    let net = Net::new(1);
+    let a = net.host(0);
+    let mut cluster = TestCluster::new();
+    let mut spec = cluster.spec("node1", &[]);
+    // Small transactions: the update takes many of them, and a kill lands
+    // in the middle.
+    spec.config = Some(config(&cluster, "nft.toml", "batch = 20\n"));
+    cluster.start_on(a, spec);
+    common::issue_bans(&cluster.node(0).socket, BANS);
+    assert!(wait_until(SOON, || count(a, "ban4") > 0), "no ban reached the kernel");
+    cluster.node_mut(0).kill();
+    let held = count(a, "ban4");
+    assert!(held > 0, "the kernel dropped the bans when the node died");
+    eprintln!("the kernel held {held} of {BANS} bans when the node was killed");
+    // Still held a while later, with the node down.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(a, "ban4"), held, "the kernel's bans changed with the node down");
+    cluster.node_mut(0).restart();
+    let node = cluster.node(0);
+    let converged = wait_until(SOON * 3, || count(a, "ban4") == BANS);
+    assert!(
+        converged,
+        "{} of {BANS} after the restart (held {held} at the kill)",
+        count(a, "ban4")
+    );
+    assert_eq!(node.status()["record_counts"]["ban"], BANS as u64, "{}", node.status());
 }

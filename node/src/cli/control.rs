@@ -352,8 +352,8 @@ fn status_text(s: &StatusView, now: u64) -> String {
             "fail2ban",
             match &s.fail2ban {
                 Some(f) => format!(
-                    "{} in the banmesh jail; {} missed bans published since start",
-                    f.applied, f.published
+                    "{} in the banmesh jail; {} missed bans published since start; {} pardoned locally",
+                    f.applied, f.published, f.pardoned
                 ),
                 None => "not applied ([fail2ban] apply = false)".to_owned(),
             },
@@ -401,7 +401,10 @@ fn nftables_text(n: &NftablesView, now: u64) -> String {
         Some(e) => format!("failing: {e}"),
         None => "ok".to_owned(),
     };
-    let mut out = format!("nftables:     {}, last reconcile {reconciled}, {state}\n", n.table);
+    let mut out = format!(
+        "nftables:     {}, last reconcile {reconciled}, {state}, {} pardoned locally\n",
+        n.table, n.pardoned
+    );
     for set in &n.sets {
         let dropped = if set.name.starts_with("allow") {
             "accepted first".to_owned()
@@ -466,6 +469,9 @@ fn trace_text(trace: &TraceView, now: u64) -> String {
         out.push_str(&format!(" until {}", when(now, at)));
     }
     out.push('\n');
+    for line in &trace.enforced {
+        out.push_str(&format!("enforced: {line}\n"));
+    }
     if trace.records.is_empty() {
         out.push_str("no records on this address or on a network covering it\n");
         return out;

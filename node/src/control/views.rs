@@ -106,6 +106,9 @@ pub struct Fail2BanView {
     pub applied: u64,
     /// Bans Fail2Ban made that the node had missed, published since start.
     pub published: u64,
+    /// Mesh entries unbanned from the jail by hand: local pardons standing.
+    #[serde(default)]
+    pub pardoned: u64,
 }
 
 /// What the nftables backend holds in the kernel.
@@ -119,6 +122,9 @@ pub struct NftablesView {
     pub last_reconcile_ms: Option<u64>,
     /// The last failure, while it lasts.
     pub last_error: Option<String>,
+    /// Entries deleted from a drop set by hand: local pardons standing.
+    #[serde(default)]
+    pub pardoned: u64,
 }
 
 /// One set of the nftables table.
@@ -260,4 +266,8 @@ pub struct TraceView {
     pub decision: String,
     /// Until when the decision holds, when it is a live ban or allow.
     pub until_ms: Option<u64>,
+    /// What this host's backends hold for it: whether the kernel's sets
+    /// or the Fail2Ban jail hold it, and local pardons.
+    #[serde(default)]
+    pub enforced: Vec<String>,
 }

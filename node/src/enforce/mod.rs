@@ -28,6 +28,7 @@
 //! and only when the target changed. It ends when its token fires.
 
 pub mod filter;
+pub mod pardon;
 mod policy;
 pub mod split;
 mod target;

@@ -77,6 +77,19 @@ impl Target {
             .any(|k| self.allows.contains_key(&k))
     }
 
+    /// Until when each entry (each piece of every ban) is banned, Unix ms:
+    /// the latest end of the bans it is a piece of.
+    pub fn ends(&self) -> BTreeMap<Key, u64> {
+        let mut out: BTreeMap<Key, u64> = BTreeMap::new();
+        for banned in self.bans.values() {
+            for piece in &banned.pieces {
+                let at = out.entry(*piece).or_insert(banned.until_ms);
+                *at = (*at).max(banned.until_ms);
+            }
+        }
+        out
+    }
+
     /// Banned networks left out because splitting them takes too many pieces.
     pub fn too_wide(&self) -> impl Iterator<Item = &TooManyPieces> {
         self.left_out.values().filter_map(|why| match why {

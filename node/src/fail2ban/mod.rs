@@ -12,7 +12,9 @@
 //!   that is counted;
 //! - addresses the target allows are unbanned in every jail;
 //! - bans Fail2Ban made while the node was down are published
-//!   ([`reconcile`]), through the node task, which alone signs records.
+//!   ([`reconcile`]), through the node task, which alone signs records;
+//! - an entry an operator unbanned from the mesh jail by hand is a local
+//!   pardon for the rest of its ban ([`pardon`]), not banned again.
 //!
 //! Task: [`Applier::run`], ended by its token. Rounds run every `interval`
 //! and soon after the target changes (a commit, or a ban or allow ending);
@@ -22,9 +24,11 @@
 
 pub mod action;
 pub mod client;
+pub mod pardon;
 pub mod reconcile;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -37,6 +41,7 @@ use action::{ActionCheck, Networks};
 pub use client::Client;
 
 use crate::api::NodeHandle;
+use crate::clock::now_ms;
 use crate::config::Fail2BanConfig;
 use crate::enforce::{MAX_PIECES, Target};
 use crate::store::Store;
@@ -82,9 +87,33 @@ pub struct ApplierStatus {
     pub problems: Vec<String>,
     /// The last failure, if the last round failed.
     pub last_error: Option<String>,
+    /// Local pardons: mesh entries unbanned from the jail by hand, left
+    /// out until their ban's end (Unix ms).
+    pub pardoned: BTreeMap<Key, u64>,
+    /// What the mesh jail held after the last round.
+    pub held: Arc<BTreeSet<Key>>,
 }
 
 impl ApplierStatus {
+    /// `banmesh trace`'s lines for `addr`: the mesh jail's entries holding
+    /// it, and its pardons.
+    pub fn trace(&self, addr: IpAddr, jail: &str) -> Vec<String> {
+        let mut out: Vec<String> = Key::covering(addr)
+            .filter(|k| self.held.contains(k))
+            .map(|k| format!("fail2ban: the {jail} jail holds {k}"))
+            .collect();
+        if out.is_empty() {
+            out.push(format!("fail2ban: the {jail} jail does not hold {addr}"));
+        }
+        for (key, until) in self.pardoned.iter().filter(|(k, _)| k.net().contains(&addr)) {
+            out.push(format!(
+                "fail2ban: {key} pardoned on this host (unbanned from the {jail} jail by hand) until {}; banmesh unban lifts a ban mesh-wide",
+                banmesh_keys::time::format_rfc3339(*until)
+            ));
+        }
+        out
+    }
+
     /// What `banmesh status` should warn about.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -149,6 +178,7 @@ impl Applier {
         changes.mark_unchanged();
         let mut wait = Duration::ZERO;
         let mut healthy = true;
+        let mut memory = pardon::Memory::default();
         loop {
             let last = Instant::now();
             tokio::select! {
@@ -166,10 +196,11 @@ impl Applier {
                     changes.mark_unchanged();
                 }
             }
-            let result = self.round(&client, &mut reconciler, &mut actions).await;
+            let result = self.round(&client, &mut reconciler, &mut actions, &mut memory).await;
             healthy = result.is_ok();
             if !healthy {
                 actions.forget();
+                memory.expected = None;
             }
             let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             s.published = reconciler.published;
@@ -182,6 +213,8 @@ impl Applier {
                     s.too_wide = round.too_wide;
                     s.problems = round.problems;
                     s.last_error = None;
+                    s.pardoned = memory.pardons.iter().map(|(k, end)| (*k, *end)).collect();
+                    s.held = Arc::new(memory.expected.clone().unwrap_or_default());
                     // A ban or allow ending changes the target: the
                     // enforce task publishes it, and `changes` says so.
                     wait = self.config.interval;
@@ -207,6 +240,7 @@ impl Applier {
         client: &Client,
         reconciler: &mut reconcile::Reconciler,
         actions: &mut ActionCheck,
+        memory: &mut pardon::Memory,
     ) -> Result<Round, String> {
         let target = self.target.borrow().clone();
         let batch = usize::try_from(self.config.batch).unwrap_or(usize::MAX);
@@ -217,14 +251,9 @@ impl Applier {
             .into_iter()
             .filter(|j| !j.contains(char::is_whitespace))
             .collect();
-        let mut commands = Vec::with_capacity(jails.len() * 2);
-        for jail in &jails {
-            commands.push(format!("get {jail} ignoreip"));
-            // The mesh jail's times are banmesh's own: only its list is read.
-            let times = if *jail == self.config.jail { "" } else { " --with-time" };
-            commands.push(format!("get {jail} banip{times}"));
-        }
-        let answers = client.batch(&commands).await?;
+        let mesh_there = jails.contains(&self.config.jail);
+        let answers = client.batch(&reads(&jails, &self.config.jail)).await?;
+        let total = answers.last().filter(|_| mesh_there).and_then(|a| pardon::total_banned(a));
         let offset_s = client::local_offset_s().await?;
         let mut ignoreip = Vec::new();
         let mut mesh_jail = None;
@@ -256,8 +285,8 @@ impl Applier {
                 .push(format!("cannot tell whether the mesh jail's actions hold networks: {e}"));
             Networks::Held
         });
-        let mut round =
-            self.apply_mesh_jail(client, &target, &ignoreip, have, networks, batch).await?;
+        let mesh = MeshJail { ignoreip: &ignoreip, have, networks, batch, total };
+        let mut round = self.apply_mesh_jail(client, &target, mesh, memory).await?;
         round.problems = problems;
         Ok(round)
     }
@@ -291,21 +320,22 @@ impl Applier {
     /// Bans in the mesh jail what the target holds and it lacks (less
     /// `ignoreip`); unbans what it holds (`have`) and the target no longer
     /// does (or its action cannot hold: `networks`).
+    /// Entries unbanned by hand since the last round become pardons
+    /// (`memory`), left out.
     async fn apply_mesh_jail(
         &self,
         client: &Client,
         target: &Target,
-        ignoreip: &[Key],
-        have: BTreeSet<Key>,
-        networks: Networks,
-        batch: usize,
+        mesh: MeshJail<'_>,
+        memory: &mut pardon::Memory,
     ) -> Result<Round, String> {
+        let MeshJail { ignoreip, have, networks, batch, total } = mesh;
         let jail = &self.config.jail;
         let want = target.excluding(ignoreip);
         for skipped in &want.too_wide {
             tracing::debug!(error = %skipped, "banned network not applied");
         }
-        let (send, unheld) = match networks {
+        let (mut send, unheld) = match networks {
             Networks::Held => (want.entries, BTreeSet::new()),
             Networks::NotHeld { .. } => {
                 let (nets, addrs): (BTreeSet<Key>, _) =
@@ -313,7 +343,11 @@ impl Applier {
                 (addrs, nets)
             }
         };
+        memory.pardon(&mut send, &have, &target.ends(), jail, now_ms(), total);
+        let banning = send.difference(&have).count();
         let (held, not_taken) = put_in_jail(client, jail, &send, have, batch).await?;
+        memory.expected = Some(send.intersection(&held).copied().collect());
+        memory.total = total.map(|t| t + (banning - not_taken.len()) as u64);
         Ok(Round {
             applied: send.intersection(&held).count(),
             networks,
@@ -323,6 +357,22 @@ impl Applier {
             problems: Vec::new(),
         })
     }
+}
+
+/// A round's reads: every jail's `ignoreip` and bans (with their times
+/// but for the mesh jail, whose times are banmesh's own), then the mesh
+/// jail's lifetime ban count, which falls only when Fail2Ban restarts.
+fn reads(jails: &[String], mesh_jail: &str) -> Vec<String> {
+    let mut commands = Vec::with_capacity(jails.len() * 2 + 1);
+    for jail in jails {
+        commands.push(format!("get {jail} ignoreip"));
+        let times = if jail == mesh_jail { "" } else { " --with-time" };
+        commands.push(format!("get {jail} banip{times}"));
+    }
+    if jails.iter().any(|j| j == mesh_jail) {
+        commands.push(format!("status {mesh_jail} short"));
+    }
+    commands
 }
 
 /// Brings `jail`, which holds `have`, to hold `send`; returns what it holds
@@ -360,6 +410,20 @@ async fn read_jail(client: &Client, jail: &str) -> Result<BTreeSet<Key>, String>
     let answers = client.batch(&[format!("get {jail} banip")]).await?;
     let text = answers.first().map_or("", String::as_str);
     Ok(text.split_whitespace().filter_map(|b| b.parse().ok()).collect())
+}
+
+/// The mesh jail as a round found it.
+struct MeshJail<'a> {
+    /// Every jail's `ignoreip`.
+    ignoreip: &'a [Key],
+    /// What the jail holds.
+    have: BTreeSet<Key>,
+    /// Whether its actions hold networks.
+    networks: Networks,
+    /// Entries per command.
+    batch: usize,
+    /// Its lifetime ban count (`Total banned`), when read.
+    total: Option<u64>,
 }
 
 /// What a round did.

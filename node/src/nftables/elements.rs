@@ -16,6 +16,11 @@ pub const MAX_TIMEOUT_MS: u64 = 20 * 24 * 3600 * 1000;
 /// A kernel's remaining time this close to the wanted one is right (the
 /// kernel counts in its own ticks, `nft -j` in whole seconds).
 pub const SLACK_MS: u64 = 2_500;
+/// An end read from the kernel may be later than the wanted one by this
+/// much and still be right: it is made from the time left, read by `nft
+/// -j list`, and the time the listing ended, which is late by as long as
+/// the listing took (seconds, at a million elements).
+pub const LATE_MS: u64 = 60_000;
 
 /// One of the table's sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -108,13 +113,7 @@ impl Elements {
     /// until its ban's end), its allows and never-ban list. Addresses with
     /// less than a second left at `now_ms` are left out.
     pub fn wanted(target: &Target, now_ms: u64) -> Elements {
-        let mut until: BTreeMap<Key, u64> = BTreeMap::new();
-        for banned in target.bans.values() {
-            for piece in &banned.pieces {
-                let at = until.entry(*piece).or_insert(banned.until_ms);
-                *at = (*at).max(banned.until_ms);
-            }
-        }
+        let until = target.ends();
         let mut out = BTreeMap::new();
         for key in &target.entries {
             let set = Set::for_ban(*key);
@@ -153,8 +152,9 @@ pub enum Change {
 
 /// The changes that bring `have` to `want`: removals first (an interval
 /// set refuses a network overlapping one still there), then additions and
-/// renewals. A timed element is renewed when its end moved by more than
-/// [`SLACK_MS`] (a renewed or extended ban).
+/// renewals. A timed element is renewed when its end moved later by more
+/// than [`SLACK_MS`] (a renewed or extended ban), or earlier by more than
+/// [`LATE_MS`].
 pub fn diff(have: &Elements, want: &Elements) -> Vec<Change> {
     let mut out: Vec<Change> = have
         .0
@@ -165,7 +165,10 @@ pub fn diff(have: &Elements, want: &Elements) -> Vec<Change> {
     for (&(set, key), &until) in &want.0 {
         match (have.0.get(&(set, key)), until) {
             (None, _) => out.push(Change::Add(set, key, until)),
-            (Some(Some(held)), Some(until)) if until.abs_diff(*held) > SLACK_MS => {
+            (Some(Some(held)), Some(until))
+                if until > held.saturating_add(SLACK_MS)
+                    || *held > until.saturating_add(LATE_MS) =>
+            {
                 out.push(Change::Renew(set, key, until));
             }
             _ => {}

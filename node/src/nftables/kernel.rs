@@ -13,6 +13,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::elements::{Elements, Set};
 
+/// The comment banmesh gives its table: a table of the same name without
+/// it is someone else's, never touched.
+pub const MARK: &str = "banmesh";
 /// How long one `nft` call may take.
 const NFT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -42,6 +45,14 @@ pub enum NftError {
         stderr: String,
         /// What to do, when known.
         hint: &'static str,
+    },
+    /// A table of banmesh's name that banmesh did not make.
+    #[error(
+        "table inet {table} exists but was not made by banmesh (it has no comment \"{MARK}\"): banmesh leaves it alone; delete it (nft delete table inet {table}) or set another nftables.table"
+    )]
+    NotOurs {
+        /// Its name.
+        table: String,
     },
     /// Its JSON could not be read.
     #[error("cannot read the output of nft -j: {0}")]
@@ -75,6 +86,8 @@ pub struct KernelChain {
 pub struct Kernel {
     /// Whether the table exists.
     pub exists: bool,
+    /// Whether it carries banmesh's comment ([`MARK`]).
+    pub owned: bool,
     /// banmesh's sets found in it.
     pub sets: BTreeMap<Set, KernelSet>,
     /// Named counters: packets and bytes.
@@ -130,14 +143,28 @@ pub async fn run(program: &str, args: &[&str], input: &str) -> Result<String, Nf
 }
 
 /// Reads table `inet TABLE`: an absent table is an empty [`Kernel`].
+/// Whether it is banmesh's is read from its comment (`nft -t list`: the
+/// JSON of nft 1.0.6 leaves table comments out).
 pub async fn read(program: &str, table: &str) -> Result<Kernel, NftError> {
-    match run(program, &["-j", "list", "table", "inet", table], "").await {
-        Ok(json) => parse(&json),
+    let mut kernel = match run(program, &["-j", "list", "table", "inet", table], "").await {
+        Ok(json) => parse(&json)?,
         Err(NftError::Refused { stderr, .. }) if stderr.contains("No such file or directory") => {
-            Ok(Kernel::default())
+            return Ok(Kernel::default());
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    if kernel.exists && !kernel.owned {
+        let terse = run(program, &["-t", "list", "table", "inet", table], "").await?;
+        kernel.owned = marked(&terse);
     }
+    Ok(kernel)
+}
+
+/// Whether a table listing (`nft -t list table`) carries [`MARK`] as the
+/// table's own comment (its first line inside the table's braces).
+pub fn marked(listing: &str) -> bool {
+    let wanted = format!("comment \"{MARK}\"");
+    listing.lines().nth(1).is_some_and(|line| line.trim() == wanted)
 }
 
 /// Reads `nft -j list table` output.
@@ -149,8 +176,9 @@ pub fn parse(json: &str) -> Result<Kernel, NftError> {
         .ok_or_else(|| NftError::Json("no \"nftables\" array".to_owned()))?;
     let mut out = Kernel::default();
     for item in items {
-        if item.get("table").is_some() {
+        if let Some(table) = item.get("table") {
             out.exists = true;
+            out.owned = table.get("comment").and_then(Value::as_str) == Some(MARK);
         } else if let Some(set) = item.get("set") {
             let Some(name) = set.get("name").and_then(Value::as_str).and_then(Set::named) else {
                 continue;

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use banmesh_crdt::Key;
 
 use super::elements::{Change, MAX_TIMEOUT_MS, Set};
-use super::kernel::Kernel;
+use super::kernel::{Kernel, MARK};
 use crate::config::NftablesConfig;
 
 /// The base chains banmesh may own, with their hooks.
@@ -21,7 +21,8 @@ pub const CHAINS: [&str; 2] = ["input", "forward"];
 /// in one transaction. Allows are accepted before any drop.
 pub fn structure(config: &NftablesConfig, kernel: &Kernel) -> String {
     let table = format!("inet {}", config.table);
-    let mut out = format!("add table {table}\n");
+    // A comment is set only when the table is made: never on one found.
+    let mut out = format!("add table {table} {{ comment \"{MARK}\"; }}\n");
     let wanted: Vec<&str> =
         CHAINS.into_iter().filter(|c| *c == "input" || config.forward).collect();
     let mut kept = Vec::new();

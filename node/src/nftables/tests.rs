@@ -119,7 +119,7 @@ fn transactions_carry_timeouts_and_never_fail_on_gone_elements() {
 fn structure_accepts_allows_before_drops_and_hooks_forward_if_asked() {
     let mut config = Config::from_toml("", "test", &Default::default()).unwrap().nftables;
     let text = script::structure(&config, &kernel::Kernel::default());
-    assert!(text.starts_with("add table inet banmesh\n"), "{text}");
+    assert!(text.starts_with("add table inet banmesh { comment \"banmesh\"; }\n"), "{text}");
     assert!(text.contains("add set inet banmesh ban4 { type ipv4_addr; flags timeout; }"));
     assert!(text.contains("add set inet banmesh net6 { type ipv6_addr; flags interval; }"));
     assert!(text.contains("add counter inet banmesh net6\n"));
@@ -165,4 +165,40 @@ fn listing_is_read_back() {
     assert_eq!(held.0.get(&(Set::Ban4, key("10.0.0.2"))), Some(&Some(u64::MAX)));
     assert_eq!(held.0.get(&(Set::Net4, key("10.1.0.0/24"))), Some(&None));
     assert!(kernel::parse("{}").is_err());
+}
+
+#[test]
+fn only_elements_deleted_by_hand_from_a_table_still_there_are_pardoned() {
+    use super::elements::MAX_TIMEOUT_MS;
+    use super::kernel::KernelSet;
+    use super::pardons::{removed_by_hand, settle_long};
+    let t = target(&[("192.0.2.1", NOW + 90_000), ("192.0.2.2", NOW + 1_000)], &[], &[]);
+    let shadow = Elements::wanted(&t, NOW - 10_000);
+    let ends = t.ends();
+    let mut kernel = kernel::Kernel { exists: true, owned: true, ..kernel::Kernel::default() };
+    kernel.sets.insert(Set::Ban4, KernelSet { ours: true, ..KernelSet::default() });
+    // 192.0.2.1 deleted by hand; 192.0.2.2 expired by the kernel.
+    let gone = removed_by_hand(&shadow, &kernel, &ends, NOW, NOW - 10_000);
+    assert_eq!(gone, vec![((Set::Ban4, key("192.0.2.1")), NOW + 90_000)]);
+    // A flushed (missing) table or set, or someone else's table: none.
+    let flushed = kernel::Kernel { exists: false, ..kernel.clone() };
+    assert!(removed_by_hand(&shadow, &flushed, &ends, NOW, NOW - 10_000).is_empty());
+    let no_set = kernel::Kernel { sets: Default::default(), ..kernel.clone() };
+    assert!(removed_by_hand(&shadow, &no_set, &ends, NOW, NOW - 10_000).is_empty());
+    // A ban longer than the cap: its capped timeout may have run out when
+    // no reconcile re-asserted it for that long.
+    let long = target(&[("192.0.2.3", NOW + 3 * MAX_TIMEOUT_MS)], &[], &[]);
+    let want = Elements::wanted(&long, NOW);
+    let later = NOW + MAX_TIMEOUT_MS + 10_000;
+    assert!(removed_by_hand(&want, &kernel, &long.ends(), later, NOW).is_empty());
+    assert_eq!(removed_by_hand(&want, &kernel, &long.ends(), later, later - 1_000).len(), 1);
+
+    // And it is right while over half the cap is left.
+    let element = (Set::Ban4, key("192.0.2.3"));
+    let mut held = Elements([(element, Some(NOW + MAX_TIMEOUT_MS - 1_000))].into());
+    settle_long(&mut held, &want, NOW);
+    assert!(diff(&held, &want).is_empty(), "re-added on every reconcile");
+    let mut held = Elements([(element, Some(NOW + MAX_TIMEOUT_MS / 3))].into());
+    settle_long(&mut held, &want, NOW);
+    assert_eq!(diff(&held, &want).len(), 1, "never re-asserted");
 }

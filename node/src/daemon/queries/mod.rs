@@ -246,7 +246,24 @@ impl Queries {
             records: entries,
             decision: text,
             until_ms: until,
+            enforced: self.enforced(addr).await,
         })
+    }
+}
+
+impl Queries {
+    /// What the backends hold for `addr` (`trace`).
+    async fn enforced(&self, addr: IpAddr) -> Vec<String> {
+        let mut out = {
+            let applier = self.backends.fail2ban.lock().unwrap_or_else(PoisonError::into_inner);
+            let on = self.config.enforce.has(crate::config::Backend::Fail2Ban);
+            if on { applier.trace(addr, &self.config.fail2ban.jail) } else { Vec::new() }
+        };
+        if let Some(status) = &self.backends.nftables {
+            let status = status.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            out.extend(crate::nftables::trace::lookup(&status, addr));
+        }
+        out
     }
 }
 

@@ -93,6 +93,7 @@ impl Queries {
             fail2ban: self.config.fail2ban.apply.then(|| Fail2BanView {
                 applied: u64::try_from(applier.applied).unwrap_or(u64::MAX),
                 published: applier.published,
+                pardoned: u64::try_from(applier.pardoned.len()).unwrap_or(u64::MAX),
             }),
             nftables,
             gateway,
@@ -120,6 +121,7 @@ fn nftables_view(n: crate::nftables::NftStatus) -> NftablesView {
         sets,
         last_reconcile_ms: n.last_reconcile_ms,
         last_error: n.last_error,
+        pardoned: u64::try_from(n.pardoned.len()).unwrap_or(u64::MAX),
     }
 }
 
