@@ -113,7 +113,7 @@ async fn run(base: &Path, nodes_n: usize, bans: u64, rate: u64, warmup: Duration
             .arg(format!("/ip4/127.0.0.1/tcp/{}", ports[i - 1]))
             .arg("--socket")
             .arg(&socket)
-            .env("RUST_LOG", "info,libp2p=warn,banmesh::events=info")
+            .env("RUST_LOG", "info,libp2p=warn,banmesh::events=debug")
             .stdin(Stdio::null())
             .stdout(File::create(dir.join(format!("{n}.out"))).expect("stdout file"))
             .stderr(File::create(&log).expect("log file"));

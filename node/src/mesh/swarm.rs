@@ -127,6 +127,8 @@ pub struct MeshStats {
     pub last_sync: HashMap<PeerId, u64>,
     /// What each peer that refused this node's hello told, until it accepts one.
     pub refused_by: BTreeMap<PeerId, String>,
+    /// Sync sessions since start and running.
+    pub sync: super::sync::sessions::SyncStats,
 }
 
 struct Peer {

@@ -171,8 +171,14 @@ pub async fn verify_many(
         match store.apply_from(records, now, source.to_string()).await {
             Ok(applied) => {
                 let new: HashSet<Id> = applied.new.iter().map(Record::id).collect();
-                for r in &applied.new {
+                if !applied.new.is_empty() {
                     tracing::info!(
+                        target: "banmesh::events::records_applied",
+                        from = %source, count = applied.new.len(), "records applied"
+                    );
+                }
+                for r in &applied.new {
+                    tracing::debug!(
                         target: "banmesh::events::record_applied",
                         key = %r.key(), kind = %r.kind(), origin = %r.origin(), issued_at = r.issued_at().0,
                         "record applied"
