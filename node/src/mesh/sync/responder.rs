@@ -134,6 +134,10 @@ impl Responder {
                     && let Some(s) = self.sessions.remove(&session)
                 {
                     self.tracker.end(s.progress);
+                    // A reconciliation with the peer finished, on this side too.
+                    let mut stats =
+                        ctx.checker.stats.lock().unwrap_or_else(PoisonError::into_inner);
+                    stats.last_sync.insert(peer, now_ms());
                 }
                 plain(SyncResponse::Done)
             }
