@@ -41,7 +41,7 @@ mod storage;
 use crate::store::sync_set;
 use initiator::Outcome;
 use responder::Responder;
-use sessions::{NotStarted, Tracker};
+use sessions::{Guard, NotStarted, Tracker};
 
 /// The protocol name.
 pub const SYNC_PROTOCOL: &str = "/banmesh/sync/1";
@@ -188,8 +188,9 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             Some(inbound) = inbound_rx.recv() => {
                 let answer = responder.respond(&ctx, inbound.peer, inbound.request).await;
-                if answer.then_initiate {
-                    children.spawn(session_logged(ctx.clone(), inbound.peer, Duration::ZERO));
+                if let Some(id) = answer.then_initiate {
+                    let (ctx, guard) = (ctx.clone(), Guard { tracker: Tracker(ctx.checker.stats.clone()), id });
+                    children.spawn(async move { run_session(&ctx, inbound.peer, guard).await.ok(); });
                 }
                 let _ = ctx.swarm_tx.send(MeshCommand::SyncRespond(inbound.channel, answer.response)).await;
             }
@@ -240,7 +241,7 @@ async fn next_peer(ctx: &SyncContext, turn: &mut usize) -> Option<PeerId> {
     *turn = turn.wrapping_add(1);
     let peer = ready[*turn % ready.len()];
     let tracker = Tracker(ctx.checker.stats.clone());
-    if tracker.in_session(&peer) || tracker.initiating_full() {
+    if tracker.in_session(&peer) || tracker.initiating_full() || tracker.catching_up() {
         tracker.skip();
         return None;
     }
@@ -254,6 +255,11 @@ async fn session(ctx: &SyncContext, peer: PeerId, wait: Duration) -> Result<Outc
         NotStarted::InSession => "a session with this peer runs".to_owned(),
         NotStarted::Busy => "this node runs as many sessions as it may".to_owned(),
     })?;
+    run_session(ctx, peer, guard).await
+}
+
+/// Runs the session `guard` registered, and logs how it ended.
+async fn run_session(ctx: &SyncContext, peer: PeerId, guard: Guard) -> Result<Outcome, String> {
     let outcome = initiator::initiate(ctx, peer, &guard).await;
     if let Some(p) = guard.tracker.end(guard.id) {
         match &outcome {

@@ -99,6 +99,7 @@ pub(super) async fn initiate(
     let params = ctx.checker.params;
     let has = ctx.checker.store.read(move |c, p| sync_set::has_records(c, p, horizon_ms, &params));
     let mut records = has.await.map_err(|e| e.to_string())?;
+    guard.tracker.phase(guard.id, !records, None);
     if !records {
         records = stream_from(ctx, peer, horizon_ms, guard).await? > 0;
     }
@@ -110,7 +111,7 @@ pub(super) async fn initiate(
     let (session, msg) = match first_request(ctx, peer, open).await {
         Ok(SyncResponse::Round { session, msg }) => (session, msg),
         Ok(_) => return Err("unexpected answer to open".into()),
-        Err(e) if e.ends_with(EMPTY) || e.ends_with("busy") => {
+        Err(e) if e.ends_with(EMPTY) || e.contains("refused: busy") => {
             return Ok(Outcome::Declined(e));
         }
         Err(e) => return Err(e),

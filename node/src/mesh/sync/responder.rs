@@ -51,11 +51,11 @@ pub(super) struct Responder {
     tracker: Tracker,
 }
 
-/// An answer, and whether this node should now open a session with the
-/// asking peer (it refused a reconciliation because it is empty).
+/// An answer, and the session this node registered to open with the
+/// asking peer (it declined a reconciliation because it is empty).
 pub(super) struct Answer {
     pub response: SyncResponse,
-    pub then_initiate: bool,
+    pub then_initiate: Option<u64>,
 }
 
 fn refused(reason: &str) -> SyncResponse {
@@ -105,7 +105,7 @@ impl Responder {
         peer: PeerId,
         request: SyncRequest,
     ) -> Answer {
-        let plain = |response| Answer { response, then_initiate: false };
+        let plain = |response| Answer { response, then_initiate: None };
         match request {
             SyncRequest::Open { horizon_ms, msg, records } => {
                 self.open(ctx, peer, horizon_ms, &msg, records).await
@@ -158,9 +158,13 @@ impl Responder {
         msg: &[u8],
         peer_has_records: bool,
     ) -> Answer {
-        let plain = |response| Answer { response, then_initiate: false };
+        let plain = |response| Answer { response, then_initiate: None };
         if horizon_ms > now_ms().saturating_add(ctx.checker.params.skew_bound_ms) {
             return plain(refused("horizon in the future"));
+        }
+        if self.tracker.catching_up() {
+            self.tracker.refuse();
+            return plain(refused("busy: catching up"));
         }
         if peer_has_records && !self.tracker.in_session(&peer) {
             let params = ctx.checker.params;
@@ -171,7 +175,12 @@ impl Responder {
             if matches!(has.await, Ok(false)) {
                 // Streaming the set from the peer beats being pushed it
                 // record by record: decline, and open a session that streams.
-                return Answer { response: refused(EMPTY), then_initiate: true };
+                // Registered here, before the next request is answered, so
+                // a second peer's Open finds this node catching up.
+                return match self.tracker.begin(peer, Role::Initiator, true) {
+                    Ok(id) => Answer { response: refused(EMPTY), then_initiate: Some(id) },
+                    Err(_) => plain(refused("busy")),
+                };
             }
         }
         let progress = match self.begin(peer, false) {

@@ -136,6 +136,18 @@ impl Tracker {
             >= MAX_INITIATING
     }
 
+    /// Whether this node is being streamed the set: it then neither
+    /// reconciles with nor streams from anyone else, or the set would come
+    /// twice.
+    pub fn catching_up(&self) -> bool {
+        self.with(|s| s.running.values().any(|p| p.role == Role::Initiator && p.stream))
+    }
+
+    /// Counts a session a peer opened and this node refused.
+    pub fn refuse(&self) {
+        self.with(|s| s.refused += 1);
+    }
+
     /// Counts a session not opened (the timer found the peer in session).
     pub fn skip(&self) {
         self.with(|s| s.skipped += 1);
@@ -210,5 +222,34 @@ pub fn view(stats: &SyncStats, now_ms: u64) -> crate::control::views::SyncView {
         refused: stats.refused,
         skipped: stats.skipped,
         running,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_sessions_one_per_peer_and_capped_per_side() {
+        let mut stats = SyncStats::default();
+        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        let first = stats.begin(peers[0], Role::Responder, false).expect("first session");
+        // Either side's session with a peer keeps out any other with it.
+        assert_eq!(stats.begin(peers[0], Role::Responder, false), Err(NotStarted::InSession));
+        assert_eq!(stats.begin(peers[0], Role::Initiator, false), Err(NotStarted::InSession));
+        for peer in &peers[1..MAX_RESPONDING] {
+            stats.begin(*peer, Role::Responder, true).expect("under the cap");
+        }
+        assert_eq!(stats.begin(peers[5], Role::Responder, false), Err(NotStarted::Busy));
+        // The cap is per side: this node may still open sessions.
+        let mut opened = Vec::new();
+        for _ in 0..MAX_INITIATING {
+            opened.push(stats.begin(PeerId::random(), Role::Initiator, false).expect("opens"));
+        }
+        assert_eq!(stats.begin(PeerId::random(), Role::Initiator, false), Err(NotStarted::Busy));
+        stats.running.remove(&first);
+        stats.begin(peers[0], Role::Responder, false).expect("a session again once over");
+        assert_eq!((stats.answered, stats.streamed, stats.refused), (2, 3, 2));
+        assert_eq!((stats.initiated, stats.skipped), (2, 2));
     }
 }
