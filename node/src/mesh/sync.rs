@@ -214,7 +214,7 @@ pub async fn run(
                 }
             },
             _ = tick.tick() => {
-                responder.expire();
+                responder.expire(None);
                 if let Some(peer) = next_peer(&ctx, &mut turn).await {
                     children.spawn(session_logged(ctx.clone(), peer, Duration::ZERO));
                 }

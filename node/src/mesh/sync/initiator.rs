@@ -27,7 +27,7 @@ use crate::store::sync_set;
 pub(super) const IN_SESSION: &str = "in session";
 /// Refusal of an empty node, which streams from the initiator instead.
 pub(super) const EMPTY: &str = "empty: it streams from you";
-const RETRIES: usize = 20;
+const RETRIES: usize = 30;
 const RETRY_AFTER: Duration = Duration::from_millis(250);
 
 /// How a session ended.
@@ -35,7 +35,8 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 pub(super) enum Outcome {
     /// It ran; records pushed and pulled.
     Done { pushed: usize, pulled: usize },
-    /// The peer declined: it is empty (and streams from this node) or busy.
+    /// Declined: the peer is empty (and streams from this node) or busy, or
+    /// this node is streamed the set by another peer.
     Declined(String),
 }
 
@@ -99,8 +100,11 @@ pub(super) async fn initiate(
     let params = ctx.checker.params;
     let has = ctx.checker.store.read(move |c, p| sync_set::has_records(c, p, horizon_ms, &params));
     let mut records = has.await.map_err(|e| e.to_string())?;
-    guard.tracker.phase(guard.id, !records, None);
+    guard.tracker.phase(guard.id, false, None);
     if !records {
+        if !guard.tracker.start_stream(guard.id) {
+            return Ok(Outcome::Declined("this node is streamed the set by another peer".into()));
+        }
         records = stream_from(ctx, peer, horizon_ms, guard).await? > 0;
     }
     let storage = Shared::build(ctx, horizon_ms).await?;
@@ -211,7 +215,6 @@ async fn stream_from(
     guard: &Guard,
 ) -> Result<usize, String> {
     let (mut after, mut stored, mut total) = (None, 0, None);
-    guard.tracker.phase(guard.id, true, None);
     loop {
         let req = SyncRequest::Stream { horizon_ms, after: after.clone() };
         let answer = if after.is_none() {

@@ -27,6 +27,9 @@ use crate::store::{query, sync_set};
 
 /// How long a session lives without a request.
 pub(super) const SESSION_IDLE: Duration = Duration::from_secs(30);
+/// A peer's session idle this long gives way to a new one it opens (it
+/// reconnected, or its side gave up): back-to-back Opens are still refused.
+const STALE: Duration = Duration::from_secs(5);
 
 /// A reconciliation a peer opened.
 pub(super) struct Session {
@@ -68,29 +71,26 @@ impl Responder {
         Responder { sessions: HashMap::new(), streams: HashMap::new(), next_session, tracker }
     }
 
-    /// Drops sessions idle for [`SESSION_IDLE`].
-    pub(super) fn expire(&mut self) {
+    /// Drops sessions idle for [`SESSION_IDLE`], and `peer`'s idle for
+    /// [`STALE`].
+    pub(super) fn expire(&mut self, peer: Option<PeerId>) {
         let now = Instant::now();
         let tracker = &self.tracker;
-        self.sessions.retain(|_, s| {
-            let live = now.duration_since(s.used) < SESSION_IDLE;
+        let live = |of: PeerId, used: Instant, progress: u64| {
+            let limit = if Some(of) == peer { STALE } else { SESSION_IDLE };
+            let live = now.duration_since(used) < limit;
             if !live {
-                tracker.end(s.progress);
+                tracker.end(progress);
             }
             live
-        });
-        self.streams.retain(|_, s| {
-            let live = now.duration_since(s.used) < SESSION_IDLE;
-            if !live {
-                tracker.end(s.progress);
-            }
-            live
-        });
+        };
+        self.sessions.retain(|_, s| live(s.peer, s.used, s.progress));
+        self.streams.retain(|of, s| live(*of, s.used, s.progress));
     }
 
     /// Registers a new session with `peer`, or the refusal to send.
     fn begin(&mut self, peer: PeerId, stream: bool) -> Result<u64, SyncResponse> {
-        self.expire();
+        self.expire(Some(peer));
         match self.tracker.begin(peer, Role::Responder, stream) {
             Ok(id) => Ok(id),
             Err(NotStarted::InSession) => Err(refused(IN_SESSION)),

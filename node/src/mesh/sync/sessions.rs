@@ -143,6 +143,19 @@ impl Tracker {
         self.with(|s| s.running.values().any(|p| p.role == Role::Initiator && p.stream))
     }
 
+    /// Marks session `id` as being streamed the set, unless another session
+    /// of this node is (the set would come twice); whether it may stream.
+    pub fn start_stream(&self, id: u64) -> bool {
+        self.with(|s| {
+            let other =
+                s.running.iter().any(|(k, p)| *k != id && p.role == Role::Initiator && p.stream);
+            if let Some(p) = s.running.get_mut(&id).filter(|_| !other) {
+                p.stream = true;
+            }
+            !other
+        })
+    }
+
     /// Counts a session a peer opened and this node refused.
     pub fn refuse(&self) {
         self.with(|s| s.refused += 1);
