@@ -13,7 +13,9 @@
 //!    node's state digest is equal, and how many issued bans some node lacks
 //!    then (records lost: must be 0).
 //!
-//! Run as root: `cargo bench -p banmesh-node --bench netns`. Environment:
+//! Run as root: `BANMESH_TEST_LOG=info,libp2p=warn,banmesh::events=debug
+//! cargo bench -p banmesh-node --bench netns` (`record_applied` is a debug
+//! event: without it the propagation figures are empty). Environment:
 //! `BANMESH_BENCH_HOSTS` (10), `BANMESH_BENCH_DELAY_MS` (20),
 //! `BANMESH_BENCH_BANS` (200), `BANMESH_BENCH_CUTS` (`30,150`, seconds),
 //! `BANMESH_BENCH_ONLY` (`formation`, `propagation`, `heal` or `split`).

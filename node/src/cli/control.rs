@@ -373,6 +373,7 @@ fn status_text(s: &StatusView, now: u64) -> String {
     ];
     let mut out: String =
         lines.iter().map(|(l, v)| format!("{:<14}{v}\n", format!("{l}:"))).collect();
+    out.push_str(&crate::cli::sync_status::lines(&s.sync));
     if let Some(g) = &s.gateway {
         let plural = if g.tokens == 1 { "" } else { "s" };
         out.push_str(&format!("gateway:      {} ({} token{plural})\n", g.listen, g.tokens));

@@ -15,6 +15,7 @@ mod node_cmd;
 mod record;
 mod show;
 mod store;
+mod sync_status;
 
 use clap::{Parser, Subcommand};
 

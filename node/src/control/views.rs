@@ -63,6 +63,9 @@ pub struct StatusView {
     /// What the scheduled GC collected.
     #[serde(default)]
     pub gc: GcView,
+    /// Sync sessions since start, and those running with their progress.
+    #[serde(default)]
+    pub sync: Box<SyncView>,
     /// What `banmesh status --check` reports, worst first; empty when the
     /// node is healthy.
     #[serde(default)]
@@ -161,6 +164,43 @@ pub struct GcView {
     pub last_collected: u64,
     /// Records deleted since the node started.
     pub total_collected: u64,
+}
+
+/// Sync sessions, as `banmesh status` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncView {
+    /// Sessions this node opened since start.
+    pub initiated: u64,
+    /// Reconciliations peers opened that this node answered.
+    pub answered: u64,
+    /// Streams of the whole set this node began sending (to empty peers).
+    pub streamed: u64,
+    /// Sessions peers opened that this node refused (one with that peer
+    /// was running, or the node was at its cap).
+    pub refused: u64,
+    /// Sessions this node did not open for the same reasons.
+    pub skipped: u64,
+    /// Sessions running now.
+    pub running: Vec<SyncSessionView>,
+}
+
+/// One running sync session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSessionView {
+    /// The other side's PeerId.
+    pub peer_id: String,
+    /// `initiator` or `responder`.
+    pub role: String,
+    /// Streaming the whole set (else reconciling).
+    pub stream: bool,
+    /// Records moved so far.
+    pub records: u64,
+    /// Bytes moved so far.
+    pub bytes: u64,
+    /// Records the session will move, when known.
+    pub total: Option<u64>,
+    /// Seconds left at the rate so far, when the total is known.
+    pub eta_s: Option<u64>,
 }
 
 /// Where the node stands with one peer.

@@ -224,7 +224,11 @@ pub fn start(
         limits: Arc::new(limit::OriginLimits::new(settings.origin_rate, settings.origin_burst)),
         stats: stats.clone(),
     };
-    let ctx = sync::SyncContext { checker: checker.clone(), swarm_tx: command_tx.clone() };
+    let ctx = sync::SyncContext {
+        checker: checker.clone(),
+        swarm_tx: command_tx.clone(),
+        local: peer_id,
+    };
     tasks.spawn(
         "sync",
         sync::run(ctx, sync_inbound_rx, order_rx, settings.sync_interval, shutdown.clone()),

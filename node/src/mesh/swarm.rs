@@ -129,12 +129,15 @@ pub struct MeshStats {
     pub accepted: u64,
     /// Our listen addresses.
     pub listen: Vec<Multiaddr>,
-    /// When the last reconciliation with each peer finished, Unix ms.
+    /// When the last reconciliation with each peer finished (either side
+    /// opened it), Unix ms.
     pub last_sync: HashMap<PeerId, u64>,
     /// What each peer that refused this node's hello told, until it accepts one.
     pub refused_by: BTreeMap<PeerId, String>,
     /// Where the mesh's tasks count for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Sync sessions since start and running.
+    pub sync: super::sync::sessions::SyncStats,
 }
 
 struct Peer {

@@ -1,8 +1,15 @@
 //! Anti-entropy: `/banmesh/sync/1`, range-based set reconciliation with
 //! negentropy over the replicated set (records, certificates, revocations;
 //! item = (`issued_at`, `id`)). The initiator learns what differs, then
-//! pulls what it lacks and pushes what the other side lacks; everything
-//! received is judged and stored exactly like gossip.
+//! pulls what it lacks and pushes what the other side lacks, round by
+//! round; an empty node is first streamed the whole set page by page.
+//! Everything received is judged and stored exactly like gossip.
+//!
+//! Sessions do the work once: at most one with each peer at a time,
+//! whichever side opened it (on connect only the side with the smaller
+//! PeerId opens one; the timer skips a peer in session; a second Open from
+//! a peer in session is refused), and a cap on the sessions a node opens
+//! and answers ([`sessions`]). Their progress is in `banmesh status`.
 //!
 //! Task: the sync task owns the responder sessions and runs initiator
 //! sessions (with each new peer, with the next peer on a timer, and on
@@ -10,15 +17,13 @@
 //! [`MeshCommand`]s (send a request, send a response) and gets inbound
 //! requests on a bounded channel. Ends when its token fires.
 
-use std::collections::HashMap;
 use std::sync::PoisonError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use banmesh_crdt::Origin;
 use banmesh_keys::{Certificate, Revocation};
 use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
-use negentropy::{Id as NegId, Negentropy, NegentropyStorageVector};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot};
@@ -27,12 +32,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, pack};
 use super::swarm::MeshCommand;
-use super::verifier::{self, Checker};
+use super::verifier::Checker;
 
+mod initiator;
 mod responder;
-use crate::clock::now_ms;
-use crate::store::query::{self, SyncItem};
-use responder::respond;
+pub mod sessions;
+mod storage;
+use crate::store::sync_set;
+use initiator::Outcome;
+use responder::Responder;
+use sessions::{Guard, NotStarted, Tracker};
 
 /// The protocol name.
 pub const SYNC_PROTOCOL: &str = "/banmesh/sync/1";
@@ -42,9 +51,8 @@ pub const MAX_FRAME: u64 = 512 * 1024;
 const NEGENTROPY_FRAME: u64 = 400 * 1024;
 /// Ids asked for in one pull, so the answer fits in a frame.
 const PULL_IDS: usize = 2_000;
-/// Responder sessions kept at once, and how long an idle one lives.
-const MAX_SESSIONS: usize = 32;
-const SESSION_IDLE: Duration = Duration::from_secs(60);
+/// How long `banmesh sync` waits for a session running with a peer to end.
+const NOW_WAIT: Duration = Duration::from_secs(30);
 /// Records in one streamed page (about 320 KiB), under the frame limit.
 const PAGE_RECORDS: usize = 2_000;
 /// Rounds before a session is abandoned (a hostile or broken peer).
@@ -59,6 +67,10 @@ pub enum SyncRequest {
         horizon_ms: u64,
         /// Negentropy's initial message.
         msg: ByteBuf,
+        /// Whether the initiator holds records: an empty responder then
+        /// declines and streams the set from the initiator instead.
+        #[serde(default)]
+        records: bool,
     },
     /// A later negentropy message of a session.
     Round {
@@ -116,6 +128,9 @@ pub enum SyncResponse {
         batches: Vec<ByteBuf>,
         /// Where to continue; `None` when this was the last page.
         next: Option<(u64, ByteBuf)>,
+        /// On the first page, how many records the set holds.
+        #[serde(default)]
+        total: Option<u64>,
     },
     /// Done.
     Done,
@@ -144,13 +159,6 @@ pub enum SyncOrder {
     Now(Vec<PeerId>, oneshot::Sender<Vec<PeerId>>),
 }
 
-struct Session {
-    peer: PeerId,
-    negentropy: Negentropy<'static, NegentropyStorageVector>,
-    items: HashMap<[u8; 32], SyncItem>,
-    used: Instant,
-}
-
 /// What a session needs from the node, shared with child tasks.
 #[derive(Clone)]
 pub struct SyncContext {
@@ -158,6 +166,8 @@ pub struct SyncContext {
     pub checker: Checker,
     /// Commands to the swarm task.
     pub swarm_tx: mpsc::Sender<MeshCommand>,
+    /// This node's PeerId: of two peers, the smaller opens the session on connect.
+    pub local: PeerId,
 }
 
 /// The sync task's loop.
@@ -168,8 +178,7 @@ pub async fn run(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut sessions: HashMap<u64, Session> = HashMap::new();
-    let mut next_session: u64 = u64::from(std::process::id()) << 32;
+    let mut responder = Responder::new(Tracker(ctx.checker.stats.clone()));
     let mut children = JoinSet::new();
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
@@ -178,19 +187,25 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(inbound) = inbound_rx.recv() => {
-                let response = respond(&ctx, &mut sessions, &mut next_session, inbound.peer, inbound.request).await;
-                let _ = ctx.swarm_tx.send(MeshCommand::SyncRespond(inbound.channel, response)).await;
+                let answer = responder.respond(&ctx, inbound.peer, inbound.request).await;
+                if let Some(id) = answer.then_initiate {
+                    let (ctx, guard) = (ctx.clone(), Guard { tracker: Tracker(ctx.checker.stats.clone()), id });
+                    children.spawn(async move { run_session(&ctx, inbound.peer, guard).await.ok(); });
+                }
+                let _ = ctx.swarm_tx.send(MeshCommand::SyncRespond(inbound.channel, answer.response)).await;
             }
             Some(order) = order_rx.recv() => match order {
-                SyncOrder::PeerReady(peer) => {
-                    children.spawn(session_logged(ctx.clone(), peer));
+                // Of two peers, the smaller opens the session; the other waits.
+                SyncOrder::PeerReady(peer) if ctx.local < peer => {
+                    children.spawn(session_logged(ctx.clone(), peer, Duration::ZERO));
                 }
+                SyncOrder::PeerReady(_) => {}
                 SyncOrder::Now(peers, reply) => {
                     let ctx = ctx.clone();
                     children.spawn(async move {
                         let mut done = Vec::new();
                         for peer in peers {
-                            if initiate(&ctx, peer).await.is_ok() {
+                            if matches!(session(&ctx, peer, NOW_WAIT).await, Ok(Outcome::Done { .. })) {
                                 done.push(peer);
                             }
                         }
@@ -199,21 +214,10 @@ pub async fn run(
                 }
             },
             _ = tick.tick() => {
-                let (reply, answer) = oneshot::channel();
-                if ctx.swarm_tx.send(MeshCommand::Peers(reply)).await.is_ok()
-                    && let Ok(peers) = answer.await
-                {
-                    // Peers in doubt (nothing heard lately) are skipped: a
-                    // session with a dead peer would only wait out its timeout.
-                    let mut ready: Vec<PeerId> = peers.iter().filter(|p| p.ready && !p.in_doubt).map(|p| p.peer).collect();
-                    ready.sort();
-                    if !ready.is_empty() {
-                        turn = turn.wrapping_add(1);
-                        children.spawn(session_logged(ctx.clone(), ready[turn % ready.len()]));
-                    }
+                responder.expire(None);
+                if let Some(peer) = next_peer(&ctx, &mut turn).await {
+                    children.spawn(session_logged(ctx.clone(), peer, Duration::ZERO));
                 }
-                let now = Instant::now();
-                sessions.retain(|_, s| now.duration_since(s.used) < SESSION_IDLE);
             }
             Some(_) = children.join_next(), if !children.is_empty() => {}
         }
@@ -221,153 +225,72 @@ pub async fn run(
     children.shutdown().await;
 }
 
-async fn session_logged(ctx: SyncContext, peer: PeerId) {
-    if let Err(e) = initiate(&ctx, peer).await {
-        tracing::debug!(%peer, error = %e, "sync did not finish");
-    }
-}
-
-async fn request(
-    ctx: &SyncContext,
-    peer: PeerId,
-    request: SyncRequest,
-) -> Result<SyncResponse, String> {
+/// The timer's next peer: ready peers in turn, skipping those in doubt
+/// (nothing heard lately: a session would only wait out its timeout) and
+/// those in session already.
+async fn next_peer(ctx: &SyncContext, turn: &mut usize) -> Option<PeerId> {
     let (reply, answer) = oneshot::channel();
-    ctx.swarm_tx
-        .send(MeshCommand::SyncRequest { peer, request, reply })
-        .await
-        .map_err(|_| "mesh stopped".to_owned())?;
-    match answer.await.map_err(|_| "mesh stopped".to_owned())?? {
-        SyncResponse::Refused { reason } => Err(format!("refused: {reason}")),
-        other => Ok(other),
+    ctx.swarm_tx.send(MeshCommand::Peers(reply)).await.ok()?;
+    let peers = answer.await.ok()?;
+    let mut ready: Vec<PeerId> =
+        peers.iter().filter(|p| p.ready && !p.in_doubt).map(|p| p.peer).collect();
+    ready.sort();
+    if ready.is_empty() {
+        return None;
     }
+    *turn = turn.wrapping_add(1);
+    let peer = ready[*turn % ready.len()];
+    let tracker = Tracker(ctx.checker.stats.clone());
+    if tracker.in_session(&peer) || tracker.initiating_full() || tracker.catching_up() {
+        tracker.skip();
+        return None;
+    }
+    Some(peer)
 }
 
-async fn storage_of(
-    ctx: &SyncContext,
-    horizon_ms: u64,
-) -> Result<(NegentropyStorageVector, HashMap<[u8; 32], SyncItem>), String> {
-    let params = ctx.checker.params;
-    let items = ctx
-        .checker
-        .store
-        .read(move |c, p| query::sync_items(c, p, horizon_ms, &params))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut storage = NegentropyStorageVector::with_capacity(items.len());
-    let mut by_id = HashMap::with_capacity(items.len());
-    for item in items {
-        storage.insert(item.at, NegId::from_byte_array(item.id)).map_err(|e| e.to_string())?;
-        by_id.insert(item.id, item);
-    }
-    storage.seal().map_err(|e| e.to_string())?;
-    Ok((storage, by_id))
+/// One initiator session with `peer`, waiting up to `wait` for a session
+/// running with it to end.
+async fn session(ctx: &SyncContext, peer: PeerId, wait: Duration) -> Result<Outcome, String> {
+    let guard = initiator::begin(ctx, peer, wait).await.map_err(|e| match e {
+        NotStarted::InSession => "a session with this peer runs".to_owned(),
+        NotStarted::Busy => "this node runs as many sessions as it may".to_owned(),
+    })?;
+    run_session(ctx, peer, guard).await
 }
 
-/// Streams the peer's whole set into this (empty) node, page by page;
-/// returns how many batches it stored.
-async fn stream_from(ctx: &SyncContext, peer: PeerId, horizon_ms: u64) -> Result<usize, String> {
-    let mut after = None;
-    let mut stored = 0;
-    loop {
-        let SyncResponse::Page { batches, next } =
-            request(ctx, peer, SyncRequest::Stream { horizon_ms, after }).await?
-        else {
-            return Err("unexpected answer to stream".into());
-        };
-        for batch in batches {
-            let (verdict, _) = verifier::verify(&batch, &peer, &ctx.checker).await;
-            verdict.map_err(|reason| format!("peer streamed a bad batch: {reason}"))?;
-            stored += 1;
-        }
-        match next {
-            Some(cursor) => after = Some(cursor),
-            None => {
-                tracing::info!(target: "banmesh::events::streamed", %peer, batches = stored, "streamed the whole set");
-                return Ok(stored);
+/// Runs the session `guard` registered, and logs how it ended.
+async fn run_session(ctx: &SyncContext, peer: PeerId, guard: Guard) -> Result<Outcome, String> {
+    let outcome = initiator::initiate(ctx, peer, &guard).await;
+    if let Some(p) = guard.tracker.end(guard.id) {
+        match &outcome {
+            Ok(Outcome::Done { pushed, pulled }) => tracing::info!(
+                target: "banmesh::events::synced",
+                %peer, pushed, pulled, records = p.records, bytes = p.bytes,
+                secs = crate::clock::now_ms().saturating_sub(p.started_ms) / 1000, "sync finished"
+            ),
+            Ok(Outcome::Declined(reason)) => tracing::debug!(%peer, reason, "sync declined"),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, records = p.records, "sync did not finish")
             }
         }
     }
+    outcome
 }
 
-/// One initiator session with `peer`: reconcile, push, pull. An empty node
-/// is first streamed the whole set.
-async fn initiate(ctx: &SyncContext, peer: PeerId) -> Result<(), String> {
-    let horizon_ms = now_ms();
-    let (mut storage, mut items) = storage_of(ctx, horizon_ms).await?;
-    if !items.values().any(|i| i.kind == query::ItemKind::Record)
-        && stream_from(ctx, peer, horizon_ms).await? > 0
-    {
-        (storage, items) = storage_of(ctx, horizon_ms).await?;
-    }
-    let mut negentropy = Negentropy::owned(storage, NEGENTROPY_FRAME).map_err(|e| e.to_string())?;
-    let first = negentropy.initiate().map_err(|e| e.to_string())?;
-    let SyncResponse::Round { session, mut msg } =
-        request(ctx, peer, SyncRequest::Open { horizon_ms, msg: ByteBuf::from(first) }).await?
-    else {
-        return Err("unexpected answer to open".into());
-    };
-    let (mut have, mut need) = (Vec::new(), Vec::new());
-    for _ in 0..MAX_ROUNDS {
-        let next =
-            negentropy.reconcile_with_ids(&msg, &mut have, &mut need).map_err(|e| e.to_string())?;
-        let Some(next) = next else { break };
-        let SyncResponse::Round { msg: answer, .. } =
-            request(ctx, peer, SyncRequest::Round { session, msg: ByteBuf::from(next) }).await?
-        else {
-            return Err("unexpected answer to round".into());
-        };
-        msg = answer;
-    }
-    let to_push: Vec<SyncItem> = have.iter().filter_map(|id| items.get(&**id).copied()).collect();
-    let pushed = push(ctx, peer, to_push).await?;
-    let mut pulled = 0;
-    for chunk in need.chunks(PULL_IDS) {
-        let ids = chunk.iter().map(|id| ByteBuf::from(id.to_vec())).collect();
-        let SyncResponse::Items { batches } =
-            request(ctx, peer, SyncRequest::Pull { session, ids }).await?
-        else {
-            return Err("unexpected answer to pull".into());
-        };
-        for batch in batches {
-            let (verdict, _) = verifier::verify(&batch, &peer, &ctx.checker).await;
-            verdict.map_err(|reason| format!("peer sent a bad batch: {reason}"))?;
-            pulled += 1;
-        }
-    }
-    let _ = request(ctx, peer, SyncRequest::Close { session }).await;
-    ctx.checker
-        .stats
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .last_sync
-        .insert(peer, now_ms());
-    tracing::info!(
-        target: "banmesh::events::synced",
-        %peer, pushed, pulled_batches = pulled, pulled_items = need.len(), "sync finished"
-    );
-    Ok(())
-}
-
-/// Pushes our items the peer lacks, as gossip-format batches.
-async fn push(ctx: &SyncContext, peer: PeerId, items: Vec<SyncItem>) -> Result<usize, String> {
-    if items.is_empty() {
-        return Ok(0);
-    }
-    let count = items.len();
-    for batch in batches_of(ctx, items).await? {
-        request(ctx, peer, SyncRequest::Push { batch: ByteBuf::from(batch) }).await?;
-    }
-    Ok(count)
+async fn session_logged(ctx: SyncContext, peer: PeerId, wait: Duration) {
+    let _ = session(&ctx, peer, wait).await;
 }
 
 /// Fetches `items` and packs them into gossip-format batches carrying the
 /// certificates of the records' origins.
-async fn batches_of(ctx: &SyncContext, items: Vec<SyncItem>) -> Result<Vec<Vec<u8>>, String> {
+async fn batches_of(
+    ctx: &SyncContext,
+    items: Vec<(u64, [u8; 32])>,
+) -> Result<Vec<Vec<u8>>, String> {
     let (records, certs, revocations) = ctx
         .checker
         .store
-        .read(move |c, p| query::fetch_items(c, p, &items))
+        .read(move |c, p| sync_set::fetch_items(c, p, &items))
         .await
         .map_err(|e| e.to_string())?;
     let mut encoded = trust_batches(&certs, &revocations);

@@ -22,6 +22,7 @@ mod peer_addrs;
 pub mod query;
 mod rows;
 mod schema;
+pub mod sync_set;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

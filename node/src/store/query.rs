@@ -18,11 +18,11 @@ use super::schema::classify;
 /// Rows of origins the cluster revoked are left out of every decision.
 const NOT_REVOKED: &str = "o.key NOT IN (SELECT node FROM revocations)";
 
-fn fail(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+pub(super) fn fail(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| classify(path, e)
 }
 
-fn select_records(
+pub(super) fn select_records(
     conn: &Connection,
     path: &Path,
     condition: &str,
@@ -201,10 +201,10 @@ pub fn digest(
     horizon_ms: u64,
     params: &Params,
 ) -> Result<[u8; 32], StoreError> {
-    let mut items: Vec<(Hlc, Id)> = sync_items(conn, path, horizon_ms, params)?
-        .into_iter()
-        .map(|item| (Hlc(item.at), Id(item.id)))
-        .collect();
+    let mut items: Vec<(Hlc, Id)> = Vec::new();
+    super::sync_set::each_sync_item(conn, path, horizon_ms, params, |item| {
+        items.push((Hlc(item.at), Id(item.id)));
+    })?;
     items.sort_unstable();
     Ok(digest_items(&items))
 }
@@ -318,77 +318,9 @@ pub fn sync_items(
     horizon_ms: u64,
     params: &Params,
 ) -> Result<Vec<SyncItem>, StoreError> {
-    let floor = to_sql(horizon_ms.saturating_sub(params.retention_ms));
     let mut items = Vec::new();
-    let mut push =
-        |sql: &str, args: &[i64], kind: ItemKind, millis: bool| -> Result<(), StoreError> {
-            let mut stmt = conn.prepare_cached(sql).map_err(fail(path))?;
-            let rows: Vec<(i64, Vec<u8>)> = stmt
-                .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|r| r.collect())
-                .map_err(fail(path))?;
-            for (at, id) in rows {
-                let at = if millis { Hlc::from_millis(from_sql(at)).0 } else { from_sql(at) };
-                let id = blob32(&id).map_err(|e| StoreError::Damaged {
-                    path: path.to_owned(),
-                    detail: e.to_string(),
-                })?;
-                items.push(SyncItem { at, id, kind });
-            }
-            Ok(())
-        };
-    push(
-        "SELECT issued_at, id FROM records WHERE end_ms > ?1
-         AND origin NOT IN (SELECT o.id FROM origins o JOIN revocations v ON v.node = o.key)",
-        &[floor],
-        ItemKind::Record,
-        false,
-    )?;
-    push("SELECT not_before, id FROM certificates", &[], ItemKind::Certificate, true)?;
-    push("SELECT issued_at, id FROM revocations", &[], ItemKind::Revocation, true)?;
+    super::sync_set::each_sync_item(conn, path, horizon_ms, params, |item| items.push(item))?;
     Ok(items)
-}
-
-/// Records, certificate bodies and revocation bodies, as fetched.
-pub type FetchedItems = (Vec<Record>, Vec<Vec<u8>>, Vec<Vec<u8>>);
-
-/// The stored items named by `items` (found through their timestamps):
-/// records, certificate bodies and revocation bodies.
-pub fn fetch_items(
-    conn: &Connection,
-    path: &Path,
-    items: &[SyncItem],
-) -> Result<FetchedItems, StoreError> {
-    let mut records = Vec::new();
-    let mut certs = Vec::new();
-    let mut revocations = Vec::new();
-    for item in items {
-        match item.kind {
-            ItemKind::Record => records.extend(select_records(
-                conn,
-                path,
-                "r.issued_at = ?1 AND r.id = ?2",
-                rusqlite::params![to_sql(item.at), &item.id[..]],
-            )?),
-            ItemKind::Certificate | ItemKind::Revocation => {
-                let table =
-                    if item.kind == ItemKind::Certificate { "certificates" } else { "revocations" };
-                let mut stmt = conn
-                    .prepare_cached(&format!("SELECT body FROM {table} WHERE id = ?1"))
-                    .map_err(fail(path))?;
-                let bodies: Vec<Vec<u8>> = stmt
-                    .query_map([&item.id[..]], |r| r.get(0))
-                    .and_then(|r| r.collect())
-                    .map_err(fail(path))?;
-                if item.kind == ItemKind::Certificate {
-                    certs.extend(bodies)
-                } else {
-                    revocations.extend(bodies)
-                }
-            }
-        }
-    }
-    Ok((records, certs, revocations))
 }
 
 /// When and from which peer each record arrived (`None`: issued here), by id.

@@ -34,6 +34,9 @@ const STOP_GRACE: Duration = SOON;
 
 /// How much of a node's log a failing test prints.
 const LOG_TAIL_BYTES: u64 = 6_000;
+/// The nodes' `RUST_LOG` unless `BANMESH_TEST_LOG` gives another (the netns
+/// propagation bench needs the per-record `record_applied` debug events).
+const LOG: &str = "info,libp2p=warn";
 
 /// The `banmesh` binary under test: the one cargo built, or `BANMESH_BIN`
 /// when set (benchmarks use it to measure another build in the same run).
@@ -452,7 +455,7 @@ impl TestNode {
         }
         command.args(&self.spec.args);
         command
-            .env("RUST_LOG", "info,libp2p=warn")
+            .env("RUST_LOG", std::env::var("BANMESH_TEST_LOG").unwrap_or_else(|_| LOG.to_owned()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err));

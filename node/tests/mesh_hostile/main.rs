@@ -11,6 +11,7 @@
 mod common;
 mod gc;
 mod rogue;
+mod sessions;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -385,8 +386,10 @@ fn mesh_sync_request_from_pending_peer_is_refused() {
     assert!(connected, "the rogue could not connect: {:?}", rogue.seen(|s| format!("{s:?}")));
 
     // Before any hello: the sync request is refused.
-    let answer = rogue
-        .sync(node1_id, SyncRequest::Open { horizon_ms: now_ms(), msg: ByteBuf::from(vec![0x61]) });
+    let answer = rogue.sync(
+        node1_id,
+        SyncRequest::Open { horizon_ms: now_ms(), msg: ByteBuf::from(vec![0x61]), records: false },
+    );
     eprintln!("pending peer's sync request answered: {answer:?}");
     match &answer {
         Ok(SyncResponse::Refused { reason }) => {

@@ -100,6 +100,7 @@ impl Queries {
             digest: digest.ok().map(hex::encode),
             unreachable,
             gc: gc_view(self.store.gc_report()),
+            sync: Box::new(crate::mesh::sync::sessions::view(&stats.sync, now)),
             checks,
         })
     }

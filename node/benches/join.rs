@@ -1,0 +1,133 @@
+//! An empty node joining nodes that hold N live records, over loopback:
+//! `BANMESH_BENCH_SERVERS` nodes are started, the first is filled with N
+//! bans through the control socket and the others catch up; then an empty
+//! node is started with every server as `--peer`. Prints the join time
+//! (until the joiner holds N records and every node shows the same digest), the
+//! peak RSS (VmHWM) of the joiner and the servers, the bytes the servers
+//! sent the joiner (TCP counters from `ss`), and the sync sessions each
+//! side counts (`status` → `sync`, or the logs' `sync finished` lines on a
+//! node without that counter). Asserts nothing.
+//!
+//! Run: `cargo bench -p banmesh-node --bench join`. Environment:
+//! `BANMESH_BENCH_RECORDS` (100000), `BANMESH_BENCH_SERVERS` (1),
+//! `BANMESH_BENCH_TIMEOUT_S` (600).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{TestCluster, TestNode};
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
+}
+
+/// Peak resident memory of `pid` in MiB, from `/proc/PID/status`.
+fn vm_hwm_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kib.unwrap_or(0.0) / 1024.0
+}
+
+/// Bytes sent on established TCP connections from local port `port`
+/// (`ss -ti`'s `bytes_sent`), summed.
+fn bytes_sent_from(port: u16) -> u64 {
+    let out = Command::new("ss")
+        .args(["-tinH", "state", "established", &format!("( sport = :{port} )")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.split_whitespace()
+        .filter_map(|w| w.strip_prefix("bytes_sent:"))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+/// Sync sessions a node counts: its status's `sync` object when it has
+/// one, else the `sync finished` lines of its log.
+fn sessions(node: &TestNode) -> String {
+    let status = node.status();
+    match status.get("sync") {
+        Some(sync) if !sync.is_null() => sync.to_string(),
+        _ => {
+            let log = node.log_text();
+            let finished = log.matches("sync finished").count();
+            let streamed = log.matches("streamed the whole set").count();
+            format!("log: {finished} `sync finished`, {streamed} `streamed the whole set`")
+        }
+    }
+}
+
+fn bans(node: &TestNode) -> u64 {
+    node.status()["record_counts"]["ban"].as_u64().unwrap_or(0)
+}
+
+fn main() {
+    let records = env_num("BANMESH_BENCH_RECORDS", 100_000);
+    let servers = env_num("BANMESH_BENCH_SERVERS", 1).max(1);
+    let timeout = Duration::from_secs(env_num("BANMESH_BENCH_TIMEOUT_S", 600) as u64);
+    println!("join bench: {records} records, {servers} server(s), load average {}", load());
+    let mut cluster = TestCluster::new();
+    cluster.start_star(1, None);
+    let started = Instant::now();
+    common::issue_bans(&cluster.node(0).socket, records);
+    println!("filled node1 in {:.1} s", started.elapsed().as_secs_f64());
+    for i in 2..=servers {
+        let spec = cluster.spec(&format!("node{i}"), &[cluster.node(0).addr()]);
+        cluster.start(spec);
+    }
+    assert!(cluster.wait_for_same_digest(timeout), "the servers did not converge");
+    println!("{servers} server(s) ready after {:.1} s", started.elapsed().as_secs_f64());
+    for node in &cluster.nodes {
+        let rss = node.pid().map_or(0.0, vm_hwm_mib);
+        println!("server {} before the join: VmHWM {rss:.0} MiB", node.name);
+    }
+    let peers: Vec<String> = cluster.nodes.iter().map(TestNode::addr).collect();
+    let sent_before: Vec<u64> = cluster.nodes.iter().map(|n| bytes_sent_from(n.port)).collect();
+    let spec = cluster.spec("joiner", &peers);
+    let joining = Instant::now();
+    let joiner = cluster.start(spec);
+    // The digests cover certificates too: compare with the servers' own
+    // now that they hold the joiner's.
+    // Polled every 500 ms: each status computes the digest over the set.
+    let joined = loop {
+        if bans(cluster.node(joiner)) >= records as u64
+            && cluster.wait_for_same_digest(Duration::ZERO)
+        {
+            break true;
+        }
+        if joining.elapsed() > timeout {
+            break false;
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    let took = joining.elapsed().as_secs_f64();
+    let sent: u64 = cluster
+        .nodes
+        .iter()
+        .take(servers)
+        .zip(&sent_before)
+        .map(|(n, before)| bytes_sent_from(n.port).saturating_sub(*before))
+        .sum();
+    let verdict = if joined { "joined" } else { "did NOT join" };
+    println!("{verdict} in {took:.1} s");
+    println!("bytes sent to the joiner: {:.1} MB", sent as f64 / 1e6);
+    // Let a second round (timer ticks) show up in the counters and memory.
+    thread::sleep(Duration::from_secs(5));
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let role = if i == joiner { "joiner" } else { "server" };
+        let rss = node.pid().map_or(0.0, vm_hwm_mib);
+        println!("{role} {}: VmHWM {rss:.0} MiB; sessions {}", node.name, sessions(node));
+    }
+    println!("load average {}", load());
+}
