@@ -222,3 +222,58 @@ fn cursor_pages_neither_repeat_nor_skip_while_records_are_added() {
     }
     assert!(seen.len() > first.len(), "keys added after the cursor show on later pages");
 }
+
+/// Deletes the test's own nftables table on drop (by its unique name).
+struct Table(String);
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new("nft").args(["delete", "table", "inet", &self.0]).output();
+    }
+}
+
+/// Needs root and `nft`: the node runs the nftables backend in this
+/// namespace, in a table of its own, holding only documentation addresses.
+#[test]
+fn explain_says_what_the_nftables_backend_holds_and_what_it_leaves_out() {
+    let table = Table(format!("bmapi{}", std::process::id()));
+    let toml = format!(
+        "{TOKENS}[enforce]\nbackends = [\"nftables\"]\n[nftables]\ntable = \"{}\"\n\
+         remove_on_stop = true\nreconcile = \"1s\"\n",
+        table.0
+    );
+    let mut cluster = TestCluster::new();
+    let gw = Gw::start(&mut cluster, "node1", &[], &seed("1h", 2, "2m", "48h"), Some(&toml));
+    let ban = json!({"key": "203.0.113.9", "duration": "1h"});
+    expect(&call(&gw, WRITER, "POST", "/v1/bans", Some(&ban)), 201, None);
+    let mut last = Value::Null;
+    let held = crate::common::wait_until(crate::common::SOON, || {
+        last = expect(&call(&gw, READER, "GET", "/v1/explain/203.0.113.9", None), 200, None);
+        last["enforcement"]["backends"][0]["holds"] == json!(["203.0.113.9"])
+    });
+    assert!(held, "{last}");
+    assert_eq!(last["enforcement"]["enforce"], true, "{last}");
+    assert_eq!(last["enforcement"]["backends"][0]["name"], "nftables", "{last}");
+    let listed = std::process::Command::new("nft")
+        .args(["list", "table", "inet", &table.0])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("203.0.113.9"), "{listed:?}");
+
+    // A network banned and then allowed: left out, and why.
+    let net = json!({"key": "198.51.100.0/24", "duration": "1h"});
+    expect(&call(&gw, WRITER, "POST", "/v1/bans", Some(&net)), 201, None);
+    expect(&call(&gw, WRITER, "POST", "/v1/allows", Some(&net)), 201, None);
+    let left_out = crate::common::wait_until(crate::common::SOON, || {
+        last = expect(&call(&gw, READER, "GET", "/v1/explain/198.51.100.20", None), 200, None);
+        last["enforcement"]["left_out"][0]["key"] == "198.51.100.0/24"
+    });
+    assert!(left_out, "{last}");
+    assert!(
+        last["enforcement"]["left_out"][0]["why"].as_str().unwrap().contains("allow"),
+        "{last}"
+    );
+    assert_eq!(last["enforcement"]["backends"][0]["holds"], json!([]), "{last}");
+    assert_eq!(last["verdict"], "allowed", "{last}");
+}
