@@ -38,10 +38,12 @@ const SHA256_PREFIX: &str = "sha256:";
 pub enum Role {
     /// Read the lists, decisions, status and peers; every write is a 403.
     Read,
-    /// Read and write (ban, unban, allow, disallow): what every token could
-    /// do before roles existed, so the default.
+    /// Read and write (ban, unban, allow, disallow) single addresses: what
+    /// every token could do before roles existed, so the default.
     #[default]
     Write,
+    /// Write networks too (`/v1` only; the old API takes addresses alone).
+    Admin,
 }
 
 impl Role {
@@ -50,6 +52,7 @@ impl Role {
         match self {
             Role::Read => "read",
             Role::Write => "write",
+            Role::Admin => "admin",
         }
     }
 }
@@ -183,9 +186,10 @@ impl Validator<'_> {
                 let role = match role.as_deref().map(str::trim) {
                     None | Some("write") => Role::Write,
                     Some("read") => Role::Read,
+                    Some("admin") => Role::Admin,
                     Some(other) => {
                         return Err(self.gateway_error(format!(
-                            "gateway.tokens.{name}: role {other:?} is not read or write"
+                            "gateway.tokens.{name}: role {other:?} is not read, write or admin"
                         )));
                     }
                 };
@@ -333,9 +337,9 @@ mod tests {
         let shown = config.to_toml();
         assert!(shown.contains("role = \"read\""), "{shown}");
         assert_eq!(Config::from_toml(&shown, "x", &Overrides::default()).unwrap(), config);
-        let bad = "[gateway.tokens]\nops = { token = \"t\", role = \"admin\" }\n";
+        let bad = "[gateway.tokens]\nops = { token = \"t\", role = \"root\" }\n";
         let message = Config::from_toml(bad, "x", &Overrides::default()).unwrap_err().to_string();
-        assert!(message.contains("role \"admin\" is not read or write"), "{message}");
+        assert!(message.contains("role \"root\" is not read, write or admin"), "{message}");
     }
 
     #[test]

@@ -336,7 +336,7 @@ pub(super) enum RawToken {
     Table {
         /// The token, or `sha256:HEX`.
         token: String,
-        /// `read` or `write`; `write` when left out.
+        /// `read`, `write` or `admin`; `write` when left out.
         #[serde(default)]
         role: Option<String>,
     },

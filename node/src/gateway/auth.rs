@@ -36,7 +36,7 @@ impl Client {
     /// `Ok` when the token may write, the 403 otherwise.
     pub fn may_write(&self) -> Result<(), ApiError> {
         match self.role {
-            Role::Write => Ok(()),
+            Role::Write | Role::Admin => Ok(()),
             Role::Read => Err(ApiError::ReadOnly(self.name.clone())),
         }
     }

@@ -41,7 +41,7 @@ pub enum ApiError {
     #[error("{0}")]
     Refused(String),
     /// The token may only read.
-    #[error("the token of {0} may only read: writes need a token with role = \"write\"")]
+    #[error("the token of {0} may only read: writes need a token with role \"write\" or \"admin\"")]
     ReadOnly(String),
     /// The node cannot issue records now (clock skew, shutting down).
     #[error("{0}")]

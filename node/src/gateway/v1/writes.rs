@@ -1,8 +1,8 @@
 //! `POST /v1/bans`, `DELETE /v1/bans/{key}`, `POST /v1/allows`,
 //! `DELETE /v1/allows/{key}`: records signed by this node, issued through
 //! its [`NodeHandle`](crate::api::NodeHandle) like `banmesh ban`. Only
-//! tokens with the `write` role may call them. A key is an address or a
-//! network; this node's certificate still decides which it may issue.
+//! tokens with the `write` role may call them, and only `admin` tokens on
+//! networks; this node's certificate still decides what it may issue.
 
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use super::decisions::Decision;
 use super::error::V1Error;
 use crate::api::{Lifetime, Order};
 use crate::clock::now_ms;
+use crate::config::Role;
 use crate::store::query;
 
 /// The fields a write body may carry.
@@ -104,6 +105,23 @@ fn write_body(object: &Map<String, Value>, kind: Kind) -> Result<WriteBody, V1Er
     Ok(WriteBody { key, lifetime: Lifetime::of(duration_ms, permanent), jail, reason })
 }
 
+/// Only `admin` tokens write networks: a client token must not lock a
+/// whole network (`0.0.0.0/0`) out of every node, as the old API ensures by
+/// taking single addresses alone.
+fn may_write_key(client: &Client, key: Key) -> Result<(), V1Error> {
+    if key.is_address() || client.role == Role::Admin {
+        return Ok(());
+    }
+    Err(V1Error::new(
+        StatusCode::FORBIDDEN,
+        "network_needs_admin",
+        format!(
+            "{key} is a network: the token of {} may write single addresses; networks need role \"admin\"",
+            client.name
+        ),
+    ))
+}
+
 fn source(client: &Client) -> String {
     let mut source = client.reported_by();
     while source.len() > MAX_SOURCE {
@@ -123,6 +141,7 @@ pub async fn create(
     client.may_write()?;
     let object = read_json(&shared, &headers, body).await?;
     let body = write_body(&object, kind)?;
+    may_write_key(&client, body.key)?;
     if kind == Kind::Ban {
         let at = body.key.net().network();
         let verdict = shared.store.with_index(|index| index.decision(at, now_ms()));
@@ -160,6 +179,7 @@ pub async fn lift(
     let key = Key::parse(text)
         .map_err(|e| V1Error::bad_request(format!("{text:?} in the path: {e}")))?
         .key;
+    may_write_key(&client, key)?;
     let records = shared
         .store
         .read(move |c, p| query::counted_records_on_keys(c, p, &[key]))
