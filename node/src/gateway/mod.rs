@@ -206,6 +206,7 @@ fn router(shared: Arc<Shared>) -> Router {
             }),
         )
         .nest("/v1", v1::router())
+        .route("/openapi.json", get(v1::openapi::serve))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .with_state(shared)

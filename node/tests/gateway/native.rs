@@ -189,6 +189,8 @@ fn native_endpoints_answer_and_refuse_with_one_error_shape() {
     let peers = expect(&call(&gw, READER, "GET", "/v1/peers", None), 200, None);
     assert!(peers["peers"].is_array(), "{peers}");
     expect(&call(&gw, READER, "GET", "/v1/nothing", None), 404, Some("not_found"));
+    let spec = expect(&request(gw.port, "GET", "/openapi.json", &[], b""), 200, None);
+    assert!(spec["paths"]["/v1/decisions"]["get"].is_object(), "{spec}");
     expect(&call(&gw, READER, "PUT", "/v1/decisions", None), 405, Some("method_not_allowed"));
 }
 

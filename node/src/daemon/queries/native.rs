@@ -20,7 +20,7 @@ use crate::store::query;
 pub type KeyedPage = (Vec<(Record, RecordView)>, Option<Key>, bool);
 
 /// What this node's enforcement holds for one address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Enforcement {
     /// `[safety] enforce`: false observes only and holds nothing.
     pub enforce: bool,
@@ -33,7 +33,7 @@ pub struct Enforcement {
 }
 
 /// A banned key left out of enforcement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LeftOut {
     /// The banned key.
     pub key: String,
@@ -42,7 +42,7 @@ pub struct LeftOut {
 }
 
 /// One enforcement backend's view of an address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BackendHold {
     /// `fail2ban` or `nftables`.
     pub name: &'static str,

@@ -153,7 +153,7 @@ fn decode_cursor(text: &str) -> Result<Key, V1Error> {
 }
 
 /// One decision as the native API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Decision {
     /// The address or network (`192.0.2.7`, `2001:db8::/48`).
     pub key: String,
@@ -184,7 +184,7 @@ pub struct Decision {
 }
 
 /// A record's signer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OriginView {
     /// The name in its certificate, when this node holds it.
     pub name: Option<String>,
@@ -214,7 +214,7 @@ impl Decision {
 }
 
 /// One page of decisions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DecisionPage {
     /// The decisions, by key (the store's order), at most `limit` unless
     /// one key holds more (a key's decisions are never split).

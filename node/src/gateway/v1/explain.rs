@@ -19,31 +19,33 @@ use crate::daemon::queries::native::Enforcement;
 use crate::store::{Store, query};
 
 /// One record in an explanation.
-#[derive(Debug, Serialize)]
-struct Explained {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Explained {
+    /// The record.
     #[serde(flatten)]
-    record: Decision,
+    pub record: Decision,
     /// Whether this record decides the address now.
-    decides: bool,
+    pub decides: bool,
 }
 
 /// The whole explanation.
-#[derive(Debug, Serialize)]
-struct Explanation {
-    address: String,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Explanation {
+    /// The address, canonical.
+    pub address: String,
     /// `banned`, `allowed` or `free`.
-    verdict: &'static str,
+    pub verdict: &'static str,
     /// The decision in words, as `banmesh trace` gives it.
-    decision: String,
+    pub decision: String,
     /// Until when it holds, RFC 3339.
-    until: Option<String>,
+    pub until: Option<String>,
     /// The key whose record decides, when one does.
-    decided_by: Option<String>,
+    pub decided_by: Option<String>,
     /// Every record on the address and the networks covering it, narrowest
     /// key first.
-    records: Vec<Explained>,
+    pub records: Vec<Explained>,
     /// What this node's enforcement holds for the address.
-    enforcement: Enforcement,
+    pub enforcement: Enforcement,
 }
 
 /// `GET /v1/explain/{ip}`.

@@ -13,6 +13,7 @@
 pub mod decisions;
 pub mod error;
 pub mod explain;
+pub mod openapi;
 pub mod writes;
 
 use std::sync::Arc;
@@ -53,6 +54,22 @@ fn path_key(key: K) -> Result<String, V1Error> {
     key.map(|Path(k)| k).map_err(|e| V1Error::bad_request(format!("bad path: {e}")))
 }
 
+/// Bans and allows, filtered, a page at a time.
+#[utoipa::path(get, path = "/v1/decisions", tag = "v1",
+    params(
+        ("jail" = Option<String>, Query, description = "only this jail (exact)"),
+        ("origin" = Option<String>, Query, description = "only this origin: certificate name or public key (hex)"),
+        ("since" = Option<String>, Query, description = "only decisions issued at or after this RFC 3339 time"),
+        ("kind" = Option<String>, Query, description = "ban or allow"),
+        ("state" = Option<String>, Query, description = "live (default), ended (expired, lifted, invalid) or all"),
+        ("limit" = Option<u32>, Query, description = "decisions per page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = decisions::DecisionPage),
+        (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn decisions(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, q: Q) -> Response {
     let run = async {
         client(&s, &headers, &peer)?;
@@ -64,6 +81,15 @@ async fn decisions(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, q: Q) 
     respond(run.await, &headers)
 }
 
+/// Every record deciding one address, which decides and why, and what
+/// this node's enforcement holds for it.
+#[utoipa::path(get, path = "/v1/explain/{ip}", tag = "v1",
+    params(("ip" = String, Path, description = "one IPv4 or IPv6 address")),
+    responses(
+        (status = 200, body = explain::Explanation),
+        (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn explain(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) -> Response {
     let run = async {
         client(&s, &headers, &peer)?;
@@ -72,6 +98,10 @@ async fn explain(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) 
     respond(run.await, &headers)
 }
 
+/// The node's status, as `banmesh status --json` shows it.
+#[utoipa::path(get, path = "/v1/status", tag = "v1",
+    responses((status = 200, body = Object), (status = 401, body = openapi::ErrorBody)),
+    security(("bearer" = [])))]
 async fn status(State(s): S, ConnectInfo(peer): P, headers: HeaderMap) -> Response {
     let run = async {
         client(&s, &headers, &peer)?;
@@ -80,6 +110,10 @@ async fn status(State(s): S, ConnectInfo(peer): P, headers: HeaderMap) -> Respon
     respond(run.await, &headers)
 }
 
+/// Every peer the node knows: `{"peers": [...]}`.
+#[utoipa::path(get, path = "/v1/peers", tag = "v1",
+    responses((status = 200, body = Object), (status = 401, body = openapi::ErrorBody)),
+    security(("bearer" = [])))]
 async fn peers(State(s): S, ConnectInfo(peer): P, headers: HeaderMap) -> Response {
     let run = async {
         client(&s, &headers, &peer)?;
@@ -125,25 +159,68 @@ async fn lift(s: Arc<Shared>, kind: Kind, peer: Peer, headers: HeaderMap, key: K
     respond_write(run.await, &headers)
 }
 
+/// Bans a key.
+#[utoipa::path(post, path = "/v1/bans", tag = "v1", request_body = openapi::WriteRequest,
+    responses(
+        (status = 201, body = openapi::Written),
+        (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
+        (status = 403, body = openapi::ErrorBody), (status = 409, body = openapi::ErrorBody),
+        (status = 413, body = openapi::ErrorBody), (status = 415, body = openapi::ErrorBody),
+        (status = 422, body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn post_ban(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, body: Body) -> Response {
+    create(s, Kind::Ban, peer, headers, body).await
+}
+
+/// Allows a key (allow wins over every ban covering it).
+#[utoipa::path(post, path = "/v1/allows", tag = "v1", request_body = openapi::WriteRequest,
+    responses(
+        (status = 201, body = openapi::Written),
+        (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
+        (status = 403, body = openapi::ErrorBody), (status = 413, body = openapi::ErrorBody),
+        (status = 415, body = openapi::ErrorBody), (status = 422, body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn post_allow(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, body: Body) -> Response {
+    create(s, Kind::Allow, peer, headers, body).await
+}
+
+/// Lifts the live bans on exactly this key (an unban).
+#[utoipa::path(delete, path = "/v1/bans/{key}", tag = "v1",
+    params(("key" = String, Path, description = "an address or network (`/` may be sent as is or as %2F)")),
+    responses(
+        (status = 200, body = openapi::Lifted),
+        (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
+        (status = 403, body = openapi::ErrorBody), (status = 404, body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn delete_ban(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) -> Response {
+    lift(s, Kind::Ban, peer, headers, key).await
+}
+
+/// Lifts the live allows on exactly this key (a disallow).
+#[utoipa::path(delete, path = "/v1/allows/{key}", tag = "v1",
+    params(("key" = String, Path, description = "an address or network (`/` may be sent as is or as %2F)")),
+    responses(
+        (status = 200, body = openapi::Lifted),
+        (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
+        (status = 403, body = openapi::ErrorBody), (status = 404, body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn delete_allow(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) -> Response {
+    lift(s, Kind::Allow, peer, headers, key).await
+}
+
 /// The `/v1` routes, to nest under `/v1`.
 pub fn router() -> Router<Arc<Shared>> {
     use axum::routing::{delete, post};
-    let create_route = |kind: Kind| {
-        post(move |State(s): S, ConnectInfo(peer): P, headers: HeaderMap, body: Body| {
-            create(s, kind, peer, headers, body)
-        })
-    };
-    let lift_route = |kind: Kind| {
-        delete(move |State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K| {
-            lift(s, kind, peer, headers, key)
-        })
-    };
     Router::new()
         .route("/decisions", get(decisions))
-        .route("/bans", create_route(Kind::Ban))
-        .route("/bans/{*key}", lift_route(Kind::Ban))
-        .route("/allows", create_route(Kind::Allow))
-        .route("/allows/{*key}", lift_route(Kind::Allow))
+        .route("/bans", post(post_ban))
+        .route("/bans/{*key}", delete(delete_ban))
+        .route("/allows", post(post_allow))
+        .route("/allows/{*key}", delete(delete_allow))
         .route("/explain/{*ip}", get(explain))
         .route("/status", get(status))
         .route("/peers", get(peers))
