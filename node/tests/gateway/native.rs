@@ -267,11 +267,15 @@ fn explain_says_what_the_nftables_backend_holds_and_what_it_leaves_out() {
     assert!(held, "{last}");
     assert_eq!(last["enforcement"]["enforce"], true, "{last}");
     assert_eq!(last["enforcement"]["backends"][0]["name"], "nftables", "{last}");
-    let listed = std::process::Command::new("nft")
-        .args(["list", "table", "inet", &table.0])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&listed.stdout).contains("203.0.113.9"), "{listed:?}");
+    // The kernel follows within a reconcile.
+    let mut listed = String::new();
+    let in_kernel = crate::common::wait_until(crate::common::SOON, || {
+        let out =
+            std::process::Command::new("nft").args(["list", "table", "inet", &table.0]).output();
+        listed = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        listed.contains("203.0.113.9")
+    });
+    assert!(in_kernel, "{listed}");
 
     // A network banned and then allowed: left out, and why.
     let net = json!({"key": "198.51.100.0/24", "duration": "1h"});

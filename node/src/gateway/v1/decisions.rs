@@ -78,55 +78,59 @@ impl Filter {
             after: None,
         };
         for (name, value) in seen {
-            match name {
-                "jail" => filter.jail = Some(value.to_owned()),
-                "origin" => filter.origin = Some(value.to_owned()),
-                "since" => filter.since_ms = Some(parse_time(value)?),
-                "kind" => {
-                    filter.kind = Some(match value {
-                        "ban" => Kind::Ban,
-                        "allow" => Kind::Allow,
-                        _ => {
-                            return Err(V1Error::bad_request(format!(
-                                "kind {value:?} is not ban or allow"
-                            )));
-                        }
-                    });
-                }
-                "state" => {
-                    filter.state = match value {
-                        "live" => StateFilter::Live,
-                        "ended" => StateFilter::Ended,
-                        "all" => StateFilter::All,
-                        _ => {
-                            return Err(V1Error::bad_request(format!(
-                                "state {value:?} is not live, ended or all"
-                            )));
-                        }
-                    };
-                }
-                "limit" => {
-                    filter.limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            V1Error::bad_request(format!(
-                                "limit {value:?} is not a whole number from 1 to {MAX_LIMIT}"
-                            ))
-                        })?;
-                }
-                "cursor" if value.is_empty() => {}
-                "cursor" => filter.after = Some(decode_cursor(value)?),
-                other => {
-                    return Err(V1Error::bad_request(format!(
-                        "unknown parameter {other:?}: use jail, origin, since, kind, state, limit, cursor"
-                    )));
-                }
-            }
+            filter.set(name, value)?;
         }
         Ok(filter)
     }
+}
+
+impl Filter {
+    /// Sets one parameter.
+    fn set(&mut self, name: &str, value: &str) -> Result<(), V1Error> {
+        match name {
+            "jail" => self.jail = Some(value.to_owned()),
+            "origin" => self.origin = Some(value.to_owned()),
+            "since" => self.since_ms = Some(parse_time(value)?),
+            "kind" => {
+                self.kind = Some(match value {
+                    "ban" => Kind::Ban,
+                    "allow" => Kind::Allow,
+                    _ => {
+                        return Err(V1Error::bad_request(format!(
+                            "kind {value:?} is not ban or allow"
+                        )));
+                    }
+                });
+            }
+            "state" => {
+                self.state = match value {
+                    "live" => StateFilter::Live,
+                    "ended" => StateFilter::Ended,
+                    "all" => StateFilter::All,
+                    _ => {
+                        return Err(V1Error::bad_request(format!(
+                            "state {value:?} is not live, ended or all"
+                        )));
+                    }
+                };
+            }
+            "limit" => self.limit = parse_limit(value)?,
+            "cursor" if value.is_empty() => {}
+            "cursor" => self.after = Some(decode_cursor(value)?),
+            other => {
+                return Err(V1Error::bad_request(format!(
+                    "unknown parameter {other:?}: use jail, origin, since, kind, state, limit, cursor"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_limit(value: &str) -> Result<usize, V1Error> {
+    value.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+        V1Error::bad_request(format!("limit {value:?} is not a whole number from 1 to {MAX_LIMIT}"))
+    })
 }
 
 /// An RFC 3339 time as Unix ms; before 1970 is a 400.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use banmesh_crdt::slots::KeySlots;
-use banmesh_crdt::{Decision as Verdict, Key};
+use banmesh_crdt::{Decision as Verdict, Key, Record};
 use banmesh_keys::time::format_rfc3339;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -66,26 +66,8 @@ pub async fn explain(queries: &Queries, store: &Store, text: &str) -> Result<Val
         .read(move |c, p| query::records_on_keys(c, p, &query::covering_keys(key)))
         .await
         .map_err(NodeError::from)?;
-    // Where each record stands, by id, judged among the records on its key.
-    let mut by_key: HashMap<Key, Vec<&banmesh_crdt::Record>> = HashMap::new();
-    for record in &records {
-        by_key.entry(record.key()).or_default().push(record);
-    }
     let now = now_ms();
-    let mut states = HashMap::new();
-    for on_key in by_key.values() {
-        let slots = KeySlots::new(on_key.iter().copied());
-        for record in on_key {
-            let state = if slots.is_lifted(record) {
-                "lifted"
-            } else if record.statement().expires_at.is_some_and(|end| end <= now) {
-                "expired"
-            } else {
-                "live"
-            };
-            states.insert(record.id().to_string(), state);
-        }
-    }
+    let states = record_states(&records, now);
     let explained = trace
         .records
         .iter()
@@ -113,6 +95,30 @@ pub async fn explain(queries: &Queries, store: &Store, text: &str) -> Result<Val
         enforcement: queries.enforcement(addr),
     };
     Ok(serde_json::to_value(explanation).unwrap_or(Value::Null))
+}
+
+/// Where each record stands at `now` (`live`, `expired`, `lifted`), by id,
+/// judged among the records on its key.
+fn record_states(records: &[Record], now: u64) -> HashMap<String, &'static str> {
+    let mut by_key: HashMap<Key, Vec<&Record>> = HashMap::new();
+    for record in records {
+        by_key.entry(record.key()).or_default().push(record);
+    }
+    let mut states = HashMap::new();
+    for on_key in by_key.values() {
+        let slots = KeySlots::new(on_key.iter().copied());
+        for record in on_key {
+            let state = if slots.is_lifted(record) {
+                "lifted"
+            } else if record.statement().expires_at.is_some_and(|end| end <= now) {
+                "expired"
+            } else {
+                "live"
+            };
+            states.insert(record.id().to_string(), state);
+        }
+    }
+    states
 }
 
 /// `GET /v1/status`.
