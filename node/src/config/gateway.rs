@@ -12,7 +12,7 @@ use banmesh_crdt::duration::FormatDuration;
 use ipnet::IpNet;
 use sha2::{Digest as _, Sha256};
 
-use super::raw::RawGateway;
+use super::raw::{RawGateway, RawToken};
 use super::seed::Seed;
 use super::{ConfigError, Validator};
 
@@ -33,14 +33,40 @@ pub const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:5000";
 /// The prefix of a token stored as its SHA-256 hash.
 const SHA256_PREFIX: &str = "sha256:";
 
-/// One client token: the client's name and the SHA-256 of its token. The
-/// token itself is never kept.
+/// What a token may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Read the lists, decisions, status and peers; every write is a 403.
+    Read,
+    /// Read and write (ban, unban, allow, disallow) single addresses: what
+    /// every token could do before roles existed, so the default.
+    #[default]
+    Write,
+    /// Write networks too (`/v1` only; the old API takes addresses alone).
+    Admin,
+}
+
+impl Role {
+    /// `read` or `write`, as the configuration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One client token: the client's name, the SHA-256 of its token and its
+/// role. The token itself is never kept.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
     /// The client's name, recorded in `reported_by` as `NAME@ADDRESS`.
     pub name: String,
     /// SHA-256 of the token.
     pub digest: [u8; 32],
+    /// What it may do.
+    pub role: Role,
     /// Whether it came from the seed file (so `config check` leaves it out).
     pub from_seed: bool,
 }
@@ -125,7 +151,8 @@ impl Validator<'_> {
         if let Some(path) = &raw.seed_config {
             let seed = Seed::load(path).map_err(ConfigError::Seed)?;
             for (name, token) in seed.tokens.iter().cloned() {
-                tokens.push(Token { name, digest: Token::digest_of(&token), from_seed: true });
+                let digest = Token::digest_of(&token);
+                tokens.push(Token { name, digest, role: Role::Write, from_seed: true });
             }
             policy = self.seed_policy(&seed, policy, path, max_ttl)?;
         }
@@ -149,10 +176,26 @@ impl Validator<'_> {
         })
     }
 
-    fn token(&self, name: &str, value: &str) -> Result<Token, ConfigError> {
+    fn token(&self, name: &str, raw: &RawToken) -> Result<Token, ConfigError> {
         if let Some(problem) = client_name_problem(name) {
             return Err(self.gateway_error(format!("gateway.tokens: {problem}")));
         }
+        let (value, role) = match raw {
+            RawToken::Plain(value) => (value, Role::Write),
+            RawToken::Table { token, role } => {
+                let role = match role.as_deref().map(str::trim) {
+                    None | Some("write") => Role::Write,
+                    Some("read") => Role::Read,
+                    Some("admin") => Role::Admin,
+                    Some(other) => {
+                        return Err(self.gateway_error(format!(
+                            "gateway.tokens.{name}: role {other:?} is not read, write or admin"
+                        )));
+                    }
+                };
+                (token, role)
+            }
+        };
         let digest = match value.strip_prefix(SHA256_PREFIX) {
             Some(hex_text) => {
                 let bytes = hex::decode(hex_text.trim()).ok().filter(|b| b.len() == 32);
@@ -170,7 +213,7 @@ impl Validator<'_> {
             }
             None => Token::digest_of(value),
         };
-        Ok(Token { name: name.to_owned(), digest, from_seed: false })
+        Ok(Token { name: name.to_owned(), digest, role, from_seed: false })
     }
 
     /// `policy` with the seed file's settings laid over it.
@@ -280,6 +323,23 @@ mod tests {
         let shown = config.to_toml();
         assert!(!shown.contains("plain") && !shown.contains("tok1"), "{shown}");
         assert_eq!(with_seed(&shown, &seed).unwrap(), config);
+    }
+
+    #[test]
+    fn tokens_take_a_role_and_default_to_write() {
+        let toml = "[gateway.tokens]\nops = \"plain\"\nboard = { token = \"seen\", role = \"read\" }\n\
+                    cron = { token = \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" }\n";
+        let config = Config::from_toml(toml, "x", &Overrides::default()).unwrap();
+        let roles: Vec<(&str, Role)> =
+            config.gateway.tokens.iter().map(|t| (t.name.as_str(), t.role)).collect();
+        assert_eq!(roles, [("board", Role::Read), ("cron", Role::Write), ("ops", Role::Write)]);
+        assert_eq!(config.gateway.tokens[1].digest, Token::digest_of("test"));
+        let shown = config.to_toml();
+        assert!(shown.contains("role = \"read\""), "{shown}");
+        assert_eq!(Config::from_toml(&shown, "x", &Overrides::default()).unwrap(), config);
+        let bad = "[gateway.tokens]\nops = { token = \"t\", role = \"root\" }\n";
+        let message = Config::from_toml(bad, "x", &Overrides::default()).unwrap_err().to_string();
+        assert!(message.contains("role \"root\" is not read, write or admin"), "{message}");
     }
 
     #[test]

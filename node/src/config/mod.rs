@@ -20,7 +20,7 @@ use banmesh_crdt::duration::{FormatDuration, parse_duration};
 use banmesh_crdt::{BanPolicy, Key, Params};
 
 pub use error::ConfigError;
-pub use gateway::{DEFAULT_GATEWAY_LISTEN, GatewayConfig, Token};
+pub use gateway::{DEFAULT_GATEWAY_LISTEN, GatewayConfig, Role, Token};
 pub use nftables::{Backend, EnforceConfig, NftablesConfig};
 pub use ops::{DEFAULT_METRICS_LISTEN, LimitsConfig, LogConfig, MetricsConfig};
 use raw::{RawBans, RawCluster, RawConfig, RawFail2Ban, RawNode, RawSafety, RawSync};

@@ -313,15 +313,33 @@ pub(super) struct RawGateway {
     pub listen: Option<String>,
     #[serde(default)]
     pub seed_config: Option<PathBuf>,
-    /// Client name to token, or to `sha256:HEX`.
+    /// Client name to token, or to `sha256:HEX`, or to a table
+    /// `{ token = "...", role = "read" }`.
     #[serde(default)]
-    pub tokens: BTreeMap<String, String>,
+    pub tokens: BTreeMap<String, RawToken>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     #[serde(default = "default_body_limit")]
     pub body_limit: u64,
     #[serde(default = "default_per_source")]
     pub max_connections_per_source: u64,
+}
+
+/// One `[gateway.tokens]` entry: the token alone (role `write`, as before
+/// roles existed) or a table with its role.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawToken {
+    /// `name = "token"`.
+    Plain(String),
+    /// `name = { token = "token", role = "read" }`.
+    Table {
+        /// The token, or `sha256:HEX`.
+        token: String,
+        /// `read`, `write` or `admin`; `write` when left out.
+        #[serde(default)]
+        role: Option<String>,
+    },
 }
 
 impl Default for RawGateway {

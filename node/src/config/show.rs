@@ -128,10 +128,15 @@ impl Config {
         }
         out.section("gateway.tokens");
         for token in gateway.tokens.iter().filter(|t| !t.from_seed) {
-            out.key(
-                &Value::String(token.name.clone()).to_string(),
-                Value::String(format!("sha256:{}", hex::encode(token.digest))),
-            );
+            let digest = Value::String(format!("sha256:{}", hex::encode(token.digest)));
+            let value = match token.role {
+                crate::config::Role::Write => digest,
+                role => Value::Table(toml::map::Map::from_iter([
+                    ("token".to_owned(), digest),
+                    ("role".to_owned(), Value::String(role.as_str().to_owned())),
+                ])),
+            };
+            out.key(&Value::String(token.name.clone()).to_string(), value);
         }
         out.0
     }

@@ -41,6 +41,7 @@ pub async fn start(
     };
     let (target, enforce_task) = enforcer.start(shutdown.child_token()).await?;
     tasks.spawn("enforce", enforce_task);
+    status.target = Some(target.clone());
     if config.enforce.has(Backend::Fail2Ban) {
         let task = fail2ban::Applier {
             config: config.fail2ban.clone(),

@@ -239,7 +239,8 @@ pub async fn run(
         );
         tasks.spawn("metrics-server", serve);
     }
-    let control = server::serve(listener, node_handle.clone(), queries, shutdown.child_token());
+    let control =
+        server::serve(listener, node_handle.clone(), queries.clone(), shutdown.child_token());
     tasks.spawn("control-server", control);
     if let Some((listen, status)) = config.gateway.listen.zip(gateway_status) {
         let deps = GatewayDeps {
@@ -249,6 +250,7 @@ pub async fn run(
             source,
             status: status.clone(),
             metrics,
+            queries,
         };
         let started =
             gateway::start(&config.gateway, listen, deps, &mut tasks, shutdown.child_token()).await;

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use subtle::ConstantTimeEq as _;
 
 use super::error::ApiError;
-use crate::config::Token;
+use crate::config::{Role, Token};
 
 /// The tokens in force (swapped whole on reload) and the trusted proxies.
 #[derive(Debug)]
@@ -28,9 +28,19 @@ pub struct Client {
     pub name: String,
     /// The client's address.
     pub addr: IpAddr,
+    /// What its token may do.
+    pub role: Role,
 }
 
 impl Client {
+    /// `Ok` when the token may write, the 403 otherwise.
+    pub fn may_write(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Write | Role::Admin => Ok(()),
+            Role::Read => Err(ApiError::ReadOnly(self.name.clone())),
+        }
+    }
+
     /// `NAME@ADDRESS`, the records' `source`.
     pub fn reported_by(&self) -> String {
         format!("{}@{}", self.name, self.addr)
@@ -74,8 +84,9 @@ impl Auth {
                 found = Some(token);
             }
         }
-        let name = found.ok_or(ApiError::Unauthorized)?.name.clone();
-        Ok(Client { name, addr: self.client_addr(headers, peer.ip()) })
+        let found = found.ok_or(ApiError::Unauthorized)?;
+        let (name, role) = (found.name.clone(), found.role);
+        Ok(Client { name, addr: self.client_addr(headers, peer.ip()), role })
     }
 
     /// The client as the trusted proxies saw it, when `peer` is one of them:
@@ -137,6 +148,7 @@ mod tests {
         let token = |name: &str, t: &str| Token {
             name: name.to_owned(),
             digest: Token::digest_of(t),
+            role: Role::Write,
             from_seed: false,
         };
         Auth::new(

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// it): asking again will not help.
     #[error("{0}")]
     Refused(String),
+    /// The token may only read.
+    #[error("the token of {0} may only read: writes need a token with role \"write\" or \"admin\"")]
+    ReadOnly(String),
     /// The node cannot issue records now (clock skew, shutting down).
     #[error("{0}")]
     Unavailable(String),
@@ -56,7 +59,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Refused(_) => StatusCode::FORBIDDEN,
+            ApiError::Refused(_) | ApiError::ReadOnly(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

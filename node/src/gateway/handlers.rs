@@ -133,6 +133,7 @@ pub async fn add_ips(
     body: Body,
 ) -> Result<Response, ApiError> {
     let client = shared.authorize(&headers, &peer)?;
+    client.may_write()?;
     let object = read_object(&headers, body, shared.body_limit).await?;
     let (keys, mut invalid) = parse_ips(ips_of(&object)?);
     let meta = Metadata {
@@ -273,6 +274,7 @@ pub async fn allow_ip(
     body: Body,
 ) -> Result<Response, ApiError> {
     let client = shared.authorize(&headers, &peer)?;
+    client.may_write()?;
     let object = read_object(&headers, body, shared.body_limit).await?;
     let text = match object.get("ip") {
         None | Some(Value::Null) => {

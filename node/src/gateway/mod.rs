@@ -22,6 +22,7 @@ pub mod handlers;
 pub mod lifecycle;
 pub mod listener;
 pub mod snapshot;
+pub mod v1;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -86,6 +87,8 @@ pub struct Shared {
     policy: BanPolicy,
     body_limit: usize,
     store: Store,
+    /// The node's reads (status, peers, trace, records by key), for `/v1`.
+    queries: crate::daemon::queries::Queries,
     /// Permits for searches (see [`handlers::HEAVY_RENDERS`]).
     heavy: Arc<tokio::sync::Semaphore>,
 }
@@ -114,6 +117,8 @@ pub struct GatewayDeps {
     pub status: Arc<Mutex<GatewayStatus>>,
     /// Counts requests by endpoint and status.
     pub metrics: crate::metrics::Metrics,
+    /// The node's reads, for the native API.
+    pub queries: crate::daemon::queries::Queries,
 }
 
 /// Binds the listener, loads the view and spawns the gateway's tasks into
@@ -142,6 +147,7 @@ pub async fn start(
         policy: config.policy,
         body_limit: config.body_limit,
         store: deps.store,
+        queries: deps.queries,
         heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
     });
     *deps.status.lock().unwrap_or_else(PoisonError::into_inner) = GatewayStatus {
@@ -199,6 +205,8 @@ fn router(shared: Arc<Shared>) -> Router {
                 handlers::allow_ip(s, headers, peer, body)
             }),
         )
+        .nest("/v1", v1::router())
+        .route("/openapi.json", get(v1::openapi::serve))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .with_state(shared)

@@ -3,7 +3,8 @@
 //! `api` checks the endpoints' shapes and codes and every hostile input of
 //! issue 6; `door` one host holding many connections; `lifecycle` the blocked/allowed/known steps with short
 //! durations; `memory` the peak memory of 64 concurrent searches; `mesh` two
-//! gateways and the CLI agreeing; `reload` tokens swapped on SIGHUP.
+//! gateways and the CLI agreeing; `native` the `/v1/` API; `reload` tokens
+//! swapped on SIGHUP.
 
 // The helpers below panic on failure as the tests themselves do.
 #![allow(clippy::unwrap_used)]
@@ -16,6 +17,7 @@ mod door;
 mod lifecycle;
 mod memory;
 mod mesh;
+mod native;
 mod reload;
 
 use std::fs;

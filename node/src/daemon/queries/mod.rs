@@ -14,6 +14,7 @@
 
 pub mod clock;
 mod health;
+pub mod native;
 mod standing;
 mod status;
 
@@ -77,6 +78,8 @@ pub struct BackendStatus {
     pub fail2ban: Arc<Mutex<ApplierStatus>>,
     /// The nftables backend's, when it runs.
     pub nftables: Option<Arc<Mutex<NftStatus>>>,
+    /// What the backends are told to hold, when any runs.
+    pub target: Option<tokio::sync::watch::Receiver<Arc<crate::enforce::Target>>>,
 }
 
 /// What the reads need, shared with the tasks that own each part.
