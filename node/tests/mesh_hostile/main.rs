@@ -9,6 +9,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod enrolled;
 mod gc;
 mod rogue;
 mod sessions;
