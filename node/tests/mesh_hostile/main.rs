@@ -11,6 +11,7 @@
 mod common;
 mod enrolled;
 mod gc;
+mod never_ban;
 mod rogue;
 mod sessions;
 
