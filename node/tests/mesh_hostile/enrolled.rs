@@ -2,12 +2,19 @@
 //! its records are valid, so the mesh stores and spreads them; what contains
 //! it is the operator's view (`trace` names it) and revoking its key, after
 //! which every node leaves its records out and the decisions it overrode are
-//! back.
+//! back. And a rogue flooding valid bans far past the per-origin rate: the
+//! others delay it, lose none of its records, and still spread the honest
+//! origins' bans.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::common::{SOON, TestCluster, TestNode, arg, holds_for, wait_until};
+use super::common::{SOON, TestCluster, TestNode, arg, holds_for, issue_bans, wait_until};
 use serde_json::Value;
+
+/// A bound for slow convergence on a busy two-core machine: generous,
+/// never a measure of speed.
+const LONG: Duration = Duration::from_secs(120);
 
 /// The honest bans the rogue lifts.
 const HONEST: [&str; 3] = ["198.51.100.1", "198.51.100.2", "198.51.100.3"];
@@ -129,4 +136,71 @@ fn mesh_enrolled_rogue_unbans_everything_trace_names_it_and_revoking_it_heals() 
         node2.decision(HONEST[1])
     );
     eprintln!("node2 after the revocation: {}", summary(node2));
+}
+
+/// Records of the rogue's flood.
+const FLOOD: usize = 5_000;
+/// The per-origin rate of the flood test's nodes, far below the flood.
+const RATE: &str = "origin_rate = 200\norigin_burst = 1000\n";
+
+/// `node`'s stored ban count.
+fn bans_stored(node: &TestNode) -> u64 {
+    node.status()["record_counts"]["ban"].as_u64().unwrap_or(0)
+}
+
+/// `VmHWM` (peak resident memory) of `node`'s process, as printed there.
+fn peak_rss(node: &TestNode) -> String {
+    let pid = node.pid().expect("node running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: ?");
+    line.trim_start_matches("VmHWM:").trim().to_owned()
+}
+
+/// Issues bans on `ips` through `node`'s control socket.
+fn ban_each(node: &TestNode, ips: &[String]) {
+    for ip in ips {
+        node.call(&["ban", ip, "--for", "1h"]);
+    }
+}
+
+#[test]
+fn mesh_enrolled_rogue_flooding_past_its_rate_is_delayed_never_dropped() {
+    let mut cluster = TestCluster::new();
+    let config = fast_sync(&cluster, "rate.toml", RATE);
+    cluster.start_star(3, Some(&config));
+    cluster.wait_for_peers(2);
+    let (node1, node2, rogue) = (cluster.node(0), cluster.node(1), cluster.node(2));
+    let socket: &Path = &rogue.socket;
+    let honest: Vec<String> = (10..30).map(|i| format!("198.51.100.{i}")).collect();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| issue_bans(socket, FLOOD));
+        // node1 delays the flood (counted), then node2 bans: its bans
+        // reach node1 while the flood is still coming in.
+        let delaying = wait_until(LONG, || node1.status()["rejects"].to_string().contains("rate"));
+        assert!(delaying, "node1 never delayed the flood: {}", node1.status()["rejects"]);
+        let sent = Instant::now();
+        ban_each(node2, &honest);
+        let spread = wait_until(SOON, || honest.iter().all(|ip| node1.is_banned(ip)));
+        assert!(spread, "node2's bans did not reach node1 during the flood");
+        eprintln!(
+            "node2's 20 bans on node1 {:?} after issuing, during the flood (node1 held {} bans)",
+            sent.elapsed(),
+            bans_stored(node1)
+        );
+    });
+    let all = (FLOOD + honest.len()) as u64;
+    let complete = wait_until(LONG, || [node1, node2].iter().all(|n| bans_stored(n) == all));
+    let counts: Vec<u64> = [node1, node2].iter().map(|n| bans_stored(n)).collect();
+    assert!(complete, "records lost: node1, node2 hold {counts:?} of {all}");
+    eprintln!(
+        "flood of {FLOOD} at {RATE:?}: complete on node1 and node2 {:?} after it began; \
+         peak RSS node1 {}, node2 {}, rogue {}; node1 rejects {}",
+        started.elapsed(),
+        peak_rss(node1),
+        peak_rss(node2),
+        peak_rss(rogue),
+        node1.status()["rejects"]
+    );
+    assert!(cluster.wait_for_same_digest(LONG), "digests differ after the flood");
 }
