@@ -36,3 +36,43 @@ pub fn lifting(records: &[Record], valid: &[bool], now: u64) -> Vec<bool> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use banmesh_crdt::{Hlc, Key, Metadata, Origin, Statement};
+    use banmesh_keys::{SecretKey, sign_record};
+
+    use super::*;
+
+    fn record(secret: &SecretKey, kind: Kind, at: u64, ttl: Option<u64>) -> Record {
+        let statement = Statement {
+            key: Key::parse("192.0.2.1").expect("ip").key,
+            kind,
+            issued_at: Hlc::from_millis(at),
+            expires_at: ttl.map(|t| at + t),
+            strikes: u32::from(kind == Kind::Ban),
+            meta: Metadata::default(),
+            origin: Origin::default(),
+        };
+        sign_record(secret, statement)
+    }
+
+    #[test]
+    fn the_greatest_valid_unban_over_a_live_ban_lifts_it() {
+        let (a, b) = (SecretKey::generate().expect("key"), SecretKey::generate().expect("key"));
+        let ban = record(&a, Kind::Ban, 1_000, Some(10_000));
+        let old_unban = record(&b, Kind::Unban, 2_000, None);
+        let unban = record(&b, Kind::Unban, 3_000, None);
+        let records = [ban.clone(), old_unban.clone(), unban.clone()];
+        assert_eq!(lifting(&records, &[true; 3], 5_000), [false, false, true]);
+        // The ban has ended by itself: nothing was lifted.
+        assert_eq!(lifting(&records, &[true; 3], 20_000), [false; 3]);
+        // A void (revoked) unban lifts nothing; the older valid one does.
+        assert_eq!(lifting(&records, &[true, true, false], 5_000), [false, true, false]);
+        // An unban older than the ban lifts nothing.
+        assert_eq!(
+            lifting(&[old_unban, record(&a, Kind::Ban, 2_500, None)], &[true; 2], 5_000),
+            [false; 2]
+        );
+    }
+}
