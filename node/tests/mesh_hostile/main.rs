@@ -9,7 +9,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod enrolled;
 mod gc;
+mod never_ban;
+mod replay;
 mod rogue;
 mod sessions;
 

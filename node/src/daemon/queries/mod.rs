@@ -14,6 +14,7 @@
 
 pub mod clock;
 mod health;
+mod lifted;
 pub mod native;
 mod standing;
 mod status;
@@ -235,13 +236,20 @@ impl Queries {
             }
             Decision::Free => ("not banned".to_owned(), None, None),
         };
+        let views: Vec<RecordView> =
+            records.iter().map(|r| self.view(r, arrivals.get(&r.id()))).collect();
+        let valid: Vec<bool> = views.iter().map(|v| v.valid).collect();
+        let lifts = lifted::lifting(&records, &valid, now);
         let entries = records
             .iter()
-            .map(|r| TraceEntry {
-                decides: by.is_some_and(|(k, kind, until)| {
-                    r.key() == k && r.kind() == kind && r.statement().expires_at == Some(until)
-                }),
-                record: self.view(r, arrivals.get(&r.id())),
+            .zip(views)
+            .zip(lifts)
+            .map(|((r, record), lifts)| TraceEntry {
+                decides: (lifts && by.is_none())
+                    || by.is_some_and(|(k, kind, until)| {
+                        r.key() == k && r.kind() == kind && r.statement().expires_at == Some(until)
+                    }),
+                record,
             })
             .collect();
         Ok(TraceView {
