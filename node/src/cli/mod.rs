@@ -14,6 +14,9 @@ mod record;
 mod show;
 mod store;
 
+#[cfg(feature = "fuzzing")]
+pub use import_seed::fuzz_rows;
+
 use clap::{Parser, Subcommand};
 
 /// banmesh: a mesh of Fail2Ban hosts sharing signed ban records.

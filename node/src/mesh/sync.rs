@@ -29,6 +29,8 @@ use super::batch::{Batch, pack};
 use super::swarm::MeshCommand;
 use super::verifier::{self, Checker};
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 mod responder;
 use crate::clock::now_ms;
 use crate::store::query::{self, SyncItem};
