@@ -10,7 +10,9 @@
 #   scripts/fuzz.sh seeds        rewrites the seeds made from real encodings
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). The build has its own
-# target directory, fuzz/target (about 3 GB).
+# target directory, fuzz/target (about 3.5 GB). BANMESH_FUZZ_BUILD adds
+# flags to `cargo fuzz build` and `run` (scripts/test.sh uses `--dev`: half
+# the compile time, slower runs).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -26,13 +28,14 @@ if [ "${#targets[@]}" -eq 0 ]; then
     mapfile -t targets < <(cargo fuzz list)
 fi
 
-cargo fuzz build -s none
+read -r -a build <<<"${BANMESH_FUZZ_BUILD:-}"
+cargo fuzz build -s none "${build[@]}"
 summary=()
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "seeds/$target"
     log=$(mktemp)
     status=0
-    cargo fuzz run -s none "$target" "corpus/$target" "seeds/$target" -- \
+    cargo fuzz run -s none "${build[@]}" "$target" "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status=$?
     runs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$log")
     time=$(awk '/stat::average_exec_per_sec/ { print $2 }' "$log")
