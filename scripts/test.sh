@@ -44,9 +44,25 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
-failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i } END { print n + 0 }' "$log")
-echo "scripts/test.sh: $failed test(s) failed"
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-    echo "scripts/test.sh: cargo test failed before running every test (exit $status)" >&2
+test_status=$status
+
+# Every fuzz target runs a few seconds on its seeds (BANMESH_FUZZ_SECONDS
+# each, default 3; 0 skips), so they keep building and the seeds keep
+# passing; only on a full run (no arguments). Needs cargo-fuzz, installed
+# when missing; the fuzz build (unoptimised, for build time) has its own
+# target directory (fuzz/target).
+fuzz_seconds=${BANMESH_FUZZ_SECONDS:-3}
+if [ "$#" -eq 0 ] && [ "$fuzz_seconds" -gt 0 ]; then
+    command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --version 0.13.2 --locked
+    BANMESH_FUZZ_BUILD=--dev bash scripts/fuzz.sh "$fuzz_seconds" || {
+        status=$?
+        echo "scripts/test.sh: a fuzz target failed (exit $status)" >&2
+    }
 fi
+
+failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i } END { print n + 0 }' "$log")
+if [ "$test_status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    echo "scripts/test.sh: cargo test failed before running every test (exit $test_status)" >&2
+fi
+echo "scripts/test.sh: $failed test(s) failed"
 exit "$status"

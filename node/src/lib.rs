@@ -10,6 +10,8 @@ pub mod control;
 pub mod daemon;
 pub mod enforce;
 pub mod fail2ban;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod gateway;
 pub mod mesh;
 pub mod metrics;

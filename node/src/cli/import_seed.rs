@@ -76,6 +76,23 @@ pub fn run(args: ImportSeedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `run --dry-run` does with rows holding `values` (in the columns'
+/// order: id, ip_address, description, status, reported_by, blocked_until,
+/// allowed_since, block_count, jail), read from an in-memory database, at
+/// `now_ms`: the text report. For the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_rows(values: &[[rusqlite::types::Value; 9]], now_ms: u64) -> anyhow::Result<String> {
+    let db = seed_db::SeedDb::in_memory(values)?;
+    let rows = db.rows()?;
+    let plans = plan::plan(&rows, now_ms, Windows::default());
+    for plan in &plans {
+        let _ = plan.orders(now_ms);
+    }
+    let summary = Summary::of(&plans);
+    serde_json::to_string(&json!({"rows": plans, "summary": summary}))?;
+    Ok(text(&plans, &summary, Windows::default(), true))
+}
+
 /// `allowed_duration` and `known_duration` from `[DEFAULT]` of the old
 /// server's `serverconfig.ini` (read as the gateway reads it), or the old
 /// server's defaults.

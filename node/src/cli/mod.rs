@@ -17,6 +17,9 @@ mod show;
 mod store;
 mod sync_status;
 
+#[cfg(feature = "fuzzing")]
+pub use import_seed::fuzz_rows;
+
 use clap::{Parser, Subcommand};
 
 /// banmesh: a mesh of Fail2Ban hosts sharing signed ban records.

@@ -18,6 +18,8 @@ pub mod auth;
 pub mod body;
 pub mod door;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 pub mod handlers;
 pub mod lifecycle;
 pub mod listener;

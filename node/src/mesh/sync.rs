@@ -35,6 +35,8 @@ use super::swarm::MeshCommand;
 use super::verifier::Checker;
 
 mod initiator;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 mod responder;
 pub mod sessions;
 mod storage;

@@ -81,6 +81,21 @@ impl SeedDb {
         Ok(db)
     }
 
+    /// An in-memory database whose `ip_addresses` (columns without types)
+    /// holds `rows`, each in [`COLUMNS`] order. For the fuzz targets.
+    #[cfg(feature = "fuzzing")]
+    pub fn in_memory(rows: &[[Value; 9]]) -> anyhow::Result<SeedDb> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute(&format!("CREATE TABLE ip_addresses ({})", COLUMNS.join(", ")), [])?;
+        let sql = format!("INSERT INTO ip_addresses VALUES ({})", ["?"; 9].join(", "));
+        let mut insert = conn.prepare(&sql)?;
+        for row in rows {
+            insert.execute(rusqlite::params_from_iter(row.iter()))?;
+        }
+        drop(insert);
+        Ok(SeedDb { conn })
+    }
+
     /// Refuses a file that is not SQLite, or SQLite without the old server's
     /// `ip_addresses` table and columns.
     fn check_schema(&self, path: &Path) -> anyhow::Result<()> {
