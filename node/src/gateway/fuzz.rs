@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use super::lifecycle::Windows;
 use super::listener::Peer;
 use super::{Shared, auth::Auth, door::Door, handlers, router, view};
-use crate::config::Token;
+use crate::config::{Config, Role, Token};
+use crate::daemon::queries::{BackendStatus, Queries, Standing};
+use crate::mesh::{MeshHandle, Trust};
 use crate::store::{Store, StoreError};
 
 /// The token the router accepts (`Authorization: Bearer fuzz-token`).
@@ -36,7 +38,13 @@ pub async fn router_for(
     tokio::spawn(view_task);
     let (node, requests) = crate::api::channel(16);
     drop(requests);
-    let token = Token { name: "fuzz".into(), digest: Token::digest_of(TOKEN), from_seed: false };
+    let token = Token {
+        name: "fuzz".into(),
+        digest: Token::digest_of(TOKEN),
+        role: Role::Admin,
+        from_seed: false,
+    };
+    let queries = queries_over(&store);
     let shared = Arc::new(Shared {
         auth: Auth::new(vec![token], vec!["10.0.0.0/8".parse().expect("a network")]),
         view,
@@ -44,9 +52,25 @@ pub async fn router_for(
         policy,
         body_limit: 64 * 1024,
         store,
+        queries,
         heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
     });
     Ok(router(shared))
+}
+
+/// Reads over `store` for `/v1`, with no mesh, no backends and a fresh
+/// node key and cluster key.
+fn queries_over(store: &Store) -> Queries {
+    let key = |seed: u8| banmesh_keys::SecretKey::from_bytes(&[seed; 32]).public();
+    let cluster = key(1);
+    let standing = Standing { node_key: key(2), cluster, cert: None, notices: Vec::new() };
+    let trust = Arc::new(std::sync::RwLock::new(Trust::new(cluster)));
+    let mesh = MeshHandle::detached(store.clone(), trust.clone());
+    let standing = Arc::new(std::sync::RwLock::new(standing));
+    let backends = BackendStatus::default();
+    let config = Config::from_toml("", "fuzz", &crate::config::Overrides::default())
+        .expect("the built-in defaults are a valid config");
+    Queries::new(config, standing, store.clone(), mesh, trust, backends, None)
 }
 
 /// `request` as if it came from `addr` (what the listener adds).

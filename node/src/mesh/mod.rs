@@ -88,6 +88,17 @@ pub struct MeshHandle {
 }
 
 impl MeshHandle {
+    /// A handle to no mesh (`fuzzing` feature only): reads see no peers,
+    /// commands go nowhere.
+    #[cfg(feature = "fuzzing")]
+    pub fn detached(store: Store, trust: Arc<RwLock<Trust>>) -> MeshHandle {
+        let (command_tx, _) = mpsc::channel(1);
+        let (order_tx, _) = mpsc::channel(1);
+        let stats = Arc::new(Mutex::new(MeshStats::default()));
+        let local = never_ban::LocalAddrs::read_now();
+        MeshHandle { command_tx, order_tx, stats, peer_id: PeerId::random(), store, trust, local }
+    }
+
     /// Gossips records already committed to the store.
     pub async fn publish(&self, records: Vec<Record>) {
         if !records.is_empty() {

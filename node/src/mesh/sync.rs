@@ -34,9 +34,9 @@ use super::batch::{Batch, pack};
 use super::swarm::MeshCommand;
 use super::verifier::Checker;
 
-mod initiator;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
+mod initiator;
 mod responder;
 pub mod sessions;
 mod storage;

@@ -2,14 +2,16 @@
 //! only): the responder answering a peer's requests, and an initiator
 //! session fed a peer's responses, against a real store.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use banmesh_crdt::Params;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
-use super::{SyncContext, SyncRequest, SyncResponse, initiate, respond};
+use super::responder::Responder;
+use super::sessions::Tracker;
+use super::{SyncContext, SyncRequest, SyncResponse, session};
 use crate::mesh::limit::OriginLimits;
 use crate::mesh::swarm::{MeshCommand, MeshStats};
 use crate::mesh::trust::Trust;
@@ -31,7 +33,7 @@ pub fn context(
         limits: Arc::new(OriginLimits::new(u64::MAX / 4, u64::MAX / 4)),
         stats: Arc::new(Mutex::new(MeshStats::default())),
     };
-    (SyncContext { checker, swarm_tx }, swarm_rx)
+    (SyncContext { checker, swarm_tx, local: PeerId::random() }, swarm_rx)
 }
 
 /// Answers `requests` from `peer` in order, as the sync task does, with
@@ -41,11 +43,10 @@ pub async fn respond_all(
     peer: PeerId,
     requests: Vec<SyncRequest>,
 ) -> Vec<SyncResponse> {
-    let mut sessions = HashMap::new();
-    let mut next_session = 0;
+    let mut responder = Responder::new(Tracker(ctx.checker.stats.clone()));
     let mut answers = Vec::with_capacity(requests.len());
     for request in requests {
-        answers.push(respond(ctx, &mut sessions, &mut next_session, peer, request).await);
+        answers.push(responder.respond(ctx, peer, request).await.response);
     }
     answers
 }
@@ -67,7 +68,7 @@ pub async fn initiate_against(
         }
     };
     tokio::select! {
-        result = initiate(ctx, peer) => result,
+        result = session(ctx, peer, Duration::ZERO) => result.map(|_| ()),
         () = answer => Err("swarm gone".into()),
     }
 }
