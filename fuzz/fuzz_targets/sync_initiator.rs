@@ -44,7 +44,7 @@ impl Batches {
 enum Resp {
     Round { session: u64, msg: Vec<u8> },
     Items(Batches),
-    Page { batches: Batches, next: Option<(u64, Vec<u8>)> },
+    Page { batches: Batches, next: Option<(u64, Vec<u8>)>, total: Option<u64> },
     Done,
     Refused(String),
 }
@@ -56,9 +56,10 @@ impl Resp {
                 SyncResponse::Round { session: *session, msg: ByteBuf::from(msg.clone()) }
             }
             Resp::Items(b) => SyncResponse::Items { batches: b.bytes() },
-            Resp::Page { batches, next } => SyncResponse::Page {
+            Resp::Page { batches, next, total } => SyncResponse::Page {
                 batches: batches.bytes(),
                 next: next.as_ref().map(|(at, id)| (*at, ByteBuf::from(id.clone()))),
+                total: *total,
             },
             Resp::Done => SyncResponse::Done,
             Resp::Refused(reason) => SyncResponse::Refused { reason: reason.clone() },

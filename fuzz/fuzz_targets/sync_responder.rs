@@ -21,10 +21,12 @@ enum Req {
     Open {
         horizon_ms: u64,
         msg: Vec<u8>,
+        records: bool,
     },
     /// An Open with a real initiator message over these items.
     OpenReal {
         items: Vec<(u64, [u8; 32])>,
+        records: bool,
     },
     Round {
         session: u8,
@@ -53,12 +55,15 @@ impl Req {
     fn request(&self) -> SyncRequest {
         let f = fixture();
         match self {
-            Req::Open { horizon_ms, msg } => {
-                SyncRequest::Open { horizon_ms: *horizon_ms, msg: ByteBuf::from(msg.clone()) }
-            }
-            Req::OpenReal { items } => SyncRequest::Open {
+            Req::Open { horizon_ms, msg, records } => SyncRequest::Open {
+                horizon_ms: *horizon_ms,
+                msg: ByteBuf::from(msg.clone()),
+                records: *records,
+            },
+            Req::OpenReal { items, records } => SyncRequest::Open {
                 horizon_ms: banmesh_fuzz::NOW_MS,
                 msg: ByteBuf::from(initial(items)),
+                records: *records,
             },
             Req::Round { session, msg } => {
                 SyncRequest::Round { session: u64::from(*session), msg: ByteBuf::from(msg.clone()) }

@@ -66,7 +66,7 @@ fn sync_frames() -> Vec<Vec<u8>> {
     let batch = Batch::of_records(vec![f.certs[0].clone()], records()).encode();
     let id = ByteBuf::from(records()[0].id().0.to_vec());
     let requests = [
-        SyncRequest::Open { horizon_ms: NOW_MS, msg: ByteBuf::from(vec![0x61]) },
+        SyncRequest::Open { horizon_ms: NOW_MS, msg: ByteBuf::from(vec![0x61]), records: true },
         SyncRequest::Round { session: 1, msg: ByteBuf::from(vec![0x61, 0, 0]) },
         SyncRequest::Pull { session: 1, ids: vec![id.clone()] },
         SyncRequest::Push { batch: ByteBuf::from(batch.clone()) },
@@ -76,7 +76,11 @@ fn sync_frames() -> Vec<Vec<u8>> {
     let responses = [
         SyncResponse::Round { session: 1, msg: ByteBuf::from(vec![0x61]) },
         SyncResponse::Items { batches: vec![ByteBuf::from(batch.clone())] },
-        SyncResponse::Page { batches: vec![ByteBuf::from(batch)], next: Some((NOW_MS, id)) },
+        SyncResponse::Page {
+            batches: vec![ByteBuf::from(batch)],
+            next: Some((NOW_MS, id)),
+            total: Some(1),
+        },
         SyncResponse::Done,
         SyncResponse::Refused { reason: "busy".into() },
     ];
