@@ -5,7 +5,8 @@
 //! (VmHWM); asserts nothing.
 //!
 //! Run: `cargo bench -p banmesh-node --bench import`. Environment:
-//! `BANMESH_BENCH_LINES` (1000000).
+//! `BANMESH_BENCH_LINES` (1000000). A debug build's figures come from
+//! `cargo test -p banmesh-node --bench import` (the same program).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -36,7 +37,8 @@ fn list(path: &Path, lines: usize, bad_every: usize) {
         if bad_every != 0 && i % bad_every == bad_every - 1 {
             let _ = writeln!(text, "bad-entry-{i}");
         } else if i % 50 == 0 {
-            let _ = writeln!(text, "100.{}.{}.0/24 ; SBL{i}", (i >> 16) & 63, (i >> 8) & 255);
+            let n = i / 50;
+            let _ = writeln!(text, "100.{}.{}.0/24 ; SBL{i}", (n >> 8) & 63, n & 255);
         } else {
             let _ = writeln!(text, "10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
         }
@@ -49,8 +51,18 @@ fn run(label: &str, lines: usize, bad_every: usize) {
     let node = cluster.node(0);
     let path = cluster.path("list.txt");
     list(&path, lines, bad_every);
+    let times = cluster.path("client.time");
+    // The client's CPU and peak RSS, from GNU time when present.
+    let mut command = if Path::new("/usr/bin/time").exists() {
+        let mut c = Command::new("/usr/bin/time");
+        c.args(["-o", arg(&times), "-f", "client cpu %U s user %S s sys, peak RSS %M kB"]);
+        c.arg(bin());
+        c
+    } else {
+        Command::new(bin())
+    };
     let start = Instant::now();
-    let output = Command::new(bin())
+    let output = command
         .args(["import", arg(&path), "--for", "1d", "--socket", arg(&node.socket), "--json"])
         .stderr(std::process::Stdio::null())
         .output()
@@ -58,12 +70,16 @@ fn run(label: &str, lines: usize, bad_every: usize) {
     let took = start.elapsed();
     let summary = String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<String>();
     let pid = node.pid().unwrap_or(0);
+    let client = std::fs::read_to_string(&times).unwrap_or_default();
     println!(
-        "{label}: {lines} lines in {:.1} s ({:.0} lines/s), exit {}, node peak RSS {}; {summary}",
+        "{label}: {lines} lines in {:.1} s ({:.0} lines/s), {}, node peak RSS {}; {}; \
+         load {}; {summary}",
         took.as_secs_f64(),
         lines as f64 / took.as_secs_f64(),
         output.status,
         vm_hwm(pid),
+        client.trim(),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
     );
 }
 

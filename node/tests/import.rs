@@ -75,6 +75,8 @@ fn import_keeps_good_lines_reports_bad_ones_and_reaches_the_mesh() {
     assert_eq!(summary["duplicates"], 1, "{summary}");
     assert_eq!(summary["lines"], 17, "{summary}");
     assert_eq!(summary["refused"], 2, "{summary} {stderr}");
+    // Not a terminal: plain progress lines, not a bar.
+    assert!(stderr.contains("progress: 17 lines"), "{stderr}");
     for (line, why) in [
         (7, "not an address"),
         (9, "unexpected text"),

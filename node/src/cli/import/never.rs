@@ -45,3 +45,19 @@ pub fn verdict(never: &[IpNet], key: Key) -> Verdict {
     }
     never.iter().find(|n| net.contains(*n)).map_or(Verdict::Clear, |n| Verdict::Covers(*n))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inside_a_never_ban_network_is_refused_and_covering_one_noted() {
+        let net = |t: &str| Key::parse(t).expect("key").key;
+        let never = vec![net("127.0.0.0/8").net(), net("192.0.2.2").net()];
+        assert_eq!(verdict(&never, net("127.0.0.1")), Verdict::Inside(never[0]));
+        assert_eq!(verdict(&never, net("192.0.2.2")), Verdict::Inside(never[1]));
+        assert_eq!(verdict(&never, net("192.0.2.0/24")), Verdict::Covers(never[1]));
+        assert_eq!(verdict(&never, net("192.0.2.3")), Verdict::Clear);
+        assert_eq!(verdict(&[], net("192.0.2.2")), Verdict::Clear);
+    }
+}
