@@ -38,7 +38,7 @@ fn list(path: &Path, lines: usize, bad_every: usize) {
             let _ = writeln!(text, "bad-entry-{i}");
         } else if i % 50 == 0 {
             let n = i / 50;
-            let _ = writeln!(text, "100.{}.{}.0/24 ; SBL{i}", (n >> 8) & 63, n & 255);
+            let _ = writeln!(text, "100.{}.{}.0/24 ; SBL{i}", (n >> 8) & 255, n & 255);
         } else {
             let _ = writeln!(text, "10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
         }

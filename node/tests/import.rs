@@ -139,11 +139,14 @@ fn replace_source_unbans_what_the_list_dropped_and_nothing_else() {
     let cluster = TestCluster::star(1);
     let node = cluster.node(0);
     node.call(&["ban", "198.18.9.50", "--for", "1h"]);
+    // Banned here for longer than the import's 1d: the import leaves it be.
+    node.call(&["ban", "198.18.9.2", "--for", "3d"]);
     let old = cluster.path("old.txt");
     write(&old, b"198.18.9.1\n198.18.9.2\n198.18.9.3\n198.51.100.0/24\n");
     let other = cluster.path("other.txt");
     write(&other, b"203.0.113.9\n");
-    summary(&import(node, &[arg(&old), "--replace-source", "feed"], None));
+    let first = summary(&import(node, &[arg(&old), "--replace-source", "feed"], None));
+    assert_eq!((&first["imported"], &first["kept_longer"]), (&3.into(), &1.into()), "{first}");
     summary(&import(node, &[arg(&other), "--source", "another"], None));
     for ip in ["198.18.9.1", "198.18.9.3", "198.51.100.9", "203.0.113.9", "198.18.9.50"] {
         assert!(node.is_banned(ip), "{ip} not banned");
@@ -152,7 +155,9 @@ fn replace_source_unbans_what_the_list_dropped_and_nothing_else() {
     write(&new, b"198.18.9.1\n198.18.9.2\n198.18.9.4\n");
     let output = summary(&import(node, &[arg(&new), "--replace-source", "feed"], None));
     assert_eq!(output["unbanned"], 2, "{output}");
-    assert_eq!(output["imported"], 3, "{output}");
+    assert_eq!(output["imported"], 2, "{output}");
+    assert_eq!(output["kept_longer"], 1, "{output}");
+    assert_eq!(bans_on(node, "198.18.9.2")[0]["source"], "cli", "the longer ban was replaced");
     for ip in ["198.18.9.3", "198.51.100.9"] {
         assert!(node.is_not_banned(ip), "{ip} still banned: {}", node.decision(ip));
     }

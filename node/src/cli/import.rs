@@ -72,6 +72,9 @@ pub struct Summary {
     /// Entries refused: inside the node's never-ban list, or refused by the
     /// node (its certificate's prefixes, ...).
     pub refused: u64,
+    /// Entries this node already bans for longer: left standing (a node
+    /// keeps one Ban per key, so the import's would shorten it).
+    pub kept_longer: u64,
     /// Entries listed twice in the file (banned once).
     pub duplicates: u64,
     /// Entries gone from the list and unbanned (`--replace-source`).
@@ -89,10 +92,11 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&json!(summary))?);
     } else {
         println!(
-            "imported {}, bad {}, refused {}, duplicates {}, unbanned {} ({} lines)",
+            "imported {}, bad {}, refused {}, kept longer {}, duplicates {}, unbanned {} ({} lines)",
             summary.imported,
             summary.bad,
             summary.refused,
+            summary.kept_longer,
             summary.duplicates,
             summary.unbanned,
             summary.lines

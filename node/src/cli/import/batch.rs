@@ -69,6 +69,7 @@ impl Batcher {
             jail: self.spec.jail.clone(),
             reason: self.spec.reason.clone(),
             source: self.spec.source.clone(),
+            keep_longer: true,
             ..OrderSpec::default()
         };
         self.add(order, line, progress).await
@@ -130,6 +131,10 @@ impl Batcher {
             other => anyhow::bail!("the node answered {} to a batch; {}", other.name(), done()),
         };
         for (item, line) in items.iter().zip(lines) {
+            if item.skipped.is_some() {
+                self.summary.kept_longer += 1;
+                continue;
+            }
             match (&item.error, line) {
                 (Some(error), 0) => {
                     progress.println(&format!("unban {}: refused: {error}", item.key))
