@@ -3,6 +3,7 @@
 //! `banmesh` binary.
 
 pub mod api;
+pub mod blocklist;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -20,7 +20,7 @@ fn title(page: &str) -> &str {
 fn completions_name_the_function_and_the_subcommands() {
     let bash = ok(&["completions", "bash"]);
     assert!(bash.contains("_banmesh"), "{bash}");
-    for name in ["node", "status", "import-seed"] {
+    for name in ["node", "status", "import-seed", "import"] {
         assert!(bash.contains(name), "bash script lacks {name}");
     }
     let zsh = ok(&["completions", "zsh"]);

@@ -7,6 +7,7 @@ mod control;
 mod docs;
 mod enroll;
 mod fail2ban;
+mod import;
 mod import_seed;
 mod keys;
 pub mod logging;
@@ -57,6 +58,9 @@ enum Command {
     /// Import a Fail2BanSync server's database (ip_management.db) into the
     /// running node.
     ImportSeed(import_seed::ImportSeedArgs),
+    /// Ban every address and network of a blocklist (a file or - for
+    /// standard input) through the running node.
+    Import(import::ImportArgs),
     /// Ask the running node (over its control socket).
     #[command(flatten)]
     Control(control::ControlCommand),
@@ -76,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(command) => config_cmd::run(command),
         Command::Fail2Ban(command) => fail2ban::run(command),
         Command::ImportSeed(args) => import_seed::run(args),
+        Command::Import(args) => import::run(args),
         Command::Control(command) => control::run(command),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),

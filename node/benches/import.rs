@@ -1,0 +1,90 @@
+//! `banmesh import` of a big list into one real node: N lines of distinct
+//! addresses (every 50th a /24 network, DROP-style with a trailing comment),
+//! then, into a fresh node, the same size with 10 % bad lines. Prints the
+//! time, lines per second, the import's summary and the node's peak RSS
+//! (VmHWM); asserts nothing.
+//!
+//! Run: `cargo bench -p banmesh-node --bench import`. Environment:
+//! `BANMESH_BENCH_LINES` (1000000). A debug build's figures come from
+//! `cargo test -p banmesh-node --bench import` (the same program).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use common::{TestCluster, arg, bin};
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+/// Peak resident memory of `pid`, from `/proc/PID/status`.
+fn vm_hwm(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"));
+    line.map_or_else(|| "?".to_owned(), |l| l["VmHWM:".len()..].trim().to_owned())
+}
+
+/// `lines` lines; every `bad_every`-th (when not 0) is not an address.
+fn list(path: &Path, lines: usize, bad_every: usize) {
+    let mut text = String::with_capacity(lines * 16);
+    text.push_str("# generated list\n");
+    for i in 0..lines {
+        if bad_every != 0 && i % bad_every == bad_every - 1 {
+            let _ = writeln!(text, "bad-entry-{i}");
+        } else if i % 50 == 0 {
+            let n = i / 50;
+            let _ = writeln!(text, "100.{}.{}.0/24 ; SBL{i}", (n >> 8) & 255, n & 255);
+        } else {
+            let _ = writeln!(text, "10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        }
+    }
+    std::fs::write(path, text).expect("write list");
+}
+
+fn run(label: &str, lines: usize, bad_every: usize) {
+    let cluster = TestCluster::star(1);
+    let node = cluster.node(0);
+    let path = cluster.path("list.txt");
+    list(&path, lines, bad_every);
+    let times = cluster.path("client.time");
+    // The client's CPU and peak RSS, from GNU time when present.
+    let mut command = if Path::new("/usr/bin/time").exists() {
+        let mut c = Command::new("/usr/bin/time");
+        c.args(["-o", arg(&times), "-f", "client cpu %U s user %S s sys, peak RSS %M kB"]);
+        c.arg(bin());
+        c
+    } else {
+        Command::new(bin())
+    };
+    let start = Instant::now();
+    let output = command
+        .args(["import", arg(&path), "--for", "1d", "--socket", arg(&node.socket), "--json"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run banmesh import");
+    let took = start.elapsed();
+    let summary = String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<String>();
+    let pid = node.pid().unwrap_or(0);
+    let client = std::fs::read_to_string(&times).unwrap_or_default();
+    println!(
+        "{label}: {lines} lines in {:.1} s ({:.0} lines/s), {}, node peak RSS {}; {}; \
+         load {}; {summary}",
+        took.as_secs_f64(),
+        lines as f64 / took.as_secs_f64(),
+        output.status,
+        vm_hwm(pid),
+        client.trim(),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+    );
+}
+
+fn main() {
+    let lines = env_num("BANMESH_BENCH_LINES", 1_000_000);
+    run("clean list", lines, 0);
+    run("10 % bad lines", lines, 10);
+}
