@@ -250,7 +250,7 @@ pub async fn run(
             source,
             status: status.clone(),
             metrics,
-            queries,
+            queries: queries.clone(),
         };
         let started =
             gateway::start(&config.gateway, listen, deps, &mut tasks, shutdown.child_token()).await;
@@ -264,8 +264,10 @@ pub async fn run(
         notify::run(node_handle.clone(), mesh.clone(), store.clone(), shutdown.child_token())
     });
     // Only the control server, the applier, the gateway and the notify
-    // task hold the handle.
+    // task hold the handle; only tasks hold the reads (they hold the store,
+    // whose writer ends at the stop only once every copy is gone).
     drop(node_handle);
+    drop(queries);
     let node = handler::Node::new(config, identity, store.clone(), clock, mesh, trust)
         .with_standing(standing);
     tasks.spawn("node", node.run(requests, shutdown.child_token()));
