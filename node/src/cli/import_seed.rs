@@ -24,8 +24,8 @@ use self::plan::{Action, ENDED_BAN_MS, RowPlan, Windows};
 use super::control::Connect;
 use crate::clock;
 use crate::config::seed::Seed;
+use crate::control::OrderSpec;
 use crate::control::protocol::{MAX_ISSUE_BATCH, MAX_REQUEST_FRAME};
-use crate::control::{self, Command, OrderSpec, Response};
 
 /// Largest encoded batch of orders sent in one call, leaving room in the
 /// request frame for the envelope.
@@ -147,21 +147,11 @@ async fn send(
     plans: &mut [RowPlan],
     first: usize,
 ) -> anyhow::Result<()> {
-    let count = orders.len();
     let done = || match first {
         0 => "nothing was imported".to_owned(),
         _ => format!("the rows before row {} were imported", plans[first].row),
     };
-    let response = control::call(socket, Command::Issue { orders }).await.with_context(|| {
-        format!("cannot send a batch of {count} orders to the node; {}", done())
-    })?;
-    let items = match response {
-        Response::Issued(items) if items.len() == count => items,
-        Response::Error { message } => {
-            anyhow::bail!("the node refused a batch: {message}; {}", done())
-        }
-        other => anyhow::bail!("the node answered {} to a batch; {}", other.name(), done()),
-    };
+    let items = super::issue_batch::send(socket, orders, done).await?;
     for (item, &owner) in items.iter().zip(owners) {
         if let Some(why) = &item.skipped {
             plans[owner].notes.push(format!("the ban was not recorded: {why}"));

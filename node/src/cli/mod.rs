@@ -9,6 +9,7 @@ mod enroll;
 mod fail2ban;
 mod import;
 mod import_seed;
+mod issue_batch;
 mod keys;
 pub mod logging;
 mod membership;

@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use banmesh_crdt::{Key, Kind};
 
 use super::Summary;
 use super::progress::Progress;
+use crate::control::OrderSpec;
 use crate::control::protocol::{MAX_ISSUE_BATCH, MAX_REQUEST_FRAME};
-use crate::control::{self, Command, OrderSpec, Response};
 
 /// Largest encoded batch of orders sent in one call, leaving room in the
 /// request frame for the envelope.
@@ -113,23 +112,12 @@ impl Batcher {
         let orders = std::mem::take(&mut self.orders);
         let lines = std::mem::take(&mut self.lines);
         self.bytes = 0;
-        let count = orders.len();
         let first = lines.first().copied().unwrap_or(0);
         let done = || match first {
             0 | 1 => "nothing more was imported".to_owned(),
             n => format!("the entries before line {n} were imported"),
         };
-        let response =
-            control::call(&self.socket, Command::Issue { orders }).await.with_context(|| {
-                format!("cannot send a batch of {count} orders to the node; {}", done())
-            })?;
-        let items = match response {
-            Response::Issued(items) if items.len() == count => items,
-            Response::Error { message } => {
-                anyhow::bail!("the node refused a batch: {message}; {}", done())
-            }
-            other => anyhow::bail!("the node answered {} to a batch; {}", other.name(), done()),
-        };
+        let items = crate::cli::issue_batch::send(&self.socket, orders, done).await?;
         for (item, line) in items.iter().zip(lines) {
             if item.skipped.is_some() {
                 self.summary.kept_longer += 1;
