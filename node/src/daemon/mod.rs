@@ -344,12 +344,31 @@ async fn supervise(
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
+    let closer = store.closer();
     drop(store);
-    if !writer_done && let Err(error) = writer.await {
+    if !writer_done && let Err(error) = close_store(writer, &closer).await {
         tracing::error!(task = "store-writer", %error, "the store writer failed while closing");
         failure.get_or_insert(("store-writer", writer_ended(Err(error))));
     }
     failure
+}
+
+/// Waits for the store writer, which ends once the last handle is gone; a
+/// handle still held [`STOP_GRACE`] after the tasks stopped (a defect: every
+/// holder is a task) is logged and the writer told to close anyway, so the
+/// stop never hangs on it.
+async fn close_store(
+    mut writer: JoinHandle<()>,
+    closer: &crate::store::Closer,
+) -> Result<(), tokio::task::JoinError> {
+    if let Ok(joined) = tokio::time::timeout(STOP_GRACE, &mut writer).await {
+        return joined;
+    }
+    tracing::error!(
+        "a store handle is still held {STOP_GRACE:?} after every task stopped: closing the store anyway"
+    );
+    closer.close().await;
+    writer.await
 }
 
 fn writer_ended(joined: Result<(), tokio::task::JoinError>) -> Ended {

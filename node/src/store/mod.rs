@@ -164,6 +164,8 @@ enum Command {
     },
     /// Any other write that leaves the index alone.
     Run(Box<dyn FnOnce(&mut Db) + Send>),
+    /// Ends the writer though handles remain (see [`Closer`]).
+    Close,
 }
 
 /// A handle on the store: cheap to clone, usable from any task.
@@ -246,6 +248,12 @@ impl Store {
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A way to end the writer at the stop that does not itself keep the
+    /// store open.
+    pub fn closer(&self) -> Closer {
+        Closer(self.writer_tx.downgrade())
     }
 
     async fn ask<T>(
@@ -461,6 +469,7 @@ fn run_writer(
                 let _ = reply.send(loaded);
             }
             Command::Run(job) => job(&mut db),
+            Command::Close => break,
             Command::Revocation { revocation, reply } => {
                 let result = db.add_revocation(&revocation);
                 if result.is_ok() {
@@ -478,6 +487,23 @@ fn run_writer(
         }
     }
     tracing::debug!(path = %db.path().display(), "store writer stopped");
+}
+
+/// Ends the store's writer at the stop when a handle outlived the tasks
+/// that should have held the last ones. The writer finishes the commands
+/// queued before it, then closes the file; later writes through a leftover
+/// handle fail with [`StoreError::Closed`].
+pub struct Closer(mpsc::WeakSender<Command>);
+
+impl Closer {
+    /// Asks the writer to stop; false when it already has (every handle
+    /// is gone).
+    pub async fn close(&self) -> bool {
+        match self.0.upgrade() {
+            Some(tx) => tx.send(Command::Close).await.is_ok(),
+            None => false,
+        }
+    }
 }
 
 /// The trust of `cluster` from the stored certificates and revocations

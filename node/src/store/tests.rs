@@ -455,3 +455,24 @@ async fn store_keeps_peers_addresses_while_their_certificate_is_valid() {
     assert_eq!(store.prune_peer_addrs(T0).await.unwrap(), 1);
     assert_eq!(store.prune_peer_addrs(until).await.unwrap(), KEEP_PER_PEER);
 }
+
+#[tokio::test]
+async fn store_closer_ends_the_writer_while_a_handle_is_still_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, writer) = Store::open(dir.path(), Params::default(), T0).await.unwrap();
+    let ban = sign_record(&SecretKey::generate().unwrap(), statement(Kind::Ban, "10.0.0.1", T0, 1));
+    store.apply(vec![ban.clone()], T0).await.unwrap();
+    let closer = store.closer();
+    let leftover = store.clone();
+    drop(store);
+    assert!(closer.close().await, "the writer was still running");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(60), writer).await;
+    assert!(ended.is_ok(), "the writer kept running after the close");
+    let after = leftover.apply(vec![ban], T0).await;
+    assert!(matches!(after, Err(StoreError::Closed)), "a write after the close: {after:?}");
+    drop(leftover);
+    assert!(!closer.close().await, "the writer had already stopped");
+    let reopened = open(dir.path()).await;
+    let counts = reopened.read(query::counts).await.unwrap();
+    assert_eq!(counts.records, 1, "the record written before the close was kept");
+}
