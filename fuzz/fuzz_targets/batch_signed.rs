@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use banmesh_fuzz::{ArbStatement, NOW_MS, fixture, params};
+use banmesh_fuzz::{ArbStatement, NOW_MS, fixture, params, signed_batch};
 use banmesh_node::mesh::batch::Batch;
 use banmesh_node::mesh::trust::Verdict;
 use libfuzzer_sys::fuzz_target;
@@ -23,13 +23,7 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let f = fixture();
-    let records: Vec<_> = input.records.iter().take(64).map(ArbStatement::sign).collect();
-    let certs = (0..3).filter(|i| input.certs & (1 << i) != 0).map(|i| f.certs[i].clone());
-    let batch = Batch {
-        certs: certs.collect(),
-        revocations: if input.revocation { vec![f.revocation.clone()] } else { Vec::new() },
-        records,
-    };
+    let batch = signed_batch(&input.records, 64, input.certs, input.revocation);
     let mut bytes = batch.encode();
     if let Ok(decoded) = Batch::decode(&bytes) {
         assert_eq!(decoded, batch, "an encoded batch decodes to itself");

@@ -5,8 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use banmesh_fuzz::{ArbStatement, fixture, params};
-use banmesh_node::mesh::batch::Batch;
+use banmesh_fuzz::{ArbStatement, fixture, params, signed_batch};
 use banmesh_node::mesh::sync::SyncResponse;
 use banmesh_node::mesh::sync::fuzz::{context, initiate_against};
 use banmesh_node::store::Store;
@@ -22,19 +21,10 @@ enum Batches {
 
 impl Batches {
     fn bytes(&self) -> Vec<ByteBuf> {
-        let f = fixture();
         match self {
-            Batches::Signed { records, certs } => vec![ByteBuf::from(
-                Batch {
-                    certs: (0..3)
-                        .filter(|i| certs & (1 << i) != 0)
-                        .map(|i| f.certs[i].clone())
-                        .collect(),
-                    revocations: Vec::new(),
-                    records: records.iter().take(32).map(ArbStatement::sign).collect(),
-                }
-                .encode(),
-            )],
+            Batches::Signed { records, certs } => {
+                vec![ByteBuf::from(signed_batch(records, 32, *certs, false).encode())]
+            }
             Batches::Raw(raw) => raw.iter().take(8).map(|b| ByteBuf::from(b.clone())).collect(),
         }
     }

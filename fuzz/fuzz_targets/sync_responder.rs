@@ -7,8 +7,7 @@
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use banmesh_fuzz::{ArbStatement, fixture, params};
-use banmesh_node::mesh::batch::Batch;
+use banmesh_fuzz::{ArbStatement, fixture, params, signed_batch};
 use banmesh_node::mesh::sync::fuzz::{context, respond_all};
 use banmesh_node::mesh::sync::{MAX_FRAME, SyncRequest};
 use banmesh_node::store::Store;
@@ -53,7 +52,6 @@ enum Req {
 
 impl Req {
     fn request(&self) -> SyncRequest {
-        let f = fixture();
         match self {
             Req::Open { horizon_ms, msg, records } => SyncRequest::Open {
                 horizon_ms: *horizon_ms,
@@ -76,15 +74,7 @@ impl Req {
             Req::Push { records, certs, raw } => {
                 let batch = match raw {
                     Some(raw) => raw.clone(),
-                    None => Batch {
-                        certs: (0..3)
-                            .filter(|i| certs & (1 << i) != 0)
-                            .map(|i| f.certs[i].clone())
-                            .collect(),
-                        revocations: Vec::new(),
-                        records: records.iter().take(32).map(ArbStatement::sign).collect(),
-                    }
-                    .encode(),
+                    None => signed_batch(records, 32, *certs, false).encode(),
                 };
                 SyncRequest::Push { batch: ByteBuf::from(batch) }
             }

@@ -148,6 +148,23 @@ impl ArbStatement {
     }
 }
 
+/// A gossip batch of up to `max` of `records`, each signed, with the
+/// fixture certificates whose bits are set in `certs` riding along, and
+/// the revocation of node 2 when `revocation`.
+pub fn signed_batch(
+    records: &[ArbStatement],
+    max: usize,
+    certs: u8,
+    revocation: bool,
+) -> banmesh_node::mesh::batch::Batch {
+    let f = fixture();
+    banmesh_node::mesh::batch::Batch {
+        certs: (0..3).filter(|i| certs & (1 << i) != 0).map(|i| f.certs[i].clone()).collect(),
+        revocations: if revocation { vec![f.revocation.clone()] } else { Vec::new() },
+        records: records.iter().take(max).map(ArbStatement::sign).collect(),
+    }
+}
+
 /// The public key of fixture node `i`.
 pub fn node_key(i: usize) -> PublicKey {
     fixture().nodes[i].public()
