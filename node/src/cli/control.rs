@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::show::relative;
+use super::table::table;
 use crate::clock::now_ms;
 use crate::control::views::NftablesView;
 use crate::control::{
@@ -181,6 +182,9 @@ pub fn run(command: ControlCommand) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if let Command::Records { .. } = request {
+        return runtime.block_on(super::listing::run(&connect, request));
+    }
     let response = runtime.block_on(control::call(&connect.socket, request))?;
     if let Response::Error { message } = response {
         anyhow::bail!("{message}");
@@ -275,8 +279,7 @@ fn to_text(response: &Response, now: u64) -> String {
         Response::Peers(peers) if peers.is_empty() => "no peers\n".to_owned(),
         Response::Peers(peers) => peers_table(peers, now),
         Response::Written { record, notes } => written_text(record, notes, now),
-        Response::Records(records) if records.is_empty() => "no records\n".to_owned(),
-        Response::Records(records) => records_text(records, now),
+        Response::Records(records) => super::listing::text(records, now),
         Response::Trace(trace) => trace_text(trace, now),
         Response::Unblocked { peers } if peers.is_empty() => "no blocked peer matches\n".to_owned(),
         Response::Unblocked { peers } => format!("unblocked: {}\n", peers.join(", ")),
@@ -441,17 +444,10 @@ fn written_text(record: &RecordView, notes: &[String], now: u64) -> String {
     out
 }
 
-fn records_text(records: &[RecordView], now: u64) -> String {
-    let rows = records.iter().map(|r| record_row(r, now));
-    let mut out = table(&RECORD_HEADER, rows);
-    out.push_str(&format!("{} record(s)\n", records.len()));
-    out
-}
-
-const RECORD_HEADER: [&str; 8] =
+pub(super) const RECORD_HEADER: [&str; 8] =
     ["KEY", "KIND", "ORIGIN", "ISSUED", "EXPIRES", "STRIKES", "JAIL", "VALID"];
 
-fn record_row(r: &RecordView, now: u64) -> Vec<String> {
+pub(super) fn record_row(r: &RecordView, now: u64) -> Vec<String> {
     vec![
         r.key.clone(),
         r.kind.clone(),
@@ -510,39 +506,9 @@ fn dash(text: &str) -> String {
 }
 
 /// Left-aligned columns separated by two spaces, header first.
-fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
-    let rows: Vec<Vec<String>> = rows.collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> =
-            cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut out = line(header.to_vec());
-    for row in &rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_table_aligns_columns() {
-        let rows = vec![
-            vec!["10.0.0.0/24".to_owned(), "ban".to_owned()],
-            vec!["2001:db8::1".to_owned(), "allow".to_owned()],
-        ];
-        let text = table(&["KEY", "KIND"], rows.into_iter());
-        assert_eq!(text, "KEY          KIND\n10.0.0.0/24  ban\n2001:db8::1  allow\n");
-    }
 
     #[test]
     fn control_for_parses_durations_and_permanent() {

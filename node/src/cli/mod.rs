@@ -11,6 +11,7 @@ mod import;
 mod import_seed;
 mod issue_batch;
 mod keys;
+mod listing;
 pub mod logging;
 mod membership;
 mod node_cmd;
@@ -18,6 +19,7 @@ mod record;
 mod show;
 mod store;
 mod sync_status;
+mod table;
 
 #[cfg(feature = "fuzzing")]
 pub use import_seed::fuzz_rows;

@@ -9,8 +9,10 @@ use tokio::net::UnixStream;
 use tokio::time::timeout;
 
 use super::protocol::{
-    Command, MAX_REQUEST_FRAME, ProtocolError, Response, encode_request, read_response, write_frame,
+    Command, Frame, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, ProtocolError, Response, encode_request,
+    read_frame, read_response, write_frame,
 };
+use super::views::RecordView;
 
 /// Where the node listens unless configured otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/banmesh/banmesh.sock";
@@ -42,6 +44,9 @@ pub enum ClientError {
         /// How long the client waited.
         after: Duration,
     },
+    /// The records could not be handed on (e.g. the output closed).
+    #[error("cannot write the records: {0}")]
+    Output(std::io::Error),
     /// The exchange broke.
     #[error("talking to the node on {path}: {source}")]
     Protocol {
@@ -74,6 +79,45 @@ pub async fn call_within(
     timeout(limit, exchange)
         .await
         .map_err(|_| ClientError::Timeout { path: path.to_owned(), after: limit })?
+}
+
+/// Sends a records command and hands the records to `each` as their frames
+/// arrive, so the client holds one frame of them (about a MiB) however many
+/// the node has, where [`call`] would gather them all. Each frame must come
+/// within `idle`. Returns the node's final response: `Records` (holding what
+/// the reply frame carried, already given to `each`) or an `Error`.
+pub async fn call_records(
+    path: &Path,
+    command: Command,
+    idle: Duration,
+    mut each: impl FnMut(Vec<RecordView>) -> std::io::Result<()>,
+) -> Result<Response, ClientError> {
+    let protocol = |source| ClientError::Protocol { path: path.to_owned(), source };
+    let timed_out = || ClientError::Timeout { path: path.to_owned(), after: idle };
+    let mut stream = timeout(idle, connect(path)).await.map_err(|_| timed_out())??;
+    let body = encode_request(command).map_err(protocol)?;
+    timeout(idle, write_frame(&mut stream, &body, MAX_REQUEST_FRAME))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(protocol)?;
+    loop {
+        let body = timeout(idle, read_frame(&mut stream, MAX_RESPONSE_FRAME))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(protocol)?;
+        let frame: Frame =
+            serde_json::from_slice(&body).map_err(|e| protocol(ProtocolError::from(e)))?;
+        match frame {
+            Frame::Chunk { records } => each(records).map_err(ClientError::Output)?,
+            Frame::Reply { response } => {
+                if let Response::Records(rest) = *response {
+                    each(rest).map_err(ClientError::Output)?;
+                    return Ok(Response::Records(Vec::new()));
+                }
+                return Ok(*response);
+            }
+        }
+    }
 }
 
 async fn connect(path: &Path) -> Result<UnixStream, ClientError> {
