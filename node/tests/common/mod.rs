@@ -363,6 +363,9 @@ pub struct TestNode {
     started: bool,
     /// Ports given up at first start because another process took them.
     port_retries: u32,
+    /// More environment for the process from its next start (e.g. a
+    /// preloaded library).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestNode {
@@ -421,6 +424,7 @@ impl TestNode {
             child: None,
             started: false,
             port_retries: 0,
+            env: Vec::new(),
         };
         node.child = Some(node.command().spawn().expect("spawn banmesh node"));
         node
@@ -454,6 +458,7 @@ impl TestNode {
             command.args(["--config", arg(config)]);
         }
         command.args(&self.spec.args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
             .env("RUST_LOG", std::env::var("BANMESH_TEST_LOG").unwrap_or_else(|_| LOG.to_owned()))
             .stdin(Stdio::null())
