@@ -171,6 +171,19 @@ fn cut_short(error: &io::Error, under_limit: bool) -> bool {
     }
 }
 
+/// Whether an inbound request failed because its bytes are not a request
+/// (garbage, an unknown variant): what no honest peer sends, unlike a
+/// stream cut short, a timeout or a frame over the limit (read as cut).
+pub fn undecodable(failure: &libp2p::request_response::InboundFailure) -> bool {
+    use io::ErrorKind::{InvalidData, Other, Unsupported};
+    match failure {
+        libp2p::request_response::InboundFailure::Io(error) => {
+            matches!(error.kind(), InvalidData | Other | Unsupported)
+        }
+        _ => false,
+    }
+}
+
 /// A reader or writer that counts the bytes through it (`read` counts
 /// written bytes too).
 struct Tally<'a, T> {

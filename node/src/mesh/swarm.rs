@@ -87,6 +87,9 @@ pub enum MeshCommand {
     Unblock(Unblock, oneshot::Sender<Vec<PeerId>>),
     /// Present this certificate (canonical bytes) from now on.
     SetOwnCert(Vec<u8>),
+    /// A peer sent a sync request no honest node sends (why): counted, and
+    /// a strike like a rejected gossip message.
+    Strike(PeerId, &'static str),
 }
 
 /// What the node knows of one connected peer.
@@ -346,6 +349,10 @@ impl Mesh {
                 let _ = reply.send(self.unblock(target));
             }
             MeshCommand::SetOwnCert(cert) => self.set_own_cert(cert),
+            MeshCommand::Strike(peer, reason) => {
+                self.count(reason);
+                self.strike(peer);
+            }
         }
     }
 
@@ -425,14 +432,20 @@ impl Mesh {
             self.drop_revoked(&node);
         }
         if reject {
-            // Kept per PeerId, not per connection: reconnecting does not
-            // wipe a peer's record. Cleared when the peer is blocked.
-            let count = self.rejects.entry(outcome.source).or_default();
-            *count += 1;
-            if *count >= REJECTS_BEFORE_BLOCK {
-                self.rejects.remove(&outcome.source);
-                self.block(outcome.source, "repeated rejects");
-            }
+            self.strike(outcome.source);
+        }
+    }
+
+    /// One more rejected message or bad sync request from `peer`; blocks it
+    /// at [`REJECTS_BEFORE_BLOCK`]. Kept per PeerId, not per connection:
+    /// reconnecting does not wipe a peer's record. Cleared when the peer is
+    /// blocked.
+    fn strike(&mut self, peer: PeerId) {
+        let count = self.rejects.entry(peer).or_default();
+        *count += 1;
+        if *count >= REJECTS_BEFORE_BLOCK {
+            self.rejects.remove(&peer);
+            self.block(peer, "repeated rejects");
         }
     }
 
@@ -532,8 +545,12 @@ impl Mesh {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                // Unreadable requests are counted by the codec (`codec.rs`).
+                // Unreadable requests are counted by the codec (`codec.rs`);
+                // bytes that are no request at all are a strike too.
                 tracing::debug!(%peer, %error, "sync request failed");
+                if super::codec::undecodable(&error) {
+                    self.strike(peer);
+                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -15,6 +15,7 @@ mod never_ban;
 mod replay;
 mod rogue;
 mod sessions;
+mod sync_rogue;
 
 use std::collections::HashSet;
 use std::time::Duration;
