@@ -32,6 +32,7 @@ use super::verifier::{Inbound, Outcome};
 
 mod admission;
 mod liveness;
+mod reach;
 mod topology;
 mod unblock;
 
@@ -205,6 +206,8 @@ pub struct Mesh {
     /// What hellos teach about trust, out to the task that stores it.
     learnt_tx: mpsc::Sender<Learnt>,
     metrics: crate::metrics::Metrics,
+    /// Admitted peers' announced addresses being dialled, for never-ban.
+    reach: reach::Reach,
 }
 
 /// The channels to the tasks that keep what hellos teach in the store.
@@ -268,6 +271,7 @@ impl Mesh {
             backlog_bytes: 0,
             seen_tx: keepers.seen_tx,
             learnt_tx: keepers.learnt_tx,
+            reach: reach::Reach::default(),
         }
     }
 
@@ -485,10 +489,21 @@ impl Mesh {
                 tracing::info!(%address, "listening");
                 self.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.push(address);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. }
-                if num_established.get() == 1 =>
-            {
-                self.on_connected(peer_id, endpoint.is_dialer(), endpoint.get_remote_address());
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                let first = num_established.get() == 1;
+                self.probe_reached(peer_id, connection_id, first);
+                if first {
+                    self.on_connected(peer_id, endpoint.is_dialer(), endpoint.get_remote_address());
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                self.probe_failed(connection_id, &error);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                 self.on_disconnected(peer_id, cause.map(|c| c.to_string()));

@@ -12,6 +12,7 @@ mod common;
 mod enrolled;
 mod gc;
 mod never_ban;
+mod never_ban_v6;
 mod replay;
 mod rogue;
 mod sessions;
