@@ -245,7 +245,7 @@ fn sync_pushes_are_taken_only_inside_a_session() {
     let forged = ByteBuf::from(vec![1u8, 0, 0, 0, 0, 0, 1, 9, 9]);
     let answer = rogue.sync(node1_id, SyncRequest::Push { batch: forged });
     assert!(matches!(&answer, Ok(SyncResponse::Refused { .. })), "{answer:?}");
-    let struck = wait_until(SOON, || rejects_matching(node1, "bad batch pushed") > 0);
+    let struck = wait_until(SOON, || rejects_matching(node1, "bad batch sent") > 0);
     assert!(struck, "{}", rejects(node1));
     let _ = rogue.sync(node1_id, SyncRequest::Close { session });
 }

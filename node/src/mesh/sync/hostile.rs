@@ -7,8 +7,10 @@
 //! pulls of about the set once. Past those a request is refused and
 //! counted. A request no honest peer sends (undecodable, a malformed
 //! negentropy message, malformed ids or cursor, a pushed batch that fails
-//! its signature) is a strike: the swarm counts strikes with gossip rejects
-//! and blocks the peer after a few.
+//! its signature), and on the initiator's side an answer no honest peer
+//! sends (a malformed negentropy message, a batch that fails), is a strike:
+//! the swarm counts strikes with gossip rejects and blocks the peer after a
+//! few.
 //!
 //! Every refusal is counted under its reason in `banmesh status` (`rejects`)
 //! and `/metrics` (`banmesh_refused`), and logged.
@@ -59,7 +61,8 @@ pub enum Strike {
     Ids,
     /// A stream cursor that is not (timestamp, 32-byte id).
     Cursor,
-    /// A pushed batch that does not decode or whose signature fails.
+    /// A batch (pushed, pulled or streamed) that does not decode or whose
+    /// signature fails.
     Batch,
 }
 
@@ -70,7 +73,7 @@ impl Strike {
             Strike::Negentropy => "malformed negentropy message",
             Strike::Ids => "malformed sync ids",
             Strike::Cursor => "malformed sync cursor",
-            Strike::Batch => "bad batch pushed by sync",
+            Strike::Batch => "bad batch sent by sync",
         }
     }
 }
