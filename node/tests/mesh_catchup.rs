@@ -66,7 +66,9 @@ fn mesh_stopped_node_and_new_node_catch_up_ten_thousand_records() {
 
 /// A flood from one enrolled origin is delayed, not dropped: node2 accepts
 /// a burst of 1,000 of node1's records, refuses the rest on gossip (counted
-/// in its status), and a later sync brings them in as its limit refills.
+/// in its status), and a later sync brings them in. Sync is not held to the
+/// origin's rate (10/s here would take 150 s for the rest): it carries the
+/// backlog, bounded by its sessions instead.
 #[test]
 fn mesh_flood_from_one_origin_is_delayed_not_dropped() {
     let mut cluster = TestCluster::new();

@@ -171,6 +171,19 @@ fn cut_short(error: &io::Error, under_limit: bool) -> bool {
     }
 }
 
+/// Whether an inbound request failed because its bytes are not a request
+/// (garbage, an unknown variant): what no honest peer sends, unlike a
+/// stream cut short, a timeout or a frame over the limit (read as cut).
+pub fn undecodable(failure: &libp2p::request_response::InboundFailure) -> bool {
+    use io::ErrorKind::{InvalidData, Other, Unsupported};
+    match failure {
+        libp2p::request_response::InboundFailure::Io(error) => {
+            matches!(error.kind(), InvalidData | Other | Unsupported)
+        }
+        _ => false,
+    }
+}
+
 /// A reader or writer that counts the bytes through it (`read` counts
 /// written bytes too).
 struct Tally<'a, T> {
@@ -213,5 +226,45 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tally<'_, T> {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut *self.inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::StreamProtocol;
+    use libp2p::request_response::{Codec, InboundFailure, cbor};
+
+    use super::*;
+    use crate::mesh::sync::{SYNC_PROTOCOL, SyncRequest, SyncResponse};
+
+    /// What the sync codec makes of `bytes` as a request, as the swarm sees it.
+    async fn failure(bytes: &[u8]) -> InboundFailure {
+        let mut codec =
+            cbor::codec::Codec::<SyncRequest, SyncResponse>::default().set_request_size_maximum(64);
+        let mut io = libp2p::futures::io::Cursor::new(bytes.to_vec());
+        let protocol = StreamProtocol::new(SYNC_PROTOCOL);
+        let error = codec.read_request(&protocol, &mut io).await.expect_err("no request");
+        InboundFailure::Io(error)
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_no_sync_request_are_undecodable_a_cut_stream_is_not() {
+        // Garbage, and well-formed CBOR of the wrong shape (a text string).
+        for garbage in [&[0xffu8, 0x00, 0x13, 0x37][..], &[0x63, b'a', b'b', b'c'][..]] {
+            let failure = failure(garbage).await;
+            assert!(undecodable(&failure), "{garbage:?} read as {failure}");
+        }
+        // A request cut short (a map announcing more than it holds), or
+        // over the size limit (read as cut): not a strike.
+        let cut = failure(&[0xa1, 0x64, b'O', b'p']).await;
+        assert!(!undecodable(&cut), "{cut}");
+        let push = SyncRequest::Push { batch: serde_bytes::ByteBuf::from(vec![7; 100]) };
+        let mut codec = cbor::codec::Codec::<SyncRequest, SyncResponse>::default();
+        let mut written = libp2p::futures::io::Cursor::new(Vec::new());
+        let protocol = StreamProtocol::new(SYNC_PROTOCOL);
+        codec.write_request(&protocol, &mut written, push).await.expect("encode");
+        let over = failure(&written.into_inner()).await;
+        assert!(!undecodable(&over), "{over}");
+        assert!(!undecodable(&InboundFailure::Timeout));
     }
 }

@@ -1,7 +1,11 @@
 //! Per-origin rate limits (DESIGN.md: they delay, they do not drop): a token
-//! bucket per origin. A message whose records would overdraw any origin's
-//! bucket is not stored now; gossip ignores it (no penalty, not forwarded)
-//! and a later sync, itself limited, brings it in as the bucket refills.
+//! bucket per origin, on the gossip path. A message whose records would
+//! overdraw any origin's bucket is not stored now; gossip ignores it (no
+//! penalty, not forwarded) and a later sync brings it in. Sync is not held
+//! to these buckets: it carries the backlog (a join, a big import), which a
+//! per-origin rate would stall; sync is bounded per peer instead, by its
+//! sessions (`sync/hostile.rs`: records only inside a session, one per
+//! pair, opened at a bounded rate, one page or pull in flight).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

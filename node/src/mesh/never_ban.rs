@@ -1,10 +1,11 @@
 //! The never-ban list: what no mesh ban may touch on this node, whatever the
 //! mesh says. It holds the configured networks, `127.0.0.0/8` and `::1`,
 //! every address of this host's interfaces (read at start and every
-//! [`REFRESH_EVERY`]), the addresses the node listens on, and the address
-//! every admitted peer connects from, now and for as long as its certificate
-//! is valid (kept in the store, so a peer that is away, or this node's
-//! restart, never exposes it). Fail2Ban's `ignoreip` is added by the
+//! [`REFRESH_EVERY`]), the addresses the node listens on, and the addresses
+//! every admitted peer is seen on (the one it connects from, and those it
+//! announces that this node dialled and reached it on), now and for as long
+//! as its certificate is valid (kept in the store, so a peer that is away,
+//! or this node's restart, never exposes it). Fail2Ban's `ignoreip` is added by the
 //! applier.
 //!
 //! Task: [`run`] writes the addresses the swarm reports (on a bounded
@@ -36,12 +37,15 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// peers).
 const NOTE_AGAIN_AFTER: Duration = Duration::from_secs(600);
 
-/// An admitted peer's connection came from `addr`.
+/// An admitted peer was seen on `addr`: its connection came from there, or
+/// this node dialled an address the peer announced and reached it
+/// (`swarm/reach.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
     /// The peer's node key.
     pub node: PublicKey,
-    /// Where its connection comes from (never what its hello claims).
+    /// Where its connection comes from, or where this node reached it
+    /// (never what its hello only claims).
     pub addr: IpAddr,
     /// When its certificate expires, Unix ms.
     pub valid_until_ms: u64,
@@ -105,8 +109,9 @@ pub struct Parts<'a> {
 /// The never-ban list from its parts: the configured networks, loopback,
 /// the interface and listen addresses, the address every connected peer
 /// whose hello was accepted, and which is not blocked, connects from, and
-/// the stored addresses of admitted peers. Only observed addresses count,
-/// never the addresses a peer's hello claims: otherwise any enrolled node,
+/// the stored addresses of admitted peers. Only observed addresses count
+/// (connected from, or reached on), never an address a peer's hello only
+/// claims: otherwise any enrolled node,
 /// even one without the `allow` role, could shield an attacker's address
 /// from every node's bans by claiming it. Unspecified addresses (`0.0.0.0`)
 /// are left out; no entry appears twice.

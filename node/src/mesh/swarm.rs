@@ -32,6 +32,7 @@ use super::verifier::{Inbound, Outcome};
 
 mod admission;
 mod liveness;
+mod reach;
 mod topology;
 mod unblock;
 
@@ -87,6 +88,9 @@ pub enum MeshCommand {
     Unblock(Unblock, oneshot::Sender<Vec<PeerId>>),
     /// Present this certificate (canonical bytes) from now on.
     SetOwnCert(Vec<u8>),
+    /// A peer sent a sync request no honest node sends (why): counted, and
+    /// a strike like a rejected gossip message.
+    Strike(PeerId, &'static str),
 }
 
 /// What the node knows of one connected peer.
@@ -202,6 +206,8 @@ pub struct Mesh {
     /// What hellos teach about trust, out to the task that stores it.
     learnt_tx: mpsc::Sender<Learnt>,
     metrics: crate::metrics::Metrics,
+    /// Admitted peers' announced addresses being dialled, for never-ban.
+    reach: reach::Reach,
 }
 
 /// The channels to the tasks that keep what hellos teach in the store.
@@ -265,6 +271,7 @@ impl Mesh {
             backlog_bytes: 0,
             seen_tx: keepers.seen_tx,
             learnt_tx: keepers.learnt_tx,
+            reach: reach::Reach::default(),
         }
     }
 
@@ -346,6 +353,10 @@ impl Mesh {
                 let _ = reply.send(self.unblock(target));
             }
             MeshCommand::SetOwnCert(cert) => self.set_own_cert(cert),
+            MeshCommand::Strike(peer, reason) => {
+                self.count(reason);
+                self.strike(peer);
+            }
         }
     }
 
@@ -425,14 +436,20 @@ impl Mesh {
             self.drop_revoked(&node);
         }
         if reject {
-            // Kept per PeerId, not per connection: reconnecting does not
-            // wipe a peer's record. Cleared when the peer is blocked.
-            let count = self.rejects.entry(outcome.source).or_default();
-            *count += 1;
-            if *count >= REJECTS_BEFORE_BLOCK {
-                self.rejects.remove(&outcome.source);
-                self.block(outcome.source, "repeated rejects");
-            }
+            self.strike(outcome.source);
+        }
+    }
+
+    /// One more rejected message or bad sync request from `peer`; blocks it
+    /// at [`REJECTS_BEFORE_BLOCK`]. Kept per PeerId, not per connection:
+    /// reconnecting does not wipe a peer's record. Cleared when the peer is
+    /// blocked.
+    fn strike(&mut self, peer: PeerId) {
+        let count = self.rejects.entry(peer).or_default();
+        *count += 1;
+        if *count >= REJECTS_BEFORE_BLOCK {
+            self.rejects.remove(&peer);
+            self.block(peer, "repeated rejects");
         }
     }
 
@@ -472,10 +489,21 @@ impl Mesh {
                 tracing::info!(%address, "listening");
                 self.stats.lock().unwrap_or_else(PoisonError::into_inner).listen.push(address);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. }
-                if num_established.get() == 1 =>
-            {
-                self.on_connected(peer_id, endpoint.is_dialer(), endpoint.get_remote_address());
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                let first = num_established.get() == 1;
+                self.probe_reached(peer_id, connection_id, first);
+                if first {
+                    self.on_connected(peer_id, endpoint.is_dialer(), endpoint.get_remote_address());
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                self.probe_failed(connection_id, &error);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                 self.on_disconnected(peer_id, cause.map(|c| c.to_string()));
@@ -532,8 +560,12 @@ impl Mesh {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                // Unreadable requests are counted by the codec (`codec.rs`).
+                // Unreadable requests are counted by the codec (`codec.rs`);
+                // bytes that are no request at all are a strike too.
                 tracing::debug!(%peer, %error, "sync request failed");
+                if super::codec::undecodable(&error) {
+                    self.strike(peer);
+                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }

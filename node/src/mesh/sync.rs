@@ -9,7 +9,10 @@
 //! whichever side opened it (on connect only the side with the smaller
 //! PeerId opens one; the timer skips a peer in session; a second Open from
 //! a peer in session is refused), and a cap on the sessions a node opens
-//! and answers ([`sessions`]). Their progress is in `banmesh status`.
+//! and answers ([`sessions`]). Their progress is in `banmesh status`. A
+//! hostile peer is bounded by [`hostile`]: sessions that stall are dropped,
+//! opens are rate-limited per peer, and requests no honest peer sends are
+//! strikes that get it blocked.
 //!
 //! Task: the sync task owns the responder sessions and runs initiator
 //! sessions (with each new peer, with the next peer on a timer, and on
@@ -36,6 +39,7 @@ use super::verifier::Checker;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
+pub mod hostile;
 mod initiator;
 mod responder;
 pub mod sessions;
@@ -184,6 +188,8 @@ pub async fn run(
     let mut children = JoinSet::new();
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
+    let mut sweep = tokio::time::interval(hostile::SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut turn = 0usize;
     loop {
         tokio::select! {
@@ -215,8 +221,8 @@ pub async fn run(
                     });
                 }
             },
+            _ = sweep.tick() => responder.expire(&ctx, None),
             _ = tick.tick() => {
-                responder.expire(None);
                 if let Some(peer) = next_peer(&ctx, &mut turn).await {
                     children.spawn(session_logged(ctx.clone(), peer, Duration::ZERO));
                 }

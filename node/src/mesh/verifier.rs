@@ -100,9 +100,10 @@ pub async fn run(
 /// `Ok(false)` to ignore it, `Err` to reject it (why); and the nodes it revoked.
 pub type Verified = (Result<bool, &'static str>, Vec<PublicKey>);
 
-/// Decodes, judges and stores one batch (from gossip or sync).
-/// Not rate-limited: sync is what delivers records gossip delayed, and a
-/// new node must catch up at full speed.
+/// Decodes, judges and stores one batch (a sync push).
+/// Not held to the per-origin rate: sync is what delivers records gossip
+/// delayed, and a new node must catch up at full speed; sync is bounded by
+/// its sessions instead (`sync/hostile.rs`).
 pub async fn verify(data: &[u8], from: &PeerId, checker: &Checker) -> Verified {
     let mut results = verify_many(vec![data.to_vec()], &[*from], checker, false).await;
     results.pop().unwrap_or((Ok(false), Vec::new()))

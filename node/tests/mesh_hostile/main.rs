@@ -12,9 +12,11 @@ mod common;
 mod enrolled;
 mod gc;
 mod never_ban;
+mod never_ban_v6;
 mod replay;
 mod rogue;
 mod sessions;
+mod sync_rogue;
 
 use std::collections::HashSet;
 use std::time::Duration;

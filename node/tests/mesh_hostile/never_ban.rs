@@ -63,9 +63,10 @@ fn netns_enrolled_rogue_banning_every_peer_and_the_operators_network_is_never_en
         protected.push(net.host(i).ip4.to_string());
     }
     protected.push("203.0.113.7".to_owned());
-    // The peers connect over IPv4: their IPv6 addresses are not observed
-    // peer addresses (only a host's own are never-ban). Banned too, and
-    // what each node does with them is printed.
+    // The peers listen on IPv4 only: their IPv6 addresses are neither where
+    // they connect from nor announced, so never reached, and not never-ban
+    // (only a host's own are). Banned too, and what each node does with
+    // them is printed; `never_ban_v6.rs` has nodes listening on both.
     let v6: Vec<String> = (0..3).map(|i| net.host(i).ip6.to_string()).collect();
     for ip in protected.iter().chain(&v6) {
         rogue.call(&["ban", ip, "--for", "1h"]);

@@ -86,7 +86,20 @@ impl Rogue {
         Rogue::with_swarm(swarm, key, hello)
     }
 
+    /// A rogue whose hellos claim it listens on `ips` (port 4646).
+    pub fn claiming(key: &RogueKey, ips: &[&str]) -> Rogue {
+        let swarm = behaviour::build(&key.secret, 4, Arc::new(Mutex::new(MeshStats::default())))
+            .expect("build the rogue swarm");
+        let me = *swarm.local_peer_id();
+        let addrs = ips.iter().map(|ip| format!("/ip4/{ip}/tcp/4646/p2p/{me}")).collect();
+        Rogue::spawn(swarm, key, true, addrs)
+    }
+
     pub fn with_swarm(swarm: Swarm<Behaviour>, key: &RogueKey, hello: bool) -> Rogue {
+        Rogue::spawn(swarm, key, hello, Vec::new())
+    }
+
+    fn spawn(swarm: Swarm<Behaviour>, key: &RogueKey, hello: bool, addrs: Vec<String>) -> Rogue {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -99,6 +112,7 @@ impl Rogue {
             swarm,
             cert: key.cert.clone(),
             hello,
+            addrs,
             seen: seen.clone(),
             pending_sync: HashMap::new(),
         };
@@ -176,6 +190,8 @@ pub struct RogueTask {
     pub swarm: Swarm<Behaviour>,
     pub cert: Vec<u8>,
     pub hello: bool,
+    /// The addresses its hellos claim.
+    pub addrs: Vec<String>,
     pub seen: Arc<Mutex<Seen>>,
     pub pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
 }
@@ -187,7 +203,7 @@ impl RogueTask {
             cert: ByteBuf::from(self.cert.clone()),
             clock_ms: now_ms(),
             revocations: Vec::new(),
-            addrs: Vec::new(),
+            addrs: self.addrs.clone(),
             constants: None,
             refused: None,
             by: None,

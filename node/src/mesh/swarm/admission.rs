@@ -258,6 +258,9 @@ impl Mesh {
                 tracing::debug!(%peer, %addr, "never-ban keeper busy: address kept only while connected");
             }
         }
+        // Its other addresses count once this node reaches it there.
+        let node = *welcome.cert.node();
+        self.probe_addrs(peer, &own_addrs, node, welcome.cert.not_after_ms());
         let name = welcome.cert.name().to_owned();
         self.admitted.insert(peer, Admitted { name, remote, last_seen_ms: now_ms() });
         if let Some(p) = self.peers.get_mut(&peer) {

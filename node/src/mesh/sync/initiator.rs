@@ -11,6 +11,7 @@ use negentropy::Negentropy;
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 
+use super::hostile::{self, Strike};
 use super::sessions::{Guard, NotStarted, Role, Tracker};
 use super::storage::Shared;
 use super::{
@@ -142,8 +143,10 @@ async fn reconcile(
     let (mut pushed, mut pulled) = (0, 0);
     for _ in 0..MAX_ROUNDS {
         let (mut have, mut need) = (Vec::new(), Vec::new());
-        let next =
-            negentropy.reconcile_with_ids(&msg, &mut have, &mut need).map_err(|e| e.to_string())?;
+        let next = negentropy.reconcile_with_ids(&msg, &mut have, &mut need).map_err(|e| {
+            hostile::strike(ctx, peer, Strike::Negentropy);
+            e.to_string()
+        })?;
         let have: Vec<[u8; 32]> = have.iter().map(|id| id.to_bytes()).collect();
         for chunk in have.chunks(PULL_IDS) {
             pushed += push(ctx, peer, storage.find(chunk), guard).await?;
@@ -181,7 +184,10 @@ async fn receive(
     let data: Vec<Vec<u8>> = batches.into_iter().map(ByteBuf::into_vec).collect();
     let sources = vec![peer; data.len()];
     for (verdict, _) in verifier::verify_many(data, &sources, &ctx.checker, false).await {
-        verdict.map_err(|reason| format!("peer sent a bad batch: {reason}"))?;
+        verdict.map_err(|reason| {
+            hostile::strike(ctx, peer, Strike::Batch);
+            format!("peer sent a bad batch: {reason}")
+        })?;
     }
     guard.tracker.add(guard.id, records, bytes);
     Ok(records)

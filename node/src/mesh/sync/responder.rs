@@ -1,8 +1,9 @@
 //! The responder side of `/banmesh/sync/1`: sessions answering negentropy
 //! rounds, pulls, pushes and closes, and streams of the whole set for an
 //! empty node. One session with each peer at a time and at most
-//! [`MAX_RESPONDING`](super::sessions::MAX_RESPONDING) at once; an idle
-//! one is dropped after [`SESSION_IDLE`].
+//! [`MAX_RESPONDING`](super::sessions::MAX_RESPONDING) at once, opened at
+//! a bounded rate per peer, dropped when it stalls, and answering what its
+//! set justifies and no more ([`hostile`](super::hostile)).
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
@@ -13,6 +14,7 @@ use libp2p::PeerId;
 use negentropy::Negentropy;
 use serde_bytes::ByteBuf;
 
+use super::hostile::{self, Budget, OpenRate, SESSION_IDLE, Strike};
 use super::initiator::{EMPTY, IN_SESSION};
 use super::sessions::{NotStarted, Role, Tracker};
 use super::storage::Shared;
@@ -25,8 +27,6 @@ use crate::mesh::batch::{MAX_MESSAGE, pack};
 use crate::mesh::verifier;
 use crate::store::{query, sync_set};
 
-/// How long a session lives without a request.
-pub(super) const SESSION_IDLE: Duration = Duration::from_secs(30);
 /// A peer's session idle this long gives way to a new one it opens (it
 /// reconnected, or its side gave up): back-to-back Opens are still refused.
 const STALE: Duration = Duration::from_secs(5);
@@ -38,11 +38,13 @@ pub(super) struct Session {
     storage: Shared,
     used: Instant,
     progress: u64,
+    budget: Budget,
 }
 
 /// A stream a peer is being sent.
 pub(super) struct Stream {
     used: Instant,
+    began: Instant,
     progress: u64,
 }
 
@@ -52,6 +54,7 @@ pub(super) struct Responder {
     streams: HashMap<PeerId, Stream>,
     next_session: u64,
     tracker: Tracker,
+    rate: OpenRate,
 }
 
 /// An answer, and the session this node registered to open with the
@@ -68,29 +71,56 @@ fn refused(reason: &str) -> SyncResponse {
 impl Responder {
     pub(super) fn new(tracker: Tracker) -> Responder {
         let next_session = u64::from(std::process::id()) << 32;
-        Responder { sessions: HashMap::new(), streams: HashMap::new(), next_session, tracker }
+        let rate = OpenRate::default();
+        Responder { sessions: HashMap::new(), streams: HashMap::new(), next_session, tracker, rate }
     }
 
-    /// Drops sessions idle for [`SESSION_IDLE`], and `peer`'s idle for
-    /// [`STALE`].
-    pub(super) fn expire(&mut self, peer: Option<PeerId>) {
+    /// Drops sessions idle for [`SESSION_IDLE`] or older than
+    /// [`SESSION_MAX`](hostile::SESSION_MAX) (counted and logged as
+    /// stalled), and `peer`'s idle for [`STALE`] (it opens a new one).
+    pub(super) fn expire(&mut self, ctx: &SyncContext, peer: Option<PeerId>) {
         let now = Instant::now();
         let tracker = &self.tracker;
-        let live = |of: PeerId, used: Instant, progress: u64| {
+        let live = |of: PeerId, used: Instant, too_old: bool, progress: u64| {
+            let idle = now.duration_since(used);
             let limit = if Some(of) == peer { STALE } else { SESSION_IDLE };
-            let live = now.duration_since(used) < limit;
+            let live = idle < limit && !too_old;
             if !live {
-                tracker.end(progress);
+                let moved = tracker.end(progress).map_or(0, |p| p.records);
+                if idle >= SESSION_IDLE || too_old {
+                    hostile::count(ctx, hostile::STALLED);
+                    tracing::warn!(
+                        target: "banmesh::events::sync_stalled", peer = %of, idle_s = idle.as_secs(),
+                        records = moved, "sync session dropped: the peer stalled or held it too long"
+                    );
+                }
             }
             live
         };
-        self.sessions.retain(|_, s| live(s.peer, s.used, s.progress));
-        self.streams.retain(|of, s| live(*of, s.used, s.progress));
+        self.sessions.retain(|_, s| live(s.peer, s.used, s.budget.too_old(now), s.progress));
+        let old = |began: Instant| now.saturating_duration_since(began) >= hostile::SESSION_MAX;
+        self.streams.retain(|of, s| live(*of, s.used, old(s.began), s.progress));
+        self.rate.prune(now);
+    }
+
+    /// Whether `peer` may open a session now: none of its runs (after
+    /// dropping its stale one), and its open rate allows one more.
+    fn admit(&mut self, ctx: &SyncContext, peer: PeerId) -> Result<(), SyncResponse> {
+        self.expire(ctx, Some(peer));
+        if self.tracker.in_session(&peer) {
+            self.tracker.refuse();
+            return Err(refused(IN_SESSION));
+        }
+        if !self.rate.take(peer, Instant::now()) {
+            self.tracker.refuse();
+            hostile::count(ctx, hostile::OVER_RATE);
+            return Err(refused("too many sessions: slow down"));
+        }
+        Ok(())
     }
 
     /// Registers a new session with `peer`, or the refusal to send.
     fn begin(&mut self, peer: PeerId, stream: bool) -> Result<u64, SyncResponse> {
-        self.expire(Some(peer));
         match self.tracker.begin(peer, Role::Responder, stream) {
             Ok(id) => Ok(id),
             Err(NotStarted::InSession) => Err(refused(IN_SESSION)),
@@ -110,30 +140,14 @@ impl Responder {
             SyncRequest::Open { horizon_ms, msg, records } => {
                 self.open(ctx, peer, horizon_ms, &msg, records).await
             }
-            SyncRequest::Round { session, msg } => plain(match self.session(session, peer) {
-                Some(s) => match s.negentropy.reconcile(&msg) {
-                    Ok(answer) => SyncResponse::Round { session, msg: ByteBuf::from(answer) },
-                    Err(_) => refused("malformed negentropy message"),
-                },
-                None => refused("unknown session"),
-            }),
+            SyncRequest::Round { session, msg } => plain(self.round(ctx, peer, session, &msg)),
             SyncRequest::Pull { session, ids } => plain(self.pull(ctx, peer, session, &ids).await),
-            SyncRequest::Push { batch } => plain(if batch.len() > MAX_MESSAGE {
-                refused("batch over 64 KiB")
-            } else {
-                match verifier::verify(&batch, &peer, &ctx.checker).await.0 {
-                    Ok(_) => SyncResponse::Done,
-                    Err(reason) => refused(reason),
-                }
-            }),
+            SyncRequest::Push { batch } => plain(self.push(ctx, peer, &batch).await),
             SyncRequest::Stream { horizon_ms, after } => {
                 plain(self.stream(ctx, peer, horizon_ms, after).await)
             }
             SyncRequest::Close { session } => {
-                if self.sessions.get(&session).is_some_and(|s| s.peer == peer)
-                    && let Some(s) = self.sessions.remove(&session)
-                {
-                    self.tracker.end(s.progress);
+                if self.end(session, peer).is_some() {
                     // A reconciliation with the peer finished, on this side too.
                     let mut stats =
                         ctx.checker.stats.lock().unwrap_or_else(PoisonError::into_inner);
@@ -148,6 +162,65 @@ impl Responder {
         let s = self.sessions.get_mut(&session).filter(|s| s.peer == peer)?;
         s.used = Instant::now();
         Some(s)
+    }
+
+    /// Ends `peer`'s session `session`; the session, if it was one.
+    fn end(&mut self, session: u64, peer: PeerId) -> Option<Session> {
+        if self.sessions.get(&session).is_none_or(|s| s.peer != peer) {
+            return None;
+        }
+        let s = self.sessions.remove(&session)?;
+        self.tracker.end(s.progress);
+        Some(s)
+    }
+
+    /// A session that asked for more than its set justifies ends.
+    fn over_budget(&mut self, ctx: &SyncContext, session: u64, peer: PeerId) -> SyncResponse {
+        self.end(session, peer);
+        hostile::count(ctx, hostile::OVER_BUDGET);
+        tracing::warn!(target: "banmesh::events::sync_over_budget", %peer, "sync session asked for more than its set: ended");
+        refused("session over its budget")
+    }
+
+    /// The answer to a later negentropy message.
+    fn round(&mut self, ctx: &SyncContext, peer: PeerId, session: u64, msg: &[u8]) -> SyncResponse {
+        let Some(s) = self.session(session, peer) else {
+            hostile::count(ctx, hostile::UNKNOWN_SESSION);
+            return refused("unknown session");
+        };
+        if !s.budget.round() {
+            return self.over_budget(ctx, session, peer);
+        }
+        match s.negentropy.reconcile(msg) {
+            Ok(answer) => SyncResponse::Round { session, msg: ByteBuf::from(answer) },
+            Err(_) => {
+                self.end(session, peer);
+                hostile::strike(ctx, peer, Strike::Negentropy);
+                refused(Strike::Negentropy.reason())
+            }
+        }
+    }
+
+    /// Stores a pushed batch: only within a session the peer holds here
+    /// (an initiator pushes between its Open and its Close), so pushes are
+    /// bounded by the sessions a peer may open.
+    async fn push(&mut self, ctx: &SyncContext, peer: PeerId, batch: &[u8]) -> SyncResponse {
+        let Some(session) = self.sessions.values_mut().find(|s| s.peer == peer) else {
+            hostile::count(ctx, hostile::PUSH_OUTSIDE);
+            return refused("no session: open one first");
+        };
+        session.used = Instant::now();
+        if batch.len() > MAX_MESSAGE {
+            hostile::strike(ctx, peer, Strike::Batch);
+            return refused("batch over 64 KiB");
+        }
+        match verifier::verify(batch, &peer, &ctx.checker).await.0 {
+            Ok(_) => SyncResponse::Done,
+            Err(reason) => {
+                hostile::strike(ctx, peer, Strike::Batch);
+                refused(reason)
+            }
+        }
     }
 
     async fn open(
@@ -166,7 +239,10 @@ impl Responder {
             self.tracker.refuse();
             return plain(refused("busy: catching up"));
         }
-        if peer_has_records && !self.tracker.in_session(&peer) {
+        if let Err(response) = self.admit(ctx, peer) {
+            return plain(response);
+        }
+        if peer_has_records {
             let params = ctx.checker.params;
             let has = ctx
                 .checker
@@ -194,23 +270,26 @@ impl Responder {
                 return plain(refused(&e));
             }
         };
-        let answer = Negentropy::owned(storage.clone(), NEGENTROPY_FRAME)
-            .map_err(|_| "internal")
-            .and_then(|mut n| {
-                n.reconcile(msg).map(|a| (n, a)).map_err(|_| "malformed negentropy message")
-            });
+        let size = storage.item_count();
+        let answer =
+            Negentropy::owned(storage.clone(), NEGENTROPY_FRAME).map_err(|_| None).and_then(
+                |mut n| n.reconcile(msg).map(|a| (n, a)).map_err(|_| Some(Strike::Negentropy)),
+            );
         match answer {
             Ok((negentropy, answer)) => {
                 self.next_session = self.next_session.wrapping_add(1);
                 let session = self.next_session;
-                let used = Instant::now();
-                self.sessions
-                    .insert(session, Session { peer, negentropy, storage, used, progress });
+                let (used, budget) = (Instant::now(), Budget::new(size));
+                let s = Session { peer, negentropy, storage, used, progress, budget };
+                self.sessions.insert(session, s);
                 plain(SyncResponse::Round { session, msg: ByteBuf::from(answer) })
             }
-            Err(reason) => {
+            Err(strike) => {
                 self.tracker.end(progress);
-                plain(refused(reason))
+                if let Some(strike) = strike {
+                    hostile::strike(ctx, peer, strike);
+                }
+                plain(refused(strike.map_or("internal", Strike::reason)))
             }
         }
     }
@@ -222,13 +301,21 @@ impl Responder {
         session: u64,
         ids: &[ByteBuf],
     ) -> SyncResponse {
-        if ids.len() > PULL_IDS {
-            return refused("too many ids");
-        }
-        let Some(s) = self.session(session, peer) else { return refused("unknown session") };
-        let ids: Vec<[u8; 32]> =
+        let parsed: Vec<[u8; 32]> =
             ids.iter().filter_map(|id| <[u8; 32]>::try_from(id.as_slice()).ok()).collect();
-        let (items, progress) = (s.storage.find(&ids), s.progress);
+        if ids.len() > PULL_IDS || parsed.len() != ids.len() {
+            self.end(session, peer);
+            hostile::strike(ctx, peer, Strike::Ids);
+            return refused(Strike::Ids.reason());
+        }
+        let Some(s) = self.session(session, peer) else {
+            hostile::count(ctx, hostile::UNKNOWN_SESSION);
+            return refused("unknown session");
+        };
+        if !s.budget.pull(parsed.len()) {
+            return self.over_budget(ctx, session, peer);
+        }
+        let (items, progress) = (s.storage.find(&parsed), s.progress);
         let count = items.len();
         match batches_of(ctx, items).await {
             Ok(batches) => {
@@ -252,14 +339,19 @@ impl Responder {
             return refused("horizon in the future");
         }
         if after.is_none() {
+            if let Err(response) = self.admit(ctx, peer) {
+                return response;
+            }
             match self.begin(peer, true) {
                 Ok(progress) => {
-                    self.streams.insert(peer, Stream { used: Instant::now(), progress });
+                    let now = Instant::now();
+                    self.streams.insert(peer, Stream { used: now, began: now, progress });
                 }
                 Err(response) => return response,
             }
         }
         let Some(stream) = self.streams.get_mut(&peer) else {
+            hostile::count(ctx, hostile::UNKNOWN_SESSION);
             return refused("unknown session");
         };
         stream.used = Instant::now();
@@ -276,9 +368,24 @@ impl Responder {
                 }
                 response
             }
-            Err(e) => refused(&e),
+            Err(PageError::Cursor) => {
+                if let Some(s) = self.streams.remove(&peer) {
+                    self.tracker.end(s.progress);
+                }
+                hostile::strike(ctx, peer, Strike::Cursor);
+                refused(Strike::Cursor.reason())
+            }
+            Err(PageError::Store(e)) => refused(&e),
         }
     }
+}
+
+/// Why a page could not be sent.
+enum PageError {
+    /// The cursor is not (timestamp, 32-byte id).
+    Cursor,
+    /// The store failed.
+    Store(String),
 }
 
 /// One page of the set for [`SyncRequest::Stream`], with its record count,
@@ -287,24 +394,25 @@ async fn page(
     ctx: &SyncContext,
     horizon_ms: u64,
     after: Option<(u64, ByteBuf)>,
-) -> Result<(SyncResponse, usize, usize, Option<u64>), String> {
+) -> Result<(SyncResponse, usize, usize, Option<u64>), PageError> {
     let cursor = match &after {
         Some((at, id)) => {
-            Some((*at, <[u8; 32]>::try_from(id.as_slice()).map_err(|_| "bad cursor".to_owned())?))
+            Some((*at, <[u8; 32]>::try_from(id.as_slice()).map_err(|_| PageError::Cursor)?))
         }
         None => None,
     };
+    let store = |e: crate::store::StoreError| PageError::Store(e.to_string());
     let params = ctx.checker.params;
     let (records, next) = ctx
         .checker
         .store
         .read(move |c, p| query::records_after(c, p, horizon_ms, &params, cursor, PAGE_RECORDS))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(store)?;
     let (mut batches, mut total) = (Vec::new(), None);
     if after.is_none() {
         let (certs, revocations) =
-            ctx.checker.store.read(query::trust_items).await.map_err(|e| e.to_string())?;
+            ctx.checker.store.read(query::trust_items).await.map_err(store)?;
         batches.extend(trust_batches(&certs, &revocations));
         let count =
             ctx.checker.store.read(move |c, p| sync_set::count_records(c, p, horizon_ms, &params));

@@ -64,6 +64,11 @@ impl Shared {
         Ok(Shared(Arc::new(storage)))
     }
 
+    /// How many items the set holds.
+    pub fn item_count(&self) -> usize {
+        self.0.size().unwrap_or(0)
+    }
+
     /// The (timestamp, id) of each of `ids` the set holds (one pass over
     /// the set: ids are not indexed).
     pub fn find(&self, ids: &[[u8; 32]]) -> Vec<(u64, [u8; 32])> {
