@@ -118,6 +118,17 @@ fn a_broken_certificate_or_key_is_a_config_error() {
         (tls_toml(&cluster.path("missing.crt"), &key), "missing.crt"),
         (format!("[gateway]\ntls_cert = {:?}\n", arg(&cert)), "go together"),
     ];
+    // The node itself stops at start, naming the file.
+    let path = cluster.path("node.toml");
+    std::fs::write(&path, tls_toml(&cert, &empty)).unwrap();
+    let data = cluster.path("data");
+    let out = std::process::Command::new(crate::common::bin())
+        .args(["node", "--data-dir", arg(&data), "--gateway", "--config", arg(&path)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("gateway.tls_key") && stderr.contains("empty.pem"), "{stderr}");
     for (toml, want) in cases {
         let path = cluster.path("tls.toml");
         std::fs::write(&path, toml).unwrap();
