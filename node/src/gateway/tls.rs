@@ -28,9 +28,17 @@ use tokio_rustls::{Accept, TlsAcceptor, server::TlsStream};
 const HANDSHAKE_RECORD: u8 = 0x16;
 
 /// What a plain HTTP client on the TLS port is told before the close.
-const PLAIN_REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\
-Connection: close\r\nContent-Length: 63\r\n\r\n\
-{\"error\": \"this port speaks https: send the request with https\"}";
+const PLAIN_REFUSAL: &str =
+    r#"{"error": "this port speaks https: send the request again with https://"}"#;
+
+/// The whole answer of [`PLAIN_REFUSAL`].
+fn plain_refusal() -> String {
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{PLAIN_REFUSAL}",
+        PLAIN_REFUSAL.len()
+    )
+}
 
 /// Why a certificate and key cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -213,7 +221,7 @@ fn refuse_plain(stream: &TcpStream) {
             _ => break,
         }
     }
-    let _ = stream.try_write(PLAIN_REFUSAL);
+    let _ = stream.try_write(plain_refusal().as_bytes());
 }
 
 fn ended() -> io::Error {
@@ -428,6 +436,15 @@ mod tests {
         .await
         .expect("the third connection was neither served nor closed");
         assert!(third.is_err(), "a third connection from one source got in");
+    }
+
+    #[test]
+    fn the_plain_refusal_is_one_whole_json_answer() {
+        let answer = plain_refusal();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(json["error"].as_str().unwrap().contains("https"));
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn gateway_serves_https_and_reloads_its_certificate_on_sighup() {
     // Plain HTTP on the TLS port: a clear 400, then the close.
     let plain = request(gw.port, "GET", "/get_ips", &[], b"");
     assert_eq!(plain.status, 400);
-    assert!(String::from_utf8_lossy(&plain.body).contains("https"), "{plain:?}");
+    assert!(plain.json()["error"].as_str().unwrap().contains("https"), "{plain:?}");
 
     let second = make_cert(&cert, &key);
     let pid = cluster.node(gw.node).pid().unwrap();
