@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 # and nftables holds mesh bans itself in one (`cargo test nftables_netns`);
 # systemd provides systemd-analyze, which checks the shipped unit
 # (`cargo test systemd_unit`); lintian (about a minute to install) checks
-# the Debian package `cargo test --test deb` builds.
-packages=(faketime fail2ban python3 nftables iproute2 systemd lintian)
+# the Debian package `cargo test --test deb` builds; python3-venv holds
+# schemathesis (below).
+packages=(faketime fail2ban python3 python3-venv nftables iproute2 systemd lintian)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -37,6 +38,17 @@ fi
 # accepts with a warning and later versions may refuse.
 if ! cargo deb --version >/dev/null 2>&1; then
     cargo install --locked cargo-deb --version 3.8.0
+fi
+
+# Schemathesis (PyPI) tests the gateway against its OpenAPI document
+# (`cargo test --test gateway schemathesis`), from a venv kept between runs
+# under ~/.cache; pinned, as a newer one may add checks.
+schemathesis_version=4.32.5
+venv="${HOME}/.cache/banmesh-schemathesis"
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$schemathesis_version"; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "schemathesis==$schemathesis_version"
 fi
 
 # Every test runs (--no-fail-fast); the last line is the count of failures.

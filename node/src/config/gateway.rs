@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use super::raw::{RawGateway, RawToken};
 use super::seed::Seed;
 use super::{ConfigError, Validator};
+use crate::gateway::tls::TlsPair;
 
 /// Why `name` cannot name a client (it becomes `NAME@ADDRESS` in records'
 /// `source`), if it cannot; `[gateway.tokens]` and the seed file share it.
@@ -103,6 +104,8 @@ pub struct GatewayConfig {
     /// The lifecycle and escalation the gateway applies: `[bans]` with the
     /// seed file's settings laid over it, `maxtime` capped at `max_ttl`.
     pub policy: BanPolicy,
+    /// `tls_cert` and `tls_key`, read and checked: the gateway serves HTTPS.
+    pub tls: Option<TlsPair>,
 }
 
 impl Validator<'_> {
@@ -165,7 +168,19 @@ impl Validator<'_> {
                 FormatDuration(policy.known_duration),
             )));
         }
+        let tls = match (&raw.tls_cert, &raw.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                Some(TlsPair::load(cert, key).map_err(|e| self.gateway_error(e.to_string()))?)
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(self.gateway_error(
+                    "gateway.tls_cert and gateway.tls_key go together: give both (HTTPS) or neither (HTTP)".into(),
+                ));
+            }
+        };
         Ok(GatewayConfig {
+            tls,
             listen,
             seed_config: raw.seed_config,
             tokens,

@@ -323,6 +323,12 @@ pub(super) struct RawGateway {
     pub body_limit: u64,
     #[serde(default = "default_per_source")]
     pub max_connections_per_source: u64,
+    /// PEM certificate chain: the gateway serves HTTPS (with `tls_key`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// One `[gateway.tokens]` entry: the token alone (role `write`, as before
@@ -351,6 +357,8 @@ impl Default for RawGateway {
             trusted_proxies: Vec::new(),
             body_limit: default_body_limit(),
             max_connections_per_source: default_per_source(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

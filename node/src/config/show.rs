@@ -100,6 +100,10 @@ impl Config {
         if let Some(seed) = &gateway.seed_config {
             out.key("seed_config", path(seed));
         }
+        if let Some(tls) = &gateway.tls {
+            out.key("tls_cert", path(&tls.cert));
+            out.key("tls_key", path(&tls.key));
+        }
         let proxies = gateway.trusted_proxies.iter().map(|net| net.to_string());
         out.key("trusted_proxies", strings(proxies));
         out.key(

@@ -39,7 +39,8 @@ pub const HEAVY_RENDERS: usize = 2;
 /// Longest `search_ip`.
 const MAX_SEARCH: usize = 100;
 
-type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+/// A list's query pairs, or why they did not parse.
+pub type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// `GET /get_ips`, `/get_allowed_ips`, `/get_known_ips`.
 pub async fn list(
@@ -89,31 +90,38 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
 }
 
+/// A whole number of at least 1 (`+` and leading zeros allowed); one beyond
+/// `usize` reads as `usize::MAX`, as the old server's Python read any size.
 fn positive(name: &str, text: &str) -> Result<usize, ApiError> {
-    text.parse::<u64>()
-        .ok()
-        .filter(|n| *n >= 1)
-        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{name} must be a whole number of at least 1, not {text:?}"
-            ))
-        })
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    let whole = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    if !whole || digits.bytes().all(|b| b == b'0') {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be a whole number of at least 1, not {text:?}"
+        )));
+    }
+    Ok(digits.parse::<usize>().unwrap_or(usize::MAX))
 }
 
 /// `search_ip`, and the page asked for (`page` with `per_page` or the
 /// earlier client's `page_size`; an empty `page` is page 1).
 fn list_params(params: &[(String, String)]) -> Result<(String, Page), ApiError> {
-    let search = param(params, "search_ip").unwrap_or("").to_lowercase();
-    if search.chars().count() > MAX_SEARCH {
+    // Counted as sent: trimming or lowercasing (`İ` is two characters
+    // lowercased) must not change what the limit means.
+    let sent = params.iter().find(|(k, _)| k == "search_ip").map_or("", |(_, v)| v.as_str());
+    if sent.chars().count() > MAX_SEARCH {
         return Err(ApiError::BadRequest(format!(
             "search_ip is longer than {MAX_SEARCH} characters"
         )));
     }
-    let per_page = match param(params, "per_page").or_else(|| param(params, "page_size")) {
-        Some(text) => positive("per_page", text)?.min(MAX_PER_PAGE),
-        None => DEFAULT_PER_PAGE,
-    };
+    let search = param(params, "search_ip").unwrap_or("").to_lowercase();
+    // Both are read, so a bad one is a 400 even beside a good one.
+    let mut per_page = DEFAULT_PER_PAGE;
+    for name in ["page_size", "per_page"] {
+        if let Some(text) = param(params, name) {
+            per_page = positive(name, text)?.min(MAX_PER_PAGE);
+        }
+    }
     // `page` given empty (`?page=`) is page 1: only a query without `page`
     // asks for the whole list (the old server read it as absent, and so
     // sent every record to a client that meant to page).
@@ -394,6 +402,13 @@ mod tests {
             list_params(&params("page=1&per_page=99999")).unwrap().1,
             Page::Number { page: 1, per_page: MAX_PER_PAGE }
         );
+        // Beyond any integer type: the last page there could be, not a 400.
+        assert_eq!(
+            list_params(&params("page=99999999999999999999999&per_page=9223372036854775808"))
+                .unwrap()
+                .1,
+            Page::Number { page: usize::MAX, per_page: MAX_PER_PAGE }
+        );
         assert_eq!(list_params(&params("search_ip=2001:DB8")).unwrap().0, "2001:db8");
         // A `page` given empty is page 1, never the whole list.
         for first in ["page=", "page=%20", "page=&per_page=", "search_ip=1&page="] {
@@ -404,9 +419,16 @@ mod tests {
                 "{first}"
             );
         }
-        for bad in
-            ["page=0", "page=abc", "page=-1", "page=1&per_page=0", "page=1&per_page=-1", "page=1.5"]
-        {
+        for bad in [
+            "page=0",
+            "page=abc",
+            "page=-1",
+            "page=1&per_page=0",
+            "page=1&per_page=-1",
+            "page=1.5",
+            "page=+",
+            "page=00",
+        ] {
             assert!(matches!(list_params(&params(bad)), Err(ApiError::BadRequest(_))), "{bad}");
         }
     }

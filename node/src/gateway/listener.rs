@@ -7,7 +7,9 @@
 //! longer than [`HEAD_TIMEOUT`] to send a request head, so slow or silent
 //! clients cannot hold the node's file descriptors. axum serves what it
 //! accepts (axum's `serve` gives hyper no timer, so hyper's own header
-//! timeout does not run).
+//! timeout does not run). With TLS ([`Tls`]) the same holds: the door and
+//! the limit count TCP connections, and the handshake runs within the head
+//! deadline (it is read through the same wrapper).
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,12 +21,13 @@ use std::time::Duration;
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::door::{DEFAULT_PER_SOURCE, Door, Slot, Ticket};
+use super::tls::{Conn, Tls};
 
 /// Most connections open at once.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -42,6 +45,7 @@ pub struct GatewayListener {
     door: Arc<Door>,
     idle_timeout: Duration,
     head_timeout: Duration,
+    tls: Option<Tls>,
 }
 
 impl GatewayListener {
@@ -59,7 +63,12 @@ impl GatewayListener {
     ) -> GatewayListener {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let door = Door::new(DEFAULT_PER_SOURCE, Vec::new());
-        GatewayListener { inner, permits, door, idle_timeout, head_timeout }
+        GatewayListener { inner, permits, door, idle_timeout, head_timeout, tls: None }
+    }
+
+    /// The same serving TLS (HTTPS) when `tls` is given.
+    pub fn with_tls(self, tls: Option<Tls>) -> GatewayListener {
+        GatewayListener { tls, ..self }
     }
 
     /// The same with connections let in through `door`.
@@ -107,6 +116,10 @@ impl Listener for GatewayListener {
             };
             let Some(permit) = self.place().await else { continue };
             let _ = stream.set_nodelay(true);
+            let stream = match &self.tls {
+                Some(tls) => tls.wrap(stream),
+                None => Conn::Plain(stream),
+            };
             let timeout = self.idle_timeout;
             let idle = Box::pin(tokio::time::sleep(timeout));
             let head = Head::new(self.head_timeout);
@@ -142,7 +155,7 @@ impl Connected<IncomingStream<'_, GatewayListener>> for Peer {
 /// and the signal that it must close to make room.
 #[derive(Debug)]
 pub struct Guarded {
-    stream: TcpStream,
+    stream: Conn,
     idle: Pin<Box<Sleep>>,
     timeout: Duration,
     head: Head,
@@ -330,6 +343,7 @@ impl AsyncWrite for Guarded {
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
 
     use super::*;
 

@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod compat;
 pub mod door;
 pub mod error;
 #[cfg(feature = "fuzzing")]
@@ -24,6 +25,7 @@ pub mod handlers;
 pub mod lifecycle;
 pub mod listener;
 pub mod snapshot;
+pub mod tls;
 pub mod v1;
 pub mod view;
 
@@ -32,11 +34,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::get;
 use banmesh_crdt::{BanPolicy, Params};
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +44,7 @@ use crate::config::{ConfigSource, GatewayConfig};
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 use auth::Auth;
-use lifecycle::{Status, Windows};
+use lifecycle::Windows;
 use listener::{GatewayListener, Peer};
 use view::ViewHandle;
 
@@ -68,6 +67,9 @@ pub enum GatewayError {
     /// The view could not be loaded.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// rustls refused its configuration.
+    #[error("the gateway cannot set up tls: {0}")]
+    Tls(#[from] tokio_rustls::rustls::Error),
 }
 
 /// What `banmesh status` shows about the gateway.
@@ -132,6 +134,7 @@ pub async fn start(
     tasks: &mut Tasks,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, GatewayError> {
+    let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| GatewayError::Bind { addr: listen, error })?;
@@ -164,12 +167,16 @@ pub async fn start(
     }
     tasks.spawn(
         "gateway-reload",
-        reload_on_hangup(shared.clone(), deps.source, deps.status, shutdown.child_token()),
+        reload_on_hangup(
+            Reload { shared: shared.clone(), tls: tls.clone(), source: deps.source },
+            deps.status,
+            shutdown.child_token(),
+        ),
     );
     tasks.spawn(
         "gateway-server",
         serve(
-            GatewayListener::new(listener, door),
+            GatewayListener::new(listener, door).with_tls(tls),
             router(shared).layer(axum::middleware::from_fn_with_state(
                 deps.metrics,
                 crate::metrics::server::count_requests,
@@ -177,36 +184,14 @@ pub async fn start(
             shutdown.child_token(),
         ),
     );
-    tracing::info!(listen = %local, "gateway started");
+    tracing::info!(listen = %local, https = config.tls.is_some(), "gateway started");
     Ok(local)
 }
 
 /// The routes.
 fn router(shared: Arc<Shared>) -> Router {
-    type S = State<Arc<Shared>>;
-    type P = ConnectInfo<Peer>;
-    type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
-    let list = |status: Status| {
-        get(move |State(s): S, ConnectInfo(peer): P, headers: HeaderMap, q: Q| {
-            handlers::list(s, status, headers, peer, q)
-        })
-    };
     Router::new()
-        .route("/get_ips", list(Status::Blocked))
-        .route("/get_allowed_ips", list(Status::Allowed))
-        .route("/get_known_ips", list(Status::Known))
-        .route(
-            "/add_ips",
-            post(|State(s): S, ConnectInfo(peer): P, headers: HeaderMap, body: Body| {
-                handlers::add_ips(s, headers, peer, body)
-            }),
-        )
-        .route(
-            "/allow_ip",
-            post(|State(s): S, ConnectInfo(peer): P, headers: HeaderMap, body: Body| {
-                handlers::allow_ip(s, headers, peer, body)
-            }),
-        )
+        .merge(compat::router())
         .nest("/v1", v1::router())
         .route("/openapi.json", get(v1::openapi::serve))
         .fallback(handlers::no_route)
@@ -234,11 +219,35 @@ async fn serve(listener: GatewayListener, router: Router, shutdown: Cancellation
     tracing::debug!("gateway stopped");
 }
 
-/// Re-reads the configuration and the seed file on every SIGHUP and swaps
-/// the tokens; a file that no longer loads keeps the old tokens.
-async fn reload_on_hangup(
+/// What a SIGHUP reloads into: the tokens, the certificate in force (when
+/// serving HTTPS), and where the configuration comes from.
+struct Reload {
     shared: Arc<Shared>,
+    tls: Option<tls::Tls>,
     source: ConfigSource,
+}
+
+/// Swaps in the certificate of a configuration reloaded (already checked:
+/// a broken pair fails the whole reload, keeping the old one). Turning
+/// TLS on or off needs a restart: the listener is bound as it is.
+fn reload_tls(tls: Option<&tls::Tls>, pair: Option<&tls::TlsPair>) {
+    match (tls, pair) {
+        (Some(tls), Some(pair)) => {
+            tls.replace(pair);
+            tracing::info!(cert = %pair.cert.display(), "gateway tls certificate reloaded");
+        }
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => tracing::warn!(
+            "gateway.tls_cert was added or removed: restart the node to switch the gateway between http and https"
+        ),
+    }
+}
+
+/// Re-reads the configuration and the seed file on every SIGHUP and swaps
+/// the tokens and the TLS certificate; a file that no longer loads (or a
+/// certificate that does not) keeps the old ones.
+async fn reload_on_hangup(
+    Reload { shared, tls, source }: Reload,
     status: Arc<Mutex<GatewayStatus>>,
     shutdown: CancellationToken,
 ) {
@@ -259,6 +268,7 @@ async fn reload_on_hangup(
         let mut status = status.lock().unwrap_or_else(PoisonError::into_inner);
         match loaded {
             Ok(Ok(config)) => {
+                reload_tls(tls.as_ref(), config.gateway.tls.as_ref());
                 shared.auth.replace(config.gateway.tokens);
                 status.tokens = shared.auth.token_count();
                 status.last_reload_error = None;

@@ -79,17 +79,30 @@ pub fn local_time(ms: u64) -> Option<String> {
     Some(local.format(format).to_string())
 }
 
-#[derive(Serialize)]
-struct ItemJson<'a> {
-    id: u64,
-    ip_address: &'a str,
-    description: Option<&'a str>,
-    status: &'static str,
-    reported_by: Option<&'a str>,
-    blocked_until: Option<String>,
-    allowed_since: Option<String>,
-    block_count: u32,
-    jail: Option<&'a str>,
+/// One listed address, as the old server wrote its rows (its OpenAPI
+/// schema is derived from this struct).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CompatItem)]
+pub struct ItemJson<'a> {
+    /// A number stable for the address (the old server's row id).
+    pub id: u64,
+    /// The address, normalised.
+    pub ip_address: &'a str,
+    /// The ban's reason.
+    pub description: Option<&'a str>,
+    /// `blocked`, `allowed` or `known`.
+    #[schema(pattern = "^(blocked|allowed|known)$")]
+    pub status: &'static str,
+    /// Who reported it, `NAME@ADDRESS` (gateway) or the node's name.
+    pub reported_by: Option<&'a str>,
+    /// When the ban ends (or ended), local time: `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+    pub blocked_until: Option<String>,
+    /// Since when it is allowed, in the same form.
+    pub allowed_since: Option<String>,
+    /// How many bans it has had.
+    pub block_count: u32,
+    /// The ban's jail.
+    pub jail: Option<&'a str>,
 }
 
 fn non_empty(text: &str) -> Option<&str> {

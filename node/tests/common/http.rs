@@ -87,7 +87,8 @@ pub fn request(
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> Reply {
+/// Parses a raw HTTP/1.1 answer (head, then the body, de-chunked).
+pub fn parse(raw: &[u8]) -> Reply {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -4,7 +4,7 @@
 //! issue 6; `door` one host holding many connections; `lifecycle` the blocked/allowed/known steps with short
 //! durations; `memory` the peak memory of 64 concurrent searches; `mesh` two
 //! gateways and the CLI agreeing; `native` the `/v1/` API; `reload` tokens
-//! swapped on SIGHUP.
+//! swapped on SIGHUP; `schemathesis` both APIs against /openapi.json; `tls` HTTPS and its certificate reloaded on SIGHUP.
 
 // The helpers below panic on failure as the tests themselves do.
 #![allow(clippy::unwrap_used)]
@@ -19,6 +19,8 @@ mod memory;
 mod mesh;
 mod native;
 mod reload;
+mod schemathesis;
+mod tls;
 
 use std::fs;
 

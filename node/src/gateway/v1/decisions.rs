@@ -133,11 +133,12 @@ fn parse_limit(value: &str) -> Result<usize, V1Error> {
     })
 }
 
-/// An RFC 3339 time as Unix ms; before 1970 is a 400.
+/// An RFC 3339 time as Unix ms; a time before 1970 is 1970 (no record is
+/// older), not a 400.
 fn parse_time(text: &str) -> Result<u64, V1Error> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
-        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+        .and_then(|t| u64::try_from(t.timestamp_millis().max(0)).ok())
         .ok_or_else(|| {
             V1Error::bad_request(format!(
                 "since {text:?} is not an RFC 3339 time like 2026-12-01T10:00:00Z"

@@ -59,11 +59,15 @@ fn path_key(key: K) -> Result<String, V1Error> {
     params(
         ("jail" = Option<String>, Query, description = "only this jail (exact)"),
         ("origin" = Option<String>, Query, description = "only this origin: certificate name or public key (hex)"),
-        ("since" = Option<String>, Query, description = "only decisions issued at or after this RFC 3339 time"),
-        ("kind" = Option<String>, Query, description = "ban or allow"),
-        ("state" = Option<String>, Query, description = "live (default), ended (expired, lifted, invalid) or all"),
-        ("limit" = Option<u32>, Query, description = "decisions per page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("since" = Option<String>, Query, description = "only decisions issued at or after this RFC 3339 time",
+            format = DateTime),
+        ("kind" = Option<String>, Query, description = "ban or allow", pattern = "^(ban|allow)$"),
+        ("state" = Option<String>, Query, description = "live (default), ended (expired, lifted, invalid) or all",
+            pattern = "^(live|ended|all)$"),
+        ("limit" = Option<u32>, Query, description = "decisions per page, 1 to 1000 (default 100)",
+            minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (empty: the first page)",
+            pattern = "^([0-9a-f]{2})*$"),
     ),
     responses(
         (status = 200, body = decisions::DecisionPage),
@@ -84,7 +88,8 @@ async fn decisions(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, q: Q) 
 /// Every record deciding one address, which decides and why, and what
 /// this node's enforcement holds for it.
 #[utoipa::path(get, path = "/v1/explain/{ip}", tag = "v1",
-    params(("ip" = String, Path, description = "one IPv4 or IPv6 address")),
+    params(("ip" = String, Path, description = "one IPv4 or IPv6 address (any IPv6 spelling; the pattern gives the two plain forms)",
+        pattern = "^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$|^[0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){7}$")),
     responses(
         (status = 200, body = explain::Explanation),
         (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
@@ -174,7 +179,7 @@ async fn post_ban(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, body: B
 }
 
 /// Allows a key (allow wins over every ban covering it).
-#[utoipa::path(post, path = "/v1/allows", tag = "v1", request_body = openapi::WriteRequest,
+#[utoipa::path(post, path = "/v1/allows", tag = "v1", request_body = openapi::AllowRequest,
     responses(
         (status = 201, body = openapi::Written),
         (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
@@ -188,7 +193,8 @@ async fn post_allow(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, body:
 
 /// Lifts the live bans on exactly this key (an unban).
 #[utoipa::path(delete, path = "/v1/bans/{key}", tag = "v1",
-    params(("key" = String, Path, description = "an address or network (`/` may be sent as is or as %2F)")),
+    params(("key" = String, Path, description = "an address, or a network (`/` sent as is or as %2F; the pattern gives plain addresses only)",
+        pattern = "^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$|^[0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){7}$")),
     responses(
         (status = 200, body = openapi::Lifted),
         (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
@@ -201,7 +207,8 @@ async fn delete_ban(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: 
 
 /// Lifts the live allows on exactly this key (a disallow).
 #[utoipa::path(delete, path = "/v1/allows/{key}", tag = "v1",
-    params(("key" = String, Path, description = "an address or network (`/` may be sent as is or as %2F)")),
+    params(("key" = String, Path, description = "an address, or a network (`/` sent as is or as %2F; the pattern gives plain addresses only)",
+        pattern = "^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$|^[0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){7}$")),
     responses(
         (status = 200, body = openapi::Lifted),
         (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),

@@ -1,6 +1,8 @@
-//! The native API's OpenAPI 3.1 document, generated from the handlers'
-//! `#[utoipa::path]` attributes and the response types' `ToSchema`
-//! derives, served at `GET /openapi.json` (no token: it describes, it
+//! The gateway's OpenAPI 3.1 document, both APIs in one (one token scheme,
+//! one file for clients and schemathesis; each operation names its own
+//! error shape), generated from the handlers' `#[utoipa::path]` attributes
+//! and the response types' `ToSchema` derives (the compatibility API's in
+//! [`compat`](super::super::compat)), served at `GET /openapi.json` (no token: it describes, it
 //! holds no data) and committed as `node/openapi.json` (a test fails when
 //! the two differ). utoipa's own derive builds it; `utoipa-axum`'s router
 //! is not used, since it takes the axum path from the documented one and
@@ -15,6 +17,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::super::compat::CompatDoc;
 use super::decisions::{Decision, DecisionPage, OriginView};
 use super::explain::{Explained, Explanation};
 use crate::daemon::queries::native::{BackendHold, Enforcement, LeftOut};
@@ -39,18 +42,47 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// The body of `POST /v1/bans` and `POST /v1/allows`.
+/// The body of `POST /v1/bans` (other fields are refused with a 422).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WriteRequest {
-    /// An address or, with an `admin` token, a network.
+    /// An address or, with an `admin` token, a network (any IPv6 spelling;
+    /// the pattern gives plain addresses only).
+    #[schema(
+        pattern = "^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$|^[0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){7}$"
+    )]
     pub key: String,
-    /// How long (`90s`, `1h`, `7d`); the node's default when left out.
+    /// How long (`90s`, `1h`, `7d`, `1d12h`); the node's default when left
+    /// out. At most the cluster's `max_ttl` (a 422 beyond it).
+    #[schema(pattern = "^([0-9]{1,6}[smhdw]){1,4}$")]
     pub duration: Option<String>,
-    /// Until lifted: the node renews it. Not with `duration`.
+    /// Until lifted: the node renews it. Not `true` with `duration`.
     pub permanent: Option<bool>,
-    /// The jail (bans only).
+    /// The jail (at most 64 bytes, no control characters).
+    #[schema(max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub jail: Option<String>,
-    /// Why.
+    /// Why (at most 512 bytes, no control characters).
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub reason: Option<String>,
+}
+
+/// The body of `POST /v1/allows` (an allow has no jail; other fields are
+/// refused with a 422).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRequest {
+    /// An address or, with an `admin` token, a network.
+    #[schema(
+        pattern = "^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$|^[0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){7}$"
+    )]
+    pub key: String,
+    /// How long; the node's default when left out.
+    #[schema(pattern = "^([0-9]{1,6}[smhdw]){1,4}$")]
+    pub duration: Option<String>,
+    /// Until lifted. Not `true` with `duration`.
+    pub permanent: Option<bool>,
+    /// Why (at most 512 bytes, no control characters).
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub reason: Option<String>,
 }
 
@@ -88,13 +120,13 @@ impl Modify for Bearer {
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "banmesh gateway: native API", description = "The /v1/ API on a banmesh node's gateway listener. Tokens come from [gateway.tokens]; read tokens may only GET, write tokens write single addresses, admin tokens networks too."),
+    info(title = "banmesh gateway", description = "A banmesh node's gateway listener: the native API under /v1/ (errors {\"error\": {\"code\", \"message\"}}) and, at the root, the Fail2BanSync API its clients use (tag compat; errors {\"error\": \"message\"}). Tokens come from [gateway.tokens] and the seed file; read tokens may only GET, write tokens write single addresses, admin tokens networks too (/v1/ only)."),
     paths(
         super::decisions, super::post_ban, super::delete_ban, super::post_allow,
         super::delete_allow, super::explain, super::status, super::peers
     ),
     components(schemas(
-        ErrorBody, ErrorDetail, WriteRequest, Written, Lifted, Decision, OriginView,
+        ErrorBody, ErrorDetail, WriteRequest, AllowRequest, Written, Lifted, Decision, OriginView,
         DecisionPage, Explanation, Explained, Enforcement, LeftOut, BackendHold
     )),
     modifiers(&Bearer),
@@ -105,7 +137,12 @@ pub struct ApiDoc;
 /// The document as JSON, made once.
 pub fn document() -> Bytes {
     static JSON: OnceLock<Bytes> = OnceLock::new();
-    JSON.get_or_init(|| Bytes::from(ApiDoc::openapi().to_pretty_json().unwrap_or_default())).clone()
+    JSON.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        doc.merge(CompatDoc::openapi());
+        Bytes::from(doc.to_pretty_json().unwrap_or_default())
+    })
+    .clone()
 }
 
 /// `GET /openapi.json`.
@@ -118,7 +155,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_document_names_every_v1_path() {
+    fn the_document_names_every_path() {
         let doc: serde_json::Value = serde_json::from_slice(&document()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
         let paths = doc["paths"].as_object().unwrap();
@@ -131,10 +168,16 @@ mod tests {
             "/v1/explain/{ip}",
             "/v1/status",
             "/v1/peers",
+            "/get_ips",
+            "/get_allowed_ips",
+            "/get_known_ips",
+            "/add_ips",
+            "/allow_ip",
         ] {
             assert!(paths.contains_key(path), "{path} missing");
         }
         assert!(doc["components"]["schemas"]["Decision"].is_object());
+        assert!(doc["components"]["schemas"]["CompatItem"].is_object());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 
