@@ -15,8 +15,10 @@ cd "$(dirname "$0")/.."
 # and nftables holds mesh bans itself in one (`cargo test nftables_netns`);
 # systemd provides systemd-analyze, which checks the shipped unit
 # (`cargo test systemd_unit`); lintian (about a minute to install) checks
-# the Debian package `cargo test --test deb` builds.
-packages=(faketime fail2ban python3 nftables iproute2 systemd lintian)
+# the Debian package `cargo test --test deb` builds; chromium and
+# chromium-driver run the dashboard in a headless browser
+# (`cargo test --test gateway dashboard`).
+packages=(faketime fail2ban python3 nftables iproute2 systemd lintian chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do

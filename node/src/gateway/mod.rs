@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod lifecycle;
 pub mod listener;
 pub mod snapshot;
+pub mod ui;
 pub mod v1;
 pub mod view;
 
@@ -93,6 +94,8 @@ pub struct Shared {
     queries: crate::daemon::queries::Queries,
     /// Permits for searches (see [`handlers::HEAVY_RENDERS`]).
     heavy: Arc<tokio::sync::Semaphore>,
+    /// The dashboard's sessions.
+    sessions: ui::session::Sessions,
 }
 
 impl Shared {
@@ -151,6 +154,9 @@ pub async fn start(
         store: deps.store,
         queries: deps.queries,
         heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
+        // TLS hook: pass true once the listener serves HTTPS, so the
+        // session cookie carries `Secure`.
+        sessions: ui::session::Sessions::new(false),
     });
     *deps.status.lock().unwrap_or_else(PoisonError::into_inner) = GatewayStatus {
         listen: local.to_string(),
@@ -207,7 +213,12 @@ fn router(shared: Arc<Shared>) -> Router {
                 handlers::allow_ip(s, headers, peer, body)
             }),
         )
-        .nest("/v1", v1::router())
+        .nest(
+            "/v1",
+            v1::router()
+                .layer(axum::middleware::from_fn_with_state(shared.clone(), ui::csrf_guard)),
+        )
+        .merge(ui::router())
         .route("/openapi.json", get(v1::openapi::serve))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)

@@ -2,14 +2,17 @@
 //! networks, IPv6, RFC 3339 times and their signing origin, filtered and
 //! paged by cursor ([`decisions`]); ban, unban, allow and disallow
 //! ([`writes`]); the explanation of one address, status and peers
-//! ([`explain`]). Every error has one shape ([`error`]). Tokens are the
-//! compatibility API's; a `read` token may call every `GET` here, writes
-//! need `write`.
+//! ([`explain`]); live counts per jail and origin ([`counts`]). Every
+//! error has one shape ([`error`]). Tokens are the compatibility API's; a
+//! `read` token may call every `GET` here, writes need `write`. The
+//! dashboard's session cookie stands for its token here too (writes with
+//! it also need its CSRF token: [`super::ui`]).
 //!
 //! Tasks: none of its own; handlers run on the gateway server's tasks and
 //! read through [`Queries`](crate::daemon::queries::Queries) and the store,
 //! write through the node handle.
 
+pub mod counts;
 pub mod decisions;
 pub mod error;
 pub mod explain;
@@ -46,7 +49,13 @@ fn answer(status: StatusCode, value: &Value, headers: &HeaderMap) -> Response {
     json_response(status, Bytes::from(value.to_string()), accepts_gzip(headers), false)
 }
 
+/// The bearer token's client or, without one, the dashboard session's.
 fn client(shared: &Shared, headers: &HeaderMap, peer: &Peer) -> Result<Client, V1Error> {
+    if !headers.contains_key(axum::http::header::AUTHORIZATION)
+        && let Some(client) = super::ui::session_client(shared, headers, peer)
+    {
+        return Ok(client);
+    }
     Ok(shared.authorize(headers, peer)?)
 }
 
@@ -94,6 +103,26 @@ async fn explain(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) 
     let run = async {
         client(&s, &headers, &peer)?;
         explain::explain(&s.queries, &s.store, &path_key(key)?).await
+    };
+    respond(run.await, &headers)
+}
+
+/// The live bans and allows counted per jail and per origin (a full scan,
+/// in bounded memory; few run at once).
+#[utoipa::path(get, path = "/v1/counts", tag = "v1",
+    responses(
+        (status = 200, body = counts::Counts), (status = 401, body = openapi::ErrorBody),
+        (status = 503, body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn counts(State(s): S, ConnectInfo(peer): P, headers: HeaderMap) -> Response {
+    let run = async {
+        client(&s, &headers, &peer)?;
+        let _permit = s.heavy.clone().acquire_owned().await.map_err(|_| {
+            V1Error::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the gateway is stopping")
+        })?;
+        let counts = counts::count(&s.queries, now_ms()).await?;
+        Ok::<_, V1Error>(serde_json::to_value(counts).unwrap_or(Value::Null))
     };
     respond(run.await, &headers)
 }
@@ -222,6 +251,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/allows", post(post_allow))
         .route("/allows/{*key}", delete(delete_allow))
         .route("/explain/{*ip}", get(explain))
+        .route("/counts", get(counts))
         .route("/status", get(status))
         .route("/peers", get(peers))
         .fallback(|uri: axum::http::Uri| async move {
