@@ -55,6 +55,7 @@ pub async fn router_for(
         queries,
         heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
         sessions: super::ui::session::Sessions::new(false),
+        counts: super::v1::counts::CountsCache::default(),
     });
     Ok(router(shared))
 }

@@ -96,6 +96,8 @@ pub struct Shared {
     heavy: Arc<tokio::sync::Semaphore>,
     /// The dashboard's sessions.
     sessions: ui::session::Sessions,
+    /// The last `/v1/counts`.
+    counts: v1::counts::CountsCache,
 }
 
 impl Shared {
@@ -157,6 +159,7 @@ pub async fn start(
         // TLS hook: pass true once the listener serves HTTPS, so the
         // session cookie carries `Secure`.
         sessions: ui::session::Sessions::new(false),
+        counts: v1::counts::CountsCache::default(),
     });
     *deps.status.lock().unwrap_or_else(PoisonError::into_inner) = GatewayStatus {
         listen: local.to_string(),

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Debian's headless `chromium` driven
 //! through `chromedriver` over WebDriver (plain HTTP, spoken here) against
 //! a real node. Logs in, bans an address, sees it listed, explains it,
-//! releases it and sees it gone; keeps a screenshot under
+//! releases it and sees it gone, then logs in again with a read-only token
+//! and finds no write buttons; keeps screenshots under
 //! `target/test-artifacts/`. Needs the `chromium` and `chromium-driver`
 //! packages (scripts/test.sh installs them).
 
@@ -108,6 +109,12 @@ impl Browser {
         });
         assert!(shown, "no visible {css}; page text: {}", self.text("body"));
         found.unwrap()
+    }
+
+    /// Whether the first element `css` matches is displayed.
+    fn shown(&self, css: &str) -> bool {
+        let Some(e) = self.find_all(css).into_iter().next() else { return false };
+        self.cmd("GET", &format!("/element/{e}/displayed"), None) == true
     }
 
     fn text(&self, css: &str) -> String {
@@ -264,4 +271,16 @@ fn dashboard_bans_explains_and_releases_in_chromium() {
     let explained = request(gw.port, "GET", &format!("/v1/explain/{ip}"), &auth, b"").json();
     assert_eq!(explained["verdict"], "free", "{explained}");
     browser.screenshot(&artifact("dashboard-released.png"));
+
+    // A read-only token sees the decisions but no write buttons.
+    let auth = [("Authorization", "Bearer write-tok"), ("Content-Type", "application/json")];
+    let other = r#"{"key": "192.0.2.78", "jail": "sshd"}"#;
+    assert_eq!(request(gw.port, "POST", "/v1/bans", &auth, other.as_bytes()).status, 201);
+    browser.click("#logout");
+    browser.type_into("#token", "read-tok");
+    browser.click("#login-submit");
+    browser.wait_text("#who", "reader (read)");
+    browser.wait_text("#decision-table", "192.0.2.78");
+    assert!(!browser.shown("#write"), "a read session got the ban form");
+    assert!(browser.find_all("button.release").is_empty(), "a read session got release buttons");
 }

@@ -3,17 +3,29 @@
 //! time (as [`decisions`](super::decisions) pages it) and only the tallies
 //! are kept, so memory stays bounded whatever the number of records; the
 //! number of distinct jails kept is bounded too (the rest add up under
-//! `other_jails`). Callers hold one of the gateway's heavy-request permits,
-//! so few full scans run at once.
+//! `other_jails`). A scan costs about a second per 100,000 records, so the
+//! answer is kept ([`CountsCache`]) for [`FRESH_FOR`] or until a write
+//! through this gateway's `/v1`, and one scan at a time computes it (holding one
+//! of the gateway's heavy-request permits) while other callers wait for it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use banmesh_crdt::Kind;
 use banmesh_crdt::slots::KeySlots;
+use banmesh_keys::time::format_rfc3339;
 use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
 
 use super::error::V1Error;
+use crate::clock::now_ms;
 use crate::daemon::queries::Queries;
+
+/// How long counts are served before a request counts again.
+pub const FRESH_FOR: Duration = Duration::from_secs(15);
 
 /// Keys read from the store at a time.
 const SCAN_KEYS: usize = 512;
@@ -63,6 +75,9 @@ pub struct OriginCount {
 /// Every count.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Counts {
+    /// When they were counted, RFC 3339: at most 15 s ago, and after the
+    /// last write through this gateway's `/v1`.
+    pub counted_at: String,
     /// All live decisions.
     pub total: Tally,
     /// Per jail, most bans first.
@@ -134,6 +149,7 @@ pub async fn count(queries: &Queries, now: u64) -> Result<Counts, V1Error> {
     let (jails, other_jails) = jails.sorted();
     let (origins, other_origins) = origins.sorted();
     Ok(Counts {
+        counted_at: format_rfc3339(now),
         total,
         jails: jails.into_iter().map(|(jail, tally)| JailCount { jail, tally }).collect(),
         other_jails,
@@ -143,6 +159,48 @@ pub async fn count(queries: &Queries, now: u64) -> Result<Counts, V1Error> {
             .collect(),
         other_origins,
     })
+}
+
+/// The last counts, as JSON, and what they were counted under.
+#[derive(Default)]
+pub struct CountsCache {
+    /// Bumped by every write through this gateway's `/v1`.
+    generation: AtomicU64,
+    /// When, under which generation, and the answer. Held across the scan
+    /// on purpose: callers arriving meanwhile wait for its answer rather
+    /// than scan again.
+    last: Mutex<Option<(Instant, u64, Arc<Value>)>>,
+}
+
+impl CountsCache {
+    /// The counts, counted again when older than [`FRESH_FOR`] or than
+    /// the last write.
+    pub async fn get(&self, queries: &Queries, heavy: &Semaphore) -> Result<Arc<Value>, V1Error> {
+        let mut last = self.last.lock().await;
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((at, seen, value)) = &*last
+            && *seen == generation
+            && at.elapsed() < FRESH_FOR
+        {
+            return Ok(value.clone());
+        }
+        let _permit = heavy.acquire().await.map_err(|_| {
+            V1Error::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the gateway is stopping",
+            )
+        })?;
+        let counts = count(queries, now_ms()).await?;
+        let value = Arc::new(serde_json::to_value(counts).unwrap_or(Value::Null));
+        *last = Some((Instant::now(), generation, value.clone()));
+        Ok(value)
+    }
+
+    /// A write changed the counts: the next request counts again.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 #[cfg(test)]

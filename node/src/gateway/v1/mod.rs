@@ -107,8 +107,9 @@ async fn explain(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) 
     respond(run.await, &headers)
 }
 
-/// The live bans and allows counted per jail and per origin (a full scan,
-/// in bounded memory; few run at once).
+/// The live bans and allows counted per jail and per origin (a full scan in
+/// bounded memory, one at a time, its answer kept for 15 s or until a
+/// write through `/v1` here).
 #[utoipa::path(get, path = "/v1/counts", tag = "v1",
     responses(
         (status = 200, body = counts::Counts), (status = 401, body = openapi::ErrorBody),
@@ -118,13 +119,12 @@ async fn explain(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) 
 async fn counts(State(s): S, ConnectInfo(peer): P, headers: HeaderMap) -> Response {
     let run = async {
         client(&s, &headers, &peer)?;
-        let _permit = s.heavy.clone().acquire_owned().await.map_err(|_| {
-            V1Error::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the gateway is stopping")
-        })?;
-        let counts = counts::count(&s.queries, now_ms()).await?;
-        Ok::<_, V1Error>(serde_json::to_value(counts).unwrap_or(Value::Null))
+        s.counts.get(&s.queries, &s.heavy).await
     };
-    respond(run.await, &headers)
+    match run.await {
+        Ok(value) => answer(StatusCode::OK, &value, &headers),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// The node's status, as `banmesh status --json` shows it.
@@ -158,9 +158,16 @@ fn respond(result: Result<Value, V1Error>, headers: &HeaderMap) -> Response {
     }
 }
 
-fn respond_write(result: Result<(StatusCode, Value), V1Error>, headers: &HeaderMap) -> Response {
+fn respond_write(
+    s: &Shared,
+    result: Result<(StatusCode, Value), V1Error>,
+    headers: &HeaderMap,
+) -> Response {
     match result {
-        Ok((status, value)) => answer(status, &value, headers),
+        Ok((status, value)) => {
+            s.counts.invalidate();
+            answer(status, &value, headers)
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -173,10 +180,10 @@ async fn create(
     body: Body,
 ) -> Response {
     let result = match client(&s, &headers, &peer) {
-        Ok(c) => writes::create(s, c, kind, headers.clone(), body).await,
+        Ok(c) => writes::create(s.clone(), c, kind, headers.clone(), body).await,
         Err(e) => Err(e),
     };
-    respond_write(result, &headers)
+    respond_write(&s, result, &headers)
 }
 
 async fn lift(s: Arc<Shared>, kind: Kind, peer: Peer, headers: HeaderMap, key: K) -> Response {
@@ -185,7 +192,7 @@ async fn lift(s: Arc<Shared>, kind: Kind, peer: Peer, headers: HeaderMap, key: K
         let key = path_key(key)?;
         writes::lift(s.clone(), c, kind, &key).await
     };
-    respond_write(run.await, &headers)
+    respond_write(&s, run.await, &headers)
 }
 
 /// Bans a key.

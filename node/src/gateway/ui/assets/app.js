@@ -125,7 +125,8 @@ async function loadMesh() {
 
 async function loadCounts() {
   const c = await api("GET", "/v1/counts");
-  $("total").textContent = c.total.bans + " bans, " + c.total.allows + " allows in force";
+  $("total").textContent = c.total.bans + " bans, " + c.total.allows + " allows in force (counted "
+    + new Date(c.counted_at).toLocaleTimeString() + ")";
   const other = (t) => (t.bans + t.allows > 0 ? [row(["(others)", t.bans, t.allows])] : []);
   fill($("by-jail").tBodies[0], c.jails.map((j) => row([j.jail || "(none)", j.bans, j.allows])).concat(other(c.other_jails)));
   fill($("by-origin").tBodies[0], c.origins.map((o) => row([o.name || short(o.key), o.bans, o.allows])).concat(other(c.other_origins)));
