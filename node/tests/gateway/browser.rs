@@ -78,11 +78,20 @@ impl Browser {
 
     /// A command on the session; panics on a WebDriver error.
     fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .unwrap_or_else(|answer| panic!("WebDriver {method} {path}: {answer}"))
+    }
+
+    /// A command on the session, or the WebDriver error (an element the
+    /// page's refresh replaced is "stale").
+    fn try_cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Value> {
         let answer = wd(self.port, method, &format!("/session/{}{path}", self.session), body);
-        if answer["value"]["error"].is_string() {
-            panic!("WebDriver {method} {path}: {answer}");
-        }
-        answer["value"].clone()
+        if answer["value"]["error"].is_string() { Err(answer) } else { Ok(answer["value"].clone()) }
+    }
+
+    /// Whether element `e` is displayed (false once the page replaced it).
+    fn displayed(&self, e: &str) -> bool {
+        self.try_cmd("GET", &format!("/element/{e}/displayed"), None).is_ok_and(|v| v == true)
     }
 
     fn go(&self, url: &str) {
@@ -101,10 +110,7 @@ impl Browser {
     fn find(&self, css: &str) -> String {
         let mut found = None;
         let shown = wait_until(SOON, || {
-            found = self
-                .find_all(css)
-                .into_iter()
-                .find(|e| self.cmd("GET", &format!("/element/{e}/displayed"), None) == true);
+            found = self.find_all(css).into_iter().find(|e| self.displayed(e));
             found.is_some()
         });
         assert!(shown, "no visible {css}; page text: {}", self.text("body"));
@@ -113,13 +119,15 @@ impl Browser {
 
     /// Whether the first element `css` matches is displayed.
     fn shown(&self, css: &str) -> bool {
-        let Some(e) = self.find_all(css).into_iter().next() else { return false };
-        self.cmd("GET", &format!("/element/{e}/displayed"), None) == true
+        self.find_all(css).first().is_some_and(|e| self.displayed(e))
     }
 
+    /// The text of the first element `css` matches, empty when none (or
+    /// when the page replaced it meanwhile).
     fn text(&self, css: &str) -> String {
         let Some(e) = self.find_all(css).into_iter().next() else { return String::new() };
-        self.cmd("GET", &format!("/element/{e}/text"), None).as_str().unwrap_or("").to_owned()
+        let text = self.try_cmd("GET", &format!("/element/{e}/text"), None);
+        text.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
     }
 
     fn type_into(&self, css: &str, text: &str) {
@@ -127,9 +135,16 @@ impl Browser {
         self.cmd("POST", &format!("/element/{e}/value"), Some(&json!({"text": text})));
     }
 
+    /// Clicks the element `css` matches, again if the page replaced it
+    /// between finding and clicking.
     fn click(&self, css: &str) {
-        let e = self.find(css);
-        self.cmd("POST", &format!("/element/{e}/click"), Some(&json!({})));
+        let mut last = Value::Null;
+        let clicked = wait_until(SOON, || {
+            let e = self.find(css);
+            let done = self.try_cmd("POST", &format!("/element/{e}/click"), Some(&json!({})));
+            done.map_err(|answer| last = answer).is_ok()
+        });
+        assert!(clicked, "cannot click {css}: {last}");
     }
 
     /// Waits until the text of `css` contains `want`.

@@ -4,7 +4,11 @@
 // CSRF token. Data goes into the page as text, never as HTML.
 "use strict";
 
+// The mesh and the first page of decisions every 5 s; counts and recent
+// activity (full scans on the node) every 30 s and after each write.
 const REFRESH_MS = 5000;
+const SLOW_EVERY = 6;
+let ticks = 0;
 let me = null; // {name, role, may_write, csrf}
 let cursor = null; // next_cursor of the last page shown
 let pages = 1;
@@ -86,12 +90,13 @@ async function start() {
   $("who").textContent = me.name + " (" + me.role + ")";
   $("write").hidden = !me.may_write;
   await refresh();
-  setInterval(() => { if (me) refresh(); }, REFRESH_MS);
+  setInterval(() => { if (me) refresh(++ticks % SLOW_EVERY === 0); }, REFRESH_MS);
 }
 
-async function refresh() {
+async function refresh(all = true) {
   try {
-    await Promise.all([loadMesh(), loadCounts(), loadRecent(), pages === 1 ? loadDecisions(false) : null]);
+    const slow = all ? [loadCounts(), loadRecent()] : [];
+    await Promise.all([loadMesh(), pages === 1 ? loadDecisions(false) : null, ...slow]);
     problem(null);
   } catch (e) {
     if (me) problem(e);
