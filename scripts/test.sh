@@ -16,8 +16,9 @@ cd "$(dirname "$0")/.."
 # systemd provides systemd-analyze, which checks the shipped unit
 # (`cargo test systemd_unit`); lintian (about a minute to install) checks
 # the Debian package `cargo test --test deb` builds; python3-venv holds
-# schemathesis (below).
-packages=(faketime fail2ban python3 python3-venv nftables iproute2 systemd lintian)
+# schemathesis (below); chromium and chromium-driver run the dashboard in a
+# headless browser (`cargo test --test gateway dashboard`).
+packages=(faketime fail2ban python3 python3-venv nftables iproute2 systemd lintian chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -74,19 +74,25 @@ impl Auth {
             })
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let digest = Token::digest_of(presented);
+        let (name, role) =
+            self.lookup(&Token::digest_of(presented)).ok_or(ApiError::Unauthorized)?;
+        Ok(Client { name, addr: self.client_addr(headers, peer.ip()), role })
+    }
+
+    /// The name and role of the token in force whose SHA-256 is `digest`
+    /// (a dashboard session holds the digest, so a token removed on reload
+    /// ends its sessions too).
+    pub fn lookup(&self, digest: &[u8; 32]) -> Option<(String, Role)> {
         let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner).clone();
         // Every configured token is compared, so the time taken does not
         // say which one matched.
         let mut found: Option<&Token> = None;
         for token in tokens.iter() {
-            if bool::from(token.digest.ct_eq(&digest)) && found.is_none() {
+            if bool::from(token.digest.ct_eq(digest)) && found.is_none() {
                 found = Some(token);
             }
         }
-        let found = found.ok_or(ApiError::Unauthorized)?;
-        let (name, role) = (found.name.clone(), found.role);
-        Ok(Client { name, addr: self.client_addr(headers, peer.ip()), role })
+        found.map(|t| (t.name.clone(), t.role))
     }
 
     /// The client as the trusted proxies saw it, when `peer` is one of them:

@@ -54,6 +54,8 @@ pub async fn router_for(
         store,
         queries,
         heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
+        sessions: super::ui::session::Sessions::new(false),
+        counts: super::v1::counts::CountsCache::default(),
     });
     Ok(router(shared))
 }

@@ -26,6 +26,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod snapshot;
 pub mod tls;
+pub mod ui;
 pub mod v1;
 pub mod view;
 
@@ -95,6 +96,10 @@ pub struct Shared {
     queries: crate::daemon::queries::Queries,
     /// Permits for searches (see [`handlers::HEAVY_RENDERS`]).
     heavy: Arc<tokio::sync::Semaphore>,
+    /// The dashboard's sessions.
+    sessions: ui::session::Sessions,
+    /// The last `/v1/counts`.
+    counts: v1::counts::CountsCache,
 }
 
 impl Shared {
@@ -154,6 +159,10 @@ pub async fn start(
         store: deps.store,
         queries: deps.queries,
         heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
+        // TLS hook: pass true once the listener serves HTTPS, so the
+        // session cookie carries `Secure`.
+        sessions: ui::session::Sessions::new(false),
+        counts: v1::counts::CountsCache::default(),
     });
     *deps.status.lock().unwrap_or_else(PoisonError::into_inner) = GatewayStatus {
         listen: local.to_string(),
@@ -192,7 +201,12 @@ pub async fn start(
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(compat::router())
-        .nest("/v1", v1::router())
+        .nest(
+            "/v1",
+            v1::router()
+                .layer(axum::middleware::from_fn_with_state(shared.clone(), ui::csrf_guard)),
+        )
+        .merge(ui::router())
         .route("/openapi.json", get(v1::openapi::serve))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)

@@ -4,7 +4,9 @@
 //! issue 6; `door` one host holding many connections; `lifecycle` the blocked/allowed/known steps with short
 //! durations; `memory` the peak memory of 64 concurrent searches; `mesh` two
 //! gateways and the CLI agreeing; `native` the `/v1/` API; `reload` tokens
-//! swapped on SIGHUP; `schemathesis` both APIs against /openapi.json; `tls` HTTPS and its certificate reloaded on SIGHUP.
+//! swapped on SIGHUP; `schemathesis` both APIs against /openapi.json; `tls`
+//! HTTPS and its certificate reloaded on SIGHUP; `ui` the dashboard's login,
+//! sessions and CSRF over HTTP, `browser` the dashboard in headless chromium.
 
 // The helpers below panic on failure as the tests themselves do.
 #![allow(clippy::unwrap_used)]
@@ -13,6 +15,7 @@
 mod common;
 
 mod api;
+mod browser;
 mod door;
 mod lifecycle;
 mod memory;
@@ -21,6 +24,7 @@ mod native;
 mod reload;
 mod schemathesis;
 mod tls;
+mod ui;
 
 use std::fs;
 

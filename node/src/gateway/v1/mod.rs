@@ -2,14 +2,17 @@
 //! networks, IPv6, RFC 3339 times and their signing origin, filtered and
 //! paged by cursor ([`decisions`]); ban, unban, allow and disallow
 //! ([`writes`]); the explanation of one address, status and peers
-//! ([`explain`]). Every error has one shape ([`error`]). Tokens are the
-//! compatibility API's; a `read` token may call every `GET` here, writes
-//! need `write`.
+//! ([`explain`]); live counts per jail and origin ([`counts`]). Every
+//! error has one shape ([`error`]). Tokens are the compatibility API's; a
+//! `read` token may call every `GET` here, writes need `write`. The
+//! dashboard's session cookie stands for its token here too (writes with
+//! it also need its CSRF token: [`super::ui`]).
 //!
 //! Tasks: none of its own; handlers run on the gateway server's tasks and
 //! read through [`Queries`](crate::daemon::queries::Queries) and the store,
 //! write through the node handle.
 
+pub mod counts;
 pub mod decisions;
 pub mod error;
 pub mod explain;
@@ -46,7 +49,13 @@ fn answer(status: StatusCode, value: &Value, headers: &HeaderMap) -> Response {
     json_response(status, Bytes::from(value.to_string()), accepts_gzip(headers), false)
 }
 
+/// The bearer token's client or, without one, the dashboard session's.
 fn client(shared: &Shared, headers: &HeaderMap, peer: &Peer) -> Result<Client, V1Error> {
+    if !headers.contains_key(axum::http::header::AUTHORIZATION)
+        && let Some(client) = super::ui::session_client(shared, headers, peer)
+    {
+        return Ok(client);
+    }
     Ok(shared.authorize(headers, peer)?)
 }
 
@@ -103,6 +112,26 @@ async fn explain(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) 
     respond(run.await, &headers)
 }
 
+/// The live bans and allows counted per jail and per origin (a full scan in
+/// bounded memory, one at a time, its answer kept for 15 s or until a
+/// write through `/v1` here).
+#[utoipa::path(get, path = "/v1/counts", tag = "v1",
+    responses(
+        (status = 200, body = counts::Counts), (status = 401, body = openapi::ErrorBody),
+        (status = 503, body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn counts(State(s): S, ConnectInfo(peer): P, headers: HeaderMap) -> Response {
+    let run = async {
+        client(&s, &headers, &peer)?;
+        s.counts.get(&s.queries, &s.heavy).await
+    };
+    match run.await {
+        Ok(value) => answer(StatusCode::OK, &value, &headers),
+        Err(error) => error.into_response(),
+    }
+}
+
 /// The node's status, as `banmesh status --json` shows it.
 #[utoipa::path(get, path = "/v1/status", tag = "v1",
     responses((status = 200, body = Object), (status = 401, body = openapi::ErrorBody)),
@@ -134,9 +163,16 @@ fn respond(result: Result<Value, V1Error>, headers: &HeaderMap) -> Response {
     }
 }
 
-fn respond_write(result: Result<(StatusCode, Value), V1Error>, headers: &HeaderMap) -> Response {
+fn respond_write(
+    s: &Shared,
+    result: Result<(StatusCode, Value), V1Error>,
+    headers: &HeaderMap,
+) -> Response {
     match result {
-        Ok((status, value)) => answer(status, &value, headers),
+        Ok((status, value)) => {
+            s.counts.invalidate();
+            answer(status, &value, headers)
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -149,10 +185,10 @@ async fn create(
     body: Body,
 ) -> Response {
     let result = match client(&s, &headers, &peer) {
-        Ok(c) => writes::create(s, c, kind, headers.clone(), body).await,
+        Ok(c) => writes::create(s.clone(), c, kind, headers.clone(), body).await,
         Err(e) => Err(e),
     };
-    respond_write(result, &headers)
+    respond_write(&s, result, &headers)
 }
 
 async fn lift(s: Arc<Shared>, kind: Kind, peer: Peer, headers: HeaderMap, key: K) -> Response {
@@ -161,7 +197,7 @@ async fn lift(s: Arc<Shared>, kind: Kind, peer: Peer, headers: HeaderMap, key: K
         let key = path_key(key)?;
         writes::lift(s.clone(), c, kind, &key).await
     };
-    respond_write(run.await, &headers)
+    respond_write(&s, run.await, &headers)
 }
 
 /// Bans a key.
@@ -229,6 +265,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/allows", post(post_allow))
         .route("/allows/{*key}", delete(delete_allow))
         .route("/explain/{*ip}", get(explain))
+        .route("/counts", get(counts))
         .route("/status", get(status))
         .route("/peers", get(peers))
         .fallback(|uri: axum::http::Uri| async move {

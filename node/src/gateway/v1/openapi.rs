@@ -18,6 +18,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::super::compat::CompatDoc;
+use super::counts::{Counts, JailCount, OriginCount, Tally};
 use super::decisions::{Decision, DecisionPage, OriginView};
 use super::explain::{Explained, Explanation};
 use crate::daemon::queries::native::{BackendHold, Enforcement, LeftOut};
@@ -36,7 +37,8 @@ pub struct ErrorDetail {
     /// `network_needs_admin`, `refused`, `not_found`, `no_route`,
     /// `method_not_allowed`, `conflict`, `too_large`, `timeout`,
     /// `unsupported_media_type`, `unsupported_encoding`, `invalid`,
-    /// `unavailable`.
+    /// `unavailable`, `csrf` (a dashboard write without its CSRF token or
+    /// from another origin).
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
@@ -120,14 +122,15 @@ impl Modify for Bearer {
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "banmesh gateway", description = "A banmesh node's gateway listener: the native API under /v1/ (errors {\"error\": {\"code\", \"message\"}}) and, at the root, the Fail2BanSync API its clients use (tag compat; errors {\"error\": \"message\"}). Tokens come from [gateway.tokens] and the seed file; read tokens may only GET, write tokens write single addresses, admin tokens networks too (/v1/ only)."),
+    info(title = "banmesh gateway", description = "A banmesh node's gateway listener: the native API under /v1/ (errors {\"error\": {\"code\", \"message\"}}) and, at the root, the Fail2BanSync API its clients use (tag compat; errors {\"error\": \"message\"}). Tokens come from [gateway.tokens] and the seed file; read tokens may only GET, write tokens write single addresses, admin tokens networks too (/v1/ only). On /v1/ the dashboard's session cookie (banmesh_session, from POST /ui/login) is accepted in place of the token; a write with it also needs the X-CSRF-Token header GET /ui/session gives, and an Origin, when sent, of this listener."),
     paths(
         super::decisions, super::post_ban, super::delete_ban, super::post_allow,
-        super::delete_allow, super::explain, super::status, super::peers
+        super::delete_allow, super::explain, super::counts, super::status, super::peers
     ),
     components(schemas(
         ErrorBody, ErrorDetail, WriteRequest, AllowRequest, Written, Lifted, Decision, OriginView,
-        DecisionPage, Explanation, Explained, Enforcement, LeftOut, BackendHold
+        DecisionPage, Explanation, Explained, Enforcement, LeftOut, BackendHold, Counts, Tally,
+        JailCount, OriginCount
     )),
     modifiers(&Bearer),
     tags((name = "v1", description = "the native API"))
@@ -166,6 +169,7 @@ mod tests {
             "/v1/allows",
             "/v1/allows/{key}",
             "/v1/explain/{ip}",
+            "/v1/counts",
             "/v1/status",
             "/v1/peers",
             "/get_ips",
