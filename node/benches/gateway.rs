@@ -11,7 +11,13 @@
 //!   the last byte, and the body size as sent; then as the first request
 //!   after a change pays for it (the gateway renders a list once per
 //!   snapshot);
-//! - `POST /add_ips` of 500 fresh addresses: median time of 5.
+//! - `POST /add_ips` of 500 fresh addresses: median time of 5, and the
+//!   view rebuilds they caused (from the node's log);
+//! - `GET /v1/decisions?limit=200`, walked by cursor on 16 connections;
+//! - the unpaged body compressed at gzip levels 1, 6 and 9 (size, time);
+//! - memory: the gateway node's `VmRSS` and `VmHWM` after the load (idle)
+//!   and at the end, beside a node without a gateway loaded alike (the
+//!   difference is what the gateway holds per record).
 //!
 //! Prints the figures beside the issue's targets and the old server's
 //! figures; asserts nothing but that the answers are 200/201.
@@ -19,9 +25,11 @@
 //! Run: `cargo bench -p banmesh-node --bench gateway`. Environment:
 //! `BANMESH_BENCH_RECORDS` (100000), `BANMESH_BENCH_SECONDS` (10),
 //! `BANMESH_BENCH_CONNECTIONS` (16), `BANMESH_BENCH_LOG` (the node's
-//! `RUST_LOG`, `warn`; `banmesh_node::gateway=debug` logs each view
-//! rebuild's time), `BANMESH_BENCH_KEEP` (set: keep the directory with the
-//! node's log).
+//! `RUST_LOG`; by default warnings and the view's rebuild times),
+//! `BANMESH_BENCH_MEMORY_ONLY` (set: load, print the memory figures and
+//! stop, for a run at 1,000,000), `BANMESH_BENCH_BARE` (`0`: no node
+//! without a gateway beside), `BANMESH_BENCH_KEEP` (set: keep the
+//! directory with the node's log).
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -31,6 +39,12 @@ use std::time::{Duration, Instant};
 
 #[path = "gateway/conn.rs"]
 mod conn;
+#[path = "gateway/gzip.rs"]
+mod gzip;
+#[path = "gateway/memory.rs"]
+mod memory;
+#[path = "gateway/native.rs"]
+mod native;
 
 use banmesh_node::control::client::call_within;
 use banmesh_node::control::protocol::{Command as Ctl, MAX_ISSUE_BATCH, OrderSpec, Response};
@@ -82,30 +96,47 @@ struct Node {
 }
 
 impl Node {
-    fn start(dir: &Path) -> Node {
+    /// A node in `dir`, with a gateway when `gateway`.
+    fn start(dir: &Path, gateway: bool) -> Node {
+        fs::create_dir_all(dir).expect("node dir");
         let seed = dir.join("serverconfig.ini");
         let ini = format!("[DEFAULT]\nbantime = 1h\n[api_tokens]\nbench = {TOKEN}\n");
         fs::write(&seed, ini).expect("write seed config");
-        let (socket, log, gateway) = (dir.join("node.sock"), dir.join("node.log"), free_port());
+        let (socket, log, port) = (dir.join("node.sock"), dir.join("node.log"), free_port());
         let log_file = File::create(&log).expect("log file");
-        let child = Command::new(bin())
+        let mut command = Command::new(bin());
+        command
             .args(["node", "--data-dir"])
             .arg(dir.join("data"))
             .arg("--listen")
             .arg(format!("/ip4/127.0.0.1/tcp/{}", free_port()))
             .arg("--socket")
-            .arg(&socket)
-            .arg("--gateway")
-            .arg(format!("127.0.0.1:{gateway}"))
-            .arg("--seed-config")
-            .arg(&seed)
-            .env("RUST_LOG", std::env::var("BANMESH_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
+            .arg(&socket);
+        if gateway {
+            command
+                .arg("--gateway")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--seed-config")
+                .arg(&seed);
+        }
+        let filter = "warn,banmesh_node::gateway::view=debug";
+        let child = command
+            .env("RUST_LOG", std::env::var("BANMESH_BENCH_LOG").unwrap_or_else(|_| filter.into()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_file.try_clone().expect("clone log")))
             .stderr(Stdio::from(log_file))
             .spawn()
             .expect("start banmesh node");
-        Node { child, socket, log, gateway }
+        Node { child, socket, log, gateway: port }
+    }
+
+    /// Waits until the control socket answers.
+    async fn ready(&self) {
+        let ready = Instant::now() + Duration::from_secs(30);
+        while call_within(&self.socket, Ctl::Status, CALL_LIMIT).await.is_err() {
+            assert!(Instant::now() < ready, "the node did not start: see {}", self.log.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -353,8 +384,10 @@ async fn issue_direct(socket: &Path) {
     );
 }
 
-/// [`REPEATS`] posts of [`ADD_BATCH`] fresh addresses.
-async fn add_ips(port: u16) {
+/// [`REPEATS`] posts of [`ADD_BATCH`] fresh addresses, and the view
+/// rebuilds they caused (each post waits for its own).
+async fn add_ips(port: u16, log: &Path) {
+    let mark = memory::log_mark(log);
     let mut conn = Conn::open(port).await.expect("connect");
     let mut times = Vec::new();
     for round in 0..REPEATS {
@@ -371,22 +404,40 @@ async fn add_ips(port: u16) {
         ms(median(times)),
         all.join(" ")
     );
+    let mut rebuilds = memory::rebuild_times(log, mark);
+    rebuilds.sort_by(f64::total_cmp);
+    let shown: Vec<String> = rebuilds.iter().map(|t| format!("{t:.2}")).collect();
+    println!(
+        "        view rebuilds meanwhile: median {:.2} ms of {} [{}]",
+        rebuilds.get(rebuilds.len() / 2).copied().unwrap_or(f64::NAN),
+        rebuilds.len(),
+        shown.join(" ")
+    );
+}
+
+/// A node without a gateway, loaded with `records` bans like the one
+/// under test: its memory, for the difference the gateway makes.
+async fn bare_node(dir: &Path, records: u64) -> (u64, u64) {
+    let node = Node::start(&dir.join("bare"), false);
+    node.ready().await;
+    load(&node.socket, records).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    memory::report("node without a gateway, idle after the load", node.child.id(), records)
 }
 
 fn main() {
     let records = env_num("BANMESH_BENCH_RECORDS", 100_000).max(1);
     let seconds = env_num("BANMESH_BENCH_SECONDS", 10);
     let connections = env_num("BANMESH_BENCH_CONNECTIONS", 16);
+    let memory_only = std::env::var_os("BANMESH_BENCH_MEMORY_ONLY").is_some();
+    let bare = env_num("BANMESH_BENCH_BARE", 1) != 0;
     let dir = tempfile::Builder::new().prefix("bm-gw-bench").tempdir().expect("tempdir");
-    let node = Node::start(dir.path());
+    let node = Node::start(&dir.path().join("gateway"), true);
+    let pid = node.child.id();
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let ready = Instant::now() + Duration::from_secs(30);
-        while call_within(&node.socket, Ctl::Status, CALL_LIMIT).await.is_err() {
-            assert!(Instant::now() < ready, "the node did not start: see {}", node.log.display());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        node.ready().await;
         println!(
             "gateway benchmark: one release node, {records} live bans, loopback, {} CPUs",
             std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -401,15 +452,31 @@ fn main() {
             issued.as_secs_f64(),
             start.elapsed().as_secs_f64()
         );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (rss, _) = memory::report("gateway node, idle after the load", pid, records);
+        if bare {
+            let (bare_rss, _) = bare_node(dir.path(), records).await;
+            println!(
+                "        the gateway holds {:.1} MB more ({:.0} bytes/record)",
+                rss.saturating_sub(bare_rss) as f64 / 1e6,
+                rss.saturating_sub(bare_rss) as f64 / records as f64
+            );
+        }
+        if memory_only {
+            return;
+        }
         let pages = records.div_ceil(PER_PAGE);
         paged(node.gateway, connections, seconds, pages, false).await;
         paged(node.gateway, connections, seconds, pages, true).await;
+        native::decisions(node.gateway, connections, seconds).await;
         unpaged(node.gateway, false).await;
         unpaged(node.gateway, true).await;
         unpaged_after_change(node.gateway, false).await;
         unpaged_after_change(node.gateway, true).await;
-        add_ips(node.gateway).await;
+        gzip::levels(node.gateway).await;
+        add_ips(node.gateway, &node.log).await;
         issue_direct(&node.socket).await;
+        memory::report("gateway node at the end (lists rendered, writes done)", pid, records);
     });
     let warnings = fs::read_to_string(&node.log).unwrap_or_default();
     // The node makes its key and a development cluster at start: expected.

@@ -4,7 +4,7 @@
 //! bodies as schemas. [`CompatDoc`] is merged into the one document at
 //! `/openapi.json` (see [`super::v1::openapi`]). The list items' schema is
 //! derived from the very struct that renders them
-//! ([`ItemJson`](super::snapshot::ItemJson)); the list bodies, written by
+//! ([`ItemJson`]); the list bodies, written by
 //! hand for speed, are described by [`ListAll`] and [`ListPage`].
 
 use std::collections::BTreeMap;
@@ -25,7 +25,6 @@ use super::error::ApiError;
 use super::handlers::{self, Params};
 use super::lifecycle::Status;
 use super::listener::Peer;
-use super::snapshot::ItemJson;
 
 type S = State<Arc<Shared>>;
 type P = ConnectInfo<Peer>;
@@ -281,4 +280,31 @@ fn positive_integer() -> utoipa::openapi::Schema {
         .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^\\s*$")))
         .build();
     Schema::OneOf(one_of)
+}
+
+/// One listed address, as the old server wrote its rows: the schema of what
+/// `snapshot::Item::write_json` writes by hand (`snapshot/tests.rs` checks the
+/// writer against these fields serialised by serde).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CompatItem)]
+pub struct ItemJson<'a> {
+    /// A number stable for the address (the old server's row id).
+    pub id: u64,
+    /// The address, normalised.
+    pub ip_address: &'a str,
+    /// The ban's reason.
+    pub description: Option<&'a str>,
+    /// `blocked`, `allowed` or `known`.
+    #[schema(pattern = "^(blocked|allowed|known)$")]
+    pub status: &'static str,
+    /// Who reported it, `NAME@ADDRESS` (gateway) or the node's name.
+    pub reported_by: Option<&'a str>,
+    /// When the ban ends (or ended), local time: `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+    pub blocked_until: Option<String>,
+    /// Since when it is allowed, in the same form.
+    pub allowed_since: Option<String>,
+    /// How many bans it has had.
+    pub block_count: u32,
+    /// The ban's jail.
+    pub jail: Option<&'a str>,
 }

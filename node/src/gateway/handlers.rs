@@ -56,7 +56,7 @@ pub async fn list(
     let snapshot = shared.view.snapshot();
     let gzip = accepts_gzip(&headers);
     if search.is_empty() && page != Page::All {
-        // A page is a slice of ready items: cheap enough to answer here.
+        // A page renders a few hundred items: cheap enough to answer here.
         let body = snapshot.list(status).answer("", &page);
         return Ok(json_response(StatusCode::OK, body, gzip, false));
     }

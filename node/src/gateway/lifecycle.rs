@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
-use banmesh_crdt::slots::longest;
-use banmesh_crdt::{KeySlots, Kind, Record};
+use std::cmp::Ordering;
+
+use banmesh_crdt::slots::lifted_by;
+use banmesh_crdt::{Kind, Record};
 
 /// The status the old API reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,7 +63,7 @@ impl Windows {
 
 /// Where one key stands at one time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lifecycle<'a> {
+pub struct Lifecycle<'a, R = Record> {
     /// The status.
     pub status: Status,
     /// Whether a live explicit Allow decides it (so `add_ips` leaves it alone).
@@ -72,40 +74,97 @@ pub struct Lifecycle<'a> {
     pub allowed_since_ms: Option<u64>,
     /// The deciding Ban (the longest-lasting one not lifted, else the
     /// longest-lasting one): strikes, jail, reason, source.
-    pub ban: Option<&'a Record>,
+    pub ban: Option<&'a R>,
     /// The next time the status may change with no new record.
     pub next_change_ms: Option<u64>,
 }
 
-impl Lifecycle<'_> {
+impl<R: Said> Lifecycle<'_, R> {
     /// `block_count`: the deciding Ban's strikes, 0 without a Ban.
     pub fn block_count(&self) -> u32 {
-        self.ban.map_or(0, |b| b.statement().strikes)
+        self.ban.map_or(0, Said::strikes)
     }
 }
 
-fn expiry(record: &Record) -> u64 {
-    record.statement().expires_at.unwrap_or(0)
+/// What deriving a lifecycle reads of a record: the gateway's view keeps
+/// only this of each record ([`Record`] itself answers it too).
+pub trait Said {
+    /// The kind.
+    fn kind(&self) -> Kind;
+    /// `issued_at` in Unix ms.
+    fn issued_ms(&self) -> u64;
+    /// `expires_at` (Ban and Allow).
+    fn expires_at(&self) -> Option<u64>;
+    /// A Ban's strikes.
+    fn strikes(&self) -> u32;
+    /// The crdt's total order ([`Record::order_cmp`]).
+    fn order_cmp(&self, other: &Self) -> Ordering;
+}
+
+impl Said for Record {
+    fn kind(&self) -> Kind {
+        Record::kind(self)
+    }
+
+    fn issued_ms(&self) -> u64 {
+        self.issued_at().millis()
+    }
+
+    fn expires_at(&self) -> Option<u64> {
+        self.statement().expires_at
+    }
+
+    fn strikes(&self) -> u32 {
+        self.statement().strikes
+    }
+
+    fn order_cmp(&self, other: &Record) -> Ordering {
+        Record::order_cmp(self, other)
+    }
+}
+
+fn expiry<R: Said>(record: &R) -> u64 {
+    record.expires_at().unwrap_or(0)
+}
+
+/// The records of `kind` that no lifting record (Unban for a Ban, Disallow
+/// for an Allow) from any origin is greater than: [`KeySlots::standing`]
+/// over any [`Said`].
+///
+/// [`KeySlots::standing`]: banmesh_crdt::KeySlots::standing
+fn standing<R: Said>(records: &[R], kind: Kind) -> impl Iterator<Item = &R> {
+    let floor = lifted_by(kind).and_then(|off| greatest(records, off));
+    records.iter().filter(move |r| r.kind() == kind && floor.is_none_or(|f| r.order_cmp(f).is_gt()))
+}
+
+/// The greatest record of `kind` in the total order.
+fn greatest<R: Said>(records: &[R], kind: Kind) -> Option<&R> {
+    records.iter().filter(|r| r.kind() == kind).max_by(|a, b| a.order_cmp(b))
+}
+
+/// The record lasting longest, ties to the greater in the order
+/// ([`banmesh_crdt::slots::longest`] over any [`Said`]).
+fn longest<'a, R: Said>(records: impl Iterator<Item = &'a R>) -> Option<&'a R> {
+    records.max_by(|a, b| expiry(*a).cmp(&expiry(*b)).then_with(|| a.order_cmp(b)))
 }
 
 /// The lifecycle of the key whose (unrevoked) records are `records` at
 /// `now_ms`; `None` when the old API would not list it (never banned or
 /// allowed, or past its `known` window).
-pub fn derive(records: &[Record], now_ms: u64, windows: Windows) -> Option<Lifecycle<'_>> {
-    let slots = KeySlots::new(records);
-    let unban = slots.greatest(Kind::Unban);
-    let standing_ban = longest(slots.standing(Kind::Ban));
+pub fn derive<R: Said>(records: &[R], now_ms: u64, windows: Windows) -> Option<Lifecycle<'_, R>> {
+    let unban = greatest(records, Kind::Unban);
+    let standing_ban = longest(standing(records, Kind::Ban));
     let (ban, ban_end_ms) = match (standing_ban, unban) {
         (Some(b), _) => (Some(b), Some(expiry(b))),
-        (None, Some(u)) => match longest(slots.of_kind(Kind::Ban)) {
+        (None, Some(u)) => match longest(records.iter().filter(|r| r.kind() == Kind::Ban)) {
             // Every Ban was lifted: the ban ended at the Unban, or before it.
-            Some(b) => (Some(b), Some(expiry(b).min(u.issued_at().millis()))),
+            Some(b) => (Some(b), Some(expiry(b).min(u.issued_ms()))),
             None => (None, None),
         },
         (None, None) => (None, None),
     };
-    let allow = longest(slots.standing(Kind::Allow));
-    let live_allow = allow.filter(|a| expiry(a) > now_ms);
+    let allow = longest(standing(records, Kind::Allow));
+    let live_allow = allow.filter(|a| expiry(*a) > now_ms);
     let banned = ban_end_ms.is_some_and(|end| end > now_ms);
     let window = |len: u64| ban_end_ms.map(|end| end.saturating_add(len));
     let allowed_until = window(windows.allowed_ms);
@@ -124,7 +183,7 @@ pub fn derive(records: &[Record], now_ms: u64, windows: Windows) -> Option<Lifec
     let allowed_since_ms = match status {
         Status::Blocked => None,
         _ => {
-            let since_allow = allow.map(|a| a.issued_at().millis());
+            let since_allow = allow.map(Said::issued_ms);
             let since_end = ban_end_ms.filter(|end| *end <= now_ms);
             since_allow.max(since_end)
         }

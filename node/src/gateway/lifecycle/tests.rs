@@ -128,3 +128,41 @@ fn nothing_and_an_unban_alone_are_not_listed() {
     assert_eq!(status(&[], 0), None);
     assert_eq!(status(&[record(Kind::Unban, 1_000, None, 0, 1)], 1_000), None);
 }
+
+/// splitmix64, for the seeded comparison below.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn the_lifecycle_agrees_with_the_crdt_key_slots_on_random_records() {
+    for seed in 0..500u64 {
+        let mut state = seed;
+        let mut records: Vec<Record> = Vec::new();
+        for _ in 0..next(&mut state) % 7 {
+            let kind = Kind::ALL[usize::try_from(next(&mut state) % 4).unwrap()];
+            let at = 1_000 + next(&mut state) % 5_000;
+            let until = kind.expires().then(|| at + next(&mut state) % 8_000);
+            let origin = u8::try_from(next(&mut state) % 3).unwrap();
+            let strikes = u32::try_from(next(&mut state) % 3).unwrap();
+            let r = record(kind, at, until, strikes, origin);
+            banmesh_crdt::slots::merge_into(&mut records, r);
+        }
+        // After every issue: the lifecycle places an Unban in time (a ban
+        // lifted by one issued later still blocks until then), the slots do not.
+        let now = 6_000 + next(&mut state) % 14_000;
+        let decision = banmesh_crdt::KeySlots::new(&records).decision(now);
+        let l = derive(&records, now, W);
+        let blocked = l.as_ref().is_some_and(|l| l.status == Status::Blocked);
+        let explicit = l.as_ref().is_some_and(|l| l.explicit_allow);
+        assert_eq!(blocked, decision.banned.is_some() && decision.allowed.is_none(), "seed {seed}");
+        assert_eq!(explicit, decision.allowed.is_some(), "seed {seed}");
+        if blocked && let Some(l) = &l {
+            assert_eq!(l.ban_end_ms, decision.banned.map(|b| b.until_ms), "seed {seed}");
+        }
+    }
+}

@@ -48,18 +48,15 @@ async fn a_wider_allow_frees_the_narrower_bans_inside_it_until_it_ends() {
     let windows = Windows { allowed_ms: 60_000, known_ms: 120_000 };
     let mut view = View {
         store,
-        windows,
         params: Params::default(),
-        keys: BTreeMap::new(),
+        keys: keys::Keys::new(windows),
         revoked: HashSet::new(),
         snapshot_tx,
-        next_step_ms: u64::MAX,
-        changed: false,
     };
     let signer = SecretKey::generate().unwrap();
-    view.insert(ban(&signer, "198.51.100.7", now));
-    view.insert(ban(&signer, "198.51.101.7", now));
-    view.insert(allow(&signer, "198.51.100.0/24", now + 10, now + 5_000));
+    view.insert(&ban(&signer, "198.51.100.7", now));
+    view.insert(&ban(&signer, "198.51.101.7", now));
+    view.insert(&allow(&signer, "198.51.100.0/24", now + 10, now + 5_000));
     view.rebuild(now + 20);
     let snapshot = view.snapshot_tx.borrow().clone();
     assert_eq!(listed(&snapshot, Status::Blocked), ["\"198.51.101.7\" \"blocked\""]);
@@ -68,7 +65,7 @@ async fn a_wider_allow_frees_the_narrower_bans_inside_it_until_it_ends() {
         ["\"198.51.100.0/24\" \"allowed\"", "\"198.51.100.7\" \"allowed\""],
         "the /24's Allow frees .7 (the index would not ban it either)"
     );
-    assert_eq!(view.next_step_ms, now + 5_000, "the Allow's end is a step");
+    assert_eq!(view.keys.next_step_ms(), now + 5_000, "the Allow's end is a step");
     let bodies = |snapshot: &Snapshot| {
         Status::ALL.map(|status| snapshot.list(status).full(false).as_ptr() as usize)
     };
