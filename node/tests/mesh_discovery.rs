@@ -163,6 +163,12 @@ fn netns_a_stranger_found_by_mdns_or_dialling_in_is_never_trusted() {
         spec.config = Some(config.clone());
         cluster.start_on(net.host(i), spec);
     }
+    let b = cluster.node(1).peer_id();
+    let met = poll(FIND, || {
+        cluster.node(0).connected_peers().contains(&b)
+            && routing_table(&cluster.node(0).status()).contains(&b)
+    });
+    assert!(met, "the enrolled nodes did not meet: {}", cluster.node(0).status());
     // Enrolled in another cluster: its certificate means nothing here. It
     // runs mDNS and Kademlia and is told of node1 besides.
     let mut other = TestCluster::new();
@@ -170,22 +176,9 @@ fn netns_a_stranger_found_by_mdns_or_dialling_in_is_never_trusted() {
     spec.config = Some(mdns_config(&other));
     other.start_on(net.host(2), spec);
     let stranger = other.node(0).peer_id();
-    let b = cluster.node(1).peer_id();
-    let met = poll(FIND, || {
-        cluster.node(0).connected_peers().contains(&b)
-            && routing_table(&cluster.node(0).status()).contains(&b)
-            && cluster.nodes.iter().all(|n| {
-                let peers = n.peers();
-                peers.iter().any(|p| p["peer_id"] == stranger.as_str() && p["state"] == "blocked")
-            })
-    });
-    assert!(
-        met,
-        "the enrolled nodes did not meet, or did not meet and refuse the stranger: {} / {}",
-        cluster.node(0).status(),
-        cluster.node(1).status()
-    );
-    let never = holds_for(Duration::from_secs(10), || {
+    // Watched from its start: never in a routing table, never a peer, no
+    // gossip link on its side.
+    let never = holds_for(Duration::from_secs(20), || {
         let trusted = cluster.nodes.iter().any(|n| {
             routing_table(&n.status()).contains(&stranger)
                 || n.connected_peers().contains(&stranger)
@@ -194,4 +187,12 @@ fn netns_a_stranger_found_by_mdns_or_dialling_in_is_never_trusted() {
         !trusted && routing_table(&theirs).is_empty() && links(&theirs).0 == 0
     });
     assert!(never, "the stranger got in: {}", other.node(0).status());
+    // It was found and refused, not missed.
+    let refused = poll(FIND, || {
+        cluster.nodes.iter().all(|n| {
+            let peers = n.peers();
+            peers.iter().any(|p| p["peer_id"] == stranger.as_str() && p["state"] == "blocked")
+        })
+    });
+    assert!(refused, "the stranger was not met: {:?}", cluster.node(1).peers());
 }

@@ -61,7 +61,7 @@ pub struct DiscoveryView {
     pub routing_table: Vec<String>,
     /// Whether mDNS runs.
     pub mdns: bool,
-    /// Peers mDNS reported since start.
+    /// Addresses of peers mDNS reported since start.
     pub mdns_found: u64,
 }
 

@@ -14,7 +14,7 @@ use libp2p::{Multiaddr, PeerId, mdns};
 
 use super::Mesh;
 use crate::mesh::discovery::DiscoveryView;
-use crate::mesh::hello;
+use crate::mesh::{hello, ip_of};
 
 /// How often a random walk runs while the gossip mesh is below its low
 /// watermark.
@@ -29,7 +29,7 @@ const MAX_KNOWN: usize = 4096;
 pub struct State {
     /// When the last random walk started.
     last_walk: Option<Instant>,
-    /// Peers mDNS reported since start.
+    /// Addresses mDNS reported since start.
     mdns_found: u64,
 }
 
@@ -127,6 +127,10 @@ impl Mesh {
     pub(super) fn handle_mdns(&mut self, event: mdns::Event) {
         if let mdns::Event::Discovered(found) = event {
             for (peer, addr) in found {
+                // Its loopback address means this host: never the peer.
+                if ip_of(&addr).is_some_and(|ip| ip.is_loopback() || ip.is_unspecified()) {
+                    continue;
+                }
                 self.discovery.mdns_found += 1;
                 tracing::debug!(%peer, %addr, "mDNS found a peer");
                 self.learn_addrs(peer, vec![addr]);
