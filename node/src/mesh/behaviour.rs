@@ -1,5 +1,6 @@
 //! The libp2p side of the mesh: the combined behaviour (gossipsub on one
-//! topic, the hello exchange, ping, the block list) and the swarm built on
+//! topic, the hello exchange, ping, the block list, Kademlia and mDNS when
+//! `[mesh]` turns them on) and the swarm built on
 //! TCP + Noise + yamux with the node key as its identity.
 
 use std::time::Duration;
