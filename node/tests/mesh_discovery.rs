@@ -104,9 +104,11 @@ fn mesh_forms_from_one_bootstrap(count: usize) {
     let mut degrees = formed(&cluster, &ids).unwrap_or_default();
     degrees.sort_unstable();
     let (min, median) = (degrees.first().copied(), degrees.get(degrees.len() / 2).copied());
+    let mut peers: Vec<usize> = cluster.nodes.iter().map(|n| n.connected_peers().len()).collect();
+    peers.sort_unstable();
     eprintln!(
         "{count} nodes: all started in {started:?}; mesh formed {took:?} after the first start; \
-         gossip links min {min:?} median {median:?} max {:?}",
+         gossip links min {min:?} median {median:?} max {:?}; connected peers {peers:?}",
         degrees.last()
     );
     let ip = "192.0.2.77";
@@ -149,6 +151,12 @@ fn netns_mdns_finds_a_peer_on_the_lan_without_configured_peers() {
     });
     assert!(found, "mDNS did not bring the nodes together: {:?}", cluster.node(0).peers());
     assert!(cluster.node(0).status()["discovery"]["mdns_found"].as_u64() >= Some(1));
+    // Each lacks gossip links and knows no one else: it walks, and the
+    // other, having admitted it, answers.
+    let answered = poll(FIND, || {
+        cluster.nodes.iter().all(|n| n.status()["discovery"]["walk_answers"].as_u64() >= Some(1))
+    });
+    assert!(answered, "no walk was answered: {}", cluster.node(0).status()["discovery"]);
     cluster.node(1).call(&["ban", "192.0.2.78", "--for", "1h"]);
     assert!(poll(FIND, || cluster.node(0).is_banned("192.0.2.78")), "the ban did not cross");
 }

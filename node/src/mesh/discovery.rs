@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 pub const KAD_PROTOCOL: &str = "/banmesh/kad/1";
 /// Peers per k-bucket: the routing table holds at most 256 times this.
 const BUCKET_SIZE: usize = 20;
+/// Peers a random walk asks for.
+const WALK_PEERS: usize = 4;
 /// How often mDNS asks the LAN again.
 const MDNS_QUERY_EVERY: Duration = Duration::from_secs(30);
 
@@ -59,6 +61,9 @@ pub struct DiscoveryView {
     pub kademlia: bool,
     /// The peers in Kademlia's routing table (every one passed the hello).
     pub routing_table: Vec<String>,
+    /// Requests of this node's random walks that peers answered: Kademlia
+    /// is served between enrolled peers.
+    pub walk_answers: u64,
     /// Whether mDNS runs.
     pub mdns: bool,
     /// Addresses of peers mDNS reported since start.
@@ -129,13 +134,16 @@ impl EnrolledKad {
         self.inner.remove_peer(peer);
     }
 
-    /// Starts a random walk: Kademlia's bootstrap (this node's own id,
-    /// then a random id per bucket) and a lookup of a random id, whose
-    /// answer names peers with their addresses. Nothing when the table is
-    /// empty.
+    /// Starts a random walk, unless the table is empty: a lookup of a
+    /// random id that stops once the [`WALK_PEERS`] closest peers
+    /// answered; its answer names peers with their addresses. Each peer
+    /// it asks is connected to (a hello and a sync session each), so walks
+    /// are few (Kademlia's bootstrap, a lookup per bucket, connected every
+    /// node to every other in a 30-node mesh).
     pub fn walk(&mut self) {
-        if self.inner.bootstrap().is_ok() {
-            self.inner.get_closest_peers(PeerId::random());
+        let empty = self.inner.kbuckets().all(|b| b.num_entries() == 0);
+        if let (false, Some(n)) = (empty, NonZeroUsize::new(WALK_PEERS)) {
+            self.inner.get_n_closest_peers(PeerId::random(), n);
         }
     }
 
@@ -146,6 +154,22 @@ impl EnrolledKad {
             peers.extend(bucket.iter().map(|e| *e.node.key.preimage()));
         }
         peers
+    }
+}
+
+impl EnrolledKad {
+    /// Ends the bootstraps libp2p-kad starts by itself each time a peer
+    /// enters a table of fewer than 20 (it offers no switch outside its
+    /// tests): a bootstrap is a lookup per bucket, and every peer a lookup
+    /// asks is connected to (a hello and a sync session each), which
+    /// connected every node to every other in a 30-node mesh. This node
+    /// walks only by [`EnrolledKad::walk`].
+    fn end_bootstraps(&mut self) {
+        for mut query in self.inner.iter_queries_mut() {
+            if matches!(query.info(), kad::QueryInfo::Bootstrap { .. }) {
+                query.finish();
+            }
+        }
     }
 }
 
@@ -232,7 +256,10 @@ impl NetworkBehaviour for EnrolledKad {
                 event: KadIn::ReconfigureMode { new_mode: kad::Mode::Server },
             });
         }
-        self.inner.poll(cx)
+        self.end_bootstraps();
+        let polled = self.inner.poll(cx);
+        self.end_bootstraps();
+        polled
     }
 }
 

@@ -1,9 +1,10 @@
 //! The swarm task's discovery ([`crate::mesh::discovery`]): admitted peers
 //! enter Kademlia's routing table and blocked ones leave it; random walks
-//! run often while the node lacks gossip links and rarely otherwise; what a
+//! run often while the node lacks gossip links and knows no peer left to
+//! dial, and rarely otherwise; what a
 //! walk or mDNS finds becomes an address to dial (then the hello judges the
-//! peer); and the node dials more peers while its gossipsub mesh is below
-//! the low watermark, even if it has enough connections.
+//! peer); and the node dials a few more peers while its gossipsub mesh is
+//! below the low watermark, even if it has enough connections.
 
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
@@ -17,10 +18,15 @@ use crate::mesh::discovery::DiscoveryView;
 use crate::mesh::{hello, ip_of};
 
 /// How often a random walk runs while the gossip mesh is below its low
-/// watermark.
-const WALK_WHILE_LACKING: Duration = Duration::from_secs(5);
+/// watermark and no known peer is left to dial.
+const WALK_WHILE_LACKING: Duration = Duration::from_secs(10);
 /// How often one runs otherwise.
-const WALK_EVERY: Duration = Duration::from_secs(120);
+const WALK_EVERY: Duration = Duration::from_secs(600);
+/// How often known peers are dialled while the gossip mesh lacks links.
+const DIAL_EVERY: Duration = Duration::from_secs(5);
+/// Ready peers, in multiples of the low watermark, past which the node
+/// stops dialling for gossip links.
+const DIAL_UP_TO: usize = 2;
 /// Peers learnt by discovery kept as addresses to dial, at most.
 const MAX_KNOWN: usize = 4096;
 
@@ -29,8 +35,12 @@ const MAX_KNOWN: usize = 4096;
 pub struct State {
     /// When the last random walk started.
     last_walk: Option<Instant>,
+    /// When known peers were last dialled for gossip links.
+    last_dial: Option<Instant>,
     /// Addresses mDNS reported since start.
     mdns_found: u64,
+    /// Walk requests answered since start.
+    walk_answers: u64,
 }
 
 impl Mesh {
@@ -59,15 +69,18 @@ impl Mesh {
     pub(super) fn discover(&mut self) {
         let links = self.gossip_links();
         let lacking = links < self.target_peers;
-        let every = if lacking { WALK_WHILE_LACKING } else { WALK_EVERY };
-        if self.discovery.last_walk.is_none_or(|at| at.elapsed() >= every)
+        // Addresses already known come first; a walk only when they run out.
+        let walk_after = match lacking {
+            true if self.dial_for_links() => None,
+            true => Some(WALK_WHILE_LACKING),
+            false => Some(WALK_EVERY),
+        };
+        if let Some(every) = walk_after
+            && self.discovery.last_walk.is_none_or(|at| at.elapsed() >= every)
             && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
         {
             self.discovery.last_walk = Some(Instant::now());
             kad.walk();
-        }
-        if lacking {
-            self.dial_for_links(self.target_peers - links);
         }
         let view = self.discovery_view(links);
         self.stats.lock().unwrap_or_else(PoisonError::into_inner).discovery = view;
@@ -81,15 +94,24 @@ impl Mesh {
             mesh_n_low: self.target_peers,
             kademlia: table.is_some(),
             routing_table: table.unwrap_or_default().iter().map(ToString::to_string).collect(),
+            walk_answers: self.discovery.walk_answers,
             mdns,
             mdns_found: self.discovery.mdns_found,
         }
     }
 
-    /// Dials up to `wanted` known peers not connected yet: more connections
-    /// give gossipsub more peers to graft (a node pruned by its few peers
-    /// would otherwise stay below the low watermark).
-    fn dial_for_links(&mut self, wanted: usize) {
+    /// Dials known peers not connected yet, a few every [`DIAL_EVERY`],
+    /// while the node has fewer than [`DIAL_UP_TO`] ready peers: more
+    /// connections give gossipsub more peers to graft (a node pruned by its
+    /// few peers would otherwise stay below the low watermark); beyond
+    /// that, gossipsub has enough to graft from. Returns whether there was
+    /// anyone left to dial.
+    fn dial_for_links(&mut self) -> bool {
+        let ready = self.peers.values().filter(|p| p.state.ready).count();
+        let room = (DIAL_UP_TO * self.target_peers).saturating_sub(ready).min(self.target_peers);
+        if room == 0 || self.discovery.last_dial.is_some_and(|at| at.elapsed() < DIAL_EVERY) {
+            return true;
+        }
         let own = *self.swarm.local_peer_id();
         let candidates: Vec<(PeerId, Vec<Multiaddr>)> = self
             .known
@@ -97,8 +119,12 @@ impl Mesh {
             .filter(|(id, addrs)| **id != own && !addrs.is_empty() && !self.swarm.is_connected(id))
             .filter(|(id, _)| !self.unblocks.iter().any(|(_, p)| p == *id))
             .map(|(id, addrs)| (*id, addrs.clone()))
-            .take(wanted)
+            .take(room)
             .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        self.discovery.last_dial = Some(Instant::now());
         for (peer, addrs) in candidates {
             let opts = DialOpts::peer_id(peer)
                 .addresses(addrs)
@@ -108,15 +134,29 @@ impl Mesh {
                 tracing::debug!(%peer, error = %e, "dial failed");
             }
         }
+        true
     }
 
     /// Kademlia found peers: addresses to dial (each still says hello).
     pub(super) fn handle_kad(&mut self, event: kad::Event) {
         if let kad::Event::OutboundQueryProgressed {
-            result: QueryResult::GetClosestPeers(Ok(GetClosestPeersOk { peers, .. })),
+            result: QueryResult::GetClosestPeers(result),
+            stats,
             ..
         } = event
         {
+            let (peers, failed) = match result {
+                Ok(GetClosestPeersOk { peers, .. }) => (peers, false),
+                Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, true),
+            };
+            tracing::debug!(
+                found = peers.len(),
+                asked = stats.num_requests(),
+                answered = stats.num_successes(),
+                timed_out = failed,
+                "random walk done"
+            );
+            self.discovery.walk_answers += u64::from(stats.num_successes());
             for info in peers {
                 self.learn_addrs(info.peer_id, info.addrs);
             }
