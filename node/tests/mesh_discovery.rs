@@ -157,6 +157,8 @@ fn netns_mdns_finds_a_peer_on_the_lan_without_configured_peers() {
         cluster.nodes.iter().all(|n| n.status()["discovery"]["walk_answers"].as_u64() >= Some(1))
     });
     assert!(answered, "no walk was answered: {}", cluster.node(0).status()["discovery"]);
+    let text = common::cli_ok(&["status", "--socket", common::arg(&cluster.node(0).socket)]);
+    assert!(text.contains("in Kademlia's routing table; mDNS found"), "{text}");
     cluster.node(1).call(&["ban", "192.0.2.78", "--for", "1h"]);
     assert!(poll(FIND, || cluster.node(0).is_banned("192.0.2.78")), "the ban did not cross");
 }

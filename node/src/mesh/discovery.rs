@@ -70,6 +70,19 @@ pub struct DiscoveryView {
     pub mdns_found: u64,
 }
 
+/// The `gossip mesh` line of `banmesh status`.
+pub fn summary(view: &DiscoveryView) -> String {
+    let kademlia = match view.kademlia {
+        true => format!("{} in Kademlia's routing table", view.routing_table.len()),
+        false => "Kademlia off".to_owned(),
+    };
+    let mdns = match view.mdns {
+        true => format!("mDNS found {}", view.mdns_found),
+        false => "mDNS off".to_owned(),
+    };
+    format!("{} links (low watermark {}); {kademlia}; {mdns}", view.mesh_peers, view.mesh_n_low)
+}
+
 /// The handler's input type, named through the behaviour (libp2p-kad
 /// keeps its handler module private).
 type KadIn = <<kad::Behaviour<MemoryStore> as NetworkBehaviour>::ConnectionHandler as ConnectionHandler>::FromBehaviour;
