@@ -17,7 +17,8 @@
 //! cargo bench -p banmesh-node --bench netns` (`record_applied` is a debug
 //! event: without it the propagation figures are empty). Environment:
 //! `BANMESH_BENCH_HOSTS` (10), `BANMESH_BENCH_DELAY_MS` (20),
-//! `BANMESH_BENCH_BANS` (200), `BANMESH_BENCH_CUTS` (`30,150`, seconds),
+//! `BANMESH_BENCH_BANS` (200), `BANMESH_BENCH_RATE` (bans a second; 0, the
+//! default, issues one every 20 ms after the last answer), `BANMESH_BENCH_CUTS` (`30,150`, seconds),
 //! `BANMESH_BENCH_ONLY` (`formation`, `propagation`, `heal` or `split`).
 
 #[path = "../tests/common/mod.rs"]
@@ -116,14 +117,41 @@ fn propagation(hosts: usize) {
     let want = (hosts - 1).min(4);
     wait_until(CAP, || cluster.nodes.iter().all(|n| n.connected_peers().len() >= want));
     thread::sleep(Duration::from_secs(3));
+    // Paced at `BANMESH_BENCH_RATE` bans a second (0: one every 20 ms
+    // after the previous answer, as before), from 8 threads (one `banmesh
+    // ban` takes about 100 ms in a debug build); the rate reached is
+    // printed.
+    let rate = env_num("BANMESH_BENCH_RATE", 0);
+    let issuing = Instant::now();
+    let threads = if rate > 0 { 8 } else { 1 };
     let mut seed = 0x5eed_u64;
-    for b in 0..bans {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        let node = cluster.node(usize::try_from(seed >> 33).unwrap_or(0) % hosts);
-        let ip = format!("198.18.{}.{}", b / 250, b % 250 + 1);
-        node.call(&["ban", &ip, "--for", "1h"]);
-        thread::sleep(Duration::from_millis(20));
-    }
+    let plan: Vec<(u64, usize)> = (0..bans)
+        .map(|b| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (b, usize::try_from(seed >> 33).unwrap_or(0) % hosts)
+        })
+        .collect();
+    thread::scope(|scope| {
+        for t in 0..threads {
+            let (plan, cluster) = (&plan, &cluster);
+            scope.spawn(move || {
+                for &(b, node) in plan.iter().skip(t).step_by(threads) {
+                    if rate > 0 {
+                        let due = issuing + Duration::from_secs_f64(b as f64 / rate as f64);
+                        thread::sleep(due.saturating_duration_since(Instant::now()));
+                    }
+                    let ip = format!("198.18.{}.{}", b / 250, b % 250 + 1);
+                    cluster.node(node).call(&["ban", &ip, "--for", "1h"]);
+                    if rate == 0 {
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            });
+        }
+    });
+    let reached = bans as f64 / issuing.elapsed().as_secs_f64();
     let want_bans = usize::try_from(bans).unwrap_or(usize::MAX);
     wait_until(CAP, || cluster.nodes.iter().all(|n| n.records().len() >= want_bans));
     let facts: Vec<logs::LogFacts> =
@@ -143,7 +171,7 @@ fn propagation(hosts: usize) {
     latencies.sort_unstable();
     let expected = want_bans * (hosts - 1);
     println!(
-        "propagation: {hosts} hosts, netem delay {delay} ms each way per host, {bans} bans: p50 {} ms, p99 {} ms, max {} ms over {} of {expected} (record, node) pairs",
+        "propagation: {hosts} hosts, netem delay {delay} ms each way per host, {bans} bans at {reached:.1}/s: p50 {} ms, p99 {} ms, max {} ms over {} of {expected} (record, node) pairs",
         logs::ms(logs::pct(&latencies, 0.5)),
         logs::ms(logs::pct(&latencies, 0.99)),
         logs::ms(latencies.last().copied().unwrap_or(0)),

@@ -42,7 +42,7 @@ pub struct Node {
 
 pub async fn status(socket: &Path) -> Option<banmesh_node::control::views::StatusView> {
     match call_within(socket, Ctl::Status, CALL_LIMIT).await {
-        Ok(Response::Status(s)) => Some(s),
+        Ok(Response::Status(s)) => Some(*s),
         _ => None,
     }
 }

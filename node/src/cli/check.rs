@@ -25,7 +25,7 @@ fn ask(socket: &Path) -> Result<StatusView, String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     match runtime.block_on(control::call(socket, Command::Status)) {
-        Ok(Response::Status(status)) => Ok(status),
+        Ok(Response::Status(status)) => Ok(*status),
         Ok(Response::Error { message }) => Err(message),
         Ok(_) => Err("unexpected answer to status".to_owned()),
         Err(error) => Err(error.to_string()),

@@ -335,6 +335,7 @@ fn status_text(s: &StatusView, now: u64) -> String {
         ("certificate", certificate),
         ("cluster key", s.cluster_key.clone()),
         ("listening", join(&s.listen_addrs)),
+        ("gossip mesh", crate::mesh::discovery::summary(&s.discovery)),
         ("enforce", if s.enforce { "yes" } else { "no (observe only)" }.to_owned()),
         ("clock offset", offset(s.clock_offset_ms)),
         ("records", counts(&s.record_counts)),

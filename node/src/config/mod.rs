@@ -4,6 +4,7 @@
 
 mod error;
 mod gateway;
+mod mesh;
 mod nftables;
 mod ops;
 mod raw;
@@ -67,6 +68,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[log]`: what the node logs.
     pub log: LogConfig,
+    /// `[mesh]`: discovery (Kademlia, mDNS).
+    pub mesh: crate::mesh::discovery::Discovery,
     /// Values that were adjusted or look wrong, for the node to log.
     pub warnings: Vec<String>,
 }
@@ -293,6 +296,7 @@ impl Validator<'_> {
         let metrics = ops::metrics(self.origin, raw.metrics)?;
         let limits = ops::limits(self.origin, raw.limits)?;
         let log = ops::log(self.origin, raw.log)?;
+        let mesh = mesh::mesh(raw.mesh);
         let warnings = self.warnings;
         Ok(Config {
             node,
@@ -308,6 +312,7 @@ impl Validator<'_> {
             metrics,
             limits,
             log,
+            mesh,
             warnings,
         })
     }

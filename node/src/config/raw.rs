@@ -37,6 +37,8 @@ pub(super) struct RawConfig {
     pub limits: super::ops::RawLimits,
     #[serde(default)]
     pub log: super::ops::RawLog,
+    #[serde(default)]
+    pub mesh: super::mesh::RawMesh,
 }
 
 /// `[node]`: where this node keeps its files and where it listens.

@@ -88,6 +88,9 @@ impl Config {
         for (key, n) in self.limits.keys() {
             out.key(key, Value::Integer(i64::from(n)));
         }
+        out.section("mesh");
+        out.key("kademlia", Value::Boolean(self.mesh.kademlia));
+        out.key("mdns", Value::Boolean(self.mesh.mdns));
         out.section("log");
         if let Some(level) = &self.log.level {
             out.key("level", Value::String(level.clone()));

@@ -45,7 +45,7 @@ async fn dispatch(
     command: Command,
 ) -> Result<Answer, NodeError> {
     Ok(Answer::Whole(Box::new(match command {
-        Command::Status => Response::Status(queries.status().await?),
+        Command::Status => Response::Status(Box::new(queries.status().await?)),
         Command::Peers => Response::Peers(queries.peers().await),
         Command::Ban { key, duration_ms, permanent, jail, reason } => {
             let meta = Metadata {

@@ -240,7 +240,7 @@ pub enum Command {
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Response {
     /// Answers [`Command::Status`].
-    Status(StatusView),
+    Status(Box<StatusView>),
     /// Answers [`Command::Peers`].
     Peers(Vec<PeerView>),
     /// Answers a write (ban, unban, allow, disallow) once the record is stored.

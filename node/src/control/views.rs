@@ -60,6 +60,10 @@ pub struct StatusView {
     /// off, stopped or gone): a partition while the list is not empty.
     #[serde(default)]
     pub unreachable: Vec<UnreachableView>,
+    /// The gossip mesh (its links and low watermark) and discovery
+    /// (Kademlia's routing table, mDNS).
+    #[serde(default)]
+    pub discovery: Box<crate::mesh::discovery::DiscoveryView>,
     /// What the scheduled GC collected.
     #[serde(default)]
     pub gc: GcView,

@@ -197,6 +197,7 @@ pub async fn run(
             origin_rate: config.sync.origin_rate,
             origin_burst: config.sync.origin_burst,
             limits: config.limits,
+            discovery: config.mesh,
             metrics: metrics.clone(),
         },
         &identity.secret,

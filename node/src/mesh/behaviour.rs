@@ -1,5 +1,6 @@
 //! The libp2p side of the mesh: the combined behaviour (gossipsub on one
-//! topic, the hello exchange, ping, the block list) and the swarm built on
+//! topic, the hello exchange, ping, the block list, Kademlia and mDNS when
+//! `[mesh]` turns them on) and the swarm built on
 //! TCP + Noise + yamux with the node key as its identity.
 
 use std::time::Duration;
@@ -9,6 +10,7 @@ use libp2p::core::upgrade::Version;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::request_response::{self, ProtocolSupport, cbor};
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     StreamProtocol, Swarm, Transport as _, allow_block_list, connection_limits, identity, noise,
     ping, tcp, yamux,
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use super::batch::MAX_MESSAGE;
 use super::codec::Counted;
+use super::discovery::{Discovery, EnrolledKad};
 use super::hello::Hello;
 use super::swarm::MeshStats;
 use super::sync::{MAX_FRAME, SYNC_PROTOCOL, SyncRequest, SyncResponse};
@@ -46,6 +49,10 @@ pub struct Behaviour {
     /// of connections is closed on accept instead of taking every file
     /// descriptor.
     pub limits: connection_limits::Behaviour,
+    /// Kademlia over enrolled peers (`[mesh] kademlia`).
+    pub kad: Toggle<EnrolledKad>,
+    /// mDNS on the LAN (`[mesh] mdns`).
+    pub mdns: Toggle<libp2p::mdns::tokio::Behaviour>,
 }
 
 /// How often a connection is pinged, and how long a ping may take: a
@@ -132,17 +139,20 @@ pub fn build(
     mesh_n_low: usize,
     stats: Arc<Mutex<MeshStats>>,
 ) -> Result<Swarm<Behaviour>, BuildError> {
-    build_limited(secret, mesh_n_low, stats, LimitsConfig::default())
+    let off = Discovery { kademlia: false, mdns: false };
+    build_limited(secret, mesh_n_low, stats, LimitsConfig::default(), off)
 }
 
-/// [`build`] with the connection caps of `[limits]`.
+/// [`build`] with the connection caps of `[limits]` and the discovery of
+/// `[mesh]`.
 pub fn build_limited(
     secret: &SecretKey,
     mesh_n_low: usize,
     stats: Arc<Mutex<MeshStats>>,
     limits: LimitsConfig,
+    discovery: Discovery,
 ) -> Result<Swarm<Behaviour>, BuildError> {
-    build_stack(secret, mesh_n_low, MAX_MESSAGE + 1024, stats, limits)
+    build_stack(secret, mesh_n_low, MAX_MESSAGE + 1024, stats, limits, discovery)
 }
 
 /// libp2p's connection limits from `[limits]`.
@@ -164,7 +174,8 @@ pub fn build_with(
     max_transmit: usize,
     stats: Arc<Mutex<MeshStats>>,
 ) -> Result<Swarm<Behaviour>, BuildError> {
-    build_stack(secret, mesh_n_low, max_transmit, stats, LimitsConfig::default())
+    let off = Discovery { kademlia: false, mdns: false };
+    build_stack(secret, mesh_n_low, max_transmit, stats, LimitsConfig::default(), off)
 }
 
 fn build_stack(
@@ -173,6 +184,7 @@ fn build_stack(
     max_transmit: usize,
     stats: Arc<Mutex<MeshStats>>,
     limits: LimitsConfig,
+    discovery: Discovery,
 ) -> Result<Swarm<Behaviour>, BuildError> {
     let mut seed = secret.seed();
     let keypair = identity::Keypair::ed25519_from_bytes(&mut seed[..])
@@ -214,7 +226,13 @@ fn build_stack(
             )
         })
         .map_err(|e| BuildError::Stack(e.to_string()))?
-        .with_behaviour(|_| {
+        .with_behaviour(|key| {
+            let local = key.public().to_peer_id();
+            let kad = discovery.kademlia.then(|| EnrolledKad::new(local));
+            let mdns = match discovery.mdns {
+                true => Some(super::discovery::mdns(local).map_err(|e| format!("mdns: {e}"))?),
+                false => None,
+            };
             Ok(Behaviour {
                 gossipsub: gossipsub(mesh_n_low, max_transmit).map_err(|e| e.to_string())?,
                 hello,
@@ -224,6 +242,8 @@ fn build_stack(
                 ),
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits(limits),
+                kad: kad.into(),
+                mdns: mdns.into(),
             })
         })
         .map_err(|e| BuildError::Stack(e.to_string()))?

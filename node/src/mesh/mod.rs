@@ -12,6 +12,7 @@ pub mod batch;
 #[allow(missing_docs)] // the NetworkBehaviour derive writes an undocumented event enum
 pub mod behaviour;
 pub mod codec;
+pub mod discovery;
 pub mod hello;
 pub mod learnt;
 pub mod limit;
@@ -58,6 +59,8 @@ pub struct MeshSettings {
     pub origin_burst: u64,
     /// Connection caps.
     pub limits: crate::config::LimitsConfig,
+    /// Kademlia and mDNS (`[mesh]`).
+    pub discovery: discovery::Discovery,
     /// Where counts go.
     pub metrics: crate::metrics::Metrics,
 }
@@ -198,7 +201,13 @@ pub fn start(
     const TARGET_PEERS: usize = 4;
     let stats = MeshStats { metrics: settings.metrics, ..MeshStats::default() };
     let stats = Arc::new(Mutex::new(stats));
-    let swarm = behaviour::build_limited(secret, TARGET_PEERS, stats.clone(), settings.limits)?;
+    let swarm = behaviour::build_limited(
+        secret,
+        TARGET_PEERS,
+        stats.clone(),
+        settings.limits,
+        settings.discovery,
+    )?;
     let peer_id = *swarm.local_peer_id();
     let (command_tx, command_rx) = mpsc::channel(256);
     let (inbound_tx, inbound_rx) = mpsc::channel(256);

@@ -31,6 +31,7 @@ use super::trust::Trust;
 use super::verifier::{Inbound, Outcome};
 
 mod admission;
+mod discovery;
 mod liveness;
 mod reach;
 mod topology;
@@ -140,6 +141,8 @@ pub struct MeshStats {
     pub refused_by: BTreeMap<PeerId, String>,
     /// Where the mesh's tasks count for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// The gossip mesh and discovery, for `status`.
+    pub discovery: super::discovery::DiscoveryView,
     /// Sync sessions since start and running.
     pub sync: super::sync::sessions::SyncStats,
 }
@@ -208,6 +211,7 @@ pub struct Mesh {
     metrics: crate::metrics::Metrics,
     /// Admitted peers' announced addresses being dialled, for never-ban.
     reach: reach::Reach,
+    discovery: discovery::State,
 }
 
 /// The channels to the tasks that keep what hellos teach in the store.
@@ -272,6 +276,7 @@ impl Mesh {
             seen_tx: keepers.seen_tx,
             learnt_tx: keepers.learnt_tx,
             reach: reach::Reach::default(),
+            discovery: discovery::State::default(),
         }
     }
 
@@ -390,6 +395,7 @@ impl Mesh {
     fn shut_out(&mut self, peer: PeerId, reason: &str) {
         tracing::warn!(target: "banmesh::events::peer_blocked", %peer, reason, "blocking peer for 10 minutes");
         self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.expel_route(&peer);
         let _ = self.swarm.disconnect_peer_id(peer);
         if let Some(remote) = self.peers.remove(&peer).and_then(|p| p.state.remote) {
             self.blocked_from.insert(peer, remote);
@@ -480,6 +486,7 @@ impl Mesh {
         self.metrics.queue("verifier", verifier);
         self.refresh_addresses();
         self.dial_more();
+        self.discover();
     }
 
     fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -511,6 +518,8 @@ impl Mesh {
             SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.handle_ping(event),
             SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => self.handle_hello(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.handle_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.handle_mdns(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,

@@ -99,6 +99,7 @@ impl Queries {
             gateway,
             digest: digest.ok().map(hex::encode),
             unreachable,
+            discovery: Box::new(stats.discovery.clone()),
             gc: gc_view(self.store.gc_report()),
             sync: Box::new(crate::mesh::sync::sessions::view(&stats.sync, now)),
             checks,

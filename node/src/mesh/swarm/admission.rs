@@ -271,8 +271,9 @@ impl Mesh {
             p.state.ready = true;
             p.state.name = Some(welcome.cert.name().to_owned());
             p.state.offset_ms = Some(welcome.offset_ms);
-            p.state.addrs = own_addrs;
+            p.state.addrs = own_addrs.clone();
         }
+        self.admit_route(peer, &own_addrs);
         Ok(())
     }
 }
