@@ -43,6 +43,8 @@ pub mod hostile;
 mod initiator;
 mod responder;
 pub mod sessions;
+#[cfg(test)]
+mod sim;
 mod storage;
 use crate::store::sync_set;
 use initiator::Outcome;

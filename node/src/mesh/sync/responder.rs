@@ -7,7 +7,11 @@
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock (the machine's, unless a test pauses it: the sync
+// simulation moves it between sessions).
+use tokio::time::Instant;
 
 use banmesh_crdt::Origin;
 use libp2p::PeerId;
