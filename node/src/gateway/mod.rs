@@ -159,9 +159,8 @@ pub async fn start(
         store: deps.store,
         queries: deps.queries,
         heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
-        // TLS hook: pass true once the listener serves HTTPS, so the
-        // session cookie carries `Secure`.
-        sessions: ui::session::Sessions::new(false),
+        // Over HTTPS the session cookie carries `Secure`.
+        sessions: ui::session::Sessions::new(tls.is_some()),
         counts: v1::counts::CountsCache::default(),
     });
     *deps.status.lock().unwrap_or_else(PoisonError::into_inner) = GatewayStatus {

@@ -27,9 +27,22 @@ fn make_cert(cert: &Path, key: &Path) -> CertificateDer<'static> {
     made.cert.der().clone()
 }
 
-/// `GET path` over HTTPS, trusting only `trusted`: the reply and the
-/// certificate the server presented, or the handshake's error.
+/// `GET path` over HTTPS with the bearer token, trusting only `trusted`:
+/// the reply, or the handshake's error.
 fn https_get(port: u16, path: &str, trusted: &CertificateDer<'static>) -> Result<Reply, String> {
+    let auth = format!("Bearer {TOKEN}");
+    https_request(port, &format!("GET {path}"), &[("Authorization", &auth)], b"", trusted)
+}
+
+/// `line` (`METHOD PATH`) over HTTPS with `headers` and `body`, trusting
+/// only `trusted` (and checking the server presented it).
+fn https_request(
+    port: u16,
+    line: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    trusted: &CertificateDer<'static>,
+) -> Result<Reply, String> {
     let mut roots = RootCertStore::empty();
     roots.add(trusted.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -43,10 +56,13 @@ fn https_get(port: u16, path: &str, trusted: &CertificateDer<'static>) -> Result
     let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut tls = StreamOwned::new(conn, tcp);
-    let head = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-    );
+    let mut head = format!("{line} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     tls.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    tls.write_all(body).map_err(|e| e.to_string())?;
     let presented = tls.conn.peer_certificates().and_then(|c| c.first().cloned());
     assert_eq!(presented.as_ref(), Some(trusted), "the handshake passed with another certificate");
     let mut raw = Vec::new();
@@ -60,7 +76,11 @@ fn https_get(port: u16, path: &str, trusted: &CertificateDer<'static>) -> Result
 }
 
 fn tls_toml(cert: &Path, key: &Path) -> String {
-    format!("[gateway]\ntls_cert = {:?}\ntls_key = {:?}\n", arg(cert), arg(key))
+    format!(
+        "[gateway]\ntls_cert = {:?}\ntls_key = {:?}\n[gateway.tokens]\nwriter = \"tls-writer\"\n",
+        arg(cert),
+        arg(key)
+    )
 }
 
 #[test]
@@ -74,6 +94,13 @@ fn gateway_serves_https_and_reloads_its_certificate_on_sighup() {
     let reply = https_get(gw.port, "/get_ips", &first).expect("https request");
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
     assert_eq!(reply.json()["total"], 0);
+    // Over HTTPS the dashboard's session cookie is `Secure`.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = https_request(gw.port, "POST /ui/login", &form, b"token=tls-writer", &first)
+        .expect("https login");
+    assert_eq!(login.status, 303, "{}", String::from_utf8_lossy(&login.body));
+    let set = login.header("set-cookie").expect("a session cookie");
+    assert!(set.contains("Secure") && set.contains("HttpOnly"), "{set}");
     // Plain HTTP on the TLS port: a clear 400, then the close.
     let plain = request(gw.port, "GET", "/get_ips", &[], b"");
     assert_eq!(plain.status, 400);
