@@ -19,3 +19,5 @@ pub mod metrics;
 pub mod nftables;
 pub mod store;
 pub mod tasks;
+#[cfg(test)]
+pub(crate) mod test_rng;

@@ -9,20 +9,9 @@ use banmesh_keys::{SecretKey, sign_record};
 use rusqlite::Connection;
 
 use super::*;
+use crate::test_rng::Rng;
 
 const T0: u64 = 1_800_000_000_000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-}
 
 const KEYS: [&str; 7] = [
     "10.0.0.1",

@@ -42,6 +42,7 @@ use crate::mesh::swarm::{MeshCommand, MeshStats};
 use crate::mesh::verifier::Checker;
 use crate::store::Store;
 use crate::store::sync_set::each_sync_item;
+use crate::test_rng::Rng;
 
 /// Seeds a CI run tries.
 const CI_SEEDS: u64 = 1000;
@@ -64,22 +65,6 @@ const KEYS: [&str; 8] = [
     "198.51.100.9",
     "203.0.113.0/24",
 ];
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// Fault rates in percent; all zero once healed.
 #[derive(Clone, Copy)]

@@ -11,29 +11,9 @@ use banmesh_crdt::{Hlc, Kind, Metadata, Statement};
 use super::*;
 use crate::gateway::lifecycle::Lifecycle;
 use crate::gateway::snapshot::Page;
+use crate::test_rng::Rng;
 
 const W: Windows = Windows { allowed_ms: 3_000, known_ms: 7_000 };
-
-/// splitmix64: a small seeded generator, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[usize::try_from(self.below(items.len() as u64)).unwrap()]
-    }
-}
 
 const KEYS: &[&str] = &[
     "10.0.0.0/16",
