@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::netns::Net;
@@ -25,17 +24,8 @@ const FIND: Duration = Duration::from_secs(90);
 /// Polls `condition` once a second (each poll asks every node over its
 /// socket: polling faster only slows the nodes) until it holds or
 /// `timeout` passes.
-fn poll(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_secs(1));
-    }
+fn poll(timeout: Duration, condition: impl FnMut() -> bool) -> bool {
+    common::wait_every(Duration::from_secs(1), timeout, condition)
 }
 
 /// A node's gossip mesh links and low watermark, from `status`.

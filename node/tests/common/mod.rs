@@ -85,7 +85,17 @@ pub fn issue_bans(socket: &Path, count: usize) {
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes;
 /// returns whether it held.
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub fn wait_until(timeout: Duration, condition: impl FnMut() -> bool) -> bool {
+    wait_every(Duration::from_millis(50), timeout, condition)
+}
+
+/// Polls `condition` every `interval` until it holds or `timeout` passes;
+/// returns whether it held.
+pub fn wait_every(
+    interval: Duration,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if condition() {
@@ -94,7 +104,7 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         if Instant::now() >= deadline {
             return false;
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(interval);
     }
 }
 
