@@ -56,6 +56,17 @@ pub struct Gw {
     pub seed: std::path::PathBuf,
 }
 
+/// Sends SIGHUP to `node` and waits until `status` shows the reload
+/// failed; the error it shows.
+pub fn failed_reload(node: &common::TestNode) -> String {
+    common::signal(node.pid().expect("node running"), "HUP");
+    let shown = common::wait_until(common::SOON, || {
+        node.status()["gateway"]["last_reload_error"].is_string()
+    });
+    assert!(shown, "status never showed the failed reload");
+    node.status()["gateway"]["last_reload_error"].as_str().unwrap().to_owned()
+}
+
 impl Gw {
     /// Starts node `name` peering with `peers`, its gateway reading `seed`
     /// and, when given, a config file with `toml`.

@@ -16,7 +16,7 @@ use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, 
 
 use crate::common::{SOON, TestCluster, arg, signal, wait_until};
 use crate::http::{Reply, parse, request};
-use crate::{Gw, TOKEN, seed};
+use crate::{Gw, TOKEN, failed_reload, seed};
 
 /// A self-signed certificate for 127.0.0.1, written as PEM to `cert` and
 /// `key`; its DER.
@@ -117,13 +117,7 @@ fn gateway_serves_https_and_reloads_its_certificate_on_sighup() {
 
     std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
         .unwrap();
-    signal(pid, "HUP");
-    let node = cluster.node(gw.node);
-    assert!(
-        wait_until(SOON, || node.status()["gateway"]["last_reload_error"].is_string()),
-        "status never showed the failed reload"
-    );
-    let error = node.status()["gateway"]["last_reload_error"].as_str().unwrap().to_owned();
+    let error = failed_reload(cluster.node(gw.node));
     assert!(error.contains("tls_cert"), "the error names the setting: {error}");
     let reply = https_get(gw.port, "/get_ips", &second).expect("still served after a bad reload");
     assert_eq!(reply.status, 200);
