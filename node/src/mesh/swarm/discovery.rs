@@ -10,7 +10,6 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use libp2p::kad::{self, GetClosestPeersOk, QueryResult};
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, mdns};
 
 use super::Mesh;
@@ -125,15 +124,7 @@ impl Mesh {
             return false;
         }
         self.discovery.last_dial = Some(Instant::now());
-        for (peer, addrs) in candidates {
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, error = %e, "dial failed");
-            }
-        }
+        self.dial_known(candidates);
         true
     }
 

@@ -61,10 +61,14 @@ impl Mesh {
             .map(|(id, addrs)| (*id, addrs.clone()))
             .take(self.target_peers - connected)
             .collect();
+        self.dial_known(candidates);
+    }
+
+    /// Dials each known peer at every address it is known by, together
+    /// (the first to answer wins): a host has several, and the one first in
+    /// its list need not be the one this host can reach.
+    pub(super) fn dial_known(&mut self, candidates: Vec<(PeerId, Vec<Multiaddr>)>) {
         for (peer, addrs) in candidates {
-            // Every address the peer is known by, dialled together (the
-            // first to answer wins): a host has several, and the one first
-            // in its list need not be the one this host can reach.
             let opts = DialOpts::peer_id(peer)
                 .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
