@@ -1,6 +1,6 @@
 //! The mesh on separate hosts: each node in its own network namespace on a
 //! bridge, with its own address and the default listen address
-//! (`/ip4/0.0.0.0/tcp/4646`), links cut for real. What loopback hides:
+//! (`/ip4/0.0.0.0` and `/ip6/::`, port 4646), links cut for real. What loopback hides:
 //! which address a node advertises and dials, and connections to a host
 //! that went away. Needs root and iproute2.
 

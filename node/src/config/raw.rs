@@ -198,7 +198,7 @@ fn default_socket() -> PathBuf {
 }
 
 fn default_listen() -> Vec<String> {
-    vec!["/ip4/0.0.0.0/tcp/4646".to_owned()]
+    vec!["/ip4/0.0.0.0/tcp/4646".to_owned(), "/ip6/::/tcp/4646".to_owned()]
 }
 
 fn default_max_ttl() -> String {

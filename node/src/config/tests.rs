@@ -39,7 +39,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(node.node_cert, Path::new("/var/lib/banmesh/node.cert"));
     assert_eq!(node.store_path(), Path::new("/var/lib/banmesh/banmesh.db"));
     assert_eq!(node.socket, Path::new("/run/banmesh/banmesh.sock"));
-    assert_eq!(node.listen, ["/ip4/0.0.0.0/tcp/4646"]);
+    assert_eq!(node.listen, ["/ip4/0.0.0.0/tcp/4646", "/ip6/::/tcp/4646"]);
     assert!(node.peers.is_empty());
     assert_eq!(config.cluster.public_key, None);
     assert_eq!(config.safety.never_ban, Vec::<Key>::new());

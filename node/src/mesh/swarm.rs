@@ -32,6 +32,7 @@ use super::verifier::{Inbound, Outcome};
 
 mod admission;
 mod discovery;
+mod listen;
 mod liveness;
 mod reach;
 mod topology;
@@ -278,16 +279,6 @@ impl Mesh {
             reach: reach::Reach::default(),
             discovery: discovery::State::default(),
         }
-    }
-
-    /// Starts listening on `addrs`.
-    pub fn listen(&mut self, addrs: &[Multiaddr]) -> Result<(), String> {
-        for addr in addrs {
-            self.swarm
-                .listen_on(addr.clone())
-                .map_err(|e| format!("cannot listen on {addr}: {}", causes(&e)))?;
-        }
-        Ok(())
     }
 
     /// The task's loop.

@@ -280,7 +280,8 @@ impl TestCluster {
     }
 
     /// Starts a node on `host` (its own network namespace), listening on
-    /// the default `/ip4/0.0.0.0/tcp/4646`; returns its index.
+    /// the default `/ip4/0.0.0.0/tcp/4646` and `/ip6/::/tcp/4646`; returns
+    /// its index.
     pub fn start_on(&mut self, host: &netns::Host, spec: NodeSpec) -> usize {
         let mut node = TestNode::spawn_on(self.dir.path(), spec, Some(host.clone()));
         node.wait_ready();

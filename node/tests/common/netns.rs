@@ -9,7 +9,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The port `banmesh node` listens on by default (`/ip4/0.0.0.0/tcp/4646`).
+/// The port `banmesh node` listens on by default (`/ip4/0.0.0.0/tcp/4646`
+/// and `/ip6/::/tcp/4646`).
 pub const MESH_PORT: u16 = 4646;
 
 /// Namespaces made by this test process, so parallel tests never share one.

@@ -1,5 +1,6 @@
 //! A peer's second address is never-ban too: nodes in namespaces with an
-//! IPv4 and an IPv6 address each, listening on both, connect over one; an
+//! IPv4 and an IPv6 address each, listening on both (the default listen
+//! list), connect over one; an
 //! enrolled rogue (a real `banmesh` process) bans every address of the
 //! other two. Each node dialled the addresses its peers announced, reached
 //! them there, and so never enforces a ban on either address of a peer,
@@ -14,9 +15,6 @@ use super::common::netns::Net;
 use super::common::{SOON, TestCluster, holds_for, wait_until};
 use super::rogue::Rogue;
 
-/// Listening on IPv4 and IPv6 at the mesh port.
-const BOTH: [&str; 4] = ["--listen", "/ip4/0.0.0.0/tcp/4646", "--listen", "/ip6/::/tcp/4646"];
-
 #[test]
 fn netns_a_peers_other_address_is_never_banned_once_reached_there() {
     let net = Net::new(3);
@@ -24,9 +22,7 @@ fn netns_a_peers_other_address_is_never_banned_once_reached_there() {
     let first = net.host(0).mesh_addr();
     for (i, host) in net.hosts.iter().enumerate() {
         let peers = if i == 0 { Vec::new() } else { vec![first.clone()] };
-        let mut spec = cluster.spec(&format!("node{}", i + 1), &peers);
-        spec.args = BOTH.iter().map(|a| (*a).to_owned()).collect();
-        cluster.start_on(host, spec);
+        cluster.start_on(host, cluster.spec(&format!("node{}", i + 1), &peers));
     }
     cluster.wait_for_peers(2);
     let rogue = cluster.node(2);
