@@ -6,14 +6,19 @@
 //! requests before any hello. Each must be refused, counted and never
 //! stored, and node1 must keep serving its honest peers. `gc.rs`: a late
 //! copy of a record scheduled GC collected, pushed again, is left out.
+//! `identities.rs` and `revoked.rs`: fresh identities in a loop, a revoked
+//! node told so, each with what `status` and `/metrics` (`metrics.rs`) show.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod enrolled;
 mod gc;
+mod identities;
+mod metrics;
 mod never_ban;
 mod never_ban_v6;
 mod replay;
+mod revoked;
 mod rogue;
 mod sessions;
 mod sync_rogue;
