@@ -6,8 +6,10 @@
 //! requests before any hello. Each must be refused, counted and never
 //! stored, and node1 must keep serving its honest peers. `gc.rs`: a late
 //! copy of a record scheduled GC collected, pushed again, is left out.
-//! `identities.rs` and `revoked.rs`: fresh identities in a loop, a revoked
-//! node told so, each with what `status` and `/metrics` (`metrics.rs`) show.
+//! `identities.rs`, `revoked.rs`, `wrapped.rs` and `wide.rs`: fresh
+//! identities in a loop, a revoked node told so, forged records of another
+//! origin wrapped in the rogue's gossip, bans wider than the prefix cap,
+//! each with what `status` and `/metrics` (`metrics.rs`) show.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -22,6 +24,8 @@ mod revoked;
 mod rogue;
 mod sessions;
 mod sync_rogue;
+mod wide;
+mod wrapped;
 
 use std::collections::HashSet;
 use std::time::Duration;
