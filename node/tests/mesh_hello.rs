@@ -110,7 +110,9 @@ fn mesh_hello_revocation_learnt_from_a_hello_is_stored_and_survives_a_restart() 
     let revoked = cluster.start(revoked);
     first.peers = vec![cluster.node(revoked).addr()];
     let first = cluster.start(first);
-    let knows = || warnings(cluster.node(revoked)).contains("this node is revoked");
+    let knows = || {
+        warnings(cluster.node(revoked)).contains("this node's key is revoked by the cluster key")
+    };
     assert!(
         wait_until(SOON, knows),
         "node2 never learnt its revocation from node1's hello: {}",
@@ -120,7 +122,7 @@ fn mesh_hello_revocation_learnt_from_a_hello_is_stored_and_survives_a_restart() 
     cluster.node_mut(revoked).stop();
     cluster.node_mut(revoked).restart();
     assert!(
-        warnings(cluster.node(revoked)).contains("this node is revoked"),
+        warnings(cluster.node(revoked)).contains("this node's key is revoked by the cluster key"),
         "node2 forgot at restart the revocation a hello taught it: {}",
         warnings(cluster.node(revoked))
     );

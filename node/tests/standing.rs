@@ -30,7 +30,7 @@ fn standing_damaged_revocation_files_are_named_and_a_bom_is_accepted() {
         assert!(warnings.contains(&format!("{file}: malformed revocation")), "{file}: {warnings}");
     }
     assert!(!warnings.contains("node1.rev"), "a revocation with a BOM was refused: {warnings}");
-    assert!(warnings.contains("this node is revoked"), "{warnings}");
+    assert!(warnings.contains("this node's key is revoked by the cluster key"), "{warnings}");
     let log = node.log_text();
     assert!(log.contains("revocation file skipped") && log.contains("cut.rev"), "{log}");
 }

@@ -107,7 +107,16 @@ fn gossipsub(mesh_n_low: usize, max_transmit: usize) -> Result<gossipsub::Behavi
         .map_err(|e| BuildError::Stack(e.to_string()))?;
     let mut behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
         .map_err(|e| BuildError::Stack(e.to_string()))?;
-    let mut params = gossipsub::PeerScoreParams::default();
+    let mut params = gossipsub::PeerScoreParams {
+        // gossipsub keeps a score for every peer that ever connected, for
+        // this long after it left (an hour by default): a peer dialling with
+        // a fresh identity each time would make it hold an hour of them.
+        // A reject's penalty decays to nothing within a minute or two
+        // (`invalid_message_deliveries_decay` 0.9 a second), and repeated
+        // rejects block the peer by its PeerId anyway.
+        retain_score: Duration::from_secs(120),
+        ..gossipsub::PeerScoreParams::default()
+    };
     params.topics.insert(
         topic.hash(),
         gossipsub::TopicScoreParams {

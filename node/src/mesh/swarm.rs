@@ -31,13 +31,16 @@ use super::trust::Trust;
 use super::verifier::{Inbound, Outcome};
 
 mod admission;
+mod blocks;
 mod discovery;
 mod listen;
 mod liveness;
 mod reach;
+mod revoked;
 mod topology;
 mod unblock;
 
+pub use blocks::MAX_BLOCKED;
 pub use liveness::Admitted;
 pub use unblock::Unblock;
 
@@ -392,7 +395,9 @@ impl Mesh {
             self.blocked_from.insert(peer, remote);
         }
         let unblock_at = Instant::now() + BLOCK_FOR;
+        self.unblocks.retain(|(_, p)| *p != peer);
         self.unblocks.push((unblock_at, peer));
+        self.cap_blocks();
     }
 
     /// A new or renewed certificate: later hellos carry it, and the peers
@@ -448,6 +453,7 @@ impl Mesh {
             self.rejects.remove(&peer);
             self.block(peer, "repeated rejects");
         }
+        self.cap_strikes();
     }
 
     fn handle_tick(&mut self) {

@@ -1,7 +1,7 @@
 //! Series computed at scrape time from what `banmesh status` already
 //! gathers: peers by state, records by kind, refusals and skipped records
-//! by reason, enforcement backends, GC, the certificate's expiry and the
-//! health `status --check` reports. A fresh registry per scrape, so a
+//! by reason, sync sessions by outcome, enforcement backends, GC, the
+//! certificate's expiry and the health `status --check` reports. A fresh registry per scrape, so a
 //! reason or set that is gone leaves no stale series.
 
 use prometheus_client::metrics::counter::Counter;
@@ -78,6 +78,7 @@ pub fn snapshot(status: &StatusView) -> Registry {
         "reason",
         skipped,
     );
+    sync(r, status);
     r.register(
         "unreachable_peers",
         "Peers the node had and lost",
@@ -103,6 +104,27 @@ pub fn snapshot(status: &StatusView) -> Registry {
     gc(r, status);
     backends(r, status);
     registry
+}
+
+/// Sync sessions by outcome: a peer opening sessions in a loop shows as
+/// `refused` rising.
+fn sync(r: &mut Registry, status: &StatusView) {
+    let sync = &status.sync;
+    let outcomes = [
+        ("initiated", sync.initiated),
+        ("answered", sync.answered),
+        ("streamed", sync.streamed),
+        ("refused", sync.refused),
+        ("skipped", sync.skipped),
+    ];
+    counters(
+        r,
+        "sync_sessions",
+        "Sync sessions since start: opened here, answered, streamed, peers' refused (one with that peer running, or at the cap), not opened here",
+        "outcome",
+        outcomes,
+    );
+    r.register("sync_running", "Sync sessions running now", gauge_of(sync.running.len() as u64));
 }
 
 fn gc(r: &mut Registry, status: &StatusView) {

@@ -56,6 +56,7 @@ fn the_snapshot_counts_peers_by_state_and_records_by_kind() {
     assert!(text.contains("banmesh_peers{state=\"pending\"} 0"), "{text}");
     assert!(text.contains("banmesh_records{kind=\"ban\"} 7"), "{text}");
     assert!(text.contains("banmesh_refused_total{reason=\"bad signature\"} 3"), "{text}");
+    assert!(text.contains("banmesh_sync_sessions_total{outcome=\"refused\"} 0"), "{text}");
     assert!(text.contains("banmesh_certificate_expiry_timestamp_seconds 1900000000"), "{text}");
     assert!(text.contains("banmesh_health 0"), "{text}");
 }

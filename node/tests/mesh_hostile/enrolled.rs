@@ -10,11 +10,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::common::{SOON, TestCluster, TestNode, arg, holds_for, issue_bans, wait_until};
+use super::metrics::{Metrics, refused};
 use serde_json::Value;
 
 /// A bound for slow convergence on a busy two-core machine: generous,
 /// never a measure of speed.
 const LONG: Duration = Duration::from_secs(120);
+
+/// The `/metrics` series of blocked peers.
+const BLOCKED: &str = "banmesh_peers{state=\"blocked\"}";
 
 /// The honest bans the rogue lifts.
 const HONEST: [&str; 3] = ["198.51.100.1", "198.51.100.2", "198.51.100.3"];
@@ -60,6 +64,23 @@ fn fast_sync(cluster: &TestCluster, name: &str, extra: &str) -> std::path::PathB
     path
 }
 
+/// Starts `count` nodes `node1..` as [`TestCluster::start_star`] does, each
+/// syncing every second with `extra`, node1 also serving `/metrics`.
+fn star_fast(cluster: &mut TestCluster, count: usize, extra: &str) -> Metrics {
+    let config = fast_sync(cluster, "fast.toml", extra);
+    let sync = format!("[sync]\ninterval = \"1s\"\n{extra}");
+    let (first, metrics) = Metrics::config(cluster, "node1.toml", &sync);
+    let mut spec = cluster.spec("node1", &[]);
+    spec.config = Some(first);
+    cluster.start(spec);
+    for i in 2..=count {
+        let mut spec = cluster.spec(&format!("node{i}"), &[cluster.node(0).addr()]);
+        spec.config = Some(config.clone());
+        cluster.start(spec);
+    }
+    metrics
+}
+
 /// Whether every node but the rogue (the last) bans every one of `ips`.
 fn honest_ban_all(cluster: &TestCluster, ips: &[&str]) -> bool {
     let honest = &cluster.nodes[..cluster.nodes.len() - 1];
@@ -69,8 +90,7 @@ fn honest_ban_all(cluster: &TestCluster, ips: &[&str]) -> bool {
 #[test]
 fn mesh_enrolled_rogue_unbans_everything_trace_names_it_and_revoking_it_heals() {
     let mut cluster = TestCluster::new();
-    let config = fast_sync(&cluster, "fast.toml", "");
-    cluster.start_star(3, Some(&config));
+    let metrics = star_fast(&mut cluster, 3, "");
     cluster.wait_for_peers(2);
     let (node1, node2, rogue) = (cluster.node(0), cluster.node(1), cluster.node(2));
     for ip in &HONEST[..2] {
@@ -125,6 +145,10 @@ fn mesh_enrolled_rogue_unbans_everything_trace_names_it_and_revoking_it_heals() 
     let blocked =
         wait_until(SOON, || [node1, node2].iter().all(|n| peer_state(n, "node3") == "blocked"));
     assert!(blocked, "status does not show node3 blocked: node1 {}", summary(node1));
+    for (series, least) in [(refused("revoked"), 1.0), (BLOCKED.to_owned(), 1.0)] {
+        let shown = metrics.value(&series);
+        assert!(shown >= least, "node1's /metrics: {series} {shown}, not {least}");
+    }
 
     // What the revoked rogue does now changes nothing.
     let unban = rogue.try_call(&["unban", HONEST[1]]);
@@ -166,8 +190,7 @@ fn ban_each(node: &TestNode, ips: &[String]) {
 #[test]
 fn mesh_enrolled_rogue_flooding_past_its_rate_is_delayed_never_dropped() {
     let mut cluster = TestCluster::new();
-    let config = fast_sync(&cluster, "rate.toml", RATE);
-    cluster.start_star(3, Some(&config));
+    let metrics = star_fast(&mut cluster, 3, RATE);
     cluster.wait_for_peers(2);
     let (node1, node2, rogue) = (cluster.node(0), cluster.node(1), cluster.node(2));
     let socket: &Path = &rogue.socket;
@@ -202,5 +225,7 @@ fn mesh_enrolled_rogue_flooding_past_its_rate_is_delayed_never_dropped() {
         peak_rss(rogue),
         node1.status()["rejects"]
     );
+    let delayed = metrics.value(&refused("origin over its rate (delayed)"));
+    assert!(delayed >= 1.0, "node1's /metrics counts {delayed} delayed batches");
     assert!(cluster.wait_for_same_digest(LONG), "digests differ after the flood");
 }

@@ -6,17 +6,26 @@
 //! requests before any hello. Each must be refused, counted and never
 //! stored, and node1 must keep serving its honest peers. `gc.rs`: a late
 //! copy of a record scheduled GC collected, pushed again, is left out.
+//! `identities.rs`, `revoked.rs`, `wrapped.rs` and `wide.rs`: fresh
+//! identities in a loop, a revoked node told so, forged records of another
+//! origin wrapped in the rogue's gossip, bans wider than the prefix cap,
+//! each with what `status` and `/metrics` (`metrics.rs`) show.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod enrolled;
 mod gc;
+mod identities;
+mod metrics;
 mod never_ban;
 mod never_ban_v6;
 mod replay;
+mod revoked;
 mod rogue;
 mod sessions;
 mod sync_rogue;
+mod wide;
+mod wrapped;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -30,6 +39,7 @@ use libp2p::PeerId;
 use serde_bytes::ByteBuf;
 use serde_json::Value;
 
+use metrics::{Metrics, refused, skipped, star_with_metrics};
 use rogue::{Rogue, RogueKey, oversize_swarm};
 
 /// How long the rogue lets the gossip mesh settle after node1 subscribes.
@@ -98,11 +108,15 @@ fn rejects(node: &TestNode) -> Value {
 /// A star of `count` nodes with every node connected, and an enrolled rogue
 /// key in the same cluster.
 fn cluster_with_rogue(count: usize) -> (TestCluster, RogueKey) {
-    let cluster = TestCluster::star(count);
-    cluster.wait_for_peers(count - 1);
-    let dir = cluster.enroll("rogue");
-    let key = RogueKey::read(&dir);
+    let (cluster, key, _) = cluster_with_rogue_metrics(count);
     (cluster, key)
+}
+
+/// [`cluster_with_rogue`], and node1's `/metrics` endpoint.
+fn cluster_with_rogue_metrics(count: usize) -> (TestCluster, RogueKey, Metrics) {
+    let (cluster, metrics) = star_with_metrics(count);
+    let key = RogueKey::read(&cluster.enroll("rogue"));
+    (cluster, key, metrics)
 }
 
 /// Waits until every node stores every one of `ips`; panics naming what is
@@ -160,7 +174,7 @@ fn mesh_batch_with_one_bad_signature_is_rejected_whole_and_counted() {
 
 #[test]
 fn mesh_repeated_rejects_block_the_peer() {
-    let (cluster, key) = cluster_with_rogue(2);
+    let (cluster, key, metrics) = cluster_with_rogue_metrics(2);
     let rogue = Rogue::new(&key, true);
     let node1_id = rogue.join(cluster.node(0));
     let node1 = cluster.node(0);
@@ -201,6 +215,15 @@ fn mesh_repeated_rejects_block_the_peer() {
         "node1 still lists the rogue: {:?}",
         node1.peers()
     );
+    // What a dashboard sees: the reasons counted, and a blocked peer.
+    for (series, least) in [
+        (refused("malformed batch"), 3.0),
+        (refused("repeated rejects"), 1.0),
+        ("banmesh_peers{state=\"blocked\"}".to_owned(), 1.0),
+    ] {
+        let shown = metrics.value(&series);
+        assert!(shown >= least, "/metrics: {series} {shown}, not {least}");
+    }
 
     // A reconnect is refused: the dial fails or its connection closes at once.
     let (errors, closed) = rogue.seen(|s| (s.dial_errors.len(), s.closed));
@@ -233,7 +256,7 @@ fn mesh_repeated_rejects_block_the_peer() {
 
 #[test]
 fn mesh_future_dated_and_unknown_origin_records_are_ignored_not_stored() {
-    let (cluster, key) = cluster_with_rogue(2);
+    let (cluster, key, metrics) = cluster_with_rogue_metrics(2);
     let rogue = Rogue::new(&key, true);
     rogue.join(cluster.node(0));
     let node1 = cluster.node(0);
@@ -271,6 +294,8 @@ fn mesh_future_dated_and_unknown_origin_records_are_ignored_not_stored() {
     let skipped = node1.status()["skipped"].clone();
     for reason in ["future-dated", "unknown certificate"] {
         assert!(skipped[reason].as_u64().unwrap_or(0) >= 1, "no {reason:?} in {skipped}");
+        let shown = metrics.value(&self::skipped(reason));
+        assert!(shown >= 1.0, "/metrics counts {shown} {reason:?} records");
     }
 }
 
@@ -459,7 +484,7 @@ fn mesh_certificate_of_another_key_is_refused() {
 /// counted, and the node keeps serving.
 #[test]
 fn mesh_oversized_sync_request_is_refused_and_counted() {
-    let (cluster, key) = cluster_with_rogue(2);
+    let (cluster, key, metrics) = cluster_with_rogue_metrics(2);
     let rogue = Rogue::new(&key, true);
     let node1_id = rogue.join(cluster.node(0));
     let huge = SyncRequest::Push { batch: ByteBuf::from(vec![7u8; 600 * 1024]) };
@@ -468,6 +493,8 @@ fn mesh_oversized_sync_request_is_refused_and_counted() {
     eprintln!("answer to the oversized request: {answer:?}");
     let counted = wait_until(SOON, || rejects_matching(cluster.node(0), "malformed sync") > 0);
     assert!(counted, "node1 counts no malformed sync request: {}", rejects(cluster.node(0)));
+    let shown = metrics.lines("banmesh_refused_total{reason=\"malformed sync");
+    assert!(!shown.is_empty(), "/metrics counts no malformed sync request");
     cluster.node(1).call(&["ban", "198.18.7.7"]);
     let served = wait_until(SOON, || cluster.node(0).is_banned("198.18.7.7"));
     assert!(served, "node1 stopped serving after the oversized frame");

@@ -94,7 +94,7 @@ fn mesh_replayed_superseded_records_change_nothing() {
 
 #[test]
 fn mesh_records_just_inside_skew_bound_are_stored_just_outside_skipped() {
-    let (cluster, key) = cluster_with_rogue(2);
+    let (cluster, key, metrics) = super::cluster_with_rogue_metrics(2);
     let rogue = Rogue::new(&key, true);
     rogue.join(cluster.node(0));
     let node1 = cluster.node(0);
@@ -110,5 +110,7 @@ fn mesh_records_just_inside_skew_bound_are_stored_just_outside_skipped() {
     }
     let skipped = node1.status()["skipped"]["future-dated"].as_u64().unwrap_or(0);
     assert_eq!(skipped, skipped_before + 1, "{}", node1.status()["skipped"]);
+    let shown = metrics.value(&super::skipped("future-dated"));
+    assert!(shown >= 1.0, "/metrics counts {shown} future-dated records");
     assert!(node1.is_banned("198.18.21.1"), "{}", node1.decision("198.18.21.1"));
 }

@@ -8,7 +8,7 @@ use serde_bytes::ByteBuf;
 
 use super::common::SOON;
 use super::rogue::Rogue;
-use super::{SyncRequest, SyncResponse, cluster_with_rogue, now_ms, wait_until};
+use super::{SyncRequest, SyncResponse, cluster_with_rogue_metrics, now_ms, wait_until};
 
 /// Negentropy's first message over an empty set.
 fn empty_open() -> SyncRequest {
@@ -21,7 +21,7 @@ fn empty_open() -> SyncRequest {
 
 #[test]
 fn mesh_sync_sessions_opened_in_a_loop_are_refused_and_node_keeps_serving() {
-    let (cluster, key) = cluster_with_rogue(2);
+    let (cluster, key, metrics) = cluster_with_rogue_metrics(2);
     let rogue = Rogue::new(&key, true);
     let node1 = cluster.node(0);
     let node1_id = rogue.join(node1);
@@ -46,6 +46,8 @@ fn mesh_sync_sessions_opened_in_a_loop_are_refused_and_node_keeps_serving() {
     assert_eq!(refused, 29);
     let sync = node1.status()["sync"].clone();
     assert!(sync["refused"].as_u64().unwrap_or(0) >= 29, "refusals not counted: {sync}");
+    let shown = metrics.value("banmesh_sync_sessions_total{outcome=\"refused\"}");
+    assert!(shown >= 29.0, "/metrics counts {shown} refused sessions");
     let with_rogue = sync["running"]
         .as_array()
         .map_or(0, |r| r.iter().filter(|s| s["peer_id"] == rogue.peer_id.to_string()).count());

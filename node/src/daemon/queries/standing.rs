@@ -31,7 +31,8 @@ impl Queries {
         let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(revocation) = trust.revocations().get(&own) {
             out.push(format!(
-                "this node is revoked (since {}, reason {:?}): its peers refuse it and its records do not count; make a new node key (`banmesh keys init`), enroll it and restart",
+                "this node's key is revoked by the cluster key {} (since {}, reason {:?}): its peers refuse it, its records do not count and it dials no peer; make a new node key (`banmesh keys init`), enroll it and restart",
+                revocation.cluster(),
                 format_rfc3339(revocation.issued_at_ms()),
                 revocation.reason()
             ));

@@ -144,6 +144,7 @@ impl Mesh {
             } => {
                 if let Some(reason) = &request.refused {
                     self.refused_by(peer, reason, request.by.as_deref());
+                    self.told_revoked(peer, &request.revocations);
                 } else if !self.refusing.contains_key(&peer) {
                     match self.welcome(peer, &request) {
                         Ok(()) => {
@@ -151,7 +152,7 @@ impl Mesh {
                             let _ = self.swarm.behaviour_mut().hello.send_response(channel, hello);
                         }
                         Err(refusal) => {
-                            let told = Hello::refusal(refusal.told(), self.own_name(), now_ms());
+                            let told = self.refusal_for(&peer, &refusal);
                             let _ = self.swarm.behaviour_mut().hello.send_response(channel, told);
                             self.refuse(peer, &refusal);
                         }
@@ -165,11 +166,12 @@ impl Mesh {
             } => {
                 if let Some(reason) = &response.refused {
                     self.refused_by(peer, reason, response.by.as_deref());
+                    self.told_revoked(peer, &response.revocations);
                 } else if !self.refusing.contains_key(&peer)
                     && let Err(refusal) = self.welcome(peer, &response)
                 {
                     // The dialled peer spoke last: tell it why, as a request.
-                    let told = Hello::refusal(refusal.told(), self.own_name(), now_ms());
+                    let told = self.refusal_for(&peer, &refusal);
                     self.swarm.behaviour_mut().hello.send_request(&peer, told);
                     self.refuse(peer, &refusal);
                 }
@@ -305,7 +307,7 @@ impl Mesh {
 
 impl Mesh {
     /// This node's name, from its certificate (none when not enrolled).
-    fn own_name(&self) -> Option<String> {
+    pub(super) fn own_name(&self) -> Option<String> {
         Certificate::from_bytes(&self.own_cert).ok().map(|c| c.name().to_owned())
     }
 }

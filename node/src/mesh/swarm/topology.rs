@@ -36,9 +36,10 @@ impl Mesh {
     /// Dials known peers until enough are connected (or every known one is).
     /// Configured peers given without `/p2p/` are redialled every few
     /// seconds while the node has no peer at all.
+    /// A node whose own key is revoked dials nobody (`revoked.rs`).
     pub(super) fn dial_more(&mut self) {
         let connected = self.peers.len();
-        if connected >= self.target_peers {
+        if connected >= self.target_peers || self.own_revoked() {
             return;
         }
         let due = self.last_bootstrap.is_none_or(|at| at.elapsed() >= BOOTSTRAP_EVERY);
@@ -68,6 +69,9 @@ impl Mesh {
     /// (the first to answer wins): a host has several, and the one first in
     /// its list need not be the one this host can reach.
     pub(super) fn dial_known(&mut self, candidates: Vec<(PeerId, Vec<Multiaddr>)>) {
+        if self.own_revoked() {
+            return;
+        }
         for (peer, addrs) in candidates {
             let opts = DialOpts::peer_id(peer)
                 .addresses(addrs)
