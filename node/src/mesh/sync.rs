@@ -161,7 +161,8 @@ pub struct SyncInbound {
 
 /// Orders for the sync task.
 pub enum SyncOrder {
-    /// Reconcile with this peer now.
+    /// This peer is ready (a fresh connection admitted after it had none):
+    /// reconcile with it now, and refill its session-open burst.
     PeerReady(PeerId),
     /// Reconcile with these peers now and say which succeeded.
     Now(Vec<PeerId>, oneshot::Sender<Vec<PeerId>>),
@@ -205,11 +206,13 @@ pub async fn run(
                 let _ = ctx.swarm_tx.send(MeshCommand::SyncRespond(inbound.channel, answer.response)).await;
             }
             Some(order) = order_rx.recv() => match order {
-                // Of two peers, the smaller opens the session; the other waits.
-                SyncOrder::PeerReady(peer) if ctx.local < peer => {
-                    children.spawn(session_logged(ctx.clone(), peer, Duration::ZERO));
+                SyncOrder::PeerReady(peer) => {
+                    responder.reconnected(peer);
+                    // Of two peers, the smaller opens the session; the other waits.
+                    if ctx.local < peer {
+                        children.spawn(session_logged(ctx.clone(), peer, Duration::ZERO));
+                    }
                 }
-                SyncOrder::PeerReady(_) => {}
                 SyncOrder::Now(peers, reply) => {
                     let ctx = ctx.clone();
                     children.spawn(async move {
