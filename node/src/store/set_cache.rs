@@ -241,7 +241,77 @@ fn patch(snap: &SetSnapshot, delta: Delta, floor: u64) -> SetSnapshot {
 
 #[cfg(test)]
 mod tests {
+    use banmesh_crdt::{Kind, Metadata, Statement};
+    use banmesh_keys::roles::{Role, Roles};
+    use banmesh_keys::{Revocation, SecretKey, sign_record};
+
     use super::*;
+    use crate::store::query;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn ban(signer: &SecretKey, key: &str, at: u64, ttl_ms: u64) -> Record {
+        let statement = Statement {
+            key: key.parse().unwrap(),
+            kind: Kind::Ban,
+            issued_at: Hlc::from_millis(at),
+            expires_at: Some(at + ttl_ms),
+            strikes: 1,
+            meta: Metadata { jail: "sshd".into(), reason: "test".into(), source: "cli".into() },
+            origin: Origin::default(),
+        };
+        sign_record(signer, statement)
+    }
+
+    /// The cached set and the set read from the store at `horizon`.
+    async fn both(store: &Store, horizon: u64) -> (Vec<(u64, [u8; 32])>, Vec<(u64, [u8; 32])>) {
+        let params = Params::default();
+        let snapshot = store.sync_set(horizon, &params).await.unwrap();
+        let cached = snapshot.entries().iter().map(Entry::key).collect();
+        let items = store.read(move |c, p| query::sync_items(c, p, horizon, &params)).await;
+        let mut stored: Vec<_> = items.unwrap().iter().map(|i| (i.at, i.id)).collect();
+        stored.sort_unstable();
+        (cached, stored)
+    }
+
+    #[tokio::test]
+    async fn set_cache_follows_writes_replacements_certificates_revocations_and_the_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = Params::default();
+        let store = Store::open(dir.path(), params, T0).await.unwrap().0;
+        let (cluster, a, b) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let long = 60_000 + params.retention_ms + 3_600_000;
+        store
+            .apply(vec![ban(&a, "10.0.0.1", T0, 60_000), ban(&b, "10.0.0.2", T0, long)], T0)
+            .await
+            .unwrap();
+        let (cached, stored) = both(&store, T0).await;
+        assert_eq!((cached.len(), &cached), (2, &stored));
+        let first = store.sync_set(T0, &params).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &store.sync_set(T0 + 1, &params).await.unwrap()), "shared");
+        // A newer record replaces a's in its slot; a certificate joins.
+        store.apply(vec![ban(&a, "10.0.0.1", T0 + 1, 60_000)], T0 + 1).await.unwrap();
+        let roles: Roles = [Role::Ban].into_iter().collect();
+        let cert =
+            Certificate::issue(&cluster, b.public(), "b", roles, T0, T0 + long, None).unwrap();
+        assert!(store.add_certificate(cert).await.unwrap());
+        let (cached, stored) = both(&store, T0 + 1).await;
+        assert_eq!((cached.len(), &cached), (3, &stored));
+        assert_eq!(first.entries().len(), 2, "a session's snapshot stays as it was");
+        // a's record leaves the set once the horizon passes its end + retention.
+        let later = T0 + 1 + 60_000 + params.retention_ms + 1;
+        let (cached, stored) = both(&store, later).await;
+        assert_eq!((cached.len(), &cached), (2, &stored));
+        // b is revoked: its record leaves, the revocation joins.
+        let revocation = Revocation::issue(&cluster, b.public(), T0, "gone").unwrap();
+        assert!(store.add_revocation(revocation).await.unwrap());
+        let (cached, stored) = both(&store, later).await;
+        assert_eq!((cached.len(), &cached), (2, &stored));
+    }
 
     fn entry(at: u64, byte: u8, end_ms: u64) -> Entry {
         Entry { at, id: [byte; 32], end_ms }
