@@ -189,6 +189,9 @@ pub async fn run(
 ) {
     let mut responder = Responder::new(Tracker(ctx.checker.stats.clone()));
     let mut children = JoinSet::new();
+    // Read the set into its cache while the first hellos are exchanged:
+    // the first session then finds it ready.
+    children.spawn(warm(ctx.clone()));
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
     let mut sweep = tokio::time::interval(hostile::SWEEP_EVERY);
@@ -236,6 +239,14 @@ pub async fn run(
         }
     }
     children.shutdown().await;
+}
+
+/// Fills the node's cached sync set.
+async fn warm(ctx: SyncContext) {
+    let params = ctx.checker.params;
+    if let Err(e) = ctx.checker.store.sync_set(crate::clock::now_ms(), &params).await {
+        tracing::debug!(error = %e, "sync set not read ahead");
+    }
 }
 
 /// The timer's next peer: ready peers in turn, skipping those in doubt
