@@ -161,7 +161,8 @@ pub struct SyncInbound {
 
 /// Orders for the sync task.
 pub enum SyncOrder {
-    /// Reconcile with this peer now.
+    /// This peer is ready (a fresh connection admitted after it had none):
+    /// reconcile with it now, and refill its session-open burst.
     PeerReady(PeerId),
     /// Reconcile with these peers now and say which succeeded.
     Now(Vec<PeerId>, oneshot::Sender<Vec<PeerId>>),
@@ -188,6 +189,9 @@ pub async fn run(
 ) {
     let mut responder = Responder::new(Tracker(ctx.checker.stats.clone()));
     let mut children = JoinSet::new();
+    // Read the set into its cache while the first hellos are exchanged:
+    // the first session then finds it ready.
+    children.spawn(warm(ctx.clone()));
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
     let mut sweep = tokio::time::interval(hostile::SWEEP_EVERY);
@@ -205,11 +209,13 @@ pub async fn run(
                 let _ = ctx.swarm_tx.send(MeshCommand::SyncRespond(inbound.channel, answer.response)).await;
             }
             Some(order) = order_rx.recv() => match order {
-                // Of two peers, the smaller opens the session; the other waits.
-                SyncOrder::PeerReady(peer) if ctx.local < peer => {
-                    children.spawn(session_logged(ctx.clone(), peer, Duration::ZERO));
+                SyncOrder::PeerReady(peer) => {
+                    responder.reconnected(peer);
+                    // Of two peers, the smaller opens the session; the other waits.
+                    if ctx.local < peer {
+                        children.spawn(session_logged(ctx.clone(), peer, Duration::ZERO));
+                    }
                 }
-                SyncOrder::PeerReady(_) => {}
                 SyncOrder::Now(peers, reply) => {
                     let ctx = ctx.clone();
                     children.spawn(async move {
@@ -233,6 +239,14 @@ pub async fn run(
         }
     }
     children.shutdown().await;
+}
+
+/// Fills the node's cached sync set.
+async fn warm(ctx: SyncContext) {
+    let params = ctx.checker.params;
+    if let Err(e) = ctx.checker.store.sync_set(crate::clock::now_ms(), &params).await {
+        tracing::debug!(error = %e, "sync set not read ahead");
+    }
 }
 
 /// The timer's next peer: ready peers in turn, skipping those in doubt

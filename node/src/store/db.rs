@@ -38,6 +38,9 @@ pub struct Applied {
     pub new: Vec<Record>,
     /// What every key a new record landed on decides now.
     pub summaries: Vec<(Key, KeySummary)>,
+    /// The (timestamp, id) of the stored records the new ones replaced in
+    /// their slot (they left the store, and the sync set).
+    pub replaced: Vec<(u64, [u8; 32])>,
 }
 
 /// The write side of the store: one per store file, owned by one task.
@@ -143,7 +146,7 @@ impl Db {
                     .filter(|(k, _)| changed.contains(k))
                     .map(|(k, on_key)| (k, self.summary(&on_key)))
                     .collect();
-                Ok(Applied { new: touched.1, summaries })
+                Ok(Applied { new: touched.1, summaries, replaced: touched.2 })
             }
             Err(e) => {
                 // The transaction rolled back: so did the origins it interned.
@@ -156,7 +159,8 @@ impl Db {
     }
 
     /// The transaction of [`Db::apply`]: returns the records now on every
-    /// key the batch touched, and the new records.
+    /// key the batch touched, the new records, and the (timestamp, id) of
+    /// those they replaced.
     #[allow(clippy::type_complexity)]
     fn apply_in_transaction(
         &mut self,
@@ -164,12 +168,12 @@ impl Db {
         now_ms: u64,
         from: Option<&str>,
         interned: &mut Vec<Origin>,
-    ) -> Result<(HashMap<Key, Vec<Record>>, Vec<Record>), StoreError> {
+    ) -> Result<(HashMap<Key, Vec<Record>>, Vec<Record>, Vec<(u64, [u8; 32])>), StoreError> {
         let Db { conn, path, params, origins, .. } = self;
         let fail = |e| classify(path, e);
         let tx = conn.transaction().map_err(fail)?;
         let mut touched: HashMap<Key, Vec<Record>> = HashMap::new();
-        let mut new = Vec::new();
+        let (mut new, mut replaced) = (Vec::new(), Vec::new());
         {
             let mut select = tx
                 .prepare_cached(&format!(
@@ -201,9 +205,14 @@ impl Db {
                 };
                 // Merged into the key's list first: the list is returned
                 // only if the whole transaction commits.
+                let slot = on_key
+                    .iter()
+                    .find(|r| r.origin() == record.origin() && r.kind() == record.kind())
+                    .map(|r| (r.statement().issued_at.0, r.id().0));
                 if !merge_into(on_key, record.clone()) {
                     continue;
                 }
+                replaced.extend(slot);
                 let origin_id = match origins.get(&record.origin()) {
                     Some(id) => *id,
                     None => {
@@ -238,7 +247,12 @@ impl Db {
             }
         }
         tx.commit().map_err(fail)?;
-        Ok((touched, new))
+        Ok((touched, new, replaced))
+    }
+
+    /// Whether `origin` is revoked (its records are out of the sync set).
+    pub fn is_revoked(&self, origin: &Origin) -> bool {
+        self.revoked.contains(origin)
     }
 
     /// What `on_key` decides, leaving out revoked origins.

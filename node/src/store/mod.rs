@@ -22,6 +22,7 @@ mod peer_addrs;
 pub mod query;
 mod rows;
 mod schema;
+pub mod set_cache;
 pub mod sync_set;
 
 use std::path::{Path, PathBuf};
@@ -187,6 +188,8 @@ pub struct Store {
     write_failure: Arc<Mutex<Option<WriteFailure>>>,
     /// What GC has collected since the store was opened.
     gc_report: Arc<Mutex<GcReport>>,
+    /// The sync set, followed from the writer.
+    sync_cache: Arc<set_cache::SetCache>,
 }
 
 /// What GC collected: the last run and the total since the store opened.
@@ -232,16 +235,27 @@ impl Store {
         let (writer_tx, writer_rx) = mpsc::channel(WRITER_QUEUE);
         let (changes_tx, changes) = watch::channel(0);
         let (events_tx, _) = broadcast::channel(EVENT_QUEUE);
+        let sync_cache = Arc::new(set_cache::SetCache::default());
         let writer = tokio::task::spawn_blocking({
             let index = index.clone();
             let events_tx = events_tx.clone();
-            move || run_writer(db, writer_rx, &index, &changes_tx, &events_tx)
+            let feed = sync_cache.feed.clone();
+            move || run_writer(db, writer_rx, &index, (&changes_tx, &events_tx, &feed))
         });
         let readers = Arc::new(Mutex::new(Vec::new()));
         let write_failure = Arc::new(Mutex::new(None));
         let gc_report = Arc::new(Mutex::new(GcReport::default()));
-        let store =
-            Store { path, writer_tx, index, readers, changes, events_tx, write_failure, gc_report };
+        let store = Store {
+            path,
+            writer_tx,
+            index,
+            readers,
+            changes,
+            events_tx,
+            write_failure,
+            gc_report,
+            sync_cache,
+        };
         Ok((store, writer))
     }
 
@@ -412,13 +426,17 @@ impl Store {
     }
 }
 
+/// Where the writer tells what a commit changed: the index's followers,
+/// the event subscribers and the sync set.
+type Followers<'a> =
+    (&'a watch::Sender<u64>, &'a broadcast::Sender<StoreEvent>, &'a set_cache::SetFeed);
+
 /// The writer task's loop: one command at a time until every handle is gone.
 fn run_writer(
     mut db: Db,
     mut writer_rx: mpsc::Receiver<Command>,
     index: &RwLock<Index>,
-    changes_tx: &watch::Sender<u64>,
-    events_tx: &broadcast::Sender<StoreEvent>,
+    (changes_tx, events_tx, feed): Followers<'_>,
 ) {
     let update = |summaries: &[(banmesh_crdt::Key, banmesh_crdt::KeySummary)]| {
         if summaries.is_empty() {
@@ -443,6 +461,7 @@ fn run_writer(
                 let result = db.apply_from(records, now_ms, from.as_deref());
                 if let Ok(applied) = &result {
                     update(&applied.summaries);
+                    feed.applied(&applied.new, &applied.replaced, |o| db.is_revoked(o));
                     if !applied.new.is_empty() && events_tx.receiver_count() > 0 {
                         let _ = events_tx.send(StoreEvent::Applied(applied.new.clone().into()));
                     }
@@ -456,6 +475,9 @@ fn run_writer(
             }
             Command::Certificate { cert, reply } => {
                 let result = db.add_certificate(&cert);
+                if matches!(result, Ok(true)) {
+                    feed.certificate(&cert);
+                }
                 if result.is_ok() {
                     follow(&trust, &|t| {
                         let _ = t.add_certificate((*cert).clone());
@@ -478,6 +500,7 @@ fn run_writer(
                     });
                 }
                 if let Ok(Some(summaries)) = &result {
+                    feed.stale();
                     update(summaries);
                     let origin = Origin(revocation.node().to_bytes());
                     let _ = events_tx.send(StoreEvent::Revoked(origin));

@@ -17,7 +17,12 @@ const LIVE: &str = "end_ms > ?1
      AND origin NOT IN (SELECT o.id FROM origins o JOIN revocations v ON v.node = o.key)";
 
 fn floor(horizon_ms: u64, params: &Params) -> i64 {
-    to_sql(horizon_ms.saturating_sub(params.retention_ms))
+    to_sql(set_floor(horizon_ms, params))
+}
+
+/// The set at `horizon_ms` holds the records whose `end_ms` is past this.
+pub fn set_floor(horizon_ms: u64, params: &Params) -> u64 {
+    horizon_ms.saturating_sub(params.retention_ms)
 }
 
 /// Calls `f` with every item of the set at `horizon_ms` (see
@@ -30,32 +35,46 @@ pub fn each_sync_item(
     params: &Params,
     mut f: impl FnMut(SyncItem),
 ) -> Result<(), StoreError> {
+    each_sync_entry(conn, path, horizon_ms, params, |item, _| f(item))
+}
+
+/// [`each_sync_item`], each item with the `end_ms` it leaves the set by (it
+/// is in the set at horizon H while `end_ms > H - retention`;
+/// [`u64::MAX`] for certificates and revocations, which never leave).
+pub fn each_sync_entry(
+    conn: &Connection,
+    path: &Path,
+    horizon_ms: u64,
+    params: &Params,
+    mut f: impl FnMut(SyncItem, u64),
+) -> Result<(), StoreError> {
+    let damaged = |e: &dyn std::fmt::Display| StoreError::Damaged {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
     let mut each = |sql: &str, args: &[i64], kind: ItemKind, millis: bool| {
         let mut stmt = conn.prepare_cached(sql).map_err(fail(path))?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(fail(path))?;
         while let Some(row) = rows.next().map_err(fail(path))? {
             let at: i64 = row.get(0).map_err(fail(path))?;
             let at = if millis { Hlc::from_millis(from_sql(at)).0 } else { from_sql(at) };
-            let id = row.get_ref(1).map_err(fail(path))?.as_blob().map_err(|e| {
-                StoreError::Damaged { path: path.to_owned(), detail: e.to_string() }
-            })?;
-            let id = blob32(id).map_err(|e| StoreError::Damaged {
-                path: path.to_owned(),
-                detail: e.to_string(),
-            })?;
-            f(SyncItem { at, id, kind });
+            let id = row.get_ref(1).map_err(fail(path))?.as_blob().map_err(|e| damaged(&e))?;
+            let id = blob32(id).map_err(|e| damaged(&e))?;
+            let end: i64 = row.get(2).map_err(fail(path))?;
+            let end = if end < 0 { u64::MAX } else { from_sql(end) };
+            f(SyncItem { at, id, kind }, end);
         }
         Ok::<(), StoreError>(())
     };
     let floor = floor(horizon_ms, params);
     each(
-        &format!("SELECT issued_at, id FROM records WHERE {LIVE}"),
+        &format!("SELECT issued_at, id, end_ms FROM records WHERE {LIVE}"),
         &[floor],
         ItemKind::Record,
         false,
     )?;
-    each("SELECT not_before, id FROM certificates", &[], ItemKind::Certificate, true)?;
-    each("SELECT issued_at, id FROM revocations", &[], ItemKind::Revocation, true)
+    each("SELECT not_before, id, -1 FROM certificates", &[], ItemKind::Certificate, true)?;
+    each("SELECT issued_at, id, -1 FROM revocations", &[], ItemKind::Revocation, true)
 }
 
 /// Whether the set at `horizon_ms` holds any record: a node without one is

@@ -1,7 +1,7 @@
 //! What a sync peer may make this node do, and what it costs a peer that
 //! sends what no honest node sends. The responder's limits: a session that
 //! goes quiet for [`SESSION_IDLE`] or runs past [`SESSION_MAX`] is dropped
-//! (its slot and its copy of the set freed); each peer may open sessions
+//! (its slot and its hold on a snapshot of the set freed); each peer may open sessions
 //! (reconciliations or streams) at [`OPEN_RATE`] after a burst of
 //! [`OPEN_BURST`]; a session answers at most [`MAX_ROUNDS`] rounds and
 //! pulls of about the set once. Past those a request is refused and
@@ -41,6 +41,11 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 pub const OPEN_BURST: f64 = 8.0;
 /// Sessions per second one peer may open after the burst: one every 5 s.
 pub const OPEN_RATE: f64 = 0.2;
+/// Refills of a peer's burst on reconnecting it may have in hand, and
+/// how often it earns one back (see [`OpenRate::reconnected`]).
+pub const RECONNECT_REFILLS: f64 = 3.0;
+/// One refill earned back every minute.
+pub const RECONNECT_REFILL_RATE: f64 = 1.0 / 60.0;
 /// How long a peer's refusals for its rate stay at `debug` after one
 /// `warn`.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -104,23 +109,35 @@ pub struct OpenRate {
     buckets: HashMap<PeerId, Bucket>,
 }
 
+#[derive(Clone, Copy)]
 struct Bucket {
     tokens: f64,
     at: Instant,
     warned: Option<Instant>,
+    /// Refills on reconnecting left, earned back at
+    /// [`RECONNECT_REFILL_RATE`] (as of `at`).
+    refills: f64,
+}
+
+impl Bucket {
+    fn new(now: Instant) -> Bucket {
+        Bucket { tokens: OPEN_BURST, at: now, warned: None, refills: RECONNECT_REFILLS }
+    }
+
+    /// Brings the bucket to `now`.
+    fn advance(&mut self, now: Instant) {
+        let secs = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + secs * OPEN_RATE).min(OPEN_BURST);
+        self.refills = (self.refills + secs * RECONNECT_REFILL_RATE).min(RECONNECT_REFILLS);
+        self.at = now;
+    }
 }
 
 impl OpenRate {
     /// Takes one open from `peer`'s bucket; false (and logged) when empty.
     pub fn take(&mut self, peer: PeerId, now: Instant) -> bool {
-        let bucket = self.buckets.entry(peer).or_insert(Bucket {
-            tokens: OPEN_BURST,
-            at: now,
-            warned: None,
-        });
-        let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * OPEN_RATE;
-        bucket.tokens = (bucket.tokens + refill).min(OPEN_BURST);
-        bucket.at = now;
+        let bucket = self.buckets.entry(peer).or_insert_with(|| Bucket::new(now));
+        bucket.advance(now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             return true;
@@ -138,11 +155,34 @@ impl OpenRate {
         false
     }
 
+    /// A fresh connection from `peer` was admitted (its hello accepted)
+    /// after it had none: its burst is full again, so a node restarted
+    /// twice in a row is not held to one session every 5 s by what its
+    /// previous runs used. Bounded for a peer that reconnects in a loop:
+    /// each reconnect already costs it a TCP, Noise and yamux handshake and
+    /// a signed hello judged here, within the connection limits (`[limits]`:
+    /// pending and established connections, per peer and in all); and the
+    /// refills themselves are a bucket, [`RECONNECT_REFILLS`] in hand and
+    /// one a minute after, so however fast it reconnects it opens at most
+    /// `OPEN_BURST` sessions a minute beyond its rate.
+    pub fn reconnected(&mut self, peer: PeerId, now: Instant) {
+        let Some(bucket) = self.buckets.get_mut(&peer) else {
+            return; // its bucket is full: it was forgotten
+        };
+        bucket.advance(now);
+        if bucket.refills >= 1.0 && bucket.tokens < OPEN_BURST {
+            bucket.refills -= 1.0;
+            bucket.tokens = OPEN_BURST;
+        }
+    }
+
     /// Forgets buckets full again (memory stays bounded by active peers).
     pub fn prune(&mut self, now: Instant) {
         self.buckets.retain(|_, b| {
-            let refill = now.saturating_duration_since(b.at).as_secs_f64() * OPEN_RATE;
-            b.tokens + refill < OPEN_BURST
+            let mut full = Bucket { warned: None, ..*b };
+            full.advance(now);
+            full.tokens < OPEN_BURST
+                || full.refills < RECONNECT_REFILLS
                 || b.warned.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY)
         });
     }
@@ -204,6 +244,38 @@ mod tests {
         assert!(!rate.take(a, t0 + interval / 2));
         assert!(rate.take(a, t0 + interval + interval / 2));
         rate.prune(t0 + interval * 100);
+        assert!(rate.buckets.is_empty(), "full buckets are forgotten");
+    }
+
+    #[test]
+    fn sync_open_rate_refills_on_reconnect_a_few_times_a_minute() {
+        let mut rate = OpenRate::default();
+        let a = PeerId::random();
+        let t0 = Instant::now();
+        let drain = |rate: &mut OpenRate, at: Instant| {
+            let mut opened = 0;
+            while rate.take(a, at) {
+                opened += 1;
+            }
+            opened
+        };
+        assert_eq!(drain(&mut rate, t0), OPEN_BURST as usize);
+        // A restart: the burst is whole again, as many times as refills last.
+        for _ in 0..RECONNECT_REFILLS as usize {
+            rate.reconnected(a, t0);
+            assert_eq!(drain(&mut rate, t0), OPEN_BURST as usize, "refilled on reconnect");
+        }
+        // Reconnecting in a loop earns nothing more...
+        rate.reconnected(a, t0);
+        assert_eq!(drain(&mut rate, t0), 0, "refills used up");
+        // ...until a refill is earned back, a minute on.
+        let later = t0 + Duration::from_secs_f64(1.0 / RECONNECT_REFILL_RATE);
+        assert_eq!(drain(&mut rate, later), OPEN_BURST as usize, "refilled by its rate");
+        rate.reconnected(a, later);
+        assert_eq!(drain(&mut rate, later), OPEN_BURST as usize, "one refill earned back");
+        rate.reconnected(a, later);
+        assert_eq!(drain(&mut rate, later), 0);
+        rate.prune(later + Duration::from_secs(3600));
         assert!(rate.buckets.is_empty(), "full buckets are forgotten");
     }
 

@@ -107,6 +107,12 @@ impl Responder {
         self.rate.prune(now);
     }
 
+    /// A fresh connection from `peer` was admitted after it had none: its
+    /// open burst is refilled ([`OpenRate::reconnected`]).
+    pub(super) fn reconnected(&mut self, peer: PeerId) {
+        self.rate.reconnected(peer, Instant::now());
+    }
+
     /// Whether `peer` may open a session now: none of its runs (after
     /// dropping its stale one), and its open rate allows one more.
     fn admit(&mut self, ctx: &SyncContext, peer: PeerId) -> Result<(), SyncResponse> {

@@ -6,7 +6,9 @@
 //! on a few shared keys and gossip them with loss. After the faults stop
 //! and the partitions heal, sessions between every pair must bring every
 //! node to the same sync set and every record to the greatest per slot of
-//! all ever issued: no valid record lost, whatever the seed.
+//! all ever issued: no valid record lost, whatever the seed. Each node's
+//! cached sync set (followed from its store's writer through every write,
+//! replacement and session) must then equal the set read from its store.
 //!
 //! Each seed runs its steps one at a time (a session runs to its end before
 //! the next step) on a paused clock that moves 30 s between sessions, with
@@ -361,6 +363,21 @@ impl World {
         }
         sets
     }
+
+    /// The nodes whose cached sync set (followed from the store's writer
+    /// across every session, write and crash) differs from their store's.
+    async fn stale_caches(&self) -> Vec<usize> {
+        let mut stale = Vec::new();
+        for (k, node) in self.nodes.iter().enumerate() {
+            let snapshot = node.ctx().checker.store.sync_set(now_ms(), &Params::default()).await;
+            let cached: BTreeSet<(u64, [u8; 32])> =
+                snapshot.expect("cached set").entries().iter().map(|e| (e.at, e.id)).collect();
+            if cached != node.set().await {
+                stale.push(k);
+            }
+        }
+        stale
+    }
 }
 
 /// Midnight UTC today: records' times, so a seed replays the same records
@@ -428,6 +445,13 @@ async fn run_seed(seed: u64) -> Result<Stats, String> {
             .map(|s| s.iter().map(|(_, id)| *id).filter(|id| want.contains(id)).collect())
             .collect();
         if sets.iter().all(|s| *s == sets[0]) && ids.iter().all(|s| *s == want) {
+            let stale = world.stale_caches().await;
+            if !stale.is_empty() {
+                return Err(format!(
+                    "seed {seed}: the cached sync set of nodes {stale:?} differs from the store's\n{}",
+                    world.log.join("\n")
+                ));
+            }
             return Ok(world.stats);
         }
     }

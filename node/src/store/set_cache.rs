@@ -1,0 +1,334 @@
+//! The sync set kept in memory, one per store (DESIGN.md "Catch-up"): a
+//! sealed snapshot, sorted by (timestamp, id), shared by every session
+//! that runs at once through an `Arc`, and followed from the store's
+//! writer rather than read again per session.
+//!
+//! The writer tells the [`SetFeed`] what each commit changed: records new
+//! to the store, the records they replaced in their slot, new
+//! certificates; a revocation (its origin's records leave the set) marks
+//! the snapshot stale, as does a delta grown past [`MAX_DELTA`] (a join:
+//! reading the store once is cheaper). [`SetCache::snapshot`] hands out
+//! the current snapshot when nothing changed and no item has expired at
+//! the horizon asked for; else it patches it into a new one (one merge
+//! pass: a copy, no store read), or reads the store when stale. Sessions in
+//! progress keep the snapshot they started with; the memory of an old one
+//! goes when its last session ends.
+//!
+//! The horizon only moves forward in the cache: a peer whose clock is
+//! behind asks for a set at an earlier horizon, and is answered with the
+//! set at the latest one asked for, which lacks only the records that
+//! expired between the two (milliseconds to seconds of expiries). Such a
+//! record is pushed by that peer once and ignored here; by the next
+//! session it has expired on both sides.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use banmesh_crdt::{Hlc, Origin, Params, Record};
+use banmesh_keys::Certificate;
+
+use super::sync_set::{self, set_floor};
+use super::{Store, StoreError};
+
+/// Items (added and removed) the feed keeps before it gives up and marks
+/// the snapshot stale: past this, one read of the store costs less than
+/// the delta's memory.
+pub const MAX_DELTA: usize = 100_000;
+
+/// One item of the set: its (timestamp, id) and the `end_ms` it leaves
+/// the set by (48 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The timestamp negentropy orders by (an HLC reading).
+    pub at: u64,
+    /// The item's id.
+    pub id: [u8; 32],
+    /// In the set at horizon H while `end_ms > H - retention`.
+    pub end_ms: u64,
+}
+
+impl Entry {
+    fn key(&self) -> (u64, [u8; 32]) {
+        (self.at, self.id)
+    }
+}
+
+/// What the writer committed since the cache last looked.
+#[derive(Default)]
+struct Delta {
+    added: Vec<Entry>,
+    removed: Vec<(u64, [u8; 32])>,
+    stale: bool,
+}
+
+/// The writer's side: it notes each change while a cache follows it.
+#[derive(Default)]
+pub struct SetFeed {
+    on: AtomicBool,
+    delta: Mutex<Delta>,
+}
+
+impl SetFeed {
+    fn change(&self, f: impl FnOnce(&mut Delta)) {
+        if !self.on.load(Ordering::Acquire) {
+            return;
+        }
+        let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
+        if delta.stale {
+            return;
+        }
+        f(&mut delta);
+        if delta.added.len() + delta.removed.len() > MAX_DELTA {
+            *delta = Delta { stale: true, ..Delta::default() };
+        }
+    }
+
+    /// Records new to the store (`revoked` tells which origins' records
+    /// stay out) and the (timestamp, id) of the records they replaced.
+    pub fn applied(
+        &self,
+        new: &[Record],
+        replaced: &[(u64, [u8; 32])],
+        revoked: impl Fn(&Origin) -> bool,
+    ) {
+        self.change(|d| {
+            d.added.extend(new.iter().filter(|r| !revoked(&r.origin())).map(|r| {
+                let s = r.statement();
+                Entry { at: s.issued_at.0, id: r.id().0, end_ms: s.end_ms() }
+            }));
+            d.removed.extend_from_slice(replaced);
+        });
+    }
+
+    /// A certificate new to the store.
+    pub fn certificate(&self, cert: &Certificate) {
+        let at = Hlc::from_millis(cert.not_before_ms()).0;
+        self.change(|d| d.added.push(Entry { at, id: cert.id(), end_ms: u64::MAX }));
+    }
+
+    /// A change the feed does not follow item by item (a revocation).
+    pub fn stale(&self) {
+        self.change(|d| *d = Delta { stale: true, ..Delta::default() });
+    }
+
+    fn take(&self) -> Delta {
+        std::mem::take(&mut *self.delta.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// A sealed set: entries sorted by (timestamp, id), no two alike.
+pub struct SetSnapshot {
+    entries: Vec<Entry>,
+    /// The least `end_ms` of its entries: it holds the set at every
+    /// horizon whose floor is below this.
+    next_end: u64,
+    /// Positions sorted by id (built on the first look-up by id).
+    by_id: OnceLock<Vec<u32>>,
+}
+
+impl SetSnapshot {
+    fn new(entries: Vec<Entry>) -> SetSnapshot {
+        let next_end = entries.iter().map(|e| e.end_ms).min().unwrap_or(u64::MAX);
+        SetSnapshot { entries, next_end, by_id: OnceLock::new() }
+    }
+
+    /// Its entries, in order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The (timestamp, id) of each of `ids` the set holds, found by binary
+    /// search on an index of positions sorted by id (4 bytes an item,
+    /// built once per snapshot): a pull names ids without timestamps.
+    pub fn find(&self, ids: &[[u8; 32]]) -> Vec<(u64, [u8; 32])> {
+        let by_id = self.by_id.get_or_init(|| {
+            let mut order: Vec<u32> =
+                (0..self.entries.len()).map(|i| u32::try_from(i).unwrap_or(u32::MAX)).collect();
+            order.sort_unstable_by_key(|&i| self.entries[i as usize].id);
+            order
+        });
+        ids.iter()
+            .filter_map(|id| {
+                let at = by_id.partition_point(|&i| self.entries[i as usize].id < *id);
+                let e = self.entries.get(*by_id.get(at)? as usize)?;
+                (e.id == *id).then_some(e.key())
+            })
+            .collect()
+    }
+}
+
+/// The node's cached sync set (see the module docs).
+#[derive(Default)]
+pub struct SetCache {
+    pub(super) feed: Arc<SetFeed>,
+    current: tokio::sync::Mutex<Option<Arc<SetSnapshot>>>,
+}
+
+impl Store {
+    /// The sync set at `horizon_ms`: the cached snapshot, patched or read
+    /// again only when it changed (see [`SetCache`]).
+    pub async fn sync_set(
+        &self,
+        horizon_ms: u64,
+        params: &Params,
+    ) -> Result<Arc<SetSnapshot>, StoreError> {
+        let cache = &self.sync_cache;
+        let mut current = cache.current.lock().await;
+        cache.feed.on.store(true, Ordering::Release);
+        let floor = set_floor(horizon_ms, params);
+        let delta = cache.feed.take();
+        let snapshot = match current.take() {
+            Some(snap) if !delta.stale => {
+                if delta.added.is_empty() && delta.removed.is_empty() && snap.next_end > floor {
+                    snap
+                } else {
+                    let patch = move || Arc::new(patch(&snap, delta, floor));
+                    tokio::task::spawn_blocking(patch).await.map_err(|_| StoreError::Closed)?
+                }
+            }
+            // Read after the delta was emptied: a commit during the read
+            // is in the read, the next delta, or both (merged once).
+            _ => Arc::new(self.read_set(horizon_ms, *params).await?),
+        };
+        *current = Some(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    async fn read_set(&self, horizon_ms: u64, params: Params) -> Result<SetSnapshot, StoreError> {
+        let mut entries = self
+            .read(move |c, p| {
+                let mut entries = Vec::new();
+                sync_set::each_sync_entry(c, p, horizon_ms, &params, |item, end_ms| {
+                    entries.push(Entry { at: item.at, id: item.id, end_ms });
+                })?;
+                Ok(entries)
+            })
+            .await?;
+        entries.sort_unstable_by_key(Entry::key);
+        entries.dedup_by_key(|e| e.key());
+        entries.shrink_to_fit();
+        Ok(SetSnapshot::new(entries))
+    }
+}
+
+/// `snap` with `delta` applied and the entries expired at `floor` left out:
+/// one merge of two sorted lists.
+fn patch(snap: &SetSnapshot, delta: Delta, floor: u64) -> SetSnapshot {
+    let Delta { mut added, mut removed, .. } = delta;
+    added.sort_unstable_by_key(Entry::key);
+    added.dedup_by_key(|e| e.key());
+    removed.sort_unstable();
+    let gone = |key: &(u64, [u8; 32])| removed.binary_search(key).is_ok();
+    let keep = |e: &&Entry| e.end_ms > floor && !gone(&e.key());
+    let mut old = snap.entries.iter().filter(keep).peekable();
+    let mut new = added.iter().filter(keep).peekable();
+    let mut entries = Vec::with_capacity(snap.entries.len() + added.len());
+    loop {
+        let next = match (old.peek(), new.peek()) {
+            (Some(a), Some(b)) if a.key() == b.key() => {
+                new.next();
+                old.next()
+            }
+            (Some(a), Some(b)) if a.key() < b.key() => old.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => new.next(),
+            (Some(_), None) => old.next(),
+            (None, None) => break,
+        };
+        entries.extend(next.copied());
+    }
+    SetSnapshot::new(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use banmesh_crdt::{Kind, Metadata, Statement};
+    use banmesh_keys::roles::{Role, Roles};
+    use banmesh_keys::{Revocation, SecretKey, sign_record};
+
+    use super::*;
+    use crate::store::query;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn ban(signer: &SecretKey, key: &str, at: u64, ttl_ms: u64) -> Record {
+        let statement = Statement {
+            key: key.parse().unwrap(),
+            kind: Kind::Ban,
+            issued_at: Hlc::from_millis(at),
+            expires_at: Some(at + ttl_ms),
+            strikes: 1,
+            meta: Metadata { jail: "sshd".into(), reason: "test".into(), source: "cli".into() },
+            origin: Origin::default(),
+        };
+        sign_record(signer, statement)
+    }
+
+    /// The cached set and the set read from the store at `horizon`.
+    async fn both(store: &Store, horizon: u64) -> (Vec<(u64, [u8; 32])>, Vec<(u64, [u8; 32])>) {
+        let params = Params::default();
+        let snapshot = store.sync_set(horizon, &params).await.unwrap();
+        let cached = snapshot.entries().iter().map(Entry::key).collect();
+        let items = store.read(move |c, p| query::sync_items(c, p, horizon, &params)).await;
+        let mut stored: Vec<_> = items.unwrap().iter().map(|i| (i.at, i.id)).collect();
+        stored.sort_unstable();
+        (cached, stored)
+    }
+
+    #[tokio::test]
+    async fn set_cache_follows_writes_replacements_certificates_revocations_and_the_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = Params::default();
+        let store = Store::open(dir.path(), params, T0).await.unwrap().0;
+        let (cluster, a, b) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let long = 60_000 + params.retention_ms + 3_600_000;
+        store
+            .apply(vec![ban(&a, "10.0.0.1", T0, 60_000), ban(&b, "10.0.0.2", T0, long)], T0)
+            .await
+            .unwrap();
+        let (cached, stored) = both(&store, T0).await;
+        assert_eq!((cached.len(), &cached), (2, &stored));
+        let first = store.sync_set(T0, &params).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &store.sync_set(T0 + 1, &params).await.unwrap()), "shared");
+        // A newer record replaces a's in its slot; a certificate joins.
+        store.apply(vec![ban(&a, "10.0.0.1", T0 + 1, 60_000)], T0 + 1).await.unwrap();
+        let roles: Roles = [Role::Ban].into_iter().collect();
+        let cert =
+            Certificate::issue(&cluster, b.public(), "b", roles, T0, T0 + long, None).unwrap();
+        assert!(store.add_certificate(cert).await.unwrap());
+        let (cached, stored) = both(&store, T0 + 1).await;
+        assert_eq!((cached.len(), &cached), (3, &stored));
+        assert_eq!(first.entries().len(), 2, "a session's snapshot stays as it was");
+        // a's record leaves the set once the horizon passes its end + retention.
+        let later = T0 + 1 + 60_000 + params.retention_ms + 1;
+        let (cached, stored) = both(&store, later).await;
+        assert_eq!((cached.len(), &cached), (2, &stored));
+        // b is revoked: its record leaves, the revocation joins.
+        let revocation = Revocation::issue(&cluster, b.public(), T0, "gone").unwrap();
+        assert!(store.add_revocation(revocation).await.unwrap());
+        let (cached, stored) = both(&store, later).await;
+        assert_eq!((cached.len(), &cached), (2, &stored));
+    }
+
+    fn entry(at: u64, byte: u8, end_ms: u64) -> Entry {
+        Entry { at, id: [byte; 32], end_ms }
+    }
+
+    #[test]
+    fn set_cache_patch_merges_adds_drops_replaced_and_expired() {
+        let snap = SetSnapshot::new(vec![entry(1, 1, 50), entry(2, 2, 500), entry(4, 4, 500)]);
+        let delta = Delta {
+            added: vec![entry(3, 3, 500), entry(2, 2, 500), entry(5, 5, 10), entry(0, 9, 500)],
+            removed: vec![(4, [4; 32])],
+            stale: false,
+        };
+        let patched = patch(&snap, delta, 100);
+        let keys: Vec<u64> = patched.entries().iter().map(|e| e.at).collect();
+        assert_eq!(keys, [0, 2, 3], "expired (1, 5) and replaced (4) left out, 2 once");
+        assert_eq!(patched.next_end, 500);
+        assert_eq!(patched.find(&[[3; 32], [4; 32], [9; 32]]), [(3, [3; 32]), (0, [9; 32])]);
+    }
+}
