@@ -14,6 +14,12 @@
 //! - `POST /add_ips` of 500 fresh addresses: median time of 5, and the
 //!   view rebuilds they caused (from the node's log);
 //! - `GET /v1/decisions?limit=200`, walked by cursor on 16 connections;
+//! - the dashboard's data calls on 16 connections: `/v1/counts`, recent
+//!   activity (`/v1/decisions?state=all&since=...&limit=500`, since a day
+//!   ago: every record; since the load: the few thousand posted since),
+//!   `/v1/status`, `/v1/peers`, `/v1/explain/IP`;
+//! - the peak memory (VmHWM) while 64 clients read `GET
+//!   /get_ips?search_ip=.` at once;
 //! - the unpaged body compressed at gzip levels 1, 6 and 9 (size, time);
 //! - memory: the gateway node's `VmRSS` and `VmHWM` after the load (idle)
 //!   and at the end, beside a node without a gateway loaded alike (the
@@ -465,10 +471,16 @@ fn main() {
         if memory_only {
             return;
         }
+        let loaded_at = banmesh_keys::time::format_rfc3339(
+            u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
+        );
         let pages = records.div_ceil(PER_PAGE);
         paged(node.gateway, connections, seconds, pages, false).await;
         paged(node.gateway, connections, seconds, pages, true).await;
         native::decisions(node.gateway, connections, seconds).await;
+        let ip = address(10, 7);
+        native::dashboard(node.gateway, connections, seconds, &loaded_at, &ip).await;
+        memory::searches(node.gateway, pid).await;
         unpaged(node.gateway, false).await;
         unpaged(node.gateway, true).await;
         unpaged_after_change(node.gateway, false).await;

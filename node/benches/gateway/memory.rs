@@ -1,5 +1,6 @@
 //! The benchmark's memory figures: a process's `VmRSS` and `VmHWM` from
-//! `/proc/PID/status`, and the view's rebuild times from the node's log.
+//! `/proc/PID/status`, the peak under 64 concurrent searches, and the
+//! view's rebuild times from the node's log.
 
 use std::path::Path;
 
@@ -46,4 +47,47 @@ pub fn rebuild_times(log: &Path, mark: usize) -> Vec<f64> {
         .filter(|l| l.contains("gateway view rebuilt"))
         .filter_map(|l| field(l, "took_us=").map(|us| us / 1000.0).or_else(|| field(l, "took_ms=")))
         .collect()
+}
+
+/// Searches sent at once, as in the issue's side-by-side run.
+const SEARCHES: usize = 64;
+/// `handlers::HEAVY_RENDERS`, and the slack `tests/gateway/memory.rs`
+/// allows beside the renders: its bound is `3 * PERMITS * answer + SLACK`.
+const PERMITS: u64 = 2;
+const SLACK: u64 = 40 << 20;
+
+/// The node's peak memory (VmHWM, reset first) while 64 clients each read
+/// `GET /get_ips?search_ip=.` (every ban) to the end at once.
+pub async fn searches(port: u16, pid: u32) {
+    let search = || async move {
+        let mut conn = super::Conn::open(port).await.expect("connect");
+        let reply = conn.request("GET", "/get_ips?search_ip=.", false, b"").await;
+        reply.map_or(0, |r| if r.status == 200 { r.body.len() as u64 } else { 0 })
+    };
+    let answer = search().await;
+    // Writing 5 to clear_refs resets VmHWM to the resident size.
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    let (_, before) = rss_hwm(pid);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..SEARCHES {
+        tasks.spawn(search());
+    }
+    let mut full = 0;
+    while let Some(done) = tasks.join_next().await {
+        full += usize::from(done.expect("search task") == answer);
+    }
+    let (rss, after) = rss_hwm(pid);
+    let mb = |b: u64| b as f64 / 1e6;
+    println!(
+        "memory  {SEARCHES} concurrent GET /get_ips?search_ip=. ({full} answered in full, {:.1} MB \
+         each, {:.0} MB if all held at once): VmHWM {:.1} -> {:.1} MB, rise {:.1} MB \
+         (bound {:.1} MB: 3 x {PERMITS} renders + 40 MiB), VmRSS after {:.1} MB",
+        mb(answer),
+        mb(answer * SEARCHES as u64),
+        mb(before),
+        mb(after),
+        mb(after.saturating_sub(before)),
+        mb(3 * PERMITS * answer + SLACK),
+        mb(rss)
+    );
 }

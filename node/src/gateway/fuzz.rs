@@ -55,7 +55,6 @@ pub async fn router_for(
         queries,
         heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
         sessions: super::ui::session::Sessions::new(false),
-        counts: super::v1::counts::CountsCache::default(),
     });
     Ok(router(shared))
 }

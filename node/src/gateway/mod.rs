@@ -98,8 +98,6 @@ pub struct Shared {
     heavy: Arc<tokio::sync::Semaphore>,
     /// The dashboard's sessions.
     sessions: ui::session::Sessions,
-    /// The last `/v1/counts`.
-    counts: v1::counts::CountsCache,
 }
 
 impl Shared {
@@ -161,7 +159,6 @@ pub async fn start(
         heavy: Arc::new(tokio::sync::Semaphore::new(handlers::HEAVY_RENDERS)),
         // Over HTTPS the session cookie carries `Secure`.
         sessions: ui::session::Sessions::new(tls.is_some()),
-        counts: v1::counts::CountsCache::default(),
     });
     *deps.status.lock().unwrap_or_else(PoisonError::into_inner) = GatewayStatus {
         listen: local.to_string(),

@@ -58,7 +58,7 @@ impl Item {
             id: key_id(key),
             ban_end_ms: time(lifecycle.ban_end_ms),
             allowed_since_ms: time(lifecycle.allowed_since_ms),
-            meta: lifecycle.ban.and_then(|b| b.meta.clone()),
+            meta: lifecycle.ban.map(|b| b.meta.clone()),
         }
     }
 

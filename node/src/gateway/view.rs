@@ -5,6 +5,9 @@
 //! for the keys that changed, when records change (at most every
 //! [`REBUILD_DELAY`]) or when the earliest lifecycle step passes.
 //!
+//! It also answers `/v1/counts` and `/v1/decisions` from those records
+//! ([`native`]), after every committed record, without reading the store.
+//!
 //! Task and channels: [`run`] owns the records; requests reach it through a
 //! [`ViewHandle`] (a bounded `mpsc` of [`ViewMsg`], answered on oneshots) and
 //! read snapshots from a `watch`. A lagging subscription reloads everything
@@ -12,9 +15,10 @@
 
 pub mod fact;
 mod keys;
+mod native;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use banmesh_crdt::{Key, Origin, Params, Record};
@@ -26,7 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::lifecycle::{Status, Windows};
 use super::snapshot::Snapshot;
+use super::v1::counts::Counts;
+use super::v1::decisions::{DecisionPage, Filter};
 use crate::clock::now_ms;
+use crate::mesh::Trust;
 use crate::store::{Store, StoreError, StoreEvent, query};
 
 /// Longest a change from elsewhere (gossip, sync, the CLI) waits before it
@@ -60,6 +67,23 @@ pub enum ViewMsg {
         /// One answer per key; `None`: not listed.
         reply: oneshot::Sender<Vec<Option<KeyState>>>,
     },
+    /// The live decisions counted (`/v1/counts`), after every committed
+    /// record.
+    Counts {
+        /// Judges the records' certificates and names their origins.
+        trust: Arc<RwLock<Trust>>,
+        /// The answer.
+        reply: oneshot::Sender<Counts>,
+    },
+    /// One page of decisions (`/v1/decisions`), after every committed record.
+    Decisions {
+        /// Judges the records' certificates and names their origins.
+        trust: Arc<RwLock<Trust>>,
+        /// The query.
+        filter: Box<Filter>,
+        /// The answer.
+        reply: oneshot::Sender<DecisionPage>,
+    },
     /// Publish a snapshot holding every committed record now.
     Flush {
         /// Answered once it is published.
@@ -86,6 +110,26 @@ impl ViewHandle {
     pub async fn lookup(&self, keys: Vec<Key>) -> Option<Vec<Option<KeyState>>> {
         let (reply, answer) = oneshot::channel();
         self.msg_tx.send(ViewMsg::Lookup { keys, reply }).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// The live decisions counted now; `None` when the view task has stopped.
+    pub async fn counts(&self, trust: Arc<RwLock<Trust>>) -> Option<Counts> {
+        let (reply, answer) = oneshot::channel();
+        self.msg_tx.send(ViewMsg::Counts { trust, reply }).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// The page of decisions `filter` asks for now; `None` when the view
+    /// task has stopped.
+    pub async fn decisions(
+        &self,
+        trust: Arc<RwLock<Trust>>,
+        filter: Filter,
+    ) -> Option<DecisionPage> {
+        let (reply, answer) = oneshot::channel();
+        let filter = Box::new(filter);
+        self.msg_tx.send(ViewMsg::Decisions { trust, filter, reply }).await.ok()?;
         answer.await.ok()
     }
 
@@ -167,6 +211,14 @@ async fn run(
                     ViewMsg::Lookup { keys, reply } => {
                         let _ = reply.send(view.lookup(&keys, now_ms()));
                     }
+                    ViewMsg::Counts { trust, reply } => {
+                        let trust = trust.read().unwrap_or_else(PoisonError::into_inner);
+                        let _ = reply.send(native::counts(&view.keys, &trust, now_ms()));
+                    }
+                    ViewMsg::Decisions { trust, filter, reply } => {
+                        let trust = trust.read().unwrap_or_else(PoisonError::into_inner);
+                        let _ = reply.send(native::page(&view.keys, &trust, &filter, now_ms()));
+                    }
                     ViewMsg::Flush { reply } => {
                         // Flushes queued behind one another share its rebuild.
                         if view.keys.changed() {
@@ -242,7 +294,8 @@ impl View {
     /// Merges one record: kept iff it is greater than its (origin, kind) slot's.
     fn insert(&mut self, record: &Record) {
         if !self.revoked.contains(&record.origin()) {
-            self.keys.insert(record);
+            let rule_ok = record.statement().validate(&self.params).is_ok();
+            self.keys.insert(record, rule_ok);
         }
     }
 

@@ -147,6 +147,11 @@ impl Trust {
             .max_by_key(|c| c.not_after_ms())
     }
 
+    /// Every certificate known for `node`.
+    pub fn certs_of(&self, node: &PublicKey) -> &[Certificate] {
+        self.certs.get(node).map_or(&[], Vec::as_slice)
+    }
+
     /// Any certificate known for `node` (the latest-ending), to send along.
     pub fn cert_of(&self, node: &PublicKey) -> Option<&Certificate> {
         self.certs.get(node)?.iter().max_by_key(|c| c.not_after_ms())

@@ -77,43 +77,6 @@ pub fn counted_records_on_keys(
     )
 }
 
-/// The counted records (origins not revoked) on the first `keys` keys after
-/// `after` (from the first key when `None`) in the store's key order (the
-/// primary key's: family, prefix length, network), in that order; the last
-/// key read, and whether keys may follow it. A page is its own read, keyed
-/// by a key rather than an offset, so records added or removed between
-/// pages never shift the next one.
-pub fn records_after_key(
-    conn: &Connection,
-    path: &Path,
-    after: Option<Key>,
-    keys: usize,
-) -> Result<(Vec<Record>, Option<Key>, bool), StoreError> {
-    let after = after.map(|k| k.to_bytes()).unwrap_or_default();
-    let limit = i64::try_from(keys).unwrap_or(i64::MAX);
-    let mut stmt = conn
-        .prepare_cached("SELECT DISTINCT key FROM records WHERE key > ?1 ORDER BY key LIMIT ?2")
-        .map_err(fail(path))?;
-    let found = stmt
-        .query_map(rusqlite::params![after, limit], |r| r.get::<_, Vec<u8>>(0))
-        .map_err(fail(path))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(fail(path))?;
-    let more = found.len() >= keys;
-    let Some(last) = found.into_iter().next_back() else {
-        return Ok((Vec::new(), None, false));
-    };
-    let last_key = Key::from_bytes(&last)
-        .map_err(|e| StoreError::Damaged { path: path.to_owned(), detail: e.to_string() })?;
-    let records = select_records(
-        conn,
-        path,
-        &format!("r.key > ?1 AND r.key <= ?2 AND {NOT_REVOKED} ORDER BY r.key"),
-        rusqlite::params![after, last],
-    )?;
-    Ok((records, Some(last_key), more))
-}
-
 /// Every key that covers `key`: itself and every wider network holding it.
 pub fn covering_keys(key: Key) -> Vec<Key> {
     Key::covering(key.net().network()).filter(|k| k.prefix_len() <= key.prefix_len()).collect()

@@ -119,8 +119,9 @@ fn native_endpoints_answer_and_refuse_with_one_error_shape() {
 
     // Reads and filters.
     let all = expect(&call(&gw, READER, "GET", "/v1/decisions", None), 200, None);
-    // The store's key order: IPv4 before IPv6, then prefix length, address.
-    assert_eq!(keys(&all), ["198.51.100.0/24", "192.0.2.50", "2001:db8::7"], "{all}");
+    // Key order, as the old API's lists: IPv4 before IPv6, then address,
+    // then prefix length.
+    assert_eq!(keys(&all), ["192.0.2.50", "198.51.100.0/24", "2001:db8::7"], "{all}");
     assert_eq!(all["next_cursor"], Value::Null);
     let get = |path: &str| keys(&expect(&call(&gw, READER, "GET", path, None), 200, None));
     assert_eq!(get("/v1/decisions?kind=allow"), ["192.0.2.50"]);

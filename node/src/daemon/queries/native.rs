@@ -1,23 +1,15 @@
 //! The reads the gateway's native API (`/v1/`) needs beyond status, peers
-//! and trace: records a page of keys at a time in the store's key order,
-//! shown with their origin's name and validity, and what this node's
+//! and trace: the trust its view judges records by, and what this node's
 //! enforcement holds for one address.
 
 use std::net::IpAddr;
 use std::sync::PoisonError;
 
-use banmesh_crdt::{Key, Record};
+use banmesh_crdt::Key;
 use serde::Serialize;
 
 use super::Queries;
-use crate::api::NodeError;
-use crate::control::views::RecordView;
 use crate::enforce::Why;
-use crate::store::query;
-
-/// One page of records by key: each record with its view, the last key
-/// read, and whether keys may follow it.
-pub type KeyedPage = (Vec<(Record, RecordView)>, Option<Key>, bool);
 
 /// What this node's enforcement holds for one address.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -54,22 +46,10 @@ pub struct BackendHold {
 }
 
 impl Queries {
-    /// The counted records on the first `keys` keys after `after`, shown.
-    pub async fn records_after_key(
-        &self,
-        after: Option<Key>,
-        keys: usize,
-    ) -> Result<KeyedPage, NodeError> {
-        let (records, last, more) =
-            self.store.read(move |c, p| query::records_after_key(c, p, after, keys)).await?;
-        let shown = records
-            .into_iter()
-            .map(|r| {
-                let view = self.view(&r, None);
-                (r, view)
-            })
-            .collect();
-        Ok((shown, last, more))
+    /// The node's trust (certificates and revocations), for the gateway's
+    /// view to judge the records it holds.
+    pub fn trust(&self) -> std::sync::Arc<std::sync::RwLock<crate::mesh::Trust>> {
+        self.trust.clone()
     }
 
     /// What the enforcement target and each backend hold for `addr`.

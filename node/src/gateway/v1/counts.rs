@@ -1,34 +1,16 @@
 //! `GET /v1/counts`: the live bans and allows counted per jail and per
-//! origin, for the dashboard. The store is read a few hundred keys at a
-//! time (as [`decisions`](super::decisions) pages it) and only the tallies
-//! are kept, so memory stays bounded whatever the number of records; the
-//! number of distinct jails kept is bounded too (the rest add up under
-//! `other_jails`). A scan costs about a second per 100,000 records, so the
-//! answer is kept ([`CountsCache`]) for [`FRESH_FOR`] or until a write
-//! through this gateway's `/v1`, and one scan at a time computes it (holding one
-//! of the gateway's heavy-request permits) while other callers wait for it.
+//! origin, for the dashboard. The gateway's view counts them from the
+//! records it holds in memory (`view::native`, a few ms per 100,000
+//! records), after every committed record; this module adds them up
+//! ([`Counter`]) and keeps the number of distinct jails and origins named
+//! bounded (the rest add up under `other_jails` and `other_origins`).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap};
 
 use banmesh_crdt::Kind;
-use banmesh_crdt::slots::KeySlots;
 use banmesh_keys::time::format_rfc3339;
 use serde::Serialize;
-use serde_json::Value;
-use tokio::sync::{Mutex, Semaphore};
 
-use super::error::V1Error;
-use crate::clock::now_ms;
-use crate::daemon::queries::Queries;
-
-/// How long counts are served before a request counts again.
-pub const FRESH_FOR: Duration = Duration::from_secs(15);
-
-/// Keys read from the store at a time.
-const SCAN_KEYS: usize = 512;
 /// Most distinct jails (and origins) counted by name.
 pub const MAX_GROUPS: usize = 1_000;
 
@@ -75,8 +57,8 @@ pub struct OriginCount {
 /// Every count.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Counts {
-    /// When they were counted, RFC 3339: at most 15 s ago, and after the
-    /// last write through this gateway's `/v1`.
+    /// When they were counted, RFC 3339 (after every record this node had
+    /// committed then).
     pub counted_at: String,
     /// All live decisions.
     pub total: Tally,
@@ -91,18 +73,35 @@ pub struct Counts {
 }
 
 /// Tallies by name, at most [`MAX_GROUPS`] names.
-#[derive(Default)]
 struct Groups<K: Ord> {
     named: BTreeMap<K, Tally>,
     other: Tally,
 }
 
+impl<K: Ord> Default for Groups<K> {
+    fn default() -> Groups<K> {
+        Groups { named: BTreeMap::new(), other: Tally::default() }
+    }
+}
+
 impl<K: Ord> Groups<K> {
-    fn add(&mut self, key: K, kind: Kind) {
-        if let Some(tally) = self.named.get_mut(&key) {
+    #[cfg(test)]
+    fn add(&mut self, key: K, kind: Kind)
+    where
+        K: Clone,
+    {
+        self.add_with(&key, kind, K::clone);
+    }
+
+    /// Counts under `key` (made owned by `own` only when first seen).
+    fn add_with<Q: Ord + ?Sized>(&mut self, key: &Q, kind: Kind, own: impl FnOnce(&Q) -> K)
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        if let Some(tally) = self.named.get_mut(key) {
             tally.add(kind);
         } else if self.named.len() < MAX_GROUPS {
-            self.named.entry(key).or_default().add(kind);
+            self.named.entry(own(key)).or_default().add(kind);
         } else {
             self.other.add(kind);
         }
@@ -116,90 +115,47 @@ impl<K: Ord> Groups<K> {
     }
 }
 
-/// Counts the live decisions at `now`.
-pub async fn count(queries: &Queries, now: u64) -> Result<Counts, V1Error> {
-    let mut total = Tally::default();
-    let mut jails: Groups<String> = Groups::default();
-    let mut origins: Groups<(String, Option<String>)> = Groups::default();
-    let mut after = None;
-    loop {
-        let (records, last, more) = queries.records_after_key(after, SCAN_KEYS).await?;
-        for group in records.chunk_by(|(a, _), (b, _)| a.key() == b.key()) {
-            let slots = KeySlots::new(group.iter().map(|(r, _)| r));
-            for (record, view) in group {
-                let kind = record.kind();
-                let ended = record.statement().expires_at.is_some_and(|end| end <= now);
-                if !matches!(kind, Kind::Ban | Kind::Allow)
-                    || !view.valid
-                    || ended
-                    || slots.is_lifted(record)
-                {
-                    continue;
-                }
-                total.add(kind);
-                jails.add(view.jail.clone(), kind);
-                origins.add((view.origin_key.clone(), view.origin_name.clone()), kind);
-            }
-        }
-        if !more || last.is_none() {
-            break;
-        }
-        after = last;
-    }
-    let (jails, other_jails) = jails.sorted();
-    let (origins, other_origins) = origins.sorted();
-    Ok(Counts {
-        counted_at: format_rfc3339(now),
-        total,
-        jails: jails.into_iter().map(|(jail, tally)| JailCount { jail, tally }).collect(),
-        other_jails,
-        origins: origins
-            .into_iter()
-            .map(|((key, name), tally)| OriginCount { name, key, tally })
-            .collect(),
-        other_origins,
-    })
-}
-
-/// The last counts, as JSON, and what they were counted under.
+/// Adds up live decisions one at a time.
 #[derive(Default)]
-pub struct CountsCache {
-    /// Bumped by every write through this gateway's `/v1`.
-    generation: AtomicU64,
-    /// When, under which generation, and the answer. Held across the scan
-    /// on purpose: callers arriving meanwhile wait for its answer rather
-    /// than scan again.
-    last: Mutex<Option<(Instant, u64, Arc<Value>)>>,
+pub struct Counter {
+    total: Tally,
+    jails: Groups<String>,
+    /// By origin key (hex).
+    origins: Groups<String>,
+    /// Each counted origin's certificate name.
+    names: HashMap<String, Option<String>>,
 }
 
-impl CountsCache {
-    /// The counts, counted again when older than [`FRESH_FOR`] or than
-    /// the last write.
-    pub async fn get(&self, queries: &Queries, heavy: &Semaphore) -> Result<Arc<Value>, V1Error> {
-        let mut last = self.last.lock().await;
-        let generation = self.generation.load(Ordering::Acquire);
-        if let Some((at, seen, value)) = &*last
-            && *seen == generation
-            && at.elapsed() < FRESH_FOR
-        {
-            return Ok(value.clone());
+impl Counter {
+    /// Counts one live Ban or Allow of `jail`, signed by the origin whose
+    /// key (hex) and certificate name are given.
+    pub fn add(&mut self, kind: Kind, jail: &str, origin_key: &str, origin_name: Option<&str>) {
+        self.total.add(kind);
+        self.jails.add_with(jail, kind, str::to_owned);
+        if !self.names.contains_key(origin_key) {
+            self.names.insert(origin_key.to_owned(), origin_name.map(str::to_owned));
         }
-        let _permit = heavy.acquire().await.map_err(|_| {
-            V1Error::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the gateway is stopping",
-            )
-        })?;
-        let counts = count(queries, now_ms()).await?;
-        let value = Arc::new(serde_json::to_value(counts).unwrap_or(Value::Null));
-        *last = Some((Instant::now(), generation, value.clone()));
-        Ok(value)
+        self.origins.add_with(origin_key, kind, str::to_owned);
     }
 
-    /// A write changed the counts: the next request counts again.
-    pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+    /// The counts, counted at `now`.
+    pub fn finish(mut self, now: u64) -> Counts {
+        let (jails, other_jails) = self.jails.sorted();
+        let (origins, other_origins) = self.origins.sorted();
+        Counts {
+            counted_at: format_rfc3339(now),
+            total: self.total,
+            jails: jails.into_iter().map(|(jail, tally)| JailCount { jail, tally }).collect(),
+            other_jails,
+            origins: origins
+                .into_iter()
+                .map(|(key, tally)| {
+                    let name = self.names.remove(&key).flatten();
+                    OriginCount { name, key, tally }
+                })
+                .collect(),
+            other_origins,
+        }
     }
 }
 

@@ -1,31 +1,28 @@
 //! `GET /v1/decisions`: bans and allows with their networks, expiry in RFC
 //! 3339, origin (certificate name and key), jail and reason, filtered and
-//! paged by cursor. A page is read from the store a few hundred keys at a
-//! time in its key order (IPv4 before IPv6, then prefix length, then
-//! address); the cursor is the last key a page covered, so records added or
-//! removed between pages never shift the next one: a key present
+//! paged by cursor: the query ([`Filter`]) and the answer's shape. The
+//! gateway's view reads a page from the records it holds in memory
+//! (`view::native`) in key order (IPv4 before IPv6, then address, then
+//! prefix length); the cursor is the last key a page covered, so records
+//! added or removed between pages never shift the next one: a key present
 //! throughout is listed exactly once.
 
 use std::collections::HashMap;
 
-use banmesh_crdt::slots::KeySlots;
-use banmesh_crdt::{Key, Kind, Record};
+use banmesh_crdt::{Key, Kind};
 use banmesh_keys::time::format_rfc3339;
 use serde::Serialize;
 
 use super::error::V1Error;
 use crate::control::views::RecordView;
-use crate::daemon::queries::Queries;
 
 /// Decisions per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
 /// Most decisions per page.
 pub const MAX_LIMIT: usize = 1_000;
-/// Keys read from the store at a time.
-const SCAN_KEYS: usize = 256;
 /// Most keys one request reads; a page that filters out more ends short
 /// with a cursor to go on from.
-const SCAN_BUDGET: usize = 50_000;
+pub const SCAN_BUDGET: usize = 50_000;
 
 /// Which decisions by where they stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,68 +223,6 @@ pub struct DecisionPage {
     pub decisions: Vec<Decision>,
     /// Pass as `cursor` for the next page; `null` after the last.
     pub next_cursor: Option<String>,
-}
-
-/// Where a ban or allow stands at `now`.
-fn state_of(slots: &KeySlots<'_>, record: &Record, view: &RecordView, now: u64) -> &'static str {
-    if !view.valid {
-        "invalid"
-    } else if slots.is_lifted(record) {
-        "lifted"
-    } else if record.statement().expires_at.is_some_and(|end| end <= now) {
-        "expired"
-    } else {
-        "live"
-    }
-}
-
-fn wanted(filter: &Filter, view: &RecordView, record: &Record, state: &'static str) -> bool {
-    let state_ok = match filter.state {
-        StateFilter::Live => state == "live",
-        StateFilter::Ended => state != "live",
-        StateFilter::All => true,
-    };
-    state_ok
-        && filter.kind.is_none_or(|k| record.kind() == k)
-        && filter.jail.as_deref().is_none_or(|j| view.jail == j)
-        && filter.origin.as_deref().is_none_or(|o| {
-            view.origin_key.eq_ignore_ascii_case(o) || view.origin_name.as_deref() == Some(o)
-        })
-        && filter.since_ms.is_none_or(|s| view.issued_at_ms >= s)
-}
-
-/// The page `filter` asks for, at `now`.
-pub async fn page(queries: &Queries, filter: &Filter, now: u64) -> Result<DecisionPage, V1Error> {
-    let mut decisions = Vec::new();
-    let mut after = filter.after;
-    let mut scanned = 0;
-    loop {
-        let (records, last, more) = queries.records_after_key(after, SCAN_KEYS).await?;
-        for group in records.chunk_by(|(a, _), (b, _)| a.key() == b.key()) {
-            let slots = KeySlots::new(group.iter().map(|(r, _)| r));
-            for (record, view) in group {
-                if !matches!(record.kind(), Kind::Ban | Kind::Allow) {
-                    continue;
-                }
-                let state = state_of(&slots, record, view, now);
-                if wanted(filter, view, record, state) {
-                    decisions.push(Decision::of(view, state));
-                }
-            }
-            if decisions.len() >= filter.limit {
-                let key = group.first().map(|(r, _)| r.key());
-                return Ok(DecisionPage { decisions, next_cursor: key.map(encode_cursor) });
-            }
-        }
-        scanned += SCAN_KEYS;
-        if !more || last.is_none() {
-            return Ok(DecisionPage { decisions, next_cursor: None });
-        }
-        after = last;
-        if scanned >= SCAN_BUDGET {
-            return Ok(DecisionPage { decisions, next_cursor: after.map(encode_cursor) });
-        }
-    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,6 @@ use super::Shared;
 use super::auth::Client;
 use super::body::{accepts_gzip, json_response};
 use super::listener::Peer;
-use crate::clock::now_ms;
 use error::V1Error;
 
 type S = State<Arc<Shared>>;
@@ -81,6 +80,7 @@ fn path_key(key: K) -> Result<String, V1Error> {
     responses(
         (status = 200, body = decisions::DecisionPage),
         (status = 400, body = openapi::ErrorBody), (status = 401, body = openapi::ErrorBody),
+        (status = 503, body = openapi::ErrorBody),
     ),
     security(("bearer" = [])))]
 async fn decisions(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, q: Q) -> Response {
@@ -88,7 +88,7 @@ async fn decisions(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, q: Q) 
         client(&s, &headers, &peer)?;
         let Query(params) = q.map_err(|e| V1Error::bad_request(format!("bad query: {e}")))?;
         let filter = decisions::Filter::parse(&params)?;
-        let page = decisions::page(&s.queries, &filter, now_ms()).await?;
+        let page = s.view.decisions(s.queries.trust(), filter).await.ok_or_else(stopping)?;
         Ok::<_, V1Error>(serde_json::to_value(page).unwrap_or(Value::Null))
     };
     respond(run.await, &headers)
@@ -112,9 +112,8 @@ async fn explain(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) 
     respond(run.await, &headers)
 }
 
-/// The live bans and allows counted per jail and per origin (a full scan in
-/// bounded memory, one at a time, its answer kept for 15 s or until a
-/// write through `/v1` here).
+/// The live bans and allows counted per jail and per origin, now (from the
+/// records the gateway holds in memory).
 #[utoipa::path(get, path = "/v1/counts", tag = "v1",
     responses(
         (status = 200, body = counts::Counts), (status = 401, body = openapi::ErrorBody),
@@ -124,12 +123,15 @@ async fn explain(State(s): S, ConnectInfo(peer): P, headers: HeaderMap, key: K) 
 async fn counts(State(s): S, ConnectInfo(peer): P, headers: HeaderMap) -> Response {
     let run = async {
         client(&s, &headers, &peer)?;
-        s.counts.get(&s.queries, &s.heavy).await
+        let counts = s.view.counts(s.queries.trust()).await.ok_or_else(stopping)?;
+        Ok::<_, V1Error>(serde_json::to_value(counts).unwrap_or(Value::Null))
     };
-    match run.await {
-        Ok(value) => answer(StatusCode::OK, &value, &headers),
-        Err(error) => error.into_response(),
-    }
+    respond(run.await, &headers)
+}
+
+/// The view task has stopped: the gateway is shutting down.
+fn stopping() -> V1Error {
+    V1Error::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the gateway is stopping")
 }
 
 /// The node's status, as `banmesh status --json` shows it.
@@ -163,16 +165,9 @@ fn respond(result: Result<Value, V1Error>, headers: &HeaderMap) -> Response {
     }
 }
 
-fn respond_write(
-    s: &Shared,
-    result: Result<(StatusCode, Value), V1Error>,
-    headers: &HeaderMap,
-) -> Response {
+fn respond_write(result: Result<(StatusCode, Value), V1Error>, headers: &HeaderMap) -> Response {
     match result {
-        Ok((status, value)) => {
-            s.counts.invalidate();
-            answer(status, &value, headers)
-        }
+        Ok((status, value)) => answer(status, &value, headers),
         Err(error) => error.into_response(),
     }
 }
@@ -188,7 +183,7 @@ async fn create(
         Ok(c) => writes::create(s.clone(), c, kind, headers.clone(), body).await,
         Err(e) => Err(e),
     };
-    respond_write(&s, result, &headers)
+    respond_write(result, &headers)
 }
 
 async fn lift(s: Arc<Shared>, kind: Kind, peer: Peer, headers: HeaderMap, key: K) -> Response {
@@ -197,7 +192,7 @@ async fn lift(s: Arc<Shared>, kind: Kind, peer: Peer, headers: HeaderMap, key: K
         let key = path_key(key)?;
         writes::lift(s.clone(), c, kind, &key).await
     };
-    respond_write(&s, run.await, &headers)
+    respond_write(run.await, &headers)
 }
 
 /// Bans a key.

@@ -14,7 +14,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Serialize;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::super::compat::CompatDoc;
@@ -108,14 +110,32 @@ pub struct Lifted {
     pub notes: Vec<String>,
 }
 
-/// Adds the bearer token scheme.
-struct Bearer;
+/// Adds the bearer token scheme, and the dashboard's session cookie as a
+/// second scheme every `/v1` operation accepts in its place (the
+/// compatibility API never takes the cookie).
+struct Schemes;
 
-impl Modify for Bearer {
+impl Modify for Schemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let cookie = ApiKeyValue::with_description(
+            crate::gateway::ui::session::COOKIE,
+            "the dashboard's session (POST /ui/login with a configured token); writes also need \
+             the X-CSRF-Token header GET /ui/session gives",
+        );
+        components.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(cookie)));
+        for (path, item) in &mut openapi.paths.paths {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+                let none: [&str; 0] = [];
+                let security = op.security.get_or_insert_with(Vec::new);
+                security.push(SecurityRequirement::new("session", none));
+            }
+        }
     }
 }
 
@@ -132,7 +152,7 @@ impl Modify for Bearer {
         DecisionPage, Explanation, Explained, Enforcement, LeftOut, BackendHold, Counts, Tally,
         JailCount, OriginCount
     )),
-    modifiers(&Bearer),
+    modifiers(&Schemes),
     tags((name = "v1", description = "the native API"))
 )]
 pub struct ApiDoc;
@@ -183,6 +203,14 @@ mod tests {
         assert!(doc["components"]["schemas"]["Decision"].is_object());
         assert!(doc["components"]["schemas"]["CompatItem"].is_object());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        let session = &doc["components"]["securitySchemes"]["session"];
+        assert_eq!((&session["type"], &session["in"]), (&"apiKey".into(), &"cookie".into()));
+        assert_eq!(session["name"], crate::gateway::ui::session::COOKIE);
+        let security =
+            |path: &str, method: &str| doc["paths"][path][method]["security"].to_string();
+        assert!(security("/v1/counts", "get").contains("session"));
+        assert!(security("/v1/bans", "post").contains("session"));
+        assert!(!security("/get_ips", "get").contains("session"));
     }
 
     /// `node/openapi.json` is the document as the code makes it; after

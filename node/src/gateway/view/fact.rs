@@ -15,8 +15,9 @@ use banmesh_crdt::{Id, Kind, Origin, Record};
 
 use crate::gateway::lifecycle::Said;
 
-/// A Ban's text as the old API shows it (`jail`, `description`,
-/// `reported_by`), shared by every fact and item saying the same.
+/// A record's text: for a Ban, what the old API shows (`jail`,
+/// `description`, `reported_by`); every kind's for `/v1`. Shared by every
+/// fact and item saying the same.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Meta {
     /// The jail, or empty.
@@ -65,17 +66,19 @@ impl Interner {
         self.origins.retain(|o| Arc::strong_count(o) > 1);
     }
 
-    /// The fact `record` states.
-    pub fn fact(&mut self, record: &Record) -> Fact {
+    /// The fact `record` states; `rule_ok`: it keeps the cluster rules
+    /// (`Statement::validate`).
+    pub fn fact(&mut self, record: &Record, rule_ok: bool) -> Fact {
         let s = record.statement();
         Fact {
             issued_at: s.issued_at.0,
             expires_at: s.expires_at,
             origin: self.origin(s.origin),
             id: record.id(),
-            meta: (s.kind == Kind::Ban).then(|| self.meta(record)),
+            meta: self.meta(record),
             strikes: s.strikes,
             kind: s.kind,
+            rule_ok,
         }
     }
 }
@@ -92,12 +95,15 @@ pub struct Fact {
     /// The record's id (the order's last tie-break but the signature,
     /// which differs only between two signatures over one statement).
     pub id: Id,
-    /// A Ban's text; `None` for other kinds.
-    pub meta: Option<Arc<Meta>>,
+    /// Its text (jail, reason, source).
+    pub meta: Arc<Meta>,
     /// A Ban's strikes.
     pub strikes: u32,
     /// The kind.
     pub kind: Kind,
+    /// It keeps the cluster rules; whether a certificate allows it is
+    /// judged when asked (`view::native`), as certificates arrive later.
+    pub rule_ok: bool,
 }
 
 impl Said for Fact {

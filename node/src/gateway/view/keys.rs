@@ -87,6 +87,12 @@ pub struct Keys {
     /// its key's `valid_until` is stale and skipped.
     steps: BinaryHeap<Reverse<(u64, Key)>>,
     allows: AllowLengths,
+    /// Every fact's (issued ms, key), for `/v1/decisions?since=`; an entry
+    /// whose key no longer holds a fact issued then is stale and skipped,
+    /// and the set is built again when it has doubled.
+    issued: BTreeSet<(u64, Key)>,
+    /// `issued`'s size when last built.
+    issued_built: usize,
 }
 
 impl Keys {
@@ -100,6 +106,8 @@ impl Keys {
             all_dirty: true,
             steps: BinaryHeap::new(),
             allows: AllowLengths::default(),
+            issued: BTreeSet::new(),
+            issued_built: 0,
         }
     }
 
@@ -127,13 +135,37 @@ impl Keys {
     }
 
     /// Merges one record: kept iff it is greater than its (origin, kind)
-    /// slot's.
-    pub fn insert(&mut self, record: &Record) {
-        let fact = self.interner.fact(record);
+    /// slot's; `rule_ok`: it keeps the cluster rules.
+    pub fn insert(&mut self, record: &Record, rule_ok: bool) {
+        let fact = self.interner.fact(record, rule_ok);
+        let issued = (fact.issued_ms(), record.key());
         let entry = self.map.entry(record.key()).or_default();
-        if entry.facts.merge(fact) && !self.all_dirty {
-            self.dirty.insert(record.key());
+        if entry.facts.merge(fact) {
+            self.issued.insert(issued);
+            if !self.all_dirty {
+                self.dirty.insert(record.key());
+            }
         }
+    }
+
+    /// The facts of the keys after `after` (from the first when `None`),
+    /// in key order.
+    pub fn after(&self, after: Option<Key>) -> impl Iterator<Item = (Key, &Facts)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.map.range((from, Unbounded)).map(|(key, entry)| (*key, &entry.facts))
+    }
+
+    /// One key's facts.
+    pub fn facts(&self, key: Key) -> Option<&Facts> {
+        self.map.get(&key).map(|entry| &entry.facts)
+    }
+
+    /// The keys (with repeats, in no order) holding a fact issued at or
+    /// after `since_ms`, and perhaps a few more (stale entries).
+    pub fn issued_since(&self, since_ms: u64) -> impl Iterator<Item = Key> + '_ {
+        let first = Key::from_net(IpNet::V4(ipnet::Ipv4Net::default()));
+        self.issued.range((since_ms, first)..).map(|(_, key)| *key)
     }
 
     /// Drops `origin`'s records.
@@ -191,6 +223,14 @@ impl Keys {
         }
         self.all_dirty = false;
         self.dirty.clear();
+        if self.issued.len() > 2 * self.issued_built + 1_024 {
+            self.issued = self
+                .map
+                .iter()
+                .flat_map(|(key, e)| e.facts.as_slice().iter().map(|f| (f.issued_ms(), *key)))
+                .collect();
+            self.issued_built = self.issued.len();
+        }
         if self.steps.len() > 2 * self.map.len() + 1_024 {
             self.steps = self
                 .map

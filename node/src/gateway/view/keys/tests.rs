@@ -112,7 +112,7 @@ fn shown(snapshot: &Snapshot) -> Vec<(Key, Status, Option<u64>)> {
 fn from_scratch(records: &[Record], revoked: &HashSet<Origin>, now: u64) -> Snapshot {
     let mut keys = Keys::new(W);
     for record in records.iter().filter(|r| !revoked.contains(&r.origin())) {
-        keys.insert(record);
+        keys.insert(record, true);
     }
     keys.rebuild(&Snapshot::default(), now)
 }
@@ -127,7 +127,7 @@ fn run(seed: u64) {
         for _ in 0..rng.below(6) {
             let record = random_record(&mut rng, now);
             if !revoked.contains(&record.origin()) {
-                keys.insert(&record);
+                keys.insert(&record, true);
             }
             records.push(record);
         }
@@ -168,7 +168,7 @@ fn a_rebuild_with_nothing_changed_shares_every_list() {
     let mut rng = Rng(7);
     let mut keys = Keys::new(W);
     for _ in 0..50 {
-        keys.insert(&random_record(&mut rng, 1_000_000));
+        keys.insert(&random_record(&mut rng, 1_000_000), true);
     }
     let first = keys.rebuild(&Snapshot::default(), 1_000_000);
     let second = keys.rebuild(&first, 1_000_000);
