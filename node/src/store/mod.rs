@@ -17,12 +17,14 @@
 //! writer finishes its current command and closes the file.
 
 mod db;
+mod hosts;
 mod index;
 mod peer_addrs;
 pub mod query;
 mod rows;
 mod schema;
 pub mod sync_set;
+mod warm;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
