@@ -224,8 +224,17 @@ impl Store {
         let path = data_dir.join(DB_FILE);
         let open_path = path.clone();
         let (db, index) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let db = Db::open(&open_path, params)?;
+            let opened = started.elapsed();
             let index = db.build_index(now_ms)?;
+            tracing::info!(
+                keys = index.len(),
+                heap_bytes = index.heap_bytes(),
+                open_ms = opened.as_millis(),
+                index_ms = (started.elapsed() - opened).as_millis(),
+                "store opened and index built"
+            );
             Ok::<_, StoreError>((db, index))
         })
         .await
