@@ -6,7 +6,11 @@
 //! peak RSS (VmHWM) of the joiner and the servers, the bytes the servers
 //! sent the joiner (TCP counters from `ss`), and the sync sessions each
 //! side counts (`status` → `sync`, or the logs' `sync finished` lines on a
-//! node without that counter). Asserts nothing.
+//! node without that counter). Then the resident memory (VmRSS) of every
+//! node 30 s and 60 s after the join (what is kept once the join is over),
+//! and two restarts: the joiner's and the first server's (each holding N
+//! records), timed from launch until `status` answers and until a peer is
+//! connected, with the restarted node's RSS 10 s later. Asserts nothing.
 //!
 //! Run: `cargo bench -p banmesh-node --bench join`. Environment:
 //! `BANMESH_BENCH_RECORDS` (100000), `BANMESH_BENCH_SERVERS` (1),
@@ -31,10 +35,19 @@ fn load() -> String {
 
 /// Peak resident memory of `pid` in MiB, from `/proc/PID/status`.
 fn vm_hwm_mib(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmHWM:")
+}
+
+/// Resident memory of `pid` now, in MiB.
+fn vm_rss_mib(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmRSS:")
+}
+
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
     kib.unwrap_or(0.0) / 1024.0
 }
@@ -129,5 +142,41 @@ fn main() {
         let rss = node.pid().map_or(0.0, vm_hwm_mib);
         println!("{role} {}: VmHWM {rss:.0} MiB; sessions {}", node.name, sessions(node));
     }
+    for after in [30, 60] {
+        let at = Duration::from_secs_f64(took) + Duration::from_secs(after);
+        thread::sleep(at.saturating_sub(joining.elapsed()));
+        let rss: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("{} {:.0} MiB", n.name, n.pid().map_or(0.0, vm_rss_mib)))
+            .collect();
+        println!("{after} s after the join: VmRSS {}", rss.join(", "));
+    }
+    restart(&mut cluster, joiner, timeout);
+    restart(&mut cluster, 0, timeout);
     println!("load average {}", load());
+}
+
+/// Stops node `i` and starts it again: prints the time from launch until
+/// `status` answers and until a peer is connected, and its RSS 10 s later.
+fn restart(cluster: &mut TestCluster, i: usize, timeout: Duration) {
+    let node = cluster.node_mut(i);
+    node.stop();
+    let launched = Instant::now();
+    node.restart();
+    let answered = launched.elapsed().as_secs_f64();
+    let connected = common::wait_until(timeout, || !node.connected_peers().is_empty());
+    let dialled = launched.elapsed().as_secs_f64();
+    let peer = if connected { "a peer connected" } else { "NO peer connected" };
+    thread::sleep(Duration::from_secs(10));
+    let rss = node.pid().map_or(0.0, vm_rss_mib);
+    println!(
+        "restart of {}: status answers after {answered:.2} s, {peer} after {dialled:.2} s; \
+         VmRSS 10 s later {rss:.0} MiB",
+        node.name
+    );
+    let log = node.log_text();
+    if let Some(line) = log.lines().rev().find(|l| l.contains("index built")) {
+        println!("  {line}");
+    }
 }

@@ -1,5 +1,7 @@
 //! `banmesh store check`: opens a stopped node's store as the node would at
-//! start (integrity check, schema migration), and reports what it holds.
+//! start (integrity check, schema migration), and reports what it holds;
+//! it also decodes every record and checks the index built from them is
+//! the one the node builds from the summary columns.
 
 use std::path::PathBuf;
 
@@ -45,6 +47,13 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let counts = query::counts(db.conn(), &path)?;
     let now = now_ms()?;
     let index = db.build_index(now)?;
+    if !index.same_as(&db.build_index_full(now)?) {
+        bail!(
+            "the index built from {}'s summary columns differs from the one built from its \
+             records: please report this as a bug",
+            path.display()
+        );
+    }
     let live = index.live(now).count();
     if args.json {
         let report = json!({

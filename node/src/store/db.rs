@@ -373,9 +373,24 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// Builds the in-memory index from every stored record, leaving out
-    /// revoked origins and keys that decide nothing at `now_ms` or later.
+    /// Builds the in-memory index, leaving out revoked origins and keys
+    /// that decide nothing at `now_ms` or later: from the summary columns,
+    /// decoding only the keys that hold several records (see `warm`).
     pub fn build_index(&self, now_ms: u64) -> Result<Index, StoreError> {
+        let revoked: HashSet<i64> = self
+            .origins
+            .iter()
+            .filter(|(origin, _)| self.revoked.contains(origin))
+            .map(|(_, id)| *id)
+            .collect();
+        super::warm::build_index(&self.conn, &self.path, &revoked, now_ms, |on_key| {
+            self.summary(on_key)
+        })
+    }
+
+    /// [`Db::build_index`] the slow way, decoding every stored record (and
+    /// so checking each decodes): `banmesh store check` compares the two.
+    pub fn build_index_full(&self, now_ms: u64) -> Result<Index, StoreError> {
         let mut index = Index::default();
         let mut stmt = self
             .conn

@@ -17,6 +17,7 @@
 //! writer finishes its current command and closes the file.
 
 mod db;
+mod hosts;
 mod index;
 mod peer_addrs;
 pub mod query;
@@ -24,6 +25,7 @@ mod rows;
 mod schema;
 pub mod set_cache;
 pub mod sync_set;
+mod warm;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -225,8 +227,17 @@ impl Store {
         let path = data_dir.join(DB_FILE);
         let open_path = path.clone();
         let (db, index) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let db = Db::open(&open_path, params)?;
+            let opened = started.elapsed();
             let index = db.build_index(now_ms)?;
+            tracing::info!(
+                keys = index.len(),
+                heap_bytes = index.heap_bytes(),
+                open_ms = opened.as_millis(),
+                index_ms = (started.elapsed() - opened).as_millis(),
+                "store opened and index built"
+            );
             Ok::<_, StoreError>((db, index))
         })
         .await
