@@ -5,25 +5,24 @@
 //! renewed. Reads are [`Queries`](super::queries::Queries), run by the
 //! control server beside it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use banmesh_crdt::{HlcClock, Key, KeySlots, Kind, Metadata, Record};
-use banmesh_keys::Revocation;
+use banmesh_keys::{Revocation, SecretKey};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod batch;
 mod fail2ban;
 mod reload;
 
 use super::identity::Identity;
 use super::issue::{self, Lifetime, Order};
 use super::queries::SharedStanding;
-use crate::api::{NodeError, Outcome, Request, Revoked, Written};
+use crate::api::{NodeError, Request, Revoked, Written};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::control::protocol::MAX_ISSUE_BATCH;
 use crate::control::views::RecordView;
 use crate::mesh::{MeshHandle, Trust};
 use crate::store::{Store, query};
@@ -38,6 +37,8 @@ pub struct Node {
     trust: Arc<RwLock<Trust>>,
     /// What `status` shows of this node's standing, updated on a reload.
     standing: Option<SharedStanding>,
+    /// The node key again, for signing a batch on several threads.
+    signer: Arc<SecretKey>,
 }
 
 impl Node {
@@ -50,7 +51,8 @@ impl Node {
         mesh: MeshHandle,
         trust: Arc<RwLock<Trust>>,
     ) -> Node {
-        Node { config, identity, store, clock, mesh, trust, standing: None }
+        let signer = Arc::new(SecretKey::from_bytes(&identity.secret.seed()));
+        Node { config, identity, store, clock, mesh, trust, standing: None, signer }
     }
 
     /// Answers requests until the token fires or every handle is gone, and
@@ -120,9 +122,7 @@ impl Node {
             Request::Write { order, reply } => {
                 let _ = reply.send(self.write_order(order).await);
             }
-            Request::Issue { orders, reply } => {
-                let _ = reply.send(self.issue_batch(orders).await);
-            }
+            Request::Issue { orders, reply } => self.issue(orders, reply).await,
             Request::Fail2BanBan { handover, reply } => {
                 let _ = reply.send(self.fail2ban_ban(handover).await);
             }
@@ -203,85 +203,6 @@ impl Node {
             );
         }
         Ok(Written { record: self.view(&record, Some(&(now, None))), notes })
-    }
-
-    /// Issues a batch: every order signed in turn, the valid ones committed
-    /// in one transaction and gossiped together; each order reports its own
-    /// error.
-    async fn issue_batch(
-        &mut self,
-        orders: Vec<Order>,
-    ) -> Result<Vec<Result<Outcome, NodeError>>, NodeError> {
-        if orders.len() > MAX_ISSUE_BATCH {
-            return Err(NodeError::TooManyOrders { count: orders.len(), max: MAX_ISSUE_BATCH });
-        }
-        self.skew().await?;
-        let now = now_ms();
-        let wanted: Vec<Key> = orders.iter().map(|o| o.key).collect();
-        let keeping: Vec<Key> =
-            orders.iter().filter(|o| o.keep_longer && o.kind == Kind::Ban).map(|o| o.key).collect();
-        let own = banmesh_keys::origin_of(&self.identity.secret.public());
-        let (greatest, standing) = self
-            .store
-            .read(move |c, p| {
-                let greatest = wanted
-                    .into_iter()
-                    .map(|k| query::greatest_on_key(c, p, k).map(|g| (k, g)))
-                    .collect::<Result<HashMap<_, _>, _>>()?;
-                let mut by_key: HashMap<Key, Vec<Record>> = HashMap::new();
-                for record in query::records_on_keys(c, p, &keeping)? {
-                    by_key.entry(record.key()).or_default().push(record);
-                }
-                let standing: HashMap<Key, u64> = by_key
-                    .iter()
-                    .filter_map(|(k, on_key)| {
-                        Some((*k, issue::standing_ban(on_key, own)?.statement().expires_at?))
-                    })
-                    .collect();
-                Ok((greatest, standing))
-            })
-            .await?;
-        let mut items = Vec::with_capacity(orders.len());
-        let mut issued = Vec::new();
-        for order in orders {
-            let longer = standing.get(&order.key).copied();
-            let until = match order.lifetime {
-                Lifetime::For(ms) => Some(now.saturating_add(ms)),
-                Lifetime::Default | Lifetime::Permanent => None,
-            };
-            if order.keep_longer && longer.zip(until).is_some_and(|(have, new)| have >= new) {
-                let why = "this node already bans it for longer; that ban stands".to_owned();
-                items.push(Ok(Outcome::Skipped(why)));
-                continue;
-            }
-            let lifetime = order.lifetime;
-            let result = issue::issue(
-                &order,
-                &self.identity.secret,
-                &mut self.clock,
-                now,
-                |k| greatest.get(&k).copied().flatten(),
-                &self.config.cluster.params,
-                &self.config.bans,
-            )
-            .and_then(|record| self.check_own(&record).map(|()| record));
-            items.push(result.map(|record| {
-                let id = record.id().to_string();
-                issued.push((record, lifetime));
-                Outcome::Issued(id)
-            }));
-        }
-        let records: Vec<Record> = issued.iter().map(|(r, _)| r.clone()).collect();
-        let applied = self.store.apply(records, now).await?;
-        for (record, lifetime) in &issued {
-            self.keep_orders(record, *lifetime).await?;
-        }
-        tracing::info!(
-            target: "banmesh::events::records_issued",
-            count = issued.len(), new = applied.new.len(), "records issued"
-        );
-        self.mesh.publish(applied.new).await;
-        Ok(items)
     }
 
     /// Refuses a record this node's own certificate does not allow (role,

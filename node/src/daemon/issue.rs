@@ -19,6 +19,21 @@ pub fn issue(
     params: &Params,
     policy: &BanPolicy,
 ) -> Result<Record, NodeError> {
+    let statement = statement(order, clock, now_ms, greatest_on_key, params, policy)?;
+    Ok(sign_record(secret, statement))
+}
+
+/// The statement [`issue`] signs: `issued_at` by the clock rule, the
+/// expiry by the policy, the cluster rules checked (its origin is set when
+/// it is signed).
+pub fn statement(
+    order: &Order,
+    clock: &mut HlcClock,
+    now_ms: u64,
+    greatest_on_key: impl FnOnce(Key) -> Option<banmesh_crdt::Hlc>,
+    params: &Params,
+    policy: &BanPolicy,
+) -> Result<Statement, NodeError> {
     let key = order.key;
     let kind = order.kind;
     let issued_at = clock
@@ -44,7 +59,7 @@ pub fn issue(
         origin: banmesh_crdt::Origin::default(),
     };
     statement.validate(params)?;
-    Ok(sign_record(secret, statement))
+    Ok(statement)
 }
 
 /// `origin`'s Ban among `records` (those on one key), unless an Unban

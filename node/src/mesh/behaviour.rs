@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use super::batch::MAX_MESSAGE;
 use super::codec::Counted;
 use super::discovery::{Discovery, EnrolledKad};
+use super::gossip_gate::GatedGossip;
 use super::hello::Hello;
 use super::swarm::MeshStats;
 use super::sync::{MAX_FRAME, SYNC_PROTOCOL, SyncRequest, SyncResponse};
@@ -35,8 +36,9 @@ pub const HELLO_PROTOCOL: &str = "/banmesh/hello/1";
 /// Everything the swarm runs.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// Live gossip of record batches.
-    pub gossipsub: gossipsub::Behaviour,
+    /// Live gossip of record batches, only with peers whose hello was
+    /// accepted.
+    pub gossipsub: GatedGossip,
     /// The hello exchange.
     pub hello: request_response::Behaviour<Counted<cbor::codec::Codec<Hello, Hello>>>,
     /// Anti-entropy.
@@ -243,7 +245,9 @@ fn build_stack(
                 false => None,
             };
             Ok(Behaviour {
-                gossipsub: gossipsub(mesh_n_low, max_transmit).map_err(|e| e.to_string())?,
+                gossipsub: GatedGossip::new(
+                    gossipsub(mesh_n_low, max_transmit).map_err(|e| e.to_string())?,
+                ),
                 hello,
                 sync,
                 ping: ping::Behaviour::new(

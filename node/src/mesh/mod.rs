@@ -13,6 +13,7 @@ pub mod batch;
 pub mod behaviour;
 pub mod codec;
 pub mod discovery;
+pub mod gossip_gate;
 pub mod hello;
 pub mod learnt;
 pub mod limit;

@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 pub use db::{Applied, Db};
 pub use index::Index;
 pub use peer_addrs::{KEEP_PER_PEER, PeerAddr};
-pub use schema::SCHEMA_VERSION;
+pub use schema::{SCHEMA_VERSION, classify};
 
 use crate::mesh::Trust;
 

@@ -168,11 +168,10 @@ pub fn greatest_on_key(
     path: &Path,
     key: Key,
 ) -> Result<Option<Hlc>, StoreError> {
-    conn.query_row("SELECT max(issued_at) FROM records WHERE key = ?1", [key.to_bytes()], |r| {
-        r.get::<_, Option<i64>>(0)
-    })
-    .map(|v| v.map(|v| Hlc(from_sql(v))))
-    .map_err(fail(path))
+    conn.prepare_cached("SELECT max(issued_at) FROM records WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key.to_bytes()], |r| r.get::<_, Option<i64>>(0)))
+        .map(|v| v.map(|v| Hlc(from_sql(v))))
+        .map_err(fail(path))
 }
 
 /// The greatest `issued_at` an origin issued: the node's clock high-water

@@ -10,7 +10,9 @@
 //! identities in a loop, a revoked node told so, forged records of another
 //! origin wrapped in the rogue's gossip, bans wider than the prefix cap,
 //! each with what `status` and `/metrics` (`metrics.rs`) show.
+//! `before_hello.rs`: a peer whose hello is pending is kept out of gossip.
 
+mod before_hello;
 #[path = "../common/mod.rs"]
 mod common;
 mod enrolled;

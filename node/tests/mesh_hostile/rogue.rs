@@ -65,6 +65,8 @@ pub struct Seen {
     pub closed: u32,
     pub dial_errors: Vec<String>,
     pub hello_answers: u32,
+    /// Gossip messages received.
+    pub gossip_received: u32,
 }
 
 /// A libp2p swarm driven by the test: it speaks the node's protocols but
@@ -262,6 +264,8 @@ impl RogueTask {
                     seen.established += 1;
                     seen.connected.insert(peer_id);
                 }
+                // The rogue runs gossip at once, without waiting for hellos.
+                self.swarm.behaviour_mut().gossipsub.admit(peer_id);
                 if self.hello {
                     let hello = self.hello();
                     self.swarm.behaviour_mut().hello.send_request(&peer_id, hello);
@@ -294,6 +298,11 @@ impl RogueTask {
                 ..
             })) => {
                 self.seen().subscribed.insert(peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                ..
+            })) => {
+                self.seen().gossip_received += 1;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => match event {
                 request_response::Event::Message {

@@ -2,18 +2,31 @@
 //! most [`MAX_ISSUE_BATCH`] orders and [`MAX_BATCH_BYTES`] bytes, and
 //! reports each order the node refused by its line number.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use banmesh_crdt::{Key, Kind};
 
 use super::Summary;
 use super::progress::Progress;
-use crate::control::OrderSpec;
+use tokio::task::JoinHandle;
+
 use crate::control::protocol::{MAX_ISSUE_BATCH, MAX_REQUEST_FRAME};
+use crate::control::{IssuedView, OrderSpec};
 
 /// Largest encoded batch of orders sent in one call, leaving room in the
 /// request frame for the envelope.
 const MAX_BATCH_BYTES: usize = MAX_REQUEST_FRAME - 64 * 1024;
+/// Batches sent and not answered yet: the node decodes the next batch
+/// while it issues one, and never waits for this client between two.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// A batch sent, its answer to come.
+struct Sent {
+    answer: JoinHandle<anyhow::Result<Vec<IssuedView>>>,
+    /// The line of each order (0 for an unban).
+    lines: Vec<u64>,
+}
 
 /// What every ban of the import carries.
 #[derive(Debug, Clone)]
@@ -36,6 +49,8 @@ pub struct Batcher {
     /// The line of each order (0 for an unban).
     lines: Vec<u64>,
     bytes: usize,
+    /// Batches sent, oldest first, at most [`MAX_IN_FLIGHT`].
+    sent: VecDeque<Sent>,
     /// The counts so far.
     pub summary: Summary,
 }
@@ -49,6 +64,7 @@ impl Batcher {
             orders: Vec::new(),
             lines: Vec::new(),
             bytes: 0,
+            sent: VecDeque::new(),
             summary: Summary::default(),
         }
     }
@@ -82,7 +98,7 @@ impl Batcher {
     ) -> anyhow::Result<()> {
         let size = serde_json::to_vec(&order).map_or(0, |v| v.len() + 1);
         if self.orders.len() >= MAX_ISSUE_BATCH || self.bytes + size > MAX_BATCH_BYTES {
-            self.flush(progress).await?;
+            self.send(progress).await?;
         }
         self.orders.push(order);
         self.lines.push(line);
@@ -104,21 +120,56 @@ impl Batcher {
         self.flush(progress).await
     }
 
-    /// Sends the orders held, if any, and counts what became of them.
+    /// Sends the orders held, if any, and waits for every batch sent.
     pub async fn flush(&mut self, progress: &mut Progress) -> anyhow::Result<()> {
+        self.send(progress).await?;
+        while let Some(sent) = self.sent.pop_front() {
+            self.count(sent, progress).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the orders held, if any, once fewer than [`MAX_IN_FLIGHT`]
+    /// batches are unanswered (counting what became of the oldest first).
+    async fn send(&mut self, progress: &mut Progress) -> anyhow::Result<()> {
         if self.orders.is_empty() {
             return Ok(());
+        }
+        while self.sent.len() >= MAX_IN_FLIGHT {
+            if let Some(sent) = self.sent.pop_front() {
+                self.count(sent, progress).await?;
+            }
         }
         let orders = std::mem::take(&mut self.orders);
         let lines = std::mem::take(&mut self.lines);
         self.bytes = 0;
         let first = lines.first().copied().unwrap_or(0);
-        let done = || match first {
+        let done = move || match first {
             0 | 1 => "nothing more was imported".to_owned(),
             n => format!("the entries before line {n} were imported"),
         };
-        let items = crate::cli::issue_batch::send(&self.socket, orders, done).await?;
-        for (item, line) in items.iter().zip(lines) {
+        let socket = self.socket.clone();
+        let answer =
+            tokio::spawn(async move { crate::cli::issue_batch::send(&socket, orders, done).await });
+        self.sent.push_back(Sent { answer, lines });
+        Ok(())
+    }
+
+    /// Waits for a batch's answer and counts what became of its orders.
+    /// On an error the batches sent after it are abandoned (the node may
+    /// still issue them: importing again renews them).
+    async fn count(&mut self, sent: Sent, progress: &mut Progress) -> anyhow::Result<()> {
+        let answered = sent.answer.await.map_err(|e| anyhow::anyhow!("a batch was lost: {e}"));
+        let items = match answered.and_then(|items| items) {
+            Ok(items) => items,
+            Err(error) => {
+                for later in self.sent.drain(..) {
+                    later.answer.abort();
+                }
+                return Err(error);
+            }
+        };
+        for (item, line) in items.iter().zip(sent.lines) {
             if item.skipped.is_some() {
                 self.summary.kept_longer += 1;
                 continue;

@@ -276,6 +276,7 @@ impl Mesh {
             p.state.addrs = own_addrs.clone();
         }
         self.admit_route(peer, &own_addrs);
+        self.swarm.behaviour_mut().gossipsub.admit(peer);
         Ok(())
     }
 }
