@@ -242,9 +242,15 @@ pub fn collectable(record: &Record, now_ms: u64, params: &Params) -> bool {
 /// SHA-256 over a domain prefix, the count, then each item. The store
 /// computes the same digest over its own rows with this function.
 pub fn digest_items(sorted: &[(Hlc, Id)]) -> [u8; 32] {
+    digest_iter(sorted.len() as u64, sorted.iter().copied())
+}
+
+/// [`digest_items`] over `len` sorted items handed over one by one, so a
+/// set held in another shape is not copied to be digested.
+pub fn digest_iter(len: u64, sorted: impl IntoIterator<Item = (Hlc, Id)>) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"banmesh/digest\0");
-    h.update((sorted.len() as u64).to_be_bytes());
+    h.update(len.to_be_bytes());
     for (at, id) in sorted {
         h.update(at.0.to_be_bytes());
         h.update(id.0);

@@ -24,7 +24,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use banmesh_crdt::{Hlc, Origin, Params, Record};
+use banmesh_crdt::state::digest_iter;
+use banmesh_crdt::{Hlc, Id, Origin, Params, Record};
 use banmesh_keys::Certificate;
 
 use super::sync_set::{self, set_floor};
@@ -122,14 +123,40 @@ pub struct SetSnapshot {
     /// The least `end_ms` of its entries: it holds the set at every
     /// horizon whose floor is below this.
     next_end: u64,
+    /// The floor it was made at: it holds the set exactly at any floor
+    /// from this one on, once the entries ended by then are left out.
+    floor: u64,
     /// Positions sorted by id (built on the first look-up by id).
     by_id: OnceLock<Vec<u32>>,
+    /// The last digest taken, and the floor it was taken at.
+    digest: Mutex<Option<(u64, [u8; 32])>>,
 }
 
 impl SetSnapshot {
-    fn new(entries: Vec<Entry>) -> SetSnapshot {
+    fn new(entries: Vec<Entry>, floor: u64) -> SetSnapshot {
         let next_end = entries.iter().map(|e| e.end_ms).min().unwrap_or(u64::MAX);
-        SetSnapshot { entries, next_end, by_id: OnceLock::new() }
+        SetSnapshot { entries, next_end, floor, by_id: OnceLock::new(), digest: Mutex::default() }
+    }
+
+    /// The state digest (as [`super::query::digest`]) at `floor`, from the
+    /// entries in memory; `None` when the snapshot was made at a later
+    /// floor and so may lack entries still in the set at this one. The
+    /// last one is kept: `status` asks every few seconds.
+    pub fn digest_at(&self, floor: u64) -> Option<[u8; 32]> {
+        if floor < self.floor {
+            return None;
+        }
+        let mut last = self.digest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, digest)) = *last
+            && at == floor
+        {
+            return Some(digest);
+        }
+        let live = || self.entries.iter().filter(|e| e.end_ms > floor);
+        let items = live().map(|e| (Hlc(e.at), Id(e.id)));
+        let digest = digest_iter(live().count() as u64, items);
+        *last = Some((floor, digest));
+        Some(digest)
     }
 
     /// Its entries, in order.
@@ -194,6 +221,20 @@ impl Store {
         Ok(snapshot)
     }
 
+    /// The state digest at `horizon_ms` (as [`super::query::digest`]):
+    /// from the cached set when it holds that horizon, else read from the
+    /// store.
+    pub async fn digest(&self, horizon_ms: u64, params: &Params) -> Result<[u8; 32], StoreError> {
+        let floor = set_floor(horizon_ms, params);
+        let snapshot = self.sync_set(horizon_ms, params).await?;
+        let digest = tokio::task::spawn_blocking(move || snapshot.digest_at(floor));
+        if let Some(digest) = digest.await.map_err(|_| StoreError::Closed)? {
+            return Ok(digest);
+        }
+        let params = *params;
+        self.read(move |c, p| super::query::digest(c, p, horizon_ms, &params)).await
+    }
+
     async fn read_set(&self, horizon_ms: u64, params: Params) -> Result<SetSnapshot, StoreError> {
         let mut entries = self
             .read(move |c, p| {
@@ -207,7 +248,7 @@ impl Store {
         entries.sort_unstable_by_key(Entry::key);
         entries.dedup_by_key(|e| e.key());
         entries.shrink_to_fit();
-        Ok(SetSnapshot::new(entries))
+        Ok(SetSnapshot::new(entries, set_floor(horizon_ms, &params)))
     }
 }
 
@@ -236,7 +277,7 @@ fn patch(snap: &SetSnapshot, delta: Delta, floor: u64) -> SetSnapshot {
         };
         entries.extend(next.copied());
     }
-    SetSnapshot::new(entries)
+    SetSnapshot::new(entries, floor.max(snap.floor))
 }
 
 #[cfg(test)]
@@ -263,7 +304,8 @@ mod tests {
         sign_record(signer, statement)
     }
 
-    /// The cached set and the set read from the store at `horizon`.
+    /// The cached set and the set read from the store at `horizon`, having
+    /// checked that their digests agree.
     async fn both(store: &Store, horizon: u64) -> (Vec<(u64, [u8; 32])>, Vec<(u64, [u8; 32])>) {
         let params = Params::default();
         let snapshot = store.sync_set(horizon, &params).await.unwrap();
@@ -271,6 +313,9 @@ mod tests {
         let items = store.read(move |c, p| query::sync_items(c, p, horizon, &params)).await;
         let mut stored: Vec<_> = items.unwrap().iter().map(|i| (i.at, i.id)).collect();
         stored.sort_unstable();
+        let digest = store.digest(horizon, &params).await.unwrap();
+        let read = store.read(move |c, p| query::digest(c, p, horizon, &params)).await.unwrap();
+        assert_eq!(digest, read, "the cached set's digest at {horizon}");
         (cached, stored)
     }
 
@@ -306,6 +351,11 @@ mod tests {
         let later = T0 + 1 + 60_000 + params.retention_ms + 1;
         let (cached, stored) = both(&store, later).await;
         assert_eq!((cached.len(), &cached), (2, &stored));
+        // At an earlier horizon the snapshot lacks a's record: the digest
+        // is read from the store.
+        let earlier = store.digest(T0 + 1, &params).await.unwrap();
+        let read = store.read(move |c, p| query::digest(c, p, T0 + 1, &params)).await.unwrap();
+        assert_eq!(earlier, read, "the digest at an earlier horizon than the cache's");
         // b is revoked: its record leaves, the revocation joins.
         let revocation = Revocation::issue(&cluster, b.public(), T0, "gone").unwrap();
         assert!(store.add_revocation(revocation).await.unwrap());
@@ -319,7 +369,7 @@ mod tests {
 
     #[test]
     fn set_cache_patch_merges_adds_drops_replaced_and_expired() {
-        let snap = SetSnapshot::new(vec![entry(1, 1, 50), entry(2, 2, 500), entry(4, 4, 500)]);
+        let snap = SetSnapshot::new(vec![entry(1, 1, 50), entry(2, 2, 500), entry(4, 4, 500)], 0);
         let delta = Delta {
             added: vec![entry(3, 3, 500), entry(2, 2, 500), entry(5, 5, 10), entry(0, 9, 500)],
             removed: vec![(4, [4; 32])],

@@ -143,6 +143,8 @@ async fn store_decisions_match_the_crdt_state() {
             let digest =
                 reopened.read(move |c, p| query::digest(c, p, horizon, &params)).await.unwrap();
             assert_eq!(digest, state.digest(horizon, &params), "digest at {horizon}");
+            let cached = reopened.digest(horizon, &params).await.unwrap();
+            assert_eq!(cached, digest, "the cached set's digest at {horizon}");
         }
     }
 }

@@ -23,7 +23,7 @@ impl Queries {
         let params = self.config.cluster.params;
         let now = now_ms();
         let horizon = now - now % 60_000;
-        let digest = self.store.read(move |c, p| query::digest(c, p, horizon, &params)).await;
+        let digest = self.store.digest(horizon, &params).await;
         // The swarm is asked for its peers once; everything below uses it.
         let mesh_peers = self.mesh.peers().await;
         let unreachable = unreachable(&mesh_peers);
