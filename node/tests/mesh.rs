@@ -249,6 +249,14 @@ fn mesh_node_lifecycle() {
     assert!(socket.exists(), "expected SIGKILL to leave a stale socket behind");
     cluster.nodes[0].restart();
     assert_eq!(cluster.node(0).status()["name"], "node1");
+
+    // SIGTERM the moment the control socket appears still stops the node
+    // cleanly: its handlers are in place before anything is bound.
+    let mut early = TestNode::spawn(cluster.dir.path(), cluster.spec("early", &[]));
+    let bound = wait_until(SOON, || early.socket.exists() || early.try_exit().is_some());
+    assert!(bound, "the node never bound its control socket:\n{}", early.log_tail());
+    let status = early.stop();
+    assert!(status.success(), "SIGTERM at bind should end the node with success, got {status}");
 }
 
 #[test]

@@ -317,6 +317,9 @@ async fn supervise(
     let mut failure = None;
     let mut writer_done = false;
     tokio::select! {
+        // A stop asked for comes first: tasks end because of it, and one
+        // that ended so is not a failure (a SIGTERM during start-up).
+        biased;
         () = shutdown.cancelled() => {}
         Some((task, ended)) = tasks.join_next() => failure = Some((task, ended)),
         joined = &mut writer => {
