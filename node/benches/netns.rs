@@ -17,16 +17,23 @@
 //! cargo bench -p banmesh-node --bench netns` (`record_applied` is a debug
 //! event: without it the propagation figures are empty). Environment:
 //! `BANMESH_BENCH_HOSTS` (10), `BANMESH_BENCH_DELAY_MS` (20),
-//! `BANMESH_BENCH_BANS` (200), `BANMESH_BENCH_RATE` (bans a second; 0, the
-//! default, issues one every 20 ms after the last answer), `BANMESH_BENCH_CUTS` (`30,150`, seconds),
+//! `BANMESH_BENCH_BANS` (200), `BANMESH_BENCH_RATE` (bans a second, issued
+//! on random nodes straight through their control sockets; 0, the default,
+//! runs `banmesh ban` round the nodes, one every 20 ms after the last answer), `BANMESH_BENCH_CUTS` (`30,150`, seconds),
 //! `BANMESH_BENCH_ONLY` (`formation`, `propagation`, `heal` or `split`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "propagation/issue.rs"]
+mod issue;
 #[allow(dead_code)]
 #[path = "propagation/logs.rs"]
 mod logs;
+#[allow(dead_code)]
+#[path = "propagation/nodes.rs"]
+mod nodes;
 
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -117,42 +124,29 @@ fn propagation(hosts: usize) {
     let want = (hosts - 1).min(4);
     wait_until(CAP, || cluster.nodes.iter().all(|n| n.connected_peers().len() >= want));
     thread::sleep(Duration::from_secs(3));
-    // Paced at `BANMESH_BENCH_RATE` bans a second (0: one every 20 ms
-    // after the previous answer, as before), from 8 threads (one `banmesh
-    // ban` takes about 100 ms in a debug build); the rate reached is
-    // printed.
+    // Paced at `BANMESH_BENCH_RATE` bans a second straight through the
+    // control sockets (0: one `banmesh ban` every 20 ms after the previous
+    // answer, as before); the rate reached is printed.
     let rate = env_num("BANMESH_BENCH_RATE", 0);
     let issuing = Instant::now();
-    let threads = if rate > 0 { 8 } else { 1 };
-    let mut seed = 0x5eed_u64;
-    let plan: Vec<(u64, usize)> = (0..bans)
-        .map(|b| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (b, usize::try_from(seed >> 33).unwrap_or(0) % hosts)
-        })
-        .collect();
-    thread::scope(|scope| {
-        for t in 0..threads {
-            let (plan, cluster) = (&plan, &cluster);
-            scope.spawn(move || {
-                for &(b, node) in plan.iter().skip(t).step_by(threads) {
-                    if rate > 0 {
-                        let due = issuing + Duration::from_secs_f64(b as f64 / rate as f64);
-                        thread::sleep(due.saturating_duration_since(Instant::now()));
-                    }
-                    let ip = format!("198.18.{}.{}", b / 250, b % 250 + 1);
-                    cluster.node(node).call(&["ban", &ip, "--for", "1h"]);
-                    if rate == 0 {
-                        thread::sleep(Duration::from_millis(20));
-                    }
-                }
-            });
+    let issued = if rate > 0 {
+        let sockets: Arc<Vec<_>> =
+            Arc::new(cluster.nodes.iter().map(|n| n.socket.clone()).collect());
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        runtime.block_on(issue::paced(sockets, bans, rate, 0x5eed))
+    } else {
+        for b in 0..bans {
+            let ip = format!("198.18.{}.{}", b / 250, b % 250 + 1);
+            cluster
+                .node(usize::try_from(b).unwrap_or(0) % hosts)
+                .call(&["ban", &ip, "--for", "1h"]);
+            thread::sleep(Duration::from_millis(20));
         }
-    });
-    let reached = bans as f64 / issuing.elapsed().as_secs_f64();
-    let want_bans = usize::try_from(bans).unwrap_or(usize::MAX);
+        let ok = usize::try_from(bans).unwrap_or(usize::MAX);
+        issue::Issued { ok, secs: issuing.elapsed().as_secs_f64() }
+    };
+    let reached = bans as f64 / issued.secs;
+    let want_bans = issued.ok;
     wait_until(CAP, || cluster.nodes.iter().all(|n| n.records().len() >= want_bans));
     let facts: Vec<logs::LogFacts> =
         cluster.nodes.iter().map(|n| logs::parse_log(&n.log)).collect();

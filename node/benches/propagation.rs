@@ -21,15 +21,16 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "propagation/issue.rs"]
+mod issue;
 #[path = "propagation/logs.rs"]
 mod logs;
 #[path = "propagation/nodes.rs"]
 mod nodes;
 
-use banmesh_node::control::client::call_within;
-use banmesh_node::control::protocol::{Command as Ctl, Response};
+use issue::Issued;
 use logs::{LogFacts, ms, ms_f, parse_log, pct};
-use nodes::{CALL_LIMIT, Node, ban_count, bin, cli, connected_peers, free_port, status};
+use nodes::{Node, ban_count, bin, cli, connected_peers, free_port, status};
 
 /// Target from the issue: p50 and p99 of issue-to-stored, in ms.
 const TARGET_P50_MS: f64 = 20.0;
@@ -46,19 +47,6 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-/// splitmix64: a seeded PRNG without a crate.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 /// One run's figures, for the summary table.
@@ -163,68 +151,11 @@ async fn run(base: &Path, nodes_n: usize, bans: u64, rate: u64, warmup: Duration
             .join(" ")
     );
 
-    // Issue the bans, paced, on random nodes; each call runs in its own task
-    // so a slow answer does not hold back the schedule.
-    let mut rng = SplitMix(0x0bad_5eed ^ rate);
+    // Issue the bans, paced, on random nodes.
     let sockets: Arc<Vec<PathBuf>> = Arc::new(nodes.iter().map(|n| n.socket.clone()).collect());
-    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let issue_start = Instant::now();
-    let mut tasks = Vec::new();
-    for b in 0..bans {
-        tick.tick().await;
-        let on = (rng.next() % nodes_n as u64) as usize;
-        let key = format!("10.{}.{}.{}", (b >> 16) & 255, (b >> 8) & 255, (b & 255));
-        let sockets = sockets.clone();
-        tasks.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let r = call_within(
-                &sockets[on],
-                Ctl::Ban {
-                    key,
-                    duration_ms: Some(3_600_000),
-                    permanent: false,
-                    jail: None,
-                    reason: None,
-                },
-                CALL_LIMIT,
-            )
-            .await;
-            let ok = match r {
-                Ok(Response::Written { .. }) => Ok(()),
-                Ok(other) => Err(format!("{other:?}")),
-                Err(e) => Err(e.to_string()),
-            };
-            (ok, t.elapsed())
-        }));
-    }
-    let scheduled = issue_start.elapsed();
-    let mut ok = 0usize;
-    let mut call_us = Vec::new();
-    let mut errors = Vec::new();
-    for t in tasks {
-        let (r, took) = t.await.expect("ban task");
-        call_us.push(took.as_micros() as i64);
-        match r {
-            Ok(()) => ok += 1,
-            Err(e) => errors.push(e),
-        }
-    }
-    let issue_secs = issue_start.elapsed().as_secs_f64();
-    call_us.sort_unstable();
-    println!(
-        "issued {ok}/{bans} bans in {:.2} s (schedule {:.2} s, {:.0}/s achieved); \
-         control call p50 {} ms, p99 {} ms, max {} ms",
-        issue_secs,
-        scheduled.as_secs_f64(),
-        bans as f64 / scheduled.as_secs_f64(),
-        ms(pct(&call_us, 0.5)),
-        ms(pct(&call_us, 0.99)),
-        ms(pct(&call_us, 1.0)),
-    );
-    for e in errors.iter().take(5) {
-        println!("  ban error: {e}");
-    }
+    let Issued { ok, secs: issue_secs } =
+        issue::paced(sockets.clone(), bans, rate, 0x0bad_5eed ^ rate).await;
 
     // Wait until every node holds every ban.
     let wait_start = Instant::now();
