@@ -20,77 +20,18 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "util.rs"]
+mod util;
 
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, TestNode};
+use common::{TestCluster, TestNode, issue_bans_from};
+use util::{bans, bytes_on, env_num, load, vm_hwm_mib};
 
 /// Records written or lost while a node is down.
 const MISSED: usize = 1_000;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
-}
-
-/// Peak resident memory of `pid` in MiB, from `/proc/PID/status`.
-fn vm_hwm_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
-    kib.unwrap_or(0.0) / 1024.0
-}
-
-/// Bytes sent on the established TCP connections from or to these local
-/// ports (`ss -ti`'s `bytes_sent`; over loopback both ends are listed, so
-/// this is both directions), summed.
-fn bytes_on(ports: &[u16]) -> u64 {
-    let filter: Vec<String> =
-        ports.iter().map(|p| format!("sport = :{p} or dport = :{p}")).collect();
-    let out = Command::new("ss")
-        .args(["-tinH", "state", "established", &format!("( {} )", filter.join(" or "))])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    out.split_whitespace()
-        .filter_map(|w| w.strip_prefix("bytes_sent:"))
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum()
-}
-
-fn bans(node: &TestNode) -> u64 {
-    node.try_call(&["status"]).ok().and_then(|s| s["record_counts"]["ban"].as_u64()).unwrap_or(0)
-}
-
-/// Issues `count` hour-long bans on distinct addresses from `first` on
-/// (10.100.0.0 is 0), in batches through the control socket.
-fn issue_bans_from(node: &TestNode, first: usize, count: usize) {
-    use banmesh_node::control::client;
-    use banmesh_node::control::protocol::{Command as Wire, MAX_ISSUE_BATCH, OrderSpec, Response};
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        for start in (first..first + count).step_by(MAX_ISSUE_BATCH) {
-            let orders = (start..(first + count).min(start + MAX_ISSUE_BATCH))
-                .map(|i| OrderSpec {
-                    kind: "ban".into(),
-                    key: format!("10.{}.{}.{}", 100 + i / 65_536, (i / 256) % 256, i % 256),
-                    duration_ms: Some(3_600_000),
-                    ..OrderSpec::default()
-                })
-                .collect();
-            let answer = client::call(&node.socket, Wire::Issue { orders }).await;
-            assert!(matches!(answer, Ok(Response::Issued(_))), "batch refused: {answer:?}");
-        }
-    });
-}
 
 /// The `sync finished` lines of `node`'s log after byte `from`.
 fn sync_lines(node: &TestNode, from: usize) -> Vec<String> {
@@ -196,7 +137,7 @@ fn main() {
     let mut cluster = TestCluster::new();
     cluster.start_star(1, None);
     let started = Instant::now();
-    issue_bans_from(cluster.node(0), 0, records);
+    issue_bans_from(&cluster.node(0).socket, 0, records);
     println!("filled node1 in {:.1} s", started.elapsed().as_secs_f64());
     let spec = cluster.spec("node2", &[cluster.node(0).addr()]);
     cluster.start(spec);
@@ -205,7 +146,7 @@ fn main() {
     let mut total = records;
     if runs("restart") {
         cluster.node_mut(1).stop();
-        issue_bans_from(cluster.node(0), total, MISSED);
+        issue_bans_from(&cluster.node(0).socket, total, MISSED);
         total += MISSED;
         catch_up(&mut cluster, 1, total as u64, timeout, "restart, 1,000 new records");
     }

@@ -10,6 +10,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "util.rs"]
+mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,21 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{TestCluster, arg, bin};
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
-}
-
-/// Peak resident memory of `pid`, from `/proc/PID/status`.
-fn vm_hwm(pid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"));
-    line.map_or_else(|| "?".to_owned(), |l| l["VmHWM:".len()..].trim().to_owned())
-}
+use util::{env_num, load, vm_hwm_mib};
 
 /// Fail2Ban's limit on the hand-over. The command exits 0 when the node
 /// does not answer in time (the action must never fail a ban), so a
@@ -78,7 +66,8 @@ fn main() {
     let pid = node.pid().expect("node runs");
     let started = Instant::now();
     common::issue_bans(&node.socket, records);
-    println!("filled in {:.1} s; node VmHWM {}", started.elapsed().as_secs_f64(), vm_hwm(pid));
+    let filled = started.elapsed().as_secs_f64();
+    println!("filled in {filled:.1} s; node VmHWM {:.0} MiB", vm_hwm_mib(pid));
     let (mut idle, mut failed) = (Vec::new(), 0);
     for n in 0..count {
         match handover(&node.socket, n) {
@@ -113,5 +102,6 @@ fn main() {
     dumping.store(false, Ordering::Relaxed);
     let dumps = dumper.join().expect("dumper");
     report("while `records --json` dumps every record", busy, failed);
-    println!("{dumps} full dump(s) ran; node VmHWM {}; load average {}", vm_hwm(pid), load());
+    let hwm = vm_hwm_mib(pid);
+    println!("{dumps} full dump(s) ran; node VmHWM {hwm:.0} MiB; load average {}", load());
 }

@@ -18,53 +18,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "util.rs"]
+mod util;
 
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{TestCluster, TestNode};
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
-}
-
-/// Peak resident memory of `pid` in MiB, from `/proc/PID/status`.
-fn vm_hwm_mib(pid: u32) -> f64 {
-    proc_status_mib(pid, "VmHWM:")
-}
-
-/// Resident memory of `pid` now, in MiB.
-fn vm_rss_mib(pid: u32) -> f64 {
-    proc_status_mib(pid, "VmRSS:")
-}
-
-fn proc_status_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
-    kib.unwrap_or(0.0) / 1024.0
-}
-
-/// Bytes sent on established TCP connections from local port `port`
-/// (`ss -ti`'s `bytes_sent`), summed.
-fn bytes_sent_from(port: u16) -> u64 {
-    let out = Command::new("ss")
-        .args(["-tinH", "state", "established", &format!("( sport = :{port} )")])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    out.split_whitespace()
-        .filter_map(|w| w.strip_prefix("bytes_sent:"))
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum()
-}
+use util::{bans, bytes_sent_from, env_num, load, vm_hwm_mib, vm_rss_mib};
 
 /// Sync sessions a node counts: its status's `sync` object when it has
 /// one, else the `sync finished` lines of its log.
@@ -79,10 +40,6 @@ fn sessions(node: &TestNode) -> String {
             format!("log: {finished} `sync finished`, {streamed} `streamed the whole set`")
         }
     }
-}
-
-fn bans(node: &TestNode) -> u64 {
-    node.status()["record_counts"]["ban"].as_u64().unwrap_or(0)
 }
 
 fn main() {

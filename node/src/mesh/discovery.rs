@@ -11,7 +11,7 @@
 //! Peers found by a query or by mDNS are only addresses to dial: each still
 //! has to pass the hello before anything it says is trusted.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -25,6 +25,8 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId, StreamProtocol, mdns};
 use serde::{Deserialize, Serialize};
+
+use super::admitted::AdmittedPeers;
 
 /// Kademlia's protocol name: banmesh's own, so unrelated DHTs never mix.
 pub const KAD_PROTOCOL: &str = "/banmesh/kad/1";
@@ -92,11 +94,9 @@ type KadIn = <<kad::Behaviour<MemoryStore> as NetworkBehaviour>::ConnectionHandl
 /// accepted ([`EnrolledKad::admit`]).
 pub struct EnrolledKad {
     inner: kad::Behaviour<MemoryStore>,
-    /// Open connections, by peer.
-    connections: HashMap<PeerId, HashSet<ConnectionId>>,
-    /// Connected peers whose hello was accepted: their new connections are
-    /// served too.
-    admitted: HashSet<PeerId>,
+    /// Connected peers, and those whose hello was accepted: their new
+    /// connections are served too.
+    peers: AdmittedPeers,
     /// Mode changes to send to connection handlers.
     pending: VecDeque<(PeerId, ConnectionId)>,
 }
@@ -121,12 +121,7 @@ impl EnrolledKad {
         // timer warns each time it finds the table empty.
         let mut inner = kad::Behaviour::with_config(local, MemoryStore::new(local), config);
         inner.set_mode(Some(kad::Mode::Client));
-        EnrolledKad {
-            inner,
-            connections: HashMap::new(),
-            admitted: HashSet::new(),
-            pending: VecDeque::new(),
-        }
+        EnrolledKad { inner, peers: AdmittedPeers::default(), pending: VecDeque::new() }
     }
 
     /// `peer` passed the hello: it enters the routing table at `addrs` (its
@@ -135,15 +130,15 @@ impl EnrolledKad {
         for addr in addrs {
             self.inner.add_address(&peer, addr.clone());
         }
-        self.admitted.insert(peer);
-        for connection in self.connections.get(&peer).into_iter().flatten() {
-            self.pending.push_back((peer, *connection));
+        self.peers.admit(peer);
+        for connection in self.peers.connections(&peer) {
+            self.pending.push_back((peer, connection));
         }
     }
 
     /// `peer` was blocked or revoked: out of the routing table.
     pub fn expel(&mut self, peer: &PeerId) {
-        self.admitted.remove(peer);
+        self.peers.expel(peer);
         self.inner.remove_peer(peer);
     }
 
@@ -231,23 +226,8 @@ impl NetworkBehaviour for EnrolledKad {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        match &event {
-            FromSwarm::ConnectionEstablished(e) => {
-                self.connections.entry(e.peer_id).or_default().insert(e.connection_id);
-                if self.admitted.contains(&e.peer_id) {
-                    self.pending.push_back((e.peer_id, e.connection_id));
-                }
-            }
-            FromSwarm::ConnectionClosed(e) => {
-                if let Some(set) = self.connections.get_mut(&e.peer_id) {
-                    set.remove(&e.connection_id);
-                    if set.is_empty() {
-                        self.connections.remove(&e.peer_id);
-                        self.admitted.remove(&e.peer_id);
-                    }
-                }
-            }
-            _ => {}
+        if let Some(connection) = self.peers.on_swarm_event(&event) {
+            self.pending.push_back(connection);
         }
         self.inner.on_swarm_event(event);
     }

@@ -18,7 +18,7 @@
 //! first subscription crosses about one round trip after the hello, and
 //! the next heartbeat grafts.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::task::{Context, Poll};
 
@@ -32,6 +32,8 @@ use libp2p::swarm::{
     THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
+
+use super::admitted::AdmittedPeers;
 
 /// Inbound gossipsub streams held on a pending connection (an honest peer
 /// opens one); beyond it the oldest is dropped.
@@ -50,10 +52,8 @@ type Inbound = FullyNegotiatedInbound<
 /// the mesh.
 pub struct GatedGossip {
     inner: gossipsub::Behaviour,
-    /// Open connections, by peer.
-    connections: HashMap<PeerId, HashSet<ConnectionId>>,
-    /// Connected peers whose hello was accepted.
-    admitted: HashSet<PeerId>,
+    /// Connected peers, and those whose hello was accepted.
+    peers: AdmittedPeers,
     /// Connections to open.
     opening: VecDeque<(PeerId, ConnectionId)>,
 }
@@ -61,32 +61,27 @@ pub struct GatedGossip {
 impl GatedGossip {
     /// Gates `inner`.
     pub fn new(inner: gossipsub::Behaviour) -> GatedGossip {
-        GatedGossip {
-            inner,
-            connections: HashMap::new(),
-            admitted: HashSet::new(),
-            opening: VecDeque::new(),
-        }
+        GatedGossip { inner, peers: AdmittedPeers::default(), opening: VecDeque::new() }
     }
 
     /// `peer`'s hello was accepted: gossip runs on its connections (from
     /// now until it disconnects).
     pub fn admit(&mut self, peer: PeerId) {
-        if !self.admitted.insert(peer) {
+        if !self.peers.admit(peer) {
             return;
         }
-        for connection in self.connections.get(&peer).into_iter().flatten() {
-            self.opening.push_back((peer, *connection));
+        for connection in self.peers.connections(&peer) {
+            self.opening.push_back((peer, connection));
         }
     }
 
     /// Whether `peer` is admitted to gossip.
     pub fn is_admitted(&self, peer: &PeerId) -> bool {
-        self.admitted.contains(peer)
+        self.peers.is_admitted(peer)
     }
 
     fn handler(&self, peer: &PeerId, inner: Inner) -> Gate {
-        Gate { inner, open: self.admitted.contains(peer), held: VecDeque::new() }
+        Gate { inner, open: self.peers.is_admitted(peer), held: VecDeque::new() }
     }
 }
 
@@ -151,21 +146,9 @@ impl NetworkBehaviour for GatedGossip {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        match &event {
-            FromSwarm::ConnectionEstablished(e) => {
-                self.connections.entry(e.peer_id).or_default().insert(e.connection_id);
-            }
-            FromSwarm::ConnectionClosed(e) => {
-                if let Some(set) = self.connections.get_mut(&e.peer_id) {
-                    set.remove(&e.connection_id);
-                    if set.is_empty() {
-                        self.connections.remove(&e.peer_id);
-                        self.admitted.remove(&e.peer_id);
-                    }
-                }
-            }
-            _ => {}
-        }
+        // An admitted peer's new connection needs no opening: its handler
+        // was made open.
+        let _ = self.peers.on_swarm_event(&event);
         self.inner.on_swarm_event(event);
     }
 

@@ -8,6 +8,7 @@
 //! verifier (messages), verifier → swarm (verdicts), all bounded. Shutdown:
 //! both tasks end when the node's token fires.
 
+pub mod admitted;
 pub mod batch;
 #[allow(missing_docs)] // the NetworkBehaviour derive writes an undocumented event enum
 pub mod behaviour;

@@ -7,15 +7,13 @@
 //! verifier, verdicts back. Shutdown: the task ends when its token fires;
 //! dropping the swarm closes every connection.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use banmesh_crdt::Record;
-use banmesh_keys::Revocation;
 use libp2p::futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
-use libp2p::request_response::{self, Message, OutboundRequestId, ResponseChannel};
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
@@ -26,13 +24,15 @@ use super::behaviour::{Behaviour, BehaviourEvent, TOPIC};
 use super::hello::{self, Constants, peer_id_of};
 use super::learnt::Learnt;
 use super::never_ban::Seen;
-use super::sync::{SyncInbound, SyncOrder, SyncRequest, SyncResponse};
+use super::sync::{SyncInbound, SyncOrder, SyncResponse};
 use super::trust::Trust;
 use super::verifier::{Inbound, Outcome};
 
 mod admission;
+mod api;
 mod blocks;
 mod discovery;
+mod inbound;
 mod listen;
 mod liveness;
 mod reach;
@@ -40,6 +40,7 @@ mod revoked;
 mod topology;
 mod unblock;
 
+pub use api::{MeshCommand, MeshStats, PeerState};
 pub use blocks::MAX_BLOCKED;
 pub use liveness::Admitted;
 pub use unblock::Unblock;
@@ -68,87 +69,6 @@ fn causes(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// A request to the swarm task.
-pub enum MeshCommand {
-    /// Gossip records already committed to the store.
-    Publish(Vec<Record>),
-    /// Gossip a revocation already stored.
-    PublishRevocation(Revocation),
-    /// Describe every connected peer.
-    Peers(oneshot::Sender<Vec<PeerState>>),
-    /// Send a sync request and hand back the answer.
-    SyncRequest {
-        /// To whom.
-        peer: PeerId,
-        /// What.
-        request: SyncRequest,
-        /// Where the answer goes.
-        reply: oneshot::Sender<Result<SyncResponse, String>>,
-    },
-    /// Answer an inbound sync request.
-    SyncRespond(ResponseChannel<SyncResponse>, SyncResponse),
-    /// Lift blocks now; answers the peers unblocked.
-    Unblock(Unblock, oneshot::Sender<Vec<PeerId>>),
-    /// Present this certificate (canonical bytes) from now on.
-    SetOwnCert(Vec<u8>),
-    /// A peer sent a sync request no honest node sends (why): counted, and
-    /// a strike like a rejected gossip message.
-    Strike(PeerId, &'static str),
-}
-
-/// What the node knows of one connected peer.
-#[derive(Debug, Clone)]
-pub struct PeerState {
-    /// The peer.
-    pub peer: PeerId,
-    /// Its certificate's name, once its hello is accepted.
-    pub name: Option<String>,
-    /// Whether its hello was accepted.
-    pub ready: bool,
-    /// Its clock minus ours, ms, from its hello.
-    pub offset_ms: Option<i64>,
-    /// Unix ms when it connected.
-    pub connected_ms: u64,
-    /// The addresses it listens on, as it told us.
-    pub addrs: Vec<Multiaddr>,
-    /// The address its connection comes from (or that we dialled): where
-    /// its traffic is seen from, unlike `addrs`, which it only claims.
-    pub remote: Option<Multiaddr>,
-    /// Whether a connection is open.
-    pub connected: bool,
-    /// Whether it is blocked (refused hello, repeated rejects, revoked).
-    pub blocked: bool,
-    /// Connected, but nothing (not even a ping) came back lately: the sync
-    /// timer skips it, and the connection is closed if a ping fails.
-    pub in_doubt: bool,
-    /// Unix ms when anything was last heard from it (this run).
-    pub last_seen_ms: Option<u64>,
-}
-
-/// Counters shown by `banmesh status`.
-#[derive(Debug, Default, Clone)]
-pub struct MeshStats {
-    /// Refusals by reason (`bad signature`, `hello timeout`, ...).
-    pub refused: BTreeMap<String, u64>,
-    /// Records left out of sound batches, by reason (`revoked origin`, ...).
-    pub skipped: BTreeMap<String, u64>,
-    /// Messages accepted.
-    pub accepted: u64,
-    /// Our listen addresses.
-    pub listen: Vec<Multiaddr>,
-    /// When the last reconciliation with each peer finished (either side
-    /// opened it), Unix ms.
-    pub last_sync: HashMap<PeerId, u64>,
-    /// What each peer that refused this node's hello told, until it accepts one.
-    pub refused_by: BTreeMap<PeerId, String>,
-    /// Where the mesh's tasks count for `/metrics`.
-    pub metrics: crate::metrics::Metrics,
-    /// The gossip mesh and discovery, for `status`.
-    pub discovery: super::discovery::DiscoveryView,
-    /// Sync sessions since start and running.
-    pub sync: super::sync::sessions::SyncStats,
 }
 
 struct Peer {
@@ -416,46 +336,6 @@ impl Mesh {
         self.last_bootstrap = None;
     }
 
-    fn handle_outcome(&mut self, outcome: Outcome) {
-        let acceptance = match outcome.verdict {
-            Ok(true) => MessageAcceptance::Accept,
-            Ok(false) => MessageAcceptance::Ignore,
-            Err(reason) => {
-                self.count(reason);
-                MessageAcceptance::Reject
-            }
-        };
-        if acceptance == MessageAcceptance::Accept {
-            self.stats.lock().unwrap_or_else(PoisonError::into_inner).accepted += 1;
-        }
-        let reject = acceptance == MessageAcceptance::Reject;
-        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-            &outcome.id,
-            &outcome.source,
-            acceptance,
-        );
-        for node in outcome.revoked {
-            self.drop_revoked(&node);
-        }
-        if reject {
-            self.strike(outcome.source);
-        }
-    }
-
-    /// One more rejected message or bad sync request from `peer`; blocks it
-    /// at [`REJECTS_BEFORE_BLOCK`]. Kept per PeerId, not per connection:
-    /// reconnecting does not wipe a peer's record. Cleared when the peer is
-    /// blocked.
-    fn strike(&mut self, peer: PeerId) {
-        let count = self.rejects.entry(peer).or_default();
-        *count += 1;
-        if *count >= REJECTS_BEFORE_BLOCK {
-            self.rejects.remove(&peer);
-            self.block(peer, "repeated rejects");
-        }
-        self.cap_strikes();
-    }
-
     fn handle_tick(&mut self) {
         let now = Instant::now();
         let late: Vec<PeerId> = self
@@ -524,72 +404,5 @@ impl Mesh {
             })) => self.handle_gossip(propagation_source, message_id, message.data),
             _ => {}
         }
-    }
-
-    fn handle_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
-        match event {
-            request_response::Event::Message {
-                peer,
-                message: Message::Request { request, channel, .. },
-                ..
-            } => {
-                if !self.peers.get(&peer).is_some_and(|p| p.state.ready) {
-                    self.count("sync from pending peer");
-                    let refused = SyncResponse::Refused { reason: "say hello first".into() };
-                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, refused);
-                    return;
-                }
-                if let Err(e) =
-                    self.sync_inbound_tx.try_send(SyncInbound { peer, request, channel })
-                {
-                    let inbound = match e {
-                        mpsc::error::TrySendError::Full(i)
-                        | mpsc::error::TrySendError::Closed(i) => i,
-                    };
-                    let busy = SyncResponse::Refused { reason: "busy".into() };
-                    let _ = self.swarm.behaviour_mut().sync.send_response(inbound.channel, busy);
-                }
-            }
-            request_response::Event::Message {
-                message: Message::Response { request_id, response },
-                peer,
-                ..
-            } => {
-                self.heard_from(peer);
-                if let Some(reply) = self.pending_sync.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some(reply) = self.pending_sync.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                // Unreadable requests are counted by the codec (`codec.rs`);
-                // bytes that are no request at all are a strike too.
-                tracing::debug!(%peer, %error, "sync request failed");
-                if super::codec::undecodable(&error) {
-                    self.strike(peer);
-                }
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    fn handle_gossip(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {
-        let ready = self.peers.get(&source).is_some_and(|p| p.state.ready);
-        if !ready {
-            self.count("gossip from pending peer");
-            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                &id,
-                &source,
-                MessageAcceptance::Ignore,
-            );
-            return;
-        }
-        self.heard_from(source);
-        self.metrics.gossip_bytes(crate::metrics::Direction::In, data.len());
-        self.hand_to_verifier(Inbound { id, source, data });
     }
 }

@@ -59,13 +59,20 @@ pub fn free_port() -> u16 {
 /// the node at `socket`, through its control socket in batches; panics if
 /// any is refused.
 pub fn issue_bans(socket: &Path, count: usize) {
+    issue_bans_from(socket, 0, count);
+}
+
+/// [`issue_bans`] on the `count` addresses from the `first`th on
+/// (10.100.0.0 is the 0th).
+pub fn issue_bans_from(socket: &Path, first: usize, count: usize) {
     use banmesh_node::control::client;
     use banmesh_node::control::protocol::{Command as Wire, MAX_ISSUE_BATCH, OrderSpec, Response};
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        for start in (0..count).step_by(MAX_ISSUE_BATCH) {
-            let orders = (start..count.min(start + MAX_ISSUE_BATCH))
+        let end = first + count;
+        for start in (first..end).step_by(MAX_ISSUE_BATCH) {
+            let orders = (start..end.min(start + MAX_ISSUE_BATCH))
                 .map(|i| OrderSpec {
                     kind: "ban".into(),
                     key: format!("10.{}.{}.{}", 100 + i / 65_536, (i / 256) % 256, i % 256),

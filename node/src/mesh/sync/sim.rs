@@ -23,28 +23,23 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use banmesh_crdt::{Hlc, Key, Kind, Metadata, Origin, Params, State, Statement};
 use banmesh_keys::cert::Certificate;
 use banmesh_keys::roles::{Role, Roles};
 use banmesh_keys::{PublicKey, SecretKey, sign_record};
-use libp2p::PeerId;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
-use super::responder::Responder;
 use super::sessions::{Guard, Tracker};
-use super::{SyncContext, run_session, session};
+use super::{run_session, session};
 use crate::clock::now_ms;
 use crate::mesh::hello::peer_id_of;
-use crate::mesh::limit::OriginLimits;
-use crate::mesh::swarm::{MeshCommand, MeshStats};
-use crate::mesh::verifier::Checker;
-use crate::store::Store;
-use crate::store::sync_set::each_sync_item;
+use crate::mesh::swarm::MeshCommand;
 use crate::test_rng::Rng;
+
+mod node;
+
+use node::Node;
 
 /// Seeds a CI run tries.
 const CI_SEEDS: u64 = 1000;
@@ -81,81 +76,6 @@ struct Faults {
 
 const FAULTY: Faults = Faults { lose_request: 4, lose_answer: 4, crash: 2 };
 const HEALED: Faults = Faults { lose_request: 0, lose_answer: 0, crash: 0 };
-
-/// One simulated node: its key and certificate, and its parts while up.
-struct Node {
-    secret: SecretKey,
-    cert: Certificate,
-    peer: PeerId,
-    dir: tempfile::TempDir,
-    up: Option<Up>,
-}
-
-struct Up {
-    ctx: SyncContext,
-    swarm_rx: mpsc::Receiver<MeshCommand>,
-    responder: Responder,
-    writer: JoinHandle<()>,
-}
-
-impl Node {
-    fn up(&mut self) -> &mut Up {
-        self.up.as_mut().expect("a node is started before use")
-    }
-
-    fn ctx(&self) -> SyncContext {
-        self.up.as_ref().expect("started").ctx.clone()
-    }
-
-    async fn start(&mut self, cluster: PublicKey) {
-        let params = Params::default();
-        let (store, writer) = Store::open(self.dir.path(), params, now_ms()).await.expect("store");
-        let trust = store.load_trust(cluster).await.expect("trust");
-        store.add_certificate(self.cert.clone()).await.expect("own certificate");
-        let stats = Arc::new(Mutex::new(MeshStats::default()));
-        let (swarm_tx, swarm_rx) = mpsc::channel(16);
-        let checker = Checker {
-            store,
-            trust,
-            params,
-            limits: Arc::new(OriginLimits::new(u64::MAX / 4, u64::MAX / 4)),
-            stats: stats.clone(),
-        };
-        let ctx = SyncContext { checker, swarm_tx, local: self.peer };
-        self.up = Some(Up { ctx, swarm_rx, responder: Responder::new(Tracker(stats)), writer });
-    }
-
-    /// A crash: every handle on the store dropped, the writer finishing
-    /// what it acknowledged, then a fresh start on the same file.
-    async fn crash(&mut self, cluster: PublicKey) {
-        if let Some(up) = self.up.take() {
-            let Up { ctx, swarm_rx, responder, writer } = up;
-            let closer = ctx.checker.store.closer();
-            drop((ctx, swarm_rx, responder));
-            // Every handle is gone; should one linger, the writer still ends.
-            closer.close().await;
-            writer.await.expect("store writer");
-        }
-        self.start(cluster).await;
-    }
-
-    /// The sync set's items, as (time, id).
-    async fn set(&self) -> BTreeSet<(u64, [u8; 32])> {
-        let store = self.ctx().checker.store;
-        let horizon = now_ms();
-        let params = Params::default();
-        store
-            .read(move |c, p| {
-                let mut items = BTreeSet::new();
-                each_sync_item(c, p, horizon, &params, |item| {
-                    items.insert((item.at, item.id));
-                })?;
-                Ok(items)
-            })
-            .await
-            .expect("sync set")
-    }
-}
 
 /// A simulated world: the cluster, its nodes, cut links, and the union of
 /// every record issued.
