@@ -10,11 +10,14 @@
 //! node 30 s and 60 s after the join (what is kept once the join is over),
 //! and two restarts: the joiner's and the first server's (each holding N
 //! records), timed from launch until `status` answers and until a peer is
-//! connected, with the restarted node's RSS 10 s later. Asserts nothing.
+//! connected, with the restarted node's RSS 10 s later. Last, with
+//! `BANMESH_BENCH_IDLE_S`, the mesh left alone that long: each node's CPU
+//! use and its RSS at the start and the end. Asserts nothing.
 //!
 //! Run: `cargo bench -p banmesh-node --bench join`. Environment:
 //! `BANMESH_BENCH_RECORDS` (100000), `BANMESH_BENCH_SERVERS` (1),
-//! `BANMESH_BENCH_TIMEOUT_S` (600).
+//! `BANMESH_BENCH_TIMEOUT_S` (600), `BANMESH_BENCH_IDLE_S` (0: no idle
+//! phase; the issue's figure is 300 with 2 servers, a 3-node mesh).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -25,7 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{TestCluster, TestNode};
-use util::{bans, bytes_sent_from, env_num, load, vm_hwm_mib, vm_rss_mib};
+use util::{bans, bytes_sent_from, cpu_seconds, env_num, load, vm_hwm_mib, vm_rss_mib};
 
 /// Sync sessions a node counts: its status's `sync` object when it has
 /// one, else the `sync finished` lines of its log.
@@ -111,7 +114,35 @@ fn main() {
     }
     restart(&mut cluster, joiner, timeout);
     restart(&mut cluster, 0, timeout);
+    let idle_for = Duration::from_secs(env_num("BANMESH_BENCH_IDLE_S", 0) as u64);
+    if !idle_for.is_zero() {
+        idle(&cluster, idle_for);
+    }
     println!("load average {}", load());
+}
+
+/// The mesh left alone for `span`, every node holding the set: each node's
+/// CPU use over it (share of one core) and its resident memory at the start
+/// and the end, with its peak.
+fn idle(cluster: &TestCluster, span: Duration) {
+    let pids: Vec<u32> = cluster.nodes.iter().map(|n| n.pid().unwrap_or(0)).collect();
+    let cpu_before: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect();
+    let rss_before: Vec<f64> = pids.iter().map(|&p| vm_rss_mib(p)).collect();
+    println!("idle for {} s, load average {}", span.as_secs(), load());
+    thread::sleep(span);
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let used = cpu_seconds(pids[i]) - cpu_before[i];
+        println!(
+            "idle {}: CPU {used:.1} s in {} s ({:.2} % of a core); VmRSS {:.0} -> {:.0} MiB, \
+             VmHWM {:.0} MiB",
+            node.name,
+            span.as_secs(),
+            100.0 * used / span.as_secs_f64(),
+            rss_before[i],
+            vm_rss_mib(pids[i]),
+            vm_hwm_mib(pids[i]),
+        );
+    }
 }
 
 /// Stops node `i` and starts it again: prints the time from launch until

@@ -72,3 +72,17 @@ fn bytes_sent(filter: &str) -> u64 {
 pub fn bans(node: &TestNode) -> u64 {
     node.try_call(&["status"]).ok().and_then(|s| s["record_counts"]["ban"].as_u64()).unwrap_or(0)
 }
+
+/// CPU time `pid` has used (user and system), in seconds, from fields 14
+/// and 15 of `/proc/PID/stat` (clock ticks, which Linux reports to user
+/// space at 100 a second); 0 when unreadable.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: count fields after its `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
