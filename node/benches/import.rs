@@ -1,8 +1,10 @@
 //! `banmesh import` of a big list into one real node: N lines of distinct
 //! addresses (every 50th a /24 network, DROP-style with a trailing comment),
 //! then, into a fresh node, the same size with 10 % bad lines. Prints the
-//! time, lines per second, the import's summary and the node's peak RSS
-//! (VmHWM); asserts nothing.
+//! time, lines per second, the import's summary, the node's CPU time and
+//! peak RSS (VmHWM), and the client's CPU and peak RSS (GNU time, when
+//! present); asserts nothing. CPU time says more than the wall time on a
+//! shared machine: on two cores, 20 s of wall time is 40 s of CPU at most.
 //!
 //! Run: `cargo bench -p banmesh-node --bench import`. Environment:
 //! `BANMESH_BENCH_LINES` (1000000). A debug build's figures come from
@@ -10,6 +12,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "util.rs"]
+mod util;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -17,17 +21,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{TestCluster, arg, bin};
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-/// Peak resident memory of `pid`, from `/proc/PID/status`.
-fn vm_hwm(pid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"));
-    line.map_or_else(|| "?".to_owned(), |l| l["VmHWM:".len()..].trim().to_owned())
-}
+use util::{cpu_seconds, env_num, load, vm_hwm_mib};
 
 /// `lines` lines; every `bad_every`-th (when not 0) is not an address.
 fn list(path: &Path, lines: usize, bad_every: usize) {
@@ -61,6 +55,8 @@ fn run(label: &str, lines: usize, bad_every: usize) {
     } else {
         Command::new(bin())
     };
+    let pid = node.pid().unwrap_or(0);
+    let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
     let output = command
         .args(["import", arg(&path), "--for", "1d", "--socket", arg(&node.socket), "--json"])
@@ -69,17 +65,17 @@ fn run(label: &str, lines: usize, bad_every: usize) {
         .expect("run banmesh import");
     let took = start.elapsed();
     let summary = String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<String>();
-    let pid = node.pid().unwrap_or(0);
+    let node_cpu = cpu_seconds(pid) - cpu_before;
     let client = std::fs::read_to_string(&times).unwrap_or_default();
     println!(
-        "{label}: {lines} lines in {:.1} s ({:.0} lines/s), {}, node peak RSS {}; {}; \
-         load {}; {summary}",
+        "{label}: {lines} lines in {:.1} s ({:.0} lines/s), {}, node cpu {node_cpu:.1} s, \
+         node peak RSS {:.0} MiB; {}; load {}; {summary}",
         took.as_secs_f64(),
         lines as f64 / took.as_secs_f64(),
         output.status,
-        vm_hwm(pid),
+        vm_hwm_mib(pid),
         client.trim(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        load(),
     );
 }
 
