@@ -3,7 +3,8 @@
 //! link that loses requests, loses answers after the responder acted on
 //! them, is cut by partitions, and whose ends crash (the store closed and
 //! opened again, the responder's sessions forgotten). Nodes issue records
-//! on a few shared keys and gossip them with loss. After the faults stop
+//! on a few shared keys and gossip them with loss, and records arrive at
+//! either end of a session while it runs (its set changes under it). After the faults stop
 //! and the partitions heal, sessions between every pair must bring every
 //! node to the same sync set and every record to the greatest per slot of
 //! all ever issued: no valid record lost, whatever the seed. Each node's
@@ -25,7 +26,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use banmesh_crdt::{Hlc, Key, Kind, Metadata, Origin, Params, State, Statement};
+use banmesh_crdt::{Hlc, Key, Kind, Metadata, Origin, Params, Record, State, Statement};
 use banmesh_keys::cert::Certificate;
 use banmesh_keys::roles::{Role, Roles};
 use banmesh_keys::{PublicKey, SecretKey, sign_record};
@@ -72,10 +73,12 @@ struct Faults {
     lose_answer: u64,
     /// An end crashes at this request.
     crash: u64,
+    /// New records reach one end (issued there) before this request.
+    write: u64,
 }
 
-const FAULTY: Faults = Faults { lose_request: 4, lose_answer: 4, crash: 2 };
-const HEALED: Faults = Faults { lose_request: 0, lose_answer: 0, crash: 0 };
+const FAULTY: Faults = Faults { lose_request: 4, lose_answer: 4, crash: 2, write: 10 };
+const HEALED: Faults = Faults { lose_request: 0, lose_answer: 0, crash: 0, write: 0 };
 
 /// A simulated world: the cluster, its nodes, cut links, and the union of
 /// every record issued.
@@ -99,6 +102,8 @@ struct Stats {
     moved: u64,
     lost: u64,
     crashes: u64,
+    /// Writes that reached an end while a session ran.
+    mid_session_writes: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -108,6 +113,7 @@ impl std::ops::AddAssign for Stats {
         self.moved += o.moved;
         self.lost += o.lost;
         self.crashes += o.crashes;
+        self.mid_session_writes += o.mid_session_writes;
     }
 }
 
@@ -158,6 +164,25 @@ impl World {
     /// Node `k` issues a few records; each other linked node gets them by
     /// gossip unless lost.
     async fn issue(&mut self, k: usize) {
+        let records = self.records(k);
+        let count = records.len();
+        for record in &records {
+            self.issued.insert(record.clone());
+        }
+        let now = now_ms();
+        self.nodes[k].ctx().checker.store.apply(records.clone(), now).await.expect("issue");
+        for other in 0..self.nodes.len() {
+            if other != k && self.linked(k, other) && !self.rng.chance(30) {
+                let store = self.nodes[other].ctx().checker.store;
+                store.apply(records.clone(), now).await.expect("gossip");
+            }
+        }
+        self.log.push(format!("n{k} issues {count}"));
+    }
+
+    /// A few records signed by node `k`, on the shared keys, not yet
+    /// anywhere.
+    fn records(&mut self, k: usize) -> Vec<Record> {
         let count = 1 + self.rng.below(4);
         let mut records = Vec::new();
         for _ in 0..count {
@@ -175,18 +200,7 @@ impl World {
             };
             records.push(sign_record(&self.nodes[k].secret, statement));
         }
-        for record in &records {
-            self.issued.insert(record.clone());
-        }
-        let now = now_ms();
-        self.nodes[k].ctx().checker.store.apply(records.clone(), now).await.expect("issue");
-        for other in 0..self.nodes.len() {
-            if other != k && self.linked(k, other) && !self.rng.chance(30) {
-                let store = self.nodes[other].ctx().checker.store;
-                store.apply(records.clone(), now).await.expect("gossip");
-            }
-        }
-        self.log.push(format!("n{k} issues {count}"));
+        records
     }
 
     /// A session `i` opens with `j` over the faulty link, then any session
@@ -223,6 +237,13 @@ impl World {
         crashed: &mut Option<usize>,
     ) -> Option<u64> {
         let (ctx_a, ctx_b) = (self.nodes[a].ctx(), self.nodes[b].ctx());
+        // Writes that may reach either end while the session runs.
+        let mut pending = if faults.write > 0 {
+            vec![(a, self.records(a)), (b, self.records(b))]
+        } else {
+            Vec::new()
+        };
+        let mut written = Vec::new();
         let (peer_a, peer_b) = (self.nodes[a].peer, self.nodes[b].peer);
         let mut rng = Rng(self.rng.below(u64::MAX));
         let (first, second) = self.nodes.split_at_mut(a.max(b));
@@ -244,6 +265,12 @@ impl World {
         let link = async {
             while let Some(command) = up_a.swarm_rx.recv().await {
                 let MeshCommand::SyncRequest { request, reply, .. } = command else { continue };
+                if crashed.is_none() && !pending.is_empty() && rng.chance(faults.write) {
+                    let (k, records) = pending.remove(0);
+                    let store = if k == a { &ctx_a.checker.store } else { &ctx_b.checker.store };
+                    store.apply(records.clone(), now_ms()).await.expect("write mid-session");
+                    written.push((k, records));
+                }
                 if crashed.is_some() || rng.chance(faults.lose_request) {
                     lost += 1;
                     let _ = reply.send(Err("connection closed".into()));
@@ -271,6 +298,13 @@ impl World {
         if let Ok(super::Outcome::Done { pushed, pulled }) = &outcome {
             self.stats.finished += 1;
             self.stats.moved += (pushed + pulled) as u64;
+        }
+        self.stats.mid_session_writes += written.len() as u64;
+        for (k, records) in written {
+            self.log.push(format!("n{k} issues {} while n{a} -> n{b} runs", records.len()));
+            for record in records {
+                self.issued.insert(record);
+            }
         }
         self.log.push(format!("n{a} -> n{b}: {outcome:?}, {lost} lost"));
         if crashed.is_some() { None } else { back }
