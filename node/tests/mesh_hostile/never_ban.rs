@@ -4,7 +4,7 @@
 //! (never-ban wins): `trace` says so, `status` lists the addresses as
 //! never-ban, `/metrics` counts them in `banmesh_never_ban_blocked`, and
 //! the nftables backend's sets never hold them, while an ordinary ban of
-//! the same rogue is enforced. Needs root, iproute2, nft, curl.
+//! the same rogue is enforced. Needs root, iproute2, nft, python3.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,17 +37,19 @@ fn nft_holds(net: &Net, i: usize, element: &str) -> bool {
 /// Where each node serves `/metrics`, on its own namespace's loopback.
 const METRICS: &str = "127.0.0.1:9646";
 
-/// The value of `series` in host `i`'s `/metrics` (fetched with curl in
-/// its namespace), 0 when absent; panics when it cannot be fetched.
+/// Fetches a URL and prints the body (python3 is there for the gateway's
+/// tests; curl need not be).
+const FETCH: &str = "import sys, urllib.request; \
+    sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode())";
+
+/// The value of `series` in host `i`'s `/metrics` (fetched in its
+/// namespace), 0 when absent; panics when it cannot be fetched.
 fn metric(net: &Net, i: usize, series: &str) -> f64 {
     let url = format!("http://{METRICS}/metrics");
-    let out = net.host(i).command("curl").args(["-sf", &url]).output();
-    let out = out.expect("curl (apt-get install curl)");
-    assert!(
-        out.status.success(),
-        "GET {url} in host {i}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = net.host(i).command("python3").args(["-c", FETCH, &url]).output();
+    let out = out.expect("python3 (apt-get install python3)");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "GET {url} in host {i}: {error}");
     value_in(&String::from_utf8_lossy(&out.stdout), series)
 }
 
