@@ -5,10 +5,14 @@
 //! peak RSS (VmHWM), and the client's CPU and peak RSS (GNU time, when
 //! present); asserts nothing. CPU time says more than the wall time on a
 //! shared machine: on two cores, 20 s of wall time is 40 s of CPU at most.
+//! First, the latency of single `banmesh ban` calls into a fresh node
+//! (each acknowledged once synced to disk).
 //!
 //! Run: `cargo bench -p banmesh-node --bench import`. Environment:
-//! `BANMESH_BENCH_LINES` (1000000). A debug build's figures come from
-//! `cargo test -p banmesh-node --bench import` (the same program).
+//! `BANMESH_BENCH_LINES` (1000000), `BANMESH_BENCH_BANS` (200 `ban`
+//! calls). A debug build's figures come from
+//! `cargo test -p banmesh-node --bench import` (the same program);
+//! `BANMESH_BIN` measures another build of `banmesh`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -79,7 +83,40 @@ fn run(label: &str, lines: usize, bad_every: usize) {
     );
 }
 
+/// `count` `banmesh ban` calls, one after another, into a fresh node: the
+/// whole command's time (process start, connect, sign, commit, answer).
+fn ban_latency(count: usize) {
+    let cluster = TestCluster::star(1);
+    let socket = arg(&cluster.node(0).socket).to_owned();
+    let mut took: Vec<f64> = (0..count)
+        .map(|i| {
+            let ip = format!("10.200.{}.{}", i / 256, i % 256);
+            let start = Instant::now();
+            let status = Command::new(bin())
+                .args(["ban", &ip, "--for", "1h", "--socket", &socket])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("run banmesh ban");
+            assert!(status.success(), "banmesh ban {ip}: {status}");
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    took.sort_by(f64::total_cmp);
+    let at = |p: f64| took[((took.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "banmesh ban: {count} calls, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; load {}",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+    );
+}
+
 fn main() {
+    let bans = env_num("BANMESH_BENCH_BANS", 200);
+    if bans > 0 {
+        ban_latency(bans);
+    }
     let lines = env_num("BANMESH_BENCH_LINES", 1_000_000);
     run("clean list", lines, 0);
     run("10 % bad lines", lines, 10);

@@ -1,8 +1,10 @@
 //! Series computed at scrape time from what `banmesh status` already
 //! gathers: peers by state, records by kind, refusals and skipped records
 //! by reason, sync sessions by outcome, enforcement backends, GC, the
-//! certificate's expiry and the health `status --check` reports. A fresh registry per scrape, so a
-//! reason or set that is gone leaves no stale series.
+//! certificate's expiry and the health `status --check` reports; and from
+//! the enforcement target, what the never-ban list keeps out. A fresh
+//! registry per scrape, so a reason or set that is gone leaves no stale
+//! series.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -10,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::control::views::{CheckLevel, PeerState, StatusView};
+use crate::enforce::{Target, Why};
 
 type Labels = [(&'static str, String); 1];
 
@@ -185,4 +188,23 @@ fn backends(r: &mut Registry, status: &StatusView) {
             gauge_of(u64::from(nft.last_error.is_some())),
         );
     }
+}
+
+/// The never-ban list's size and the banned keys it keeps from enforcement
+/// now (an enrolled node banning its peers' addresses shows here), under
+/// `banmesh_`.
+pub fn never_ban(target: &Target) -> Registry {
+    let mut registry = Registry::with_prefix("banmesh");
+    let blocked = target.left_out.values().filter(|why| matches!(why, Why::NeverBan(_))).count();
+    registry.register(
+        "never_ban_entries",
+        "Entries in the never-ban list: configured, loopback, this host's and its peers' addresses",
+        gauge_of(target.never_ban.len() as u64),
+    );
+    registry.register(
+        "never_ban_blocked",
+        "Banned keys not enforced because a never-ban entry covers them (never-ban wins)",
+        gauge_of(blocked as u64),
+    );
+    registry
 }

@@ -89,6 +89,10 @@ async fn render(State(scrape): State<Arc<Scrape>>) -> Response {
             scrape.metrics.error("status");
         }
     }
+    if let Some(target) = scrape.queries.target() {
+        encoded =
+            encoded.and_then(|()| encode_registry(&mut text, &super::scrape::never_ban(&target)));
+    }
     match encoded.and_then(|()| encode_eof(&mut text)) {
         Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(_) => {

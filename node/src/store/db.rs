@@ -129,6 +129,11 @@ impl Db {
 
     /// [`Db::apply`] for records that arrived from peer `from` (kept with
     /// each stored record for `banmesh trace`); `None` means issued here.
+    /// Records issued here are durable once this returns: their commit
+    /// syncs the WAL (`synchronous=FULL`), for no peer holds them yet and
+    /// the node acknowledges them next. Records from peers commit with the
+    /// connection's `NORMAL` (a power cut may lose the last of them; the
+    /// peers that sent them still hold them, and sync brings them back).
     pub fn apply_from(
         &mut self,
         records: Vec<Record>,
@@ -136,7 +141,15 @@ impl Db {
         from: Option<&str>,
     ) -> Result<Applied, StoreError> {
         let mut interned = Vec::new();
+        let durable = from.is_none();
+        if durable {
+            self.conn.execute_batch("PRAGMA synchronous=FULL").map_err(self.fail())?;
+        }
         let result = self.apply_in_transaction(records, now_ms, from, &mut interned);
+        if durable && let Err(error) = self.conn.execute_batch("PRAGMA synchronous=NORMAL") {
+            // Only slower: every commit stays synced.
+            tracing::warn!(%error, "store: cannot go back to synchronous=NORMAL");
+        }
         match result {
             Ok(touched) => {
                 let changed: HashSet<Key> = touched.1.iter().map(Record::key).collect();

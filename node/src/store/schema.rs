@@ -77,7 +77,8 @@ const MIGRATIONS: [&str; 4] = [
 
 /// Opens the store file for writing: WAL, `synchronous=NORMAL` (a commit
 /// survives the process being killed; only a power cut may lose the last
-/// commits), checks the file and brings its schema up to date.
+/// commits, and [`super::Db::apply_from`] syncs those of records issued
+/// here), checks the file and brings its schema up to date.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE

@@ -19,7 +19,7 @@ const WAVE: usize = 16;
 const IDENTITIES: usize = MAX_BLOCKED + 96;
 
 /// `VmRSS` and `VmHWM` of `node`'s process, kB.
-fn memory_kb(node: &TestNode) -> (u64, u64) {
+pub(super) fn memory_kb(node: &TestNode) -> (u64, u64) {
     let pid = node.pid().expect("node running");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {

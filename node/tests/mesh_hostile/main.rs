@@ -11,6 +11,7 @@
 //! origin wrapped in the rogue's gossip, bans wider than the prefix cap,
 //! each with what `status` and `/metrics` (`metrics.rs`) show.
 //! `before_hello.rs`: a peer whose hello is pending is kept out of gossip.
+//! `silent.rs`: fresh identities in a loop that never say hello.
 
 mod before_hello;
 #[path = "../common/mod.rs"]
@@ -25,6 +26,7 @@ mod replay;
 mod revoked;
 mod rogue;
 mod sessions;
+mod silent;
 mod sync_rogue;
 mod wide;
 mod wrapped;

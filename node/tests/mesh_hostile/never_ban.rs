@@ -2,14 +2,16 @@
 //! bans every peer's addresses and the operator's configured networks: the
 //! records are valid, so every node stores them, but no node enforces them
 //! (never-ban wins): `trace` says so, `status` lists the addresses as
-//! never-ban, and the nftables backend's sets never hold them, while an
-//! ordinary ban of the same rogue is enforced. Needs root, iproute2, nft.
+//! never-ban, `/metrics` counts them in `banmesh_never_ban_blocked`, and
+//! the nftables backend's sets never hold them, while an ordinary ban of
+//! the same rogue is enforced. Needs root, iproute2, nft, python3.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::common::netns::Net;
 use super::common::{SOON, TestCluster, TestNode, holds_for, wait_until};
+use super::metrics::value_in;
 
 /// The operator's network, in every node's `[safety] never_ban`.
 const OPERATOR_NET: &str = "203.0.113.0/24";
@@ -32,12 +34,32 @@ fn nft_holds(net: &Net, i: usize, element: &str) -> bool {
         .any(|word| word == element)
 }
 
-/// A config enforcing with nftables alone, with the operator's network.
+/// Where each node serves `/metrics`, on its own namespace's loopback.
+const METRICS: &str = "127.0.0.1:9646";
+
+/// Fetches a URL and prints the body (python3 is there for the gateway's
+/// tests; curl need not be).
+const FETCH: &str = "import sys, urllib.request; \
+    sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode())";
+
+/// The value of `series` in host `i`'s `/metrics` (fetched in its
+/// namespace), 0 when absent; panics when it cannot be fetched.
+fn metric(net: &Net, i: usize, series: &str) -> f64 {
+    let url = format!("http://{METRICS}/metrics");
+    let out = net.host(i).command("python3").args(["-c", FETCH, &url]).output();
+    let out = out.expect("python3 (apt-get install python3)");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "GET {url} in host {i}: {error}");
+    value_in(&String::from_utf8_lossy(&out.stdout), series)
+}
+
+/// A config enforcing with nftables alone, with the operator's network,
+/// serving `/metrics`.
 fn config(cluster: &TestCluster) -> PathBuf {
     let path = cluster.path("nft-never-ban.toml");
     let text = format!(
         "[enforce]\nbackends = [\"nftables\"]\n[nftables]\nreconcile = \"1s\"\n\
-         [safety]\nnever_ban = [\"{OPERATOR_NET}\"]\n"
+         [safety]\nnever_ban = [\"{OPERATOR_NET}\"]\n[metrics]\nlisten = \"{METRICS}\"\n"
     );
     std::fs::write(&path, text).expect("config");
     path
@@ -68,6 +90,14 @@ fn netns_enrolled_rogue_banning_every_peer_and_the_operators_network_is_never_en
     // (only a host's own are). Banned too, and what each node does with
     // them is printed; `never_ban_v6.rs` has nodes listening on both.
     let v6: Vec<String> = (0..3).map(|i| net.host(i).ip6.to_string()).collect();
+    let blocked = |i| metric(&net, i, "banmesh_never_ban_blocked");
+    for i in 0..2 {
+        assert_eq!(blocked(i), 0.0, "node{} blocks bans before any was issued", i + 1);
+        // Configured, loopback (v4 and v6), its own and its peers' addresses.
+        let entries = || metric(&net, i, "banmesh_never_ban_entries");
+        let listed = wait_until(SOON, || entries() >= 7.0);
+        assert!(listed, "node{} counts {} never-ban entries", i + 1, entries());
+    }
     for ip in protected.iter().chain(&v6) {
         rogue.call(&["ban", ip, "--for", "1h"]);
     }
@@ -98,6 +128,8 @@ fn netns_enrolled_rogue_banning_every_peer_and_the_operators_network_is_never_en
                 node.status()["never_ban"]
             );
         }
+        let counted = wait_until(SOON, || blocked(i) >= protected.len() as f64);
+        assert!(counted, "{}'s /metrics: banmesh_never_ban_blocked {}", node.name, blocked(i));
         let kept_out = holds_for(Duration::from_secs(3), || {
             protected.iter().all(|ip| !nft_holds(&net, i, ip)) && !nft_holds(&net, i, OPERATOR_NET)
         });

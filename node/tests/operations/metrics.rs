@@ -56,8 +56,16 @@ fn a_node_serves_metrics_that_move_and_the_dashboard_uses_them() {
     spec.config = Some(config);
     spec.args = vec!["--gateway".to_owned(), format!("127.0.0.1:{gateway}")];
     let a = cluster.start(spec);
-    let b = cluster.start(cluster.spec("b", &[cluster.node(a).addr()]));
+    // b dials a: its own dials count in libp2p's dial attempts.
+    let b_port = free_port();
+    let b_config = cluster.path("metrics-b.toml");
+    write_config(&b_config, b_port);
+    let mut b_spec = cluster.spec("b", &[cluster.node(a).addr()]);
+    b_spec.config = Some(b_config);
+    let b = cluster.start(b_spec);
     cluster.wait_for_peers(1);
+    let dials = value(&scrape(b_port).expect("scrape b"), "libp2p_swarm_dial_attempt_total");
+    assert!(dials.is_some_and(|n| n >= 1.0), "b dialled a, counted {dials:?} dial attempts");
 
     let text = scrape(port).expect("scrape");
     for series in [

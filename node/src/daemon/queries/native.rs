@@ -52,6 +52,11 @@ impl Queries {
         self.trust.clone()
     }
 
+    /// The enforcement target now, when the node enforces (for `/metrics`).
+    pub fn target(&self) -> Option<std::sync::Arc<crate::enforce::Target>> {
+        self.backends.target.as_ref().map(|t| t.borrow().clone())
+    }
+
     /// What the enforcement target and each backend hold for `addr`.
     pub fn enforcement(&self, addr: IpAddr) -> Enforcement {
         let Some(target) = &self.backends.target else { return Enforcement::default() };

@@ -93,7 +93,7 @@ impl Mesh {
                 .condition(PeerCondition::Always)
                 .build();
             let id = opts.connection_id();
-            match self.swarm.dial(opts) {
+            match self.dial(opts) {
                 Ok(()) => {
                     self.reach.probes.insert(id, Probe { peer, ip, node, valid_until_ms });
                 }

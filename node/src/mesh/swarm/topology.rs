@@ -6,14 +6,26 @@
 use std::time::{Duration, Instant};
 
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId};
 
-use super::{BOOTSTRAP_EVERY, Mesh};
+use super::{BOOTSTRAP_EVERY, BehaviourEvent, Mesh};
 
 /// How often hellos are exchanged again while the node lacks peers.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 impl Mesh {
+    /// Dials, and counts the attempt in libp2p's `dial_attempt`: the swarm
+    /// reports `Dialing` only for dials its behaviours ask for, never for
+    /// the node's own, so the recorder is told here.
+    pub(super) fn dial(&mut self, opts: impl Into<DialOpts>) -> Result<(), DialError> {
+        let opts = opts.into();
+        let (peer_id, connection_id) = (opts.get_peer_id(), opts.connection_id());
+        self.swarm.dial(opts)?;
+        self.metrics.record(&SwarmEvent::<BehaviourEvent>::Dialing { peer_id, connection_id });
+        Ok(())
+    }
+
     /// While the node has fewer ready peers than it wants, asks each ready
     /// peer for its hello again every [`REFRESH_EVERY`]: a peer that
     /// joined after our first hello is learnt then (two nodes that each
@@ -46,7 +58,7 @@ impl Mesh {
         if connected == 0 && due {
             self.last_bootstrap = Some(Instant::now());
             for addr in self.bootstrap.clone() {
-                if let Err(e) = self.swarm.dial(addr.clone()) {
+                if let Err(e) = self.dial(addr.clone()) {
                     tracing::warn!(%addr, error = %e, "cannot dial configured peer");
                 }
             }
@@ -77,7 +89,7 @@ impl Mesh {
                 .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
-            if let Err(e) = self.swarm.dial(opts) {
+            if let Err(e) = self.dial(opts) {
                 tracing::debug!(%peer, error = %e, "dial failed");
             }
         }

@@ -55,7 +55,7 @@ impl Mesh {
             tracing::info!(target: "banmesh::events::peer_unblocked", %peer, "peer unblocked by the operator");
             if let Some(addrs) = self.known.get(peer).cloned() {
                 for addr in addrs {
-                    if let Err(error) = self.swarm.dial(addr.clone()) {
+                    if let Err(error) = self.dial(addr.clone()) {
                         tracing::debug!(%peer, %addr, %error, "cannot dial the unblocked peer");
                     }
                 }
