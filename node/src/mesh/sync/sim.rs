@@ -17,7 +17,7 @@
 //! follows from its seed (and the day) alone. A failure names the seed and
 //! prints the run's log; `BANMESH_SIM_SEED=N cargo test -p banmesh-node
 //! --lib sync_sim -- --nocapture` replays it, `BANMESH_SIM_SEEDS=N` runs N
-//! seeds (CI: [`CI_SEEDS`], about a minute in a debug build).
+//! seeds (CI: [`CI_SEEDS`], about two minutes in a debug build).
 //!
 //! Not simulated: sessions running at once (reordering between them),
 //! delays inside a session, and certificates or revocations changing.
@@ -43,7 +43,7 @@ mod node;
 use node::Node;
 
 /// Seeds a CI run tries.
-const CI_SEEDS: u64 = 1000;
+const CI_SEEDS: u64 = 2000;
 /// Real time one seed may take before it counts as hung.
 const SEED_LIMIT: Duration = Duration::from_secs(120);
 /// Virtual time between two sessions.
