@@ -15,7 +15,7 @@
 //!   view rebuilds they caused (from the node's log);
 //! - `GET /v1/decisions?limit=200`, walked by cursor on 16 connections;
 //! - the dashboard's data calls on 16 connections: `/v1/counts`, recent
-//!   activity (`/v1/decisions?state=all&since=...&limit=500`, since a day
+//!   activity (`/v1/decisions?state=all&since=...&order=newest&limit=20`, since a day
 //!   ago: every record; since the load: the few thousand posted since),
 //!   `/v1/status`, `/v1/peers`, `/v1/explain/IP`;
 //! - the peak memory (VmHWM) while 64 clients read `GET

@@ -11,7 +11,8 @@
 //! A page walks the keys in order after the cursor. With `since`, when few
 //! keys hold a record issued since then, it walks only those, found in the
 //! view's index by issue time (`Keys::issued_since`), so the dashboard's
-//! recent activity costs what it lists, not the whole map.
+//! recent activity costs what it lists, not the whole map. Newest first
+//! (`order=newest`), a page walks that index from the latest entry down.
 
 use std::collections::HashMap;
 
@@ -25,6 +26,7 @@ use crate::gateway::lifecycle::Said as _;
 use crate::gateway::v1::counts::{Counter, Counts};
 use crate::gateway::v1::decisions::{
     Decision, DecisionPage, Filter, OriginView, SCAN_BUDGET, StateFilter, encode_cursor,
+    encode_newest_cursor,
 };
 use crate::mesh::Trust;
 
@@ -157,17 +159,22 @@ fn decision(key: Key, fact: &Fact, origin: &OriginInfo, state: &'static str) -> 
     }
 }
 
-/// Appends the decisions on `key` that `filter` wants, by origin and kind.
+/// Appends the decisions on `key` that `filter` wants (only those issued
+/// at `at_ms` when given), by origin and kind.
 fn add_key(
     key: Key,
     facts: &[Fact],
+    at_ms: Option<u64>,
     filter: &Filter,
     origins: &mut Origins<'_>,
     now: u64,
     out: &mut Vec<Decision>,
 ) {
-    let mut listed: Vec<&Fact> =
-        facts.iter().filter(|f| matches!(f.kind, Kind::Ban | Kind::Allow)).collect();
+    let mut listed: Vec<&Fact> = facts
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Ban | Kind::Allow))
+        .filter(|f| at_ms.is_none_or(|at| f.issued_ms() == at))
+        .collect();
     listed.sort_by(|a, b| (&*a.origin, a.kind).cmp(&(&*b.origin, b.kind)));
     for fact in listed {
         let origin = origins.get(&fact.origin);
@@ -199,6 +206,9 @@ fn recent_keys(keys: &Keys, since_ms: u64, after: Option<Key>) -> Option<Vec<Key
 /// and at most [`SCAN_BUDGET`] keys are read (a page that filters out more
 /// ends short, with a cursor to go on from).
 pub fn page(keys: &Keys, trust: &Trust, filter: &Filter, now: u64) -> DecisionPage {
+    if filter.newest {
+        return newest_page(keys, trust, filter, now);
+    }
     let mut origins = Origins::new(trust);
     let mut decisions = Vec::new();
     let recent = filter.since_ms.and_then(|since| recent_keys(keys, since, filter.after));
@@ -209,9 +219,38 @@ pub fn page(keys: &Keys, trust: &Trust, filter: &Filter, now: u64) -> DecisionPa
         None => Box::new(keys.after(filter.after).map(|(key, facts)| (key, facts.as_slice()))),
     };
     for (read, (key, facts)) in walk.enumerate() {
-        add_key(key, facts, filter, &mut origins, now, &mut decisions);
+        add_key(key, facts, None, filter, &mut origins, now, &mut decisions);
         if decisions.len() >= filter.limit || read + 1 >= SCAN_BUDGET {
             return DecisionPage { decisions, next_cursor: Some(encode_cursor(key)) };
+        }
+    }
+    DecisionPage { decisions, next_cursor: None }
+}
+
+/// [`page`] newest first: the issue-time index walked from the latest
+/// entry (or the cursor's) down to `since`, each entry giving its key's
+/// decisions issued then; the same budget of entries read.
+fn newest_page(keys: &Keys, trust: &Trust, filter: &Filter, now: u64) -> DecisionPage {
+    let mut origins = Origins::new(trust);
+    let mut decisions = Vec::new();
+    for (read, (issued_ms, key)) in keys.issued_before(filter.before).enumerate() {
+        if filter.since_ms.is_some_and(|since| issued_ms < since) {
+            break;
+        }
+        if let Some(facts) = keys.facts(key) {
+            add_key(
+                key,
+                facts.as_slice(),
+                Some(issued_ms),
+                filter,
+                &mut origins,
+                now,
+                &mut decisions,
+            );
+        }
+        if decisions.len() >= filter.limit || read + 1 >= SCAN_BUDGET {
+            let next_cursor = Some(encode_newest_cursor(issued_ms, key));
+            return DecisionPage { decisions, next_cursor };
         }
     }
     DecisionPage { decisions, next_cursor: None }
