@@ -15,6 +15,7 @@
 //! (`order=newest`), a page walks that index from the latest entry down.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use banmesh_crdt::{Key, Kind, Origin};
 use banmesh_keys::time::format_rfc3339;
@@ -23,7 +24,7 @@ use banmesh_keys::{Certificate, PublicKey, record::role_for};
 use super::fact::Fact;
 use super::keys::Keys;
 use crate::gateway::lifecycle::Said as _;
-use crate::gateway::v1::counts::{Counter, Counts};
+use crate::gateway::v1::counts::{Counter, Counts, Tally};
 use crate::gateway::v1::decisions::{
     Decision, DecisionPage, Filter, OriginView, SCAN_BUDGET, StateFilter, encode_cursor,
     encode_newest_cursor,
@@ -106,18 +107,35 @@ fn state(key: Key, facts: &[Fact], fact: &Fact, origin: &OriginInfo, now: u64) -
     }
 }
 
-/// The live Bans and Allows counted per jail and per origin, at `now`.
+/// The live Bans and Allows counted per jail and per origin, at `now`:
+/// tallied by the shared text and origin each fact points to (one per
+/// distinct value in the view), then added up by name once per pair, in
+/// the order the walk first met each, so the cost per record is a pointer
+/// lookup, not string compares.
 pub fn counts(keys: &Keys, trust: &Trust, now: u64) -> Counts {
     let mut origins = Origins::new(trust);
-    let mut counter = Counter::default();
+    let mut pairs: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut tallies: Vec<(&Fact, Tally)> = Vec::new();
     for (key, facts) in keys.after(None) {
         let facts = facts.as_slice();
         for fact in facts.iter().filter(|f| matches!(f.kind, Kind::Ban | Kind::Allow)) {
             let origin = origins.get(&fact.origin);
             if state(key, facts, fact, origin, now) == "live" {
-                counter.add(fact.kind, &fact.meta.jail, &origin.key, origin.name.as_deref());
+                let pair = (Arc::as_ptr(&fact.meta) as usize, Arc::as_ptr(&fact.origin) as usize);
+                let at = *pairs.entry(pair).or_insert_with(|| {
+                    tallies.push((fact, Tally::default()));
+                    tallies.len() - 1
+                });
+                if let Some((_, tally)) = tallies.get_mut(at) {
+                    tally.add(fact.kind);
+                }
             }
         }
+    }
+    let mut counter = Counter::default();
+    for (fact, tally) in &tallies {
+        let origin = origins.get(&fact.origin);
+        counter.add_tally(tally, &fact.meta.jail, &origin.key, origin.name.as_deref());
     }
     counter.finish(now)
 }
