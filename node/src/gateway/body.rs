@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::ApiError;
+use super::snapshot::Search;
 
 /// Longest a request body may take to arrive (408 after that).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,24 +68,40 @@ pub fn json_response(status: StatusCode, body: Bytes, gzip_ok: bool, compressed:
     response
 }
 
-/// [`json_response`] for a body rendered for this request alone, holding
-/// `permit` until the body is sent or the client goes away, so at most the
-/// semaphore's size of such bodies are in memory at once.
-pub fn held_response(body: Bytes, compressed: bool, permit: OwnedSemaphorePermit) -> Response {
-    /// Slices the body is sent in (views of it, not copies).
-    const CHUNK: usize = 64 * 1024;
-    let length = body.len();
-    let chunks: Vec<Bytes> = (0..length)
-        .step_by(CHUNK)
-        .map(|start| body.slice(start..(start + CHUNK).min(length)))
-        .collect();
-    let stream = futures_util::stream::iter(chunks).map(move |chunk| {
-        let _held = &permit;
-        Ok::<_, std::convert::Infallible>(chunk)
+/// Bytes of a search's answer rendered at a time.
+pub const PIECE: usize = 64 * 1024;
+
+/// A search's answer sent as it is rendered: `head` (plain) first, then the
+/// pieces `search` renders on the blocking threads one at a time, each when
+/// the client has taken the one before (chunked, no length; gzipped when
+/// `gzip`). `permit` is held until the last piece is sent or the client
+/// goes away, so at most the semaphore's size of these are in flight.
+pub fn streamed_response(
+    mut search: Search,
+    head: Vec<u8>,
+    gzip: bool,
+    permit: OwnedSemaphorePermit,
+) -> Response {
+    let first = if gzip { search.start_gzip(&head) } else { Bytes::from(head) };
+    let state = Some((search, permit));
+    let rest = futures_util::stream::unfold(state, |state| async move {
+        let (mut search, permit) = state?;
+        let rendered = tokio::task::spawn_blocking(move || {
+            let piece = search.next_piece(PIECE);
+            (piece, search)
+        })
+        .await;
+        match rendered {
+            Ok((Some(piece), search)) => Some((Ok(piece), Some((search, permit)))),
+            Ok((None, _)) => None,
+            // The runtime is going away: break the answer off, never end it
+            // as if it were whole.
+            Err(_) => Some((Err(std::io::Error::other("the node is shutting down")), None)),
+        }
     });
-    let mut response = json_response(StatusCode::OK, Bytes::new(), false, compressed);
+    let stream = futures_util::stream::iter([Ok(first)]).chain(rest);
+    let mut response = json_response(StatusCode::OK, Bytes::new(), false, gzip);
     *response.body_mut() = Body::from_stream(stream);
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
 
@@ -187,24 +204,28 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_held_body_keeps_its_permit_until_sent_or_dropped() {
+    async fn a_streamed_answer_keeps_its_permit_until_sent_or_dropped() {
+        use crate::gateway::lifecycle::Status;
+        use crate::gateway::snapshot::{List, Page};
         let permits = Arc::new(Semaphore::new(2));
-        let body = Bytes::from(vec![b'x'; 200_000]);
+        let list = Arc::new(List::new(Status::Blocked));
         let permit = || permits.clone().try_acquire_owned().unwrap();
-        let mut held = vec![
-            held_response(body.clone(), false, permit()),
-            held_response(body.clone(), true, permit()),
-        ];
+        let start = |gzip| {
+            let mut search = Search::new(list.clone(), ".".to_owned(), Page::All);
+            let mut head = Vec::new();
+            search.render(&mut head, 0);
+            streamed_response(search, head, gzip, permit())
+        };
+        let mut held = vec![start(false), start(true)];
         assert!(permits.clone().try_acquire_owned().is_err(), "a third render could start");
         let gzipped = held.pop().unwrap();
         assert_eq!(gzipped.headers()[header::CONTENT_ENCODING], "gzip");
         drop(gzipped);
         assert_eq!(permits.available_permits(), 1, "a dropped answer frees its permit");
         let sent = held.pop().unwrap();
-        assert_eq!(sent.headers()[header::CONTENT_LENGTH], "200000");
         assert!(sent.headers().get(header::CONTENT_ENCODING).is_none());
         let read = axum::body::to_bytes(sent.into_body(), usize::MAX).await.unwrap();
-        assert_eq!(read, body);
+        assert_eq!(read, list.answer(".", &Page::All));
         assert_eq!(permits.available_permits(), 2, "a sent answer frees its permit");
     }
 

@@ -7,6 +7,7 @@
 //! when records change or a lifecycle step passes.
 
 mod list;
+mod search;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 use super::lifecycle::{Lifecycle, Status};
 use super::view::fact::{Fact, Meta};
 pub use list::{Change, List};
+pub use search::Search;
 
 /// The jail name counted for records without one.
 const NO_JAIL: &str = "unknown";
@@ -177,13 +179,23 @@ fn render_page<'a>(
         Page::Number { per_page, .. } => total.min(*per_page),
     };
     let mut out = Vec::with_capacity(shown.saturating_mul(240).saturating_add(256));
-    out.extend_from_slice(b"{\"items\":[");
+    out.extend_from_slice(ITEMS_OPEN);
     for (n, item) in items.enumerate() {
         if n > 0 {
             out.push(b',');
         }
         item.write_json(status, &mut out);
     }
+    write_trailer(&mut out, total, counts, page, search);
+    out
+}
+
+/// What an answer opens with, before its first item.
+const ITEMS_OPEN: &[u8] = b"{\"items\":[";
+
+/// What an answer ends with, after its last item: the totals, the page
+/// and `jail_counts` (`counts`, already JSON).
+fn write_trailer(out: &mut Vec<u8>, total: usize, counts: &str, page: &Page, search: &str) {
     out.extend_from_slice(b"],");
     let search = serde_json::Value::String(search.to_owned());
     // Writing into a Vec cannot fail.
@@ -199,7 +211,6 @@ fn render_page<'a>(
             total.div_ceil(*per_page),
         ),
     };
-    out
 }
 
 /// The three lists at one moment. A list no change touched is the very
@@ -222,6 +233,11 @@ impl Snapshot {
     /// The list of one status.
     pub fn list(&self, status: Status) -> &List {
         &self.lists[status.index()]
+    }
+
+    /// The list of one status, shared (for an answer rendered as it is sent).
+    pub fn shared_list(&self, status: Status) -> Arc<List> {
+        self.lists[status.index()].clone()
     }
 }
 

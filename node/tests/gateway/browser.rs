@@ -257,7 +257,11 @@ fn dashboard_bans_explains_and_releases_in_chromium() {
     browser.wait_text("#who", "writer (write)");
     browser.wait_text("#node-status", "node1");
 
-    // Ban an address; it is listed and counted.
+    // An earlier ban, first in key order.
+    gw.add(&["192.0.2.5"]);
+
+    // Ban an address; it is listed and counted, first in recent activity
+    // (newest first, not key order).
     let ip = "192.0.2.77";
     let row = format!("#decision-table tr[data-key=\"{ip}\"]");
     browser.type_into("#write-key", ip);
@@ -267,7 +271,8 @@ fn dashboard_bans_explains_and_releases_in_chromium() {
     browser.wait_text("#write-result", &format!("Banned {ip}"));
     browser.wait_text(&row, "seen by the ui test");
     browser.wait_text("#by-jail", "sshd");
-    browser.wait_text("#recent", &format!("ban {ip}"));
+    browser.wait_text("#recent li:first-child", &format!("ban {ip}"));
+    browser.wait_text("#recent", "ban 192.0.2.5");
 
     // Its explanation.
     browser.click(&format!("{row} button.explain"));

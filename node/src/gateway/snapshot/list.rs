@@ -48,7 +48,7 @@ pub struct List {
     gzip: OnceLock<Bytes>,
 }
 
-fn count(counts: &mut BTreeMap<Box<str>, u64>, jail: &str) {
+pub(super) fn count(counts: &mut BTreeMap<Box<str>, u64>, jail: &str) {
     match counts.get_mut(jail) {
         Some(n) => *n += 1,
         None => {
@@ -66,7 +66,7 @@ fn uncount(counts: &mut BTreeMap<Box<str>, u64>, jail: &str) {
     }
 }
 
-fn counts_json<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> String {
+pub(super) fn counts_json<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> String {
     let counts: BTreeMap<&str, u64> = counts.collect();
     serde_json::to_string(&counts).unwrap_or_else(|_| "{}".to_owned())
 }
@@ -223,7 +223,7 @@ impl List {
         self.gzip.get_or_init(|| crate::gateway::body::gzip(plain)).clone()
     }
 
-    /// The answer to a list request.
+    /// The answer to a list request, rendered whole.
     pub fn answer(&self, search: &str, page: &Page) -> Bytes {
         let status = self.status;
         if search.is_empty() {
@@ -238,28 +238,8 @@ impl List {
             };
             return Bytes::from(body);
         }
-        let mut ip = String::new();
-        let matching: Vec<&Item> = self
-            .items()
-            .filter(|item| {
-                use std::fmt::Write as _;
-                ip.clear();
-                let _ = write!(ip, "{}", item.key);
-                ip.contains(search)
-            })
-            .collect();
-        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
-        for item in &matching {
-            *counts.entry(item.jail()).or_default() += 1;
-        }
-        let counts = counts_json(counts.into_iter());
-        let (start, count) = match page {
-            Page::All => (0, usize::MAX),
-            Page::Number { page: n, per_page } => {
-                (n.saturating_sub(1).saturating_mul(*per_page), *per_page)
-            }
-        };
-        let shown = matching.iter().skip(start).take(count).copied();
-        Bytes::from(render_page(status, shown, matching.len(), &counts, page, search))
+        let mut out = Vec::new();
+        super::search::Scan::new(search.to_owned(), *page).render(self, &mut out, usize::MAX);
+        Bytes::from(out)
     }
 }

@@ -173,3 +173,39 @@ fn items_are_written_as_serde_and_chrono_wrote_them() {
         assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&expected).unwrap());
     }
 }
+
+#[test]
+fn a_search_sent_in_pieces_is_the_whole_answer() {
+    use std::io::Read as _;
+    let many = (0..3_000u32).map(|n| {
+        let ip = format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255);
+        item(&ip, if n % 3 == 0 { "sshd" } else { "" })
+    });
+    let list = Arc::new(List::new(Status::Blocked).patched(&puts(many)));
+    for (search, page) in [
+        (".", Page::All),
+        ("10.0.1", Page::All),
+        (".", Page::Number { page: 3, per_page: 700 }),
+        ("not there", Page::All),
+    ] {
+        let whole = list.answer(search, &page);
+        let mut plain = Search::new(list.clone(), search.to_owned(), page);
+        let pieces: Vec<_> = std::iter::from_fn(|| plain.next_piece(1_000)).collect();
+        assert!(whole.len() < 2_000 || pieces.len() > whole.len() / 2_000, "{search}: one piece");
+        assert!(pieces.iter().all(|p| p.len() < 1_000 + 300), "{search}: a piece past its size");
+        assert_eq!(pieces.concat(), whole, "{search} {page:?}");
+        let mut gzipped = Search::new(list.clone(), search.to_owned(), page);
+        let mut head = Vec::new();
+        gzipped.render(&mut head, 1_000);
+        let mut packed = gzipped.start_gzip(&head).to_vec();
+        while let Some(piece) = gzipped.next_piece(1_000) {
+            packed.extend_from_slice(&piece);
+        }
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut unpacked).unwrap();
+        assert_eq!(unpacked, whole, "{search} {page:?} gzipped");
+    }
+    let all = json(list.answer(".", &Page::All));
+    assert_eq!(all["items"], json(list.full(false))["items"], "every item matches `.`");
+    assert_eq!(all["jail_counts"], serde_json::json!({"sshd": 1_000, "unknown": 2_000}));
+}

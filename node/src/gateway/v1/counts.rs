@@ -24,11 +24,17 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, kind: Kind) {
+    /// Counts one live Ban or Allow.
+    pub fn add(&mut self, kind: Kind) {
         match kind {
             Kind::Ban => self.bans += 1,
             _ => self.allows += 1,
         }
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        self.bans += other.bans;
+        self.allows += other.allows;
     }
 }
 
@@ -90,20 +96,22 @@ impl<K: Ord> Groups<K> {
     where
         K: Clone,
     {
-        self.add_with(&key, kind, K::clone);
+        let mut tally = Tally::default();
+        tally.add(kind);
+        self.add_with(&key, &tally, K::clone);
     }
 
-    /// Counts under `key` (made owned by `own` only when first seen).
-    fn add_with<Q: Ord + ?Sized>(&mut self, key: &Q, kind: Kind, own: impl FnOnce(&Q) -> K)
+    /// Counts `tally` under `key` (made owned by `own` only when first seen).
+    fn add_with<Q: Ord + ?Sized>(&mut self, key: &Q, tally: &Tally, own: impl FnOnce(&Q) -> K)
     where
         K: std::borrow::Borrow<Q>,
     {
-        if let Some(tally) = self.named.get_mut(key) {
-            tally.add(kind);
+        if let Some(named) = self.named.get_mut(key) {
+            named.merge(tally);
         } else if self.named.len() < MAX_GROUPS {
-            self.named.entry(own(key)).or_default().add(kind);
+            self.named.entry(own(key)).or_default().merge(tally);
         } else {
-            self.other.add(kind);
+            self.other.merge(tally);
         }
     }
 
@@ -115,7 +123,8 @@ impl<K: Ord> Groups<K> {
     }
 }
 
-/// Adds up live decisions one at a time.
+/// Adds up live decisions, one at a time or a group at a time (a group's
+/// first decision in the order one at a time would have met it).
 #[derive(Default)]
 pub struct Counter {
     total: Tally,
@@ -130,12 +139,19 @@ impl Counter {
     /// Counts one live Ban or Allow of `jail`, signed by the origin whose
     /// key (hex) and certificate name are given.
     pub fn add(&mut self, kind: Kind, jail: &str, origin_key: &str, origin_name: Option<&str>) {
-        self.total.add(kind);
-        self.jails.add_with(jail, kind, str::to_owned);
+        let mut tally = Tally::default();
+        tally.add(kind);
+        self.add_tally(&tally, jail, origin_key, origin_name);
+    }
+
+    /// Counts `tally`, live decisions of `jail` signed by one origin.
+    pub fn add_tally(&mut self, tally: &Tally, jail: &str, origin_key: &str, name: Option<&str>) {
+        self.total.merge(tally);
+        self.jails.add_with(jail, tally, str::to_owned);
         if !self.names.contains_key(origin_key) {
-            self.names.insert(origin_key.to_owned(), origin_name.map(str::to_owned));
+            self.names.insert(origin_key.to_owned(), name.map(str::to_owned));
         }
-        self.origins.add_with(origin_key, kind, str::to_owned);
+        self.origins.add_with(origin_key, tally, str::to_owned);
     }
 
     /// The counts, counted at `now`.

@@ -5,7 +5,8 @@
 //! (`view::native`) in key order (IPv4 before IPv6, then address, then
 //! prefix length); the cursor is the last key a page covered, so records
 //! added or removed between pages never shift the next one: a key present
-//! throughout is listed exactly once.
+//! throughout is listed exactly once. `order=newest` lists by issue time,
+//! latest first, the cursor then the last (issue time, key) covered.
 
 use std::collections::HashMap;
 
@@ -51,12 +52,16 @@ pub struct Filter {
     pub state: StateFilter,
     /// Most decisions on the page.
     pub limit: usize,
-    /// Start after this key.
+    /// Start after this key (key order).
     pub after: Option<Key>,
+    /// Newest first (`order=newest`): by issue time, latest first.
+    pub newest: bool,
+    /// Newest first, start after this index entry (issued ms, key).
+    pub before: Option<(u64, Key)>,
 }
 
 impl Filter {
-    /// Reads `?jail=&origin=&since=&kind=&state=&limit=&cursor=`; any other
+    /// Reads `?jail=&origin=&since=&kind=&state=&order=&limit=&cursor=`; any other
     /// parameter, or a value that does not read, is a 400.
     pub fn parse(params: &[(String, String)]) -> Result<Filter, V1Error> {
         let mut seen: HashMap<&str, &str> = HashMap::new();
@@ -73,9 +78,17 @@ impl Filter {
             state: StateFilter::Live,
             limit: DEFAULT_LIMIT,
             after: None,
+            newest: false,
+            before: None,
         };
+        let cursor = seen.remove("cursor").filter(|c| !c.is_empty());
         for (name, value) in seen {
             filter.set(name, value)?;
+        }
+        match cursor {
+            Some(text) if filter.newest => filter.before = Some(decode_newest_cursor(text)?),
+            Some(text) => filter.after = Some(decode_cursor(text)?),
+            None => {}
         }
         Ok(filter)
     }
@@ -112,11 +125,20 @@ impl Filter {
                 };
             }
             "limit" => self.limit = parse_limit(value)?,
-            "cursor" if value.is_empty() => {}
-            "cursor" => self.after = Some(decode_cursor(value)?),
+            "order" => {
+                self.newest = match value {
+                    "key" => false,
+                    "newest" => true,
+                    _ => {
+                        return Err(V1Error::bad_request(format!(
+                            "order {value:?} is not key or newest"
+                        )));
+                    }
+                };
+            }
             other => {
                 return Err(V1Error::bad_request(format!(
-                    "unknown parameter {other:?}: use jail, origin, since, kind, state, limit, cursor"
+                    "unknown parameter {other:?}: use jail, origin, since, kind, state, order, limit, cursor"
                 )));
             }
         }
@@ -146,6 +168,25 @@ fn parse_time(text: &str) -> Result<u64, V1Error> {
 /// The cursor for a page that ended on `key`: its canonical bytes, hex.
 pub fn encode_cursor(key: Key) -> String {
     hex::encode(key.to_bytes())
+}
+
+/// The cursor for a newest-first page that ended on the index entry
+/// (`issued_ms`, `key`): `n`, then the time's 8 bytes and the key's, hex.
+pub fn encode_newest_cursor(issued_ms: u64, key: Key) -> String {
+    format!("n{}{}", hex::encode(issued_ms.to_be_bytes()), hex::encode(key.to_bytes()))
+}
+
+fn decode_newest_cursor(text: &str) -> Result<(u64, Key), V1Error> {
+    let bytes = text.strip_prefix('n').and_then(|hex_text| hex::decode(hex_text).ok());
+    let read = bytes.as_deref().and_then(|b| {
+        let (time, key) = b.split_first_chunk::<8>()?;
+        Some((u64::from_be_bytes(*time), Key::from_bytes(key).ok()?))
+    });
+    read.ok_or_else(|| {
+        V1Error::bad_request(
+            "cursor is not one this API gave for order=newest: pass next_cursor as it came",
+        )
+    })
 }
 
 fn decode_cursor(text: &str) -> Result<Key, V1Error> {
@@ -218,8 +259,9 @@ impl Decision {
 /// One page of decisions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DecisionPage {
-    /// The decisions, by key (the store's order), at most `limit` unless
-    /// one key holds more (a key's decisions are never split).
+    /// The decisions, by key (the store's order) or, with `order=newest`,
+    /// by issue time, latest first; at most `limit` unless one key holds
+    /// more (a key's decisions issued at one time are never split).
     pub decisions: Vec<Decision>,
     /// Pass as `cursor` for the next page; `null` after the last.
     pub next_cursor: Option<String>,
@@ -243,6 +285,11 @@ mod tests {
         let key: Key = "2001:db8::/48".parse().unwrap();
         let f = Filter::parse(&params(&[("cursor", &encode_cursor(key))])).unwrap();
         assert_eq!(f.after, Some(key));
+        let newest = encode_newest_cursor(7, key);
+        let f = Filter::parse(&params(&[("cursor", &newest), ("order", "newest")])).unwrap();
+        assert_eq!((f.newest, f.before, f.after), (true, Some((7, key)), None));
+        let wrong = [("cursor", &*newest), ("order", "key")];
+        assert_eq!(Filter::parse(&params(&wrong)).unwrap_err().status.as_u16(), 400);
         for bad in [
             &[("kind", "unban")][..],
             &[("state", "dead")],
@@ -250,6 +297,8 @@ mod tests {
             &[("limit", "1001")],
             &[("since", "yesterday")],
             &[("cursor", "zz")],
+            &[("cursor", "00"), ("order", "newest")],
+            &[("order", "oldest")],
             &[("nope", "1")],
             &[("jail", "a"), ("jail", "b")],
         ] {

@@ -168,6 +168,18 @@ impl Keys {
         self.issued.range((since_ms, first)..).map(|(_, key)| *key)
     }
 
+    /// The index entries (issued ms, key), latest first, from the one
+    /// before `before` (from the latest when `None`); stale entries (the key
+    /// no longer holds a fact issued then) included.
+    pub fn issued_before(
+        &self,
+        before: Option<(u64, Key)>,
+    ) -> impl Iterator<Item = (u64, Key)> + '_ {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let to = before.map_or(Unbounded, Excluded);
+        self.issued.range((Unbounded, to)).rev().copied()
+    }
+
     /// Drops `origin`'s records.
     pub fn revoke(&mut self, origin: Origin) {
         for (key, entry) in &mut self.map {

@@ -11,9 +11,11 @@
 //! A page walks the keys in order after the cursor. With `since`, when few
 //! keys hold a record issued since then, it walks only those, found in the
 //! view's index by issue time (`Keys::issued_since`), so the dashboard's
-//! recent activity costs what it lists, not the whole map.
+//! recent activity costs what it lists, not the whole map. Newest first
+//! (`order=newest`), a page walks that index from the latest entry down.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use banmesh_crdt::{Key, Kind, Origin};
 use banmesh_keys::time::format_rfc3339;
@@ -22,9 +24,10 @@ use banmesh_keys::{Certificate, PublicKey, record::role_for};
 use super::fact::Fact;
 use super::keys::Keys;
 use crate::gateway::lifecycle::Said as _;
-use crate::gateway::v1::counts::{Counter, Counts};
+use crate::gateway::v1::counts::{Counter, Counts, Tally};
 use crate::gateway::v1::decisions::{
     Decision, DecisionPage, Filter, OriginView, SCAN_BUDGET, StateFilter, encode_cursor,
+    encode_newest_cursor,
 };
 use crate::mesh::Trust;
 
@@ -104,18 +107,35 @@ fn state(key: Key, facts: &[Fact], fact: &Fact, origin: &OriginInfo, now: u64) -
     }
 }
 
-/// The live Bans and Allows counted per jail and per origin, at `now`.
+/// The live Bans and Allows counted per jail and per origin, at `now`:
+/// tallied by the shared text and origin each fact points to (one per
+/// distinct value in the view), then added up by name once per pair, in
+/// the order the walk first met each, so the cost per record is a pointer
+/// lookup, not string compares.
 pub fn counts(keys: &Keys, trust: &Trust, now: u64) -> Counts {
     let mut origins = Origins::new(trust);
-    let mut counter = Counter::default();
+    let mut pairs: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut tallies: Vec<(&Fact, Tally)> = Vec::new();
     for (key, facts) in keys.after(None) {
         let facts = facts.as_slice();
         for fact in facts.iter().filter(|f| matches!(f.kind, Kind::Ban | Kind::Allow)) {
             let origin = origins.get(&fact.origin);
             if state(key, facts, fact, origin, now) == "live" {
-                counter.add(fact.kind, &fact.meta.jail, &origin.key, origin.name.as_deref());
+                let pair = (Arc::as_ptr(&fact.meta) as usize, Arc::as_ptr(&fact.origin) as usize);
+                let at = *pairs.entry(pair).or_insert_with(|| {
+                    tallies.push((fact, Tally::default()));
+                    tallies.len() - 1
+                });
+                if let Some((_, tally)) = tallies.get_mut(at) {
+                    tally.add(fact.kind);
+                }
             }
         }
+    }
+    let mut counter = Counter::default();
+    for (fact, tally) in &tallies {
+        let origin = origins.get(&fact.origin);
+        counter.add_tally(tally, &fact.meta.jail, &origin.key, origin.name.as_deref());
     }
     counter.finish(now)
 }
@@ -157,17 +177,22 @@ fn decision(key: Key, fact: &Fact, origin: &OriginInfo, state: &'static str) -> 
     }
 }
 
-/// Appends the decisions on `key` that `filter` wants, by origin and kind.
+/// Appends the decisions on `key` that `filter` wants (only those issued
+/// at `at_ms` when given), by origin and kind.
 fn add_key(
     key: Key,
     facts: &[Fact],
+    at_ms: Option<u64>,
     filter: &Filter,
     origins: &mut Origins<'_>,
     now: u64,
     out: &mut Vec<Decision>,
 ) {
-    let mut listed: Vec<&Fact> =
-        facts.iter().filter(|f| matches!(f.kind, Kind::Ban | Kind::Allow)).collect();
+    let mut listed: Vec<&Fact> = facts
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Ban | Kind::Allow))
+        .filter(|f| at_ms.is_none_or(|at| f.issued_ms() == at))
+        .collect();
     listed.sort_by(|a, b| (&*a.origin, a.kind).cmp(&(&*b.origin, b.kind)));
     for fact in listed {
         let origin = origins.get(&fact.origin);
@@ -199,6 +224,9 @@ fn recent_keys(keys: &Keys, since_ms: u64, after: Option<Key>) -> Option<Vec<Key
 /// and at most [`SCAN_BUDGET`] keys are read (a page that filters out more
 /// ends short, with a cursor to go on from).
 pub fn page(keys: &Keys, trust: &Trust, filter: &Filter, now: u64) -> DecisionPage {
+    if filter.newest {
+        return newest_page(keys, trust, filter, now);
+    }
     let mut origins = Origins::new(trust);
     let mut decisions = Vec::new();
     let recent = filter.since_ms.and_then(|since| recent_keys(keys, since, filter.after));
@@ -209,9 +237,38 @@ pub fn page(keys: &Keys, trust: &Trust, filter: &Filter, now: u64) -> DecisionPa
         None => Box::new(keys.after(filter.after).map(|(key, facts)| (key, facts.as_slice()))),
     };
     for (read, (key, facts)) in walk.enumerate() {
-        add_key(key, facts, filter, &mut origins, now, &mut decisions);
+        add_key(key, facts, None, filter, &mut origins, now, &mut decisions);
         if decisions.len() >= filter.limit || read + 1 >= SCAN_BUDGET {
             return DecisionPage { decisions, next_cursor: Some(encode_cursor(key)) };
+        }
+    }
+    DecisionPage { decisions, next_cursor: None }
+}
+
+/// [`page`] newest first: the issue-time index walked from the latest
+/// entry (or the cursor's) down to `since`, each entry giving its key's
+/// decisions issued then; the same budget of entries read.
+fn newest_page(keys: &Keys, trust: &Trust, filter: &Filter, now: u64) -> DecisionPage {
+    let mut origins = Origins::new(trust);
+    let mut decisions = Vec::new();
+    for (read, (issued_ms, key)) in keys.issued_before(filter.before).enumerate() {
+        if filter.since_ms.is_some_and(|since| issued_ms < since) {
+            break;
+        }
+        if let Some(facts) = keys.facts(key) {
+            add_key(
+                key,
+                facts.as_slice(),
+                Some(issued_ms),
+                filter,
+                &mut origins,
+                now,
+                &mut decisions,
+            );
+        }
+        if decisions.len() >= filter.limit || read + 1 >= SCAN_BUDGET {
+            let next_cursor = Some(encode_newest_cursor(issued_ms, key));
+            return DecisionPage { decisions, next_cursor };
         }
     }
     DecisionPage { decisions, next_cursor: None }

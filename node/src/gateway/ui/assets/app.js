@@ -184,8 +184,8 @@ function showDecisions() {
 
 async function loadRecent() {
   const since = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
-  const page = await api("GET", "/v1/decisions?" + new URLSearchParams({ state: "all", since, limit: "500" }));
-  const recent = page.decisions.sort((a, b) => b.issued_at.localeCompare(a.issued_at)).slice(0, 20);
+  const query = new URLSearchParams({ state: "all", since, order: "newest", limit: "20" });
+  const recent = (await api("GET", "/v1/decisions?" + query)).decisions.slice(0, 20);
   $("recent").replaceChildren(...recent.map((d) => el("li",
     when(d.issued_at) + ": " + d.kind + " " + d.key + (d.jail ? " [" + d.jail + "]" : "")
     + " by " + originName(d.origin) + " (" + d.source + "), now " + d.state)));

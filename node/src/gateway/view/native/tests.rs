@@ -100,11 +100,13 @@ fn all_pages(keys: &Keys, trust: &Trust, mut filter: Filter) -> Vec<Decision> {
         let page = page(keys, trust, &filter, NOW);
         assert!(page.decisions.len() < filter.limit + 8, "a key holds at most 8");
         all.extend(page.decisions);
-        match page.next_cursor {
-            None => return all,
-            Some(cursor) => {
-                filter.after = Some(Key::from_bytes(&hex::decode(cursor).unwrap()).unwrap())
-            }
+        let Some(cursor) = page.next_cursor else { return all };
+        let bytes = hex::decode(cursor.trim_start_matches('n')).unwrap();
+        if filter.newest {
+            let (time, key) = bytes.split_first_chunk::<8>().unwrap();
+            filter.before = Some((u64::from_be_bytes(*time), Key::from_bytes(key).unwrap()));
+        } else {
+            filter.after = Some(Key::from_bytes(&bytes).unwrap());
         }
     }
 }
@@ -116,8 +118,17 @@ fn check(keys: &Keys, records: &[Record], trust: &Trust) {
     for (state, since_ms) in
         [(StateFilter::All, None), (StateFilter::Live, None), (StateFilter::All, Some(since))]
     {
-        let filter =
-            Filter { jail: None, origin: None, since_ms, kind: None, state, limit: 3, after: None };
+        let filter = Filter {
+            jail: None,
+            origin: None,
+            since_ms,
+            kind: None,
+            state,
+            limit: 3,
+            after: None,
+            newest: false,
+            before: None,
+        };
         let mut want: Vec<(Key, Origin, Kind, &str)> = judged
             .iter()
             .filter(|(_, s)| state == StateFilter::All || *s == "live")
@@ -125,17 +136,24 @@ fn check(keys: &Keys, records: &[Record], trust: &Trust) {
             .map(|(r, s)| (r.key(), r.origin(), r.kind(), *s))
             .collect();
         want.sort();
-        let got: Vec<(Key, Origin, Kind, &str)> = all_pages(keys, trust, filter)
-            .iter()
-            .map(|d| {
-                let key: Key = d.key.parse().unwrap();
-                let origin = Origin(hex::decode(&d.origin.key).unwrap().try_into().unwrap());
-                let kind = if d.kind == "ban" { Kind::Ban } else { Kind::Allow };
-                (key, origin, kind, d.state)
-            })
-            .collect();
+        let got: Vec<_> = all_pages(keys, trust, filter.clone()).iter().map(listed).collect();
         assert_eq!(got, want, "{state:?} since {since_ms:?}");
+        // Newest first: the same decisions, latest issued first.
+        let newest = all_pages(keys, trust, Filter { newest: true, ..filter });
+        let times: Vec<&str> = newest.iter().map(|d| d.issued_at.as_str()).collect();
+        assert!(times.is_sorted_by(|a, b| a >= b), "{state:?} since {since_ms:?}: {times:?}");
+        let mut got: Vec<_> = newest.iter().map(listed).collect();
+        got.sort();
+        assert_eq!(got, want, "{state:?} since {since_ms:?}, newest first");
     }
+}
+
+/// A decision's key, origin, kind and state.
+fn listed(d: &Decision) -> (Key, Origin, Kind, &'static str) {
+    let key: Key = d.key.parse().unwrap();
+    let origin = Origin(hex::decode(&d.origin.key).unwrap().try_into().unwrap());
+    let kind = if d.kind == "ban" { Kind::Ban } else { Kind::Allow };
+    (key, origin, kind, d.state)
 }
 
 #[test]
