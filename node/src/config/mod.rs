@@ -2,11 +2,13 @@
 //! [`raw::RawConfig`], command-line [`Overrides`] laid over it, then validated
 //! once at start into [`Config`]. [`EXAMPLE`] is the commented example file.
 
+mod checks;
 mod error;
 mod gateway;
 mod mesh;
 mod nftables;
 mod ops;
+mod overrides;
 mod raw;
 pub mod seed;
 mod show;
@@ -17,13 +19,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use banmesh_crdt::duration::{FormatDuration, parse_duration};
+use banmesh_crdt::duration::FormatDuration;
 use banmesh_crdt::{BanPolicy, Key, Params};
 
 pub use error::ConfigError;
 pub use gateway::{DEFAULT_GATEWAY_LISTEN, GatewayConfig, Role, Token};
 pub use nftables::{Backend, EnforceConfig, NftablesConfig};
 pub use ops::{DEFAULT_METRICS_LISTEN, LimitsConfig, LogConfig, MetricsConfig};
+pub use overrides::Overrides;
 use raw::{RawBans, RawCluster, RawConfig, RawFail2Ban, RawNode, RawSafety, RawSync};
 
 /// The commented example configuration; every value in it is the default.
@@ -171,37 +174,6 @@ pub struct StoreConfig {
     pub gc_interval: Duration,
 }
 
-/// Values given on the command line, laid over the file before validation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
-pub struct Overrides {
-    /// The data directory (node.data_dir); the node key and certificate
-    /// follow it unless the file names them.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// A multiaddr to listen on (node.listen); repeat for more. Replaces
-    /// the file's list.
-    #[arg(long, value_name = "MULTIADDR")]
-    pub listen: Vec<String>,
-    /// A peer's multiaddr to dial (node.peers); repeat for more. Replaces the
-    /// file's list.
-    #[arg(long = "peer", value_name = "MULTIADDR")]
-    pub peers: Vec<String>,
-    /// The control socket (node.socket).
-    #[arg(long, value_name = "PATH")]
-    pub socket: Option<PathBuf>,
-    /// The cluster's public key (cluster.public_key).
-    #[arg(long, value_name = "FILE")]
-    pub cluster_pub: Option<PathBuf>,
-    /// Serve the Fail2BanSync REST API on ADDR (gateway.listen; without
-    /// ADDR, 127.0.0.1:5000).
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_GATEWAY_LISTEN)]
-    pub gateway: Option<String>,
-    /// The old Fail2BanSync server's serverconfig.ini: its [api_tokens] and
-    /// ban settings (gateway.seed_config).
-    #[arg(long, value_name = "FILE")]
-    pub seed_config: Option<PathBuf>,
-}
-
 /// Where the configuration came from, so the node can read it again (SIGHUP).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigSource {
@@ -242,33 +214,6 @@ impl Config {
         })?;
         overrides.apply(&mut raw);
         Validator { origin, warnings: Vec::new() }.validate(raw)
-    }
-}
-
-impl Overrides {
-    fn apply(&self, raw: &mut RawConfig) {
-        let node = &mut raw.node;
-        if let Some(dir) = &self.data_dir {
-            node.data_dir.clone_from(dir);
-        }
-        if let Some(socket) = &self.socket {
-            node.socket.clone_from(socket);
-        }
-        if !self.listen.is_empty() {
-            node.listen.clone_from(&self.listen);
-        }
-        if !self.peers.is_empty() {
-            node.peers.clone_from(&self.peers);
-        }
-        if let Some(public_key) = &self.cluster_pub {
-            raw.cluster.public_key = Some(public_key.clone());
-        }
-        if let Some(listen) = &self.gateway {
-            raw.gateway.listen = Some(listen.clone());
-        }
-        if let Some(seed) = &self.seed_config {
-            raw.gateway.seed_config = Some(seed.clone());
-        }
     }
 }
 
@@ -488,59 +433,6 @@ impl Validator<'_> {
                 "a full gossip message (up to about 400 records) must fit",
             )?,
         })
-    }
-
-    fn at_least(
-        &self,
-        key: &'static str,
-        value: u64,
-        min: u64,
-        why: &'static str,
-    ) -> Result<u64, ConfigError> {
-        if value < min {
-            return Err(ConfigError::TooSmall {
-                origin: self.origin.to_owned(),
-                key,
-                value,
-                min,
-                why,
-            });
-        }
-        Ok(value)
-    }
-
-    fn duration(&self, key: &'static str, text: &str) -> Result<Duration, ConfigError> {
-        parse_duration(text).map_err(|error| ConfigError::Duration {
-            origin: self.origin.to_owned(),
-            key,
-            error,
-        })
-    }
-
-    fn positive(&self, key: &'static str, text: &str) -> Result<Duration, ConfigError> {
-        let duration = self.duration(key, text)?;
-        if duration.is_zero() {
-            return Err(ConfigError::Zero { origin: self.origin.to_owned(), key });
-        }
-        Ok(duration)
-    }
-
-    fn non_empty_path(&self, key: &'static str, path: &Path) -> Result<(), ConfigError> {
-        if path.as_os_str().is_empty() {
-            return Err(ConfigError::EmptyPath { origin: self.origin.to_owned(), key });
-        }
-        Ok(())
-    }
-
-    fn non_empty_entries(&self, key: &'static str, entries: &[String]) -> Result<(), ConfigError> {
-        match entries.iter().position(|entry| entry.trim().is_empty()) {
-            Some(index) => Err(ConfigError::EmptyEntry {
-                origin: self.origin.to_owned(),
-                key,
-                position: index + 1,
-            }),
-            None => Ok(()),
-        }
     }
 }
 
