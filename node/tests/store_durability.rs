@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use banmesh_crdt::wire::Reader;
 use banmesh_crdt::{Hlc, Id, Key, Kind, Metadata, Origin, Params, Record, Statement};
 use banmesh_keys::{SecretKey, sign_record};
-use banmesh_node::store::{DB_FILE, Db, query};
+use banmesh_node::store::{DB_FILE, Db, Integrity, query};
 
 /// Records per batch: one transaction each, as the store's writer commits.
 const BATCH: u32 = 1_000;
@@ -227,6 +227,9 @@ fn check_after_run(path: &Path, pool: &Path, first: u32, run: &Run, stored: &mut
     let expected: Vec<u32> = (first..first + run.acks.len() as u32).collect();
     assert_eq!(run.acks, expected, "acks out of order");
     let db = Db::open(path, Params::default()).expect("the store opens after SIGKILL");
+    if run.killed {
+        assert_eq!(db.integrity(), Integrity::Checked, "the open after SIGKILL skipped the check");
+    }
     let integrity: Vec<String> = db
         .conn()
         .prepare("PRAGMA integrity_check")

@@ -1,7 +1,9 @@
 //! The supervisor: a task of a running node that panics or returns stops
 //! the whole node, cleanly, with a non-zero exit and an ERROR line naming
 //! the task. The fault comes from the debug-build hook
-//! `BANMESH_FAULT_INJECT=TASK[:return]`, fired by SIGUSR1.
+//! `BANMESH_FAULT_INJECT=TASK[:return]`, fired by SIGUSR1. Also how a stop
+//! shapes the next start: after a clean stop the store's integrity check
+//! is skipped, after `kill -9` it runs and refuses a damaged store.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -66,4 +68,48 @@ fn a_task_that_panics_or_returns_stops_the_node_cleanly_and_non_zero() {
     for ip in ["192.0.2.1", "192.0.2.2"] {
         assert!(node.is_banned(ip), "the ban on {ip} issued before the fault was lost");
     }
+}
+
+/// The `integrity` field of the start's `store opened` line, in `log`.
+fn integrity(log: &str) -> &str {
+    let line = log.lines().find(|l| l.contains("store opened")).unwrap_or("");
+    line.split_once("integrity=").map_or("", |(_, rest)| rest)
+}
+
+#[test]
+fn a_clean_stop_skips_the_store_check_and_a_kill_runs_it() {
+    let mut cluster = TestCluster::new();
+    let spec = cluster.spec("node1", &[]);
+    let index = cluster.start(spec);
+    let node = cluster.node_mut(index);
+    common::issue_bans(&node.socket, 3_000);
+    node.stop();
+    let from = node.log_text().len();
+    node.restart();
+    let log = node.log_text()[from..].to_owned();
+    assert!(integrity(&log).starts_with("\"skipped"), "after a clean stop:\n{log}");
+    node.kill();
+    let from = node.log_text().len();
+    node.restart();
+    let log = node.log_text()[from..].to_owned();
+    assert!(integrity(&log).starts_with("\"checked"), "after kill -9:\n{log}");
+    assert!(node.is_banned("10.100.11.183"), "a ban was lost");
+    // Killed again, and the file damaged while the node was down: the
+    // start refuses it, names it, and leaves it as it was.
+    node.kill();
+    let path = node.data_dir.join("banmesh.db");
+    let conn = rusqlite::Connection::open(&path).expect("open the store");
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoint");
+    drop(conn);
+    let mut bytes = std::fs::read(&path).expect("read the store");
+    let len = bytes.len();
+    bytes[len * 2 / 5..len * 3 / 5].fill(0x5a);
+    std::fs::write(&path, &bytes).expect("damage the store");
+    let from = node.log_text().len();
+    let mut child = node.command().spawn().expect("spawn banmesh node");
+    let status = wait_exit(&mut child, node);
+    let log = node.log_text()[from..].to_owned();
+    assert!(!status.success(), "a damaged store was opened:\n{log}");
+    assert!(log.contains("banmesh.db is damaged"), "{log}");
+    assert_eq!(std::fs::read(&path).expect("read the store"), bytes, "the damaged file changed");
 }

@@ -150,6 +150,7 @@ pub async fn run(
     source: ConfigSource,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    let began = std::time::Instant::now();
     let _lock = lock_data_dir(&config.node.data_dir)?;
     let listen = addrs("listen", &config.node.listen)?;
     let peers = addrs("peer", &config.node.peers)?;
@@ -173,7 +174,9 @@ pub async fn run(
     let (trust, skipped) = load_trust(&store, &identity, &config.node.data_dir).await?;
     identity.notices.extend(skipped);
     let origin = banmesh_keys::origin_of(&identity.secret.public());
+    let clock_read = std::time::Instant::now();
     let high_water = store.read(move |c, p| query::greatest_issued_by(c, p, origin)).await?;
+    let clock_ms = clock_read.elapsed().as_millis();
     let skew_bound_ms = config.cluster.params.skew_bound_ms;
     if let Some(warning) = queries::clock::ahead_warning(high_water, now, skew_bound_ms) {
         tracing::warn!("{warning}");
@@ -207,7 +210,8 @@ pub async fn run(
         &mut tasks,
         shutdown.child_token(),
     )?;
-    tracing::info!(peer_id = %mesh.peer_id, socket = %config.node.socket.display(), "banmesh node started");
+    let start_ms = began.elapsed().as_millis();
+    tracing::info!(peer_id = %mesh.peer_id, socket = %config.node.socket.display(), start_ms, clock_ms, "banmesh node started");
     let started =
         backends::start(&config, &store, &mesh, &node_handle, origin, &mut tasks, &shutdown);
     let backends = match started.await {

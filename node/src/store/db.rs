@@ -12,6 +12,7 @@ use banmesh_crdt::{Key, KeySummary, Kind, Metadata, Origin, Params, Record};
 use banmesh_keys::{Certificate, Revocation};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::clean::{self, Integrity};
 use super::rows::{RECORD_COLUMNS, RECORD_FROM, RowError, record_from_row, to_sql};
 use super::schema::{classify, open_writer};
 use super::{Index, StoreError};
@@ -52,21 +53,41 @@ pub struct Db {
     origins: HashMap<Origin, i64>,
     /// Origins whose records no longer count.
     revoked: HashSet<Origin>,
+    /// Whether the open checked the file or skipped it (a clean close).
+    integrity: Integrity,
 }
 
 impl Db {
-    /// Opens (creating if needed) the store file at `path`.
+    /// Opens (creating if needed) the store file at `path`, checking its
+    /// integrity unless it was closed cleanly (see `clean`).
     pub fn open(path: &Path, params: Params) -> Result<Db, StoreError> {
-        let conn = open_writer(path)?;
+        Db::open_with(path, params, false)
+    }
+
+    /// [`Db::open`], checking the file's integrity even after a clean close
+    /// (`banmesh store check`).
+    pub fn open_checked(path: &Path, params: Params) -> Result<Db, StoreError> {
+        Db::open_with(path, params, true)
+    }
+
+    fn open_with(path: &Path, params: Params, always_check: bool) -> Result<Db, StoreError> {
+        let (conn, integrity) = open_writer(path, always_check)?;
         let mut db = Db {
             conn,
             path: path.to_owned(),
             params,
             origins: HashMap::new(),
             revoked: HashSet::new(),
+            integrity,
         };
         db.load_origins()?;
         Ok(db)
+    }
+
+    /// Whether the open checked the file, or skipped the check after a
+    /// clean close.
+    pub fn integrity(&self) -> Integrity {
+        self.integrity
     }
 
     fn fail(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -429,5 +450,19 @@ impl Db {
         }
         flush(&mut on_key, &mut index);
         Ok(index)
+    }
+}
+
+impl Drop for Db {
+    /// A normal close marks the file closed cleanly, so the next open may
+    /// skip the integrity check; not while a panic unwinds.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = clean::mark(&self.conn, crate::clock::now_ms()) {
+            let path = self.path.display();
+            tracing::warn!(path = %path, error = %e, "store not marked closed cleanly: the next start checks it");
+        }
     }
 }

@@ -189,6 +189,9 @@ impl SetSnapshot {
 pub struct SetCache {
     pub(super) feed: Arc<SetFeed>,
     current: tokio::sync::Mutex<Option<Arc<SetSnapshot>>>,
+    /// Whether the set has been read once (at start it is read in the
+    /// background: a million items take a second or more).
+    filled: AtomicBool,
 }
 
 impl Store {
@@ -218,7 +221,22 @@ impl Store {
             _ => Arc::new(self.read_set(horizon_ms, *params).await?),
         };
         *current = Some(snapshot.clone());
+        cache.filled.store(true, Ordering::Release);
         Ok(snapshot)
+    }
+
+    /// [`Store::digest`], or `None` while the set is first being read, so
+    /// that `status` answers at once after a start rather than waiting
+    /// for the read.
+    pub async fn digest_unless_warming(
+        &self,
+        horizon_ms: u64,
+        params: &Params,
+    ) -> Option<Result<[u8; 32], StoreError>> {
+        if !self.sync_cache.filled.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.digest(horizon_ms, params).await)
     }
 
     /// The state digest at `horizon_ms` (as [`super::query::digest`]):

@@ -23,7 +23,7 @@ impl Queries {
         let params = self.config.cluster.params;
         let now = now_ms();
         let horizon = now - now % 60_000;
-        let digest = self.store.digest(horizon, &params).await;
+        let digest = self.store.digest_unless_warming(horizon, &params).await;
         // The swarm is asked for its peers once; everything below uses it.
         let mesh_peers = self.mesh.peers().await;
         let unreachable = unreachable(&mesh_peers);
@@ -97,7 +97,7 @@ impl Queries {
             }),
             nftables,
             gateway,
-            digest: digest.ok().map(hex::encode),
+            digest: digest.and_then(Result::ok).map(hex::encode),
             unreachable,
             discovery: Box::new(stats.discovery.clone()),
             gc: gc_view(self.store.gc_report()),

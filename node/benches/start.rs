@@ -1,0 +1,113 @@
+//! A node's start-up at scale (issue 15, "fast start"), over loopback:
+//! node1 is filled with N bans of its own through the control socket and
+//! node2 catches up from it; then node1 is restarted, three times after a
+//! clean stop (SIGTERM) and once after `kill -9`. For each start it prints
+//! the time from launch until `status` answers, until node2 is connected
+//! again and until the index is whole (enforcement can start), node1's
+//! own start-up lines (the time each phase took), and its peak and
+//! resident memory (VmHWM, VmRSS) 10 s later. Asserts nothing.
+//!
+//! Run: `cargo bench -p banmesh-node --bench start`. Environment:
+//! `BANMESH_BENCH_RECORDS` (100000), `BANMESH_BENCH_TIMEOUT_S` (600),
+//! `BANMESH_BENCH_PEER` (1; 0 starts no node2). The node inherits the
+//! environment: `MALLOC_ARENA_MAX=2 cargo bench ...` measures glibc with
+//! two malloc arenas.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{TestCluster, TestNode};
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
+}
+
+/// A field of `/proc/PID/status` in MiB (`VmHWM:`, `VmRSS:`).
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kib.unwrap_or(0.0) / 1024.0
+}
+
+/// Log lines that tell how the start went.
+const START_LINES: [&str; 5] =
+    ["store opened", "index built", "integrity", "banmesh node started", "index ready"];
+
+/// Whether the index is whole: the log line of this build that says so
+/// (`index ready`), or of builds that build it before `status` answers.
+fn index_whole(log: &str) -> bool {
+    log.contains("index ready") || log.contains("store opened and index built")
+}
+
+/// Starts node1 again after `how` and prints what its start took.
+fn start(cluster: &mut TestCluster, peer: bool, how: &str, timeout: Duration) {
+    let node = cluster.node_mut(0);
+    let log_from = node.log_text().len();
+    let launched = Instant::now();
+    node.restart();
+    let answered = launched.elapsed().as_secs_f64();
+    let tail = |node: &TestNode| node.log_text().get(log_from..).unwrap_or_default().to_owned();
+    let mut connected = None;
+    let mut whole = None;
+    common::wait_every(Duration::from_millis(20), timeout, || {
+        if connected.is_none() && (!peer || !node.connected_peers().is_empty()) {
+            connected = Some(launched.elapsed().as_secs_f64());
+        }
+        if whole.is_none() && index_whole(&tail(node)) {
+            whole = Some(launched.elapsed().as_secs_f64());
+        }
+        connected.is_some() && whole.is_some()
+    });
+    let secs = |t: Option<f64>| t.map_or_else(|| "never".to_owned(), |t| format!("{t:.2} s"));
+    println!(
+        "start after {how}: status answered {answered:.2} s, peer connected {}, index whole {} \
+         (from launch; load average {})",
+        if peer { secs(connected) } else { "-".to_owned() },
+        secs(whole),
+        load()
+    );
+    thread::sleep(Duration::from_secs(10));
+    let pid = node.pid().unwrap_or(0);
+    let (hwm, rss) = (proc_status_mib(pid, "VmHWM:"), proc_status_mib(pid, "VmRSS:"));
+    println!("  10 s later: VmHWM {hwm:.0} MiB, VmRSS {rss:.0} MiB");
+    for line in tail(node).lines().filter(|l| START_LINES.iter().any(|s| l.contains(s))) {
+        let line = line.split_once(" banmesh").map_or(line, |(_, rest)| rest).trim();
+        println!("  {line}");
+    }
+}
+
+fn main() {
+    let records = env_num("BANMESH_BENCH_RECORDS", 100_000);
+    let timeout = Duration::from_secs(env_num("BANMESH_BENCH_TIMEOUT_S", 600) as u64);
+    let peer = env_num("BANMESH_BENCH_PEER", 1) != 0;
+    let arenas = std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "unset".to_owned());
+    println!("start bench: {records} records, MALLOC_ARENA_MAX {arenas}, load average {}", load());
+    let mut cluster = TestCluster::new();
+    cluster.start_star(1, None);
+    let started = Instant::now();
+    common::issue_bans(&cluster.node(0).socket, records);
+    println!("filled node1 in {:.1} s", started.elapsed().as_secs_f64());
+    if peer {
+        let spec = cluster.spec("node2", &[cluster.node(0).addr()]);
+        cluster.start(spec);
+        assert!(cluster.wait_for_same_digest(timeout), "node2 did not catch up");
+        println!("node2 caught up after {:.1} s", started.elapsed().as_secs_f64());
+    }
+    for round in 1..=3 {
+        cluster.node_mut(0).stop();
+        start(&mut cluster, peer, &format!("a clean stop ({round})"), timeout);
+    }
+    cluster.node_mut(0).kill();
+    start(&mut cluster, peer, "kill -9", timeout);
+    println!("load average {}", load());
+}
