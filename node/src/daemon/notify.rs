@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::NodeHandle;
 use crate::mesh::MeshHandle;
-use crate::store::{Store, query};
+use crate::store::Store;
 
 /// How often the status line is refreshed when no watchdog asks for more.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
@@ -37,7 +37,7 @@ fn send(states: &[NotifyState]) {
 async fn status_line(mesh: &MeshHandle, store: &Store) -> String {
     let peers = mesh.peers().await;
     let ready = peers.iter().filter(|p| p.ready && p.connected).count();
-    let records = match store.read(query::counts).await {
+    let records = match store.counts().await {
         Ok(counts) => counts.records.to_string(),
         Err(_) => "unknown (store unreadable)".to_owned(),
     };

@@ -17,6 +17,7 @@
 //! writer finishes its current command and closes the file.
 
 mod clean;
+mod counts;
 mod db;
 mod error;
 mod hosts;
@@ -40,6 +41,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use clean::Integrity;
+use counts::CountsCache;
 pub use db::{Applied, Db};
 pub use error::StoreError;
 pub use index::Index;
@@ -94,6 +96,8 @@ pub struct Store {
     gc_report: Arc<Mutex<GcReport>>,
     /// The sync set, followed from the writer.
     sync_cache: Arc<set_cache::SetCache>,
+    /// The last counts, kept until the next write.
+    counts_cache: Arc<CountsCache>,
 }
 
 /// What GC collected: the last run and the total since the store opened.
@@ -154,11 +158,13 @@ impl Store {
         let (changes_tx, changes) = watch::channel(0);
         let (events_tx, _) = broadcast::channel(EVENT_QUEUE);
         let sync_cache = Arc::new(set_cache::SetCache::default());
+        let counts_cache = Arc::new(CountsCache::default());
         let writer = tokio::task::spawn_blocking({
             let index = index.clone();
             let events_tx = events_tx.clone();
             let feed = sync_cache.feed.clone();
-            move || run_writer(db, writer_rx, &index, (&changes_tx, &events_tx, &feed))
+            let counts = counts_cache.clone();
+            move || run_writer(db, writer_rx, &index, (&changes_tx, &events_tx, &feed, &counts))
         });
         let readers = Arc::new(Mutex::new(Vec::new()));
         let write_failure = Arc::new(Mutex::new(None));
@@ -173,6 +179,7 @@ impl Store {
             write_failure,
             gc_report,
             sync_cache,
+            counts_cache,
         };
         Ok((store, writer))
     }

@@ -67,6 +67,7 @@ async fn open(dir: &Path) -> Store {
 async fn store_apply_reports_new_records_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
+    assert_eq!(store.counts().await.unwrap().records, 0, "an empty store, counted and kept");
     let records = random_records(1, 200, &signers());
     let first = store.apply(records.clone(), T0).await.unwrap();
     assert!(!first.new.is_empty());
@@ -76,8 +77,8 @@ async fn store_apply_reports_new_records_and_is_idempotent() {
     let mut state = State::new();
     let expected: usize = records.iter().filter(|r| state.insert((*r).clone())).count();
     assert_eq!(first.new.len(), expected, "new records are exactly the state's changes");
-    let counts = store.read(query::counts).await.unwrap();
-    assert_eq!(counts.records as usize, state.len());
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.records as usize, state.len(), "the kept count outlived a write");
     assert_eq!(counts.origins, 3);
 }
 
@@ -271,12 +272,16 @@ async fn store_gc_collects_only_what_can_no_longer_matter() {
     records.iter().for_each(|r| {
         state.insert(r.clone());
     });
+    // Counted before GC (and kept), then asked again after each write:
+    // the kept count must not outlive the write.
+    assert_eq!(store.counts().await.unwrap().records as usize, state.len());
     let late = T0 + params.max_ttl_ms + params.retention_ms + params.skew_bound_ms + 300_000;
     let gone = store.gc(late).await.unwrap();
     let collected = state.gc(late, &params);
     assert_eq!(gone, collected.len());
     assert!(gone > 0 && gone < records.len(), "gc took {gone} of {}", records.len());
-    let counts = store.read(query::counts).await.unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts, store.read(query::counts).await.unwrap());
     assert_eq!(counts.records as usize, state.len());
     let report = store.gc_report();
     assert_eq!(report.last_run_ms, Some(late));

@@ -8,6 +8,7 @@ use banmesh_crdt::{Origin, Record};
 use banmesh_keys::{Certificate, PublicKey, Revocation};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::counts::CountsCache;
 use super::{Applied, Db, Index, SharedTrust, StoreError, StoreEvent, query, set_cache};
 use crate::mesh::Trust;
 
@@ -45,15 +46,19 @@ pub(super) enum Command {
 
 /// Where the writer tells what a commit changed: the index's followers,
 /// the event subscribers and the sync set.
-pub(super) type Followers<'a> =
-    (&'a watch::Sender<u64>, &'a broadcast::Sender<StoreEvent>, &'a set_cache::SetFeed);
+pub(super) type Followers<'a> = (
+    &'a watch::Sender<u64>,
+    &'a broadcast::Sender<StoreEvent>,
+    &'a set_cache::SetFeed,
+    &'a CountsCache,
+);
 
 /// The writer task's loop: one command at a time until every handle is gone.
 pub(super) fn run_writer(
     mut db: Db,
     mut writer_rx: mpsc::Receiver<Command>,
     index: &RwLock<Index>,
-    (changes_tx, events_tx, feed): Followers<'_>,
+    (changes_tx, events_tx, feed, counts): Followers<'_>,
 ) {
     let update = |summaries: &[(banmesh_crdt::Key, banmesh_crdt::KeySummary)]| {
         if summaries.is_empty() {
@@ -76,6 +81,7 @@ pub(super) fn run_writer(
         match command {
             Command::Apply { records, now_ms, from, reply } => {
                 let result = db.apply_from(records, now_ms, from.as_deref());
+                counts.wrote();
                 if let Ok(applied) = &result {
                     update(&applied.summaries);
                     feed.applied(&applied.new, &applied.replaced, |o| db.is_revoked(o));
@@ -87,11 +93,13 @@ pub(super) fn run_writer(
             }
             Command::Gc { now_ms, reply } => {
                 let result = db.gc(now_ms);
+                counts.wrote();
                 let keys = index.write().unwrap_or_else(PoisonError::into_inner).sweep(now_ms);
                 let _ = reply.send(result.map(|records| (records, keys)));
             }
             Command::Certificate { cert, reply } => {
                 let result = db.add_certificate(&cert);
+                counts.wrote();
                 if matches!(result, Ok(true)) {
                     feed.certificate(&cert);
                 }
@@ -107,10 +115,14 @@ pub(super) fn run_writer(
                 trust = loaded.as_ref().ok().cloned();
                 let _ = reply.send(loaded);
             }
-            Command::Run(job) => job(&mut db),
+            Command::Run(job) => {
+                job(&mut db);
+                counts.wrote();
+            }
             Command::Close => break,
             Command::Revocation { revocation, reply } => {
                 let result = db.add_revocation(&revocation);
+                counts.wrote();
                 if result.is_ok() {
                     follow(&trust, &|t| {
                         let _ = t.add_revocation((*revocation).clone());

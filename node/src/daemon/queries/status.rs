@@ -14,12 +14,11 @@ use crate::control::views::{
     UnreachableView,
 };
 use crate::daemon::handler;
-use crate::store::query;
 
 impl Queries {
     /// The node's status, as `banmesh status` shows it.
     pub async fn status(&self) -> Result<StatusView, NodeError> {
-        let counts = self.store.read(query::counts).await?;
+        let counts = self.store.counts().await?;
         let params = self.config.cluster.params;
         let now = now_ms();
         let horizon = now - now % 60_000;
