@@ -15,29 +15,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "util.rs"]
+mod util;
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{TestCluster, TestNode};
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
-}
-
-/// A field of `/proc/PID/status` in MiB (`VmHWM:`, `VmRSS:`).
-fn proc_status_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
-    kib.unwrap_or(0.0) / 1024.0
-}
+use util::{env_num, load, vm_hwm_mib, vm_rss_mib};
 
 /// Log lines that tell how the start went.
 const START_LINES: [&str; 5] =
@@ -78,7 +63,7 @@ fn start(cluster: &mut TestCluster, peer: bool, how: &str, timeout: Duration) {
     );
     thread::sleep(Duration::from_secs(10));
     let pid = node.pid().unwrap_or(0);
-    let (hwm, rss) = (proc_status_mib(pid, "VmHWM:"), proc_status_mib(pid, "VmRSS:"));
+    let (hwm, rss) = (vm_hwm_mib(pid), vm_rss_mib(pid));
     println!("  10 s later: VmHWM {hwm:.0} MiB, VmRSS {rss:.0} MiB");
     for line in tail(node).lines().filter(|l| START_LINES.iter().any(|s| l.contains(s))) {
         let line = line.split_once(" banmesh").map_or(line, |(_, rest)| rest).trim();
