@@ -144,6 +144,51 @@ fn judge_follows_the_trust_rules_record_by_record() {
 }
 
 #[test]
+fn batches_judged_on_many_threads_keep_their_own_verdicts_in_order() {
+    let c = Cluster::new();
+    let params = Params::default();
+    let node = SecretKey::generate().unwrap();
+    let cert = c.enroll(&node, "ban");
+    let trust = Trust::new(c.key.public());
+    let batch_of = |b: u32| -> Vec<banmesh_crdt::Record> {
+        (0..100)
+            .map(|i| sign_record(&node, statement(Kind::Ban, &format!("10.{b}.{i}.1"), NOW)))
+            .collect()
+    };
+    // Twelve batches, enough bytes to be shared out among threads: one
+    // malformed, one with a forged record, one without its certificate.
+    let mut data: Vec<Vec<u8>> =
+        (0..12).map(|b| Batch::of_records(vec![cert.clone()], batch_of(b)).encode()).collect();
+    assert!(data.iter().map(Vec::len).sum::<usize>() > 64 * 1024);
+    data[3] = vec![9, 0, 0];
+    let mut records = batch_of(7);
+    let mut forged = records[50].statement().clone();
+    forged.strikes = 9;
+    records[50] = banmesh_crdt::Record::new(forged, *records[50].signature());
+    data[7] = Batch::of_records(vec![cert.clone()], records).encode();
+    data[10] = Batch::of_records(vec![], batch_of(10)).encode();
+
+    let verdicts = super::verifier::judge_all(&data, &trust, NOW, &params);
+    assert_eq!(verdicts.len(), data.len());
+    for (b, verdict) in verdicts.into_iter().enumerate() {
+        match (b, verdict) {
+            (3, verdict) => assert!(matches!(verdict, Err("malformed batch")), "{verdict:?}"),
+            (7, verdict) => assert!(matches!(verdict, Ok(Verdict::Reject("bad signature")))),
+            (b, Ok(verdict)) => {
+                let (stored, skipped) = stored_and_skipped(verdict);
+                if b == 10 {
+                    assert!(stored.is_empty());
+                    assert_eq!(skipped.len(), 100);
+                } else {
+                    assert_eq!(stored, batch_of(b as u32), "batch {b}");
+                }
+            }
+            (b, Err(e)) => panic!("batch {b}: {e}"),
+        }
+    }
+}
+
+#[test]
 fn a_revoked_or_unknown_origin_never_keeps_other_origins_records_out() {
     let c = Cluster::new();
     let params = Params::default();

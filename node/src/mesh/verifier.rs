@@ -125,20 +125,13 @@ pub async fn verify_many(
     let params_copy = *params;
     let now = now_ms();
     let count = data.len();
-    let judged = tokio::task::spawn_blocking(move || {
-        data.iter()
-            .map(|bytes| match Batch::decode(bytes) {
-                Ok(batch) => Ok(snapshot.judge(batch, now, &params_copy)),
-                Err(e) => {
-                    tracing::warn!(target: "banmesh::events::record_rejected", error = %e, "malformed batch");
-                    Err("malformed batch")
-                }
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    // A judging thread that died stored nothing: Ignore every message.
-    .unwrap_or_else(|_| (0..count).map(|_| Ok(Verdict::Store(Judged::default()))).collect());
+    let judged =
+        tokio::task::spawn_blocking(move || judge_all(&data, &snapshot, now, &params_copy))
+            .await
+            // A judging thread that died stored nothing: Ignore every message.
+            .unwrap_or_else(|_| {
+                (0..count).map(|_| Ok(Verdict::Store(Judged::default()))).collect()
+            });
     let mut results: Vec<Verified> = Vec::with_capacity(count);
     let mut by_source: HashMap<PeerId, Vec<(usize, Record)>> = HashMap::new();
     for (i, judged) in judged.into_iter().enumerate() {
@@ -203,6 +196,52 @@ pub async fn verify_many(
         }
     }
     results
+}
+
+/// Below this many bytes in all, batches are judged on one thread: a
+/// thread costs more than the signatures of a few gossip messages.
+const PARALLEL_BYTES: usize = 32 * 1024;
+
+/// Decodes and judges each batch, in order. Many bytes of batches (a sync
+/// page, a drained gossip backlog) are shared out among the cores in
+/// contiguous runs: signatures are most of a join's work, and each batch
+/// is judged on its own against the same trust, so the verdicts are the
+/// ones one thread would give.
+pub(super) fn judge_all(
+    data: &[Vec<u8>],
+    trust: &Trust,
+    now: u64,
+    params: &Params,
+) -> Vec<Result<Verdict, &'static str>> {
+    let judge = |bytes: &Vec<u8>| match Batch::decode(bytes) {
+        Ok(batch) => Ok(trust.judge(batch, now, params)),
+        Err(e) => {
+            tracing::warn!(target: "banmesh::events::record_rejected", error = %e, "malformed batch");
+            Err("malformed batch")
+        }
+    };
+    let bytes: usize = data.iter().map(Vec::len).sum();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(data.len());
+    if threads < 2 || bytes < PARALLEL_BYTES {
+        return data.iter().map(judge).collect();
+    }
+    let run = data.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = data
+            .chunks(run)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(judge).collect::<Vec<_>>()))
+            .collect();
+        // A judging thread that panicked stored nothing: its batches are
+        // ignored, as when the blocking task dies.
+        let ignored = |n: usize| (0..n).map(|_| Ok(Verdict::Store(Judged::default())));
+        handles
+            .into_iter()
+            .zip(data.chunks(run))
+            .flat_map(|(handle, chunk)| {
+                handle.join().unwrap_or_else(|_| ignored(chunk.len()).collect())
+            })
+            .collect()
+    })
 }
 
 /// Counts the records a sound batch held that were left out, by reason

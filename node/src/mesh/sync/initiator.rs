@@ -212,22 +212,21 @@ async fn push(
     Ok(count)
 }
 
-/// Streams the peer's whole set into this (empty) node, page by page (one
-/// page in flight); returns how many records it stored.
+/// Streams the peer's whole set into this (empty) node, page by page;
+/// returns how many records it stored. The next page is asked for as soon
+/// as a page arrives, so the peer reads it while this node checks and
+/// stores the one before: two pages in flight at most, one stored at a
+/// time, in order.
 async fn stream_from(
     ctx: &SyncContext,
     peer: PeerId,
     horizon_ms: u64,
     guard: &Guard,
 ) -> Result<usize, String> {
-    let (mut after, mut stored, mut total) = (None, 0, None);
+    let (mut stored, mut total) = (0, None);
+    let first = SyncRequest::Stream { horizon_ms, after: None };
+    let mut answer = first_request(ctx, peer, first).await;
     loop {
-        let req = SyncRequest::Stream { horizon_ms, after: after.clone() };
-        let answer = if after.is_none() {
-            first_request(ctx, peer, req).await
-        } else {
-            request(ctx, peer, req).await
-        };
         let SyncResponse::Page { batches, next, total: sent_total } = answer? else {
             return Err("unexpected answer to stream".into());
         };
@@ -235,14 +234,15 @@ async fn stream_from(
             total = sent_total;
             guard.tracker.phase(guard.id, true, total);
         }
-        stored += receive(ctx, peer, batches, guard).await?;
-        match next {
-            Some(cursor) => after = Some(cursor),
-            None => {
-                guard.tracker.phase(guard.id, false, None);
-                tracing::info!(target: "banmesh::events::streamed", %peer, records = stored, "streamed the whole set");
-                return Ok(stored);
-            }
-        }
+        let Some(cursor) = next else {
+            stored += receive(ctx, peer, batches, guard).await?;
+            guard.tracker.phase(guard.id, false, None);
+            tracing::info!(target: "banmesh::events::streamed", %peer, records = stored, "streamed the whole set");
+            return Ok(stored);
+        };
+        let ahead = request(ctx, peer, SyncRequest::Stream { horizon_ms, after: Some(cursor) });
+        let (received, next_answer) = tokio::join!(receive(ctx, peer, batches, guard), ahead);
+        stored += received?;
+        answer = next_answer;
     }
 }
