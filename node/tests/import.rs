@@ -167,3 +167,78 @@ fn replace_source_unbans_what_the_list_dropped_and_nothing_else() {
     let again = summary(&import(node, &[arg(&new), "--replace-source", "feed"], None));
     assert_eq!(again["unbanned"], 0, "an unbanned entry was unbanned again: {again}");
 }
+
+/// Batches sent back to back: the node signs one while it commits the one
+/// before, and every answer comes after its own commit. A batch naming a
+/// key of the batch being committed waits for that commit, so its reads
+/// see it: a 1 ms `keep_longer` ban sent just after a long ban on the same
+/// key is left out rather than replacing it (when it reaches the node
+/// first, the long ban replaces it: either way the long ban stands).
+#[test]
+fn batches_sent_back_to_back_are_all_stored_and_each_sees_the_one_before() {
+    use banmesh_node::control::{Command as Control, OrderSpec, Response, call};
+    const ROUNDS: u32 = 8;
+    let cluster = TestCluster::star(1);
+    let node = cluster.node(0);
+    let ban = |key: String, duration_ms: Option<u64>, keep_longer: bool| OrderSpec {
+        kind: "ban".to_owned(),
+        key,
+        duration_ms,
+        keep_longer,
+        strikes: 3,
+        ..OrderSpec::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let items = runtime.block_on(async {
+        let mut calls = Vec::new();
+        for round in 0..ROUNDS {
+            let mut long: Vec<OrderSpec> = (0..4_000u32)
+                .map(|i| ban(format!("10.{round}.{}.{}", i / 250, i % 250), None, false))
+                .collect();
+            long.push(ban(format!("192.0.2.{round}"), Some(3_600_000), false));
+            // As big as the long batch, so that it often reaches the node
+            // after it rather than first.
+            let mut short: Vec<OrderSpec> = (0..4_000u32)
+                .map(|i| ban(format!("10.{}.{}.{}", 100 + round, i / 250, i % 250), None, false))
+                .collect();
+            short.insert(0, ban(format!("192.0.2.{round}"), Some(1), true));
+            for orders in [long, short] {
+                let socket = node.socket.clone();
+                calls.push(tokio::spawn(async move {
+                    call(&socket, Control::Issue { orders }).await.expect("issue call")
+                }));
+            }
+        }
+        let mut items = Vec::new();
+        for answer in calls {
+            match answer.await.expect("call task") {
+                Response::Issued(batch) => items.push(batch),
+                other => panic!("not an Issued answer: {other:?}"),
+            }
+        }
+        items
+    });
+    let mut left_out = 0;
+    for (n, batch) in items.iter().enumerate() {
+        if n % 2 == 0 {
+            assert!(batch.iter().all(|i| i.id.is_some()), "batch {n}: {:?}", &batch[..3]);
+        } else {
+            assert!(batch[1..].iter().all(|i| i.id.is_some()), "batch {n}: {:?}", &batch[..3]);
+        }
+        if n % 2 == 1 && batch[0].skipped.as_deref().is_some_and(|s| s.contains("longer")) {
+            left_out += 1;
+        }
+    }
+    let records = node.records();
+    for round in 0..ROUNDS {
+        let key = format!("192.0.2.{round}");
+        let on_key: Vec<&Value> = records.iter().filter(|r| r["key"] == key.as_str()).collect();
+        let lasts = on_key
+            .first()
+            .and_then(|r| Some(r["expires_at_ms"].as_u64()? - r["issued_at_ms"].as_u64()?));
+        assert_eq!(lasts, Some(3_600_000), "round {round}: {on_key:?}");
+    }
+    let bans = node.status()["record_counts"]["ban"].as_u64();
+    assert_eq!(bans, Some(u64::from(ROUNDS) * 8_001), "{}", node.status());
+    eprintln!("{left_out} of {ROUNDS} short bans reached the node after the long one");
+}

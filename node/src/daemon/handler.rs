@@ -39,6 +39,8 @@ pub struct Node {
     standing: Option<SharedStanding>,
     /// The node key again, for signing a batch on several threads.
     signer: Arc<SecretKey>,
+    /// The batch being committed while the next one is signed, if any.
+    committing: Option<batch::Committing>,
 }
 
 impl Node {
@@ -52,7 +54,17 @@ impl Node {
         trust: Arc<RwLock<Trust>>,
     ) -> Node {
         let signer = Arc::new(SecretKey::from_bytes(&identity.secret.seed()));
-        Node { config, identity, store, clock, mesh, trust, standing: None, signer }
+        Node {
+            config,
+            identity,
+            store,
+            clock,
+            mesh,
+            trust,
+            standing: None,
+            signer,
+            committing: None,
+        }
     }
 
     /// Answers requests until the token fires or every handle is gone, and
@@ -65,6 +77,7 @@ impl Node {
             let request = tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = renewals.tick() => {
+                    self.settle().await;
                     if let Err(e) = self.renew().await {
                         tracing::warn!(error = %e, "cannot renew standing orders");
                     }
@@ -75,8 +88,12 @@ impl Node {
                     None => break,
                 },
             };
+            if !matches!(request, Request::Issue { .. }) {
+                self.settle().await;
+            }
             self.handle(request).await;
         }
+        self.settle().await;
     }
 
     /// Renews every standing order (`--for permanent`) whose record has less
@@ -218,21 +235,7 @@ impl Node {
     /// Records a standing order for a permanent Ban or Allow; an Unban or
     /// Disallow issued here ends this node's order on that key.
     async fn keep_orders(&self, record: &Record, lifetime: Lifetime) -> Result<(), NodeError> {
-        let key = record.key();
-        let meta = record.statement().meta.clone();
-        let result = match (record.kind(), lifetime) {
-            (kind @ (Kind::Ban | Kind::Allow), Lifetime::Permanent) => {
-                self.store.write(move |db| db.add_order(key, kind, &meta)).await
-            }
-            (Kind::Unban, _) => {
-                self.store.write(move |db| db.remove_order(key, Kind::Ban).map(|_| ())).await
-            }
-            (Kind::Disallow, _) => {
-                self.store.write(move |db| db.remove_order(key, Kind::Allow).map(|_| ())).await
-            }
-            _ => Ok(()),
-        };
-        Ok(result?)
+        keep_orders(&self.store, record, lifetime).await
     }
 
     async fn revoke(&self, revocation: Revocation) -> Result<Revoked, NodeError> {
@@ -282,6 +285,26 @@ fn median_offset(mut offsets: Vec<i64>) -> Option<i64> {
     }
     let lower = offsets[n / 2 - 1];
     Some(if lower.unsigned_abs() <= upper.unsigned_abs() { lower } else { upper })
+}
+
+/// Keeps the standing order a record asks for (`--for permanent`), or
+/// forgets the one an Unban or Disallow lifts.
+async fn keep_orders(store: &Store, record: &Record, lifetime: Lifetime) -> Result<(), NodeError> {
+    let key = record.key();
+    let meta = record.statement().meta.clone();
+    let result = match (record.kind(), lifetime) {
+        (kind @ (Kind::Ban | Kind::Allow), Lifetime::Permanent) => {
+            store.write(move |db| db.add_order(key, kind, &meta)).await
+        }
+        (Kind::Unban, _) => {
+            store.write(move |db| db.remove_order(key, Kind::Ban).map(|_| ())).await
+        }
+        (Kind::Disallow, _) => {
+            store.write(move |db| db.remove_order(key, Kind::Allow).map(|_| ())).await
+        }
+        _ => Ok(()),
+    };
+    Ok(result?)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! signed on several threads, the valid records committed in one
 //! transaction and gossiped together. Each order reports its own error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,13 +12,15 @@ use banmesh_crdt::{Hlc, Key, Kind, Origin, Record, Statement};
 use banmesh_keys::{SecretKey, sign_record};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use super::Node;
 use crate::api::{NodeError, Outcome};
 use crate::clock::now_ms;
 use crate::control::protocol::MAX_ISSUE_BATCH;
 use crate::daemon::issue::{self, Lifetime, Order};
-use crate::store::{StoreError, classify, query};
+use crate::mesh::MeshHandle;
+use crate::store::{Store, StoreError, classify, query};
 
 /// Below this many statements a batch is signed on the node task itself.
 const SIGN_ALONE_BELOW: usize = 64;
@@ -43,16 +45,48 @@ struct OnKeys {
     standing: HashMap<Key, u64>,
 }
 
+/// A batch whose commit runs while the node signs the next one: the
+/// keys it writes, and the task that commits it and answers its caller.
+pub(super) struct Committing {
+    keys: HashSet<Key>,
+    task: JoinHandle<()>,
+}
+
 impl Node {
-    /// Issues a batch and answers on `reply` once it is committed.
+    /// Issues a batch and answers on `reply` once it is committed. The
+    /// commit runs on its own task while the node goes on to the next
+    /// request: a batch that follows is read and signed meanwhile, unless
+    /// it names a key of the batch being committed (its reads must see
+    /// that commit); any other request waits for the commit
+    /// ([`Node::settle`]). Commits run one at a time, in order.
     pub(super) async fn issue(&mut self, orders: Vec<Order>, reply: BatchReply) {
-        let result = match self.prepare_batch(orders).await {
-            Ok(Prepared { items, issued, now }) => {
-                self.commit_now(issued, now).await.map(|()| items)
+        if self.committing.as_ref().is_some_and(|c| orders.iter().any(|o| c.keys.contains(&o.key)))
+        {
+            self.settle().await;
+        }
+        let Prepared { items, issued, now } = match self.prepare_batch(orders).await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
             }
-            Err(error) => Err(error),
         };
-        let _ = reply.send(result);
+        self.settle().await;
+        let keys = issued.iter().map(|(r, _)| r.key()).collect();
+        let (store, mesh) = (self.store.clone(), self.mesh.clone());
+        let task = tokio::spawn(async move {
+            let _ = reply.send(commit(&store, &mesh, issued, now).await.map(|()| items));
+        });
+        self.committing = Some(Committing { keys, task });
+    }
+
+    /// Waits for the batch being committed, if any.
+    pub(super) async fn settle(&mut self) {
+        if let Some(Committing { task, .. }) = self.committing.take() {
+            // A commit task that panicked dropped its reply: its caller
+            // hears the node failed; nothing else is waiting on it.
+            let _ = task.await;
+        }
     }
 
     /// The batch's records, signed: the orders' statements made in turn,
@@ -105,23 +139,24 @@ impl Node {
         }
         Ok(Prepared { items, issued, now })
     }
+}
 
-    /// Commits the batch's records, keeps standing orders, then gossips
-    /// what was new.
-    async fn commit_now(
-        &mut self,
-        issued: Vec<(Record, Lifetime)>,
-        now: u64,
-    ) -> Result<(), NodeError> {
-        let records: Vec<Record> = issued.iter().map(|(r, _)| r.clone()).collect();
-        let applied = self.store.apply(records, now).await?;
-        for (record, lifetime) in &issued {
-            self.keep_orders(record, *lifetime).await?;
-        }
-        issued_summary(issued.len(), applied.new.len());
-        self.mesh.publish(applied.new).await;
-        Ok(())
+/// Commits a batch's records, keeps standing orders, then gossips what
+/// was new.
+async fn commit(
+    store: &Store,
+    mesh: &MeshHandle,
+    issued: Vec<(Record, Lifetime)>,
+    now: u64,
+) -> Result<(), NodeError> {
+    let records: Vec<Record> = issued.iter().map(|(r, _)| r.clone()).collect();
+    let applied = store.apply(records, now).await?;
+    for (record, lifetime) in &issued {
+        super::keep_orders(store, record, *lifetime).await?;
     }
+    issued_summary(issued.len(), applied.new.len());
+    mesh.publish(applied.new).await;
+    Ok(())
 }
 
 /// The log's one line per batch.
