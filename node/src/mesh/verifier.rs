@@ -119,19 +119,65 @@ pub async fn verify_many(
     checker: &Checker,
     limited: bool,
 ) -> Vec<Verified> {
-    let Checker { store, trust, params, limits, stats } = checker;
-    let metrics = stats.lock().unwrap_or_else(PoisonError::into_inner).metrics.clone();
-    let snapshot = trust.read().unwrap_or_else(PoisonError::into_inner).clone();
-    let params_copy = *params;
+    let judged = judge_many(data, checker).await;
+    store_judged(judged, sources, checker, limited).await
+}
+
+/// Batches decoded and judged ([`judge_many`]), not stored yet.
+pub struct JudgedBatches {
+    verdicts: Vec<Result<Verdict, &'static str>>,
+    /// When they were judged: the time their records are stored as of.
+    now: u64,
+}
+
+impl JudgedBatches {
+    /// How many batches.
+    pub fn len(&self) -> usize {
+        self.verdicts.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.verdicts.is_empty()
+    }
+
+    /// The records the sound batches held (valid or left out).
+    pub fn records(&self) -> usize {
+        let held = |v: &Result<Verdict, _>| match v {
+            Ok(Verdict::Store(j)) => j.records.len() + j.skipped.len(),
+            _ => 0,
+        };
+        self.verdicts.iter().map(held).sum()
+    }
+}
+
+/// Decodes and judges batches against the trust as it is now, off the
+/// runtime (on every core for many bytes); stores nothing.
+pub async fn judge_many(data: Vec<Vec<u8>>, checker: &Checker) -> JudgedBatches {
+    let snapshot = checker.trust.read().unwrap_or_else(PoisonError::into_inner).clone();
+    let params = checker.params;
     let now = now_ms();
     let count = data.len();
-    let judged =
-        tokio::task::spawn_blocking(move || judge_all(&data, &snapshot, now, &params_copy))
-            .await
-            // A judging thread that died stored nothing: Ignore every message.
-            .unwrap_or_else(|_| {
-                (0..count).map(|_| Ok(Verdict::Store(Judged::default()))).collect()
-            });
+    let verdicts = tokio::task::spawn_blocking(move || judge_all(&data, &snapshot, now, &params))
+        .await
+        // A judging thread that died stored nothing: Ignore every message.
+        .unwrap_or_else(|_| (0..count).map(|_| Ok(Verdict::Store(Judged::default()))).collect());
+    JudgedBatches { verdicts, now }
+}
+
+/// Stores what judged batches hold that is valid (one transaction per
+/// sending peer) and returns a verdict for each, in order. `sources[i]`
+/// sent batch `i`. With `limited`, per-origin rate limits apply (gossip).
+pub async fn store_judged(
+    judged: JudgedBatches,
+    sources: &[PeerId],
+    checker: &Checker,
+    limited: bool,
+) -> Vec<Verified> {
+    let Checker { store, limits, stats, .. } = checker;
+    let metrics = stats.lock().unwrap_or_else(PoisonError::into_inner).metrics.clone();
+    let JudgedBatches { verdicts: judged, now } = judged;
+    let count = judged.len();
     let mut results: Vec<Verified> = Vec::with_capacity(count);
     let mut by_source: HashMap<PeerId, Vec<(usize, Record)>> = HashMap::new();
     for (i, judged) in judged.into_iter().enumerate() {

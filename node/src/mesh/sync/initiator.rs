@@ -18,9 +18,8 @@ use super::{
     MAX_ROUNDS, NEGENTROPY_FRAME, PULL_IDS, SyncContext, SyncRequest, SyncResponse, batches_of,
 };
 use crate::clock::now_ms;
-use crate::mesh::batch::Batch;
 use crate::mesh::swarm::MeshCommand;
-use crate::mesh::verifier;
+use crate::mesh::verifier::{self, JudgedBatches};
 use crate::store::sync_set;
 
 /// Refusals that mean "not now, a session with you runs": the first
@@ -178,12 +177,35 @@ async fn receive(
     batches: Vec<ByteBuf>,
     guard: &Guard,
 ) -> Result<usize, String> {
+    let page = judge_page(ctx, batches).await;
+    store_page(ctx, peer, page, guard).await
+}
+
+/// Received batches judged, not stored yet, and their size in bytes.
+struct Judged {
+    batches: JudgedBatches,
+    bytes: usize,
+}
+
+/// Judges received batches (signatures on every core); stores nothing.
+async fn judge_page(ctx: &SyncContext, batches: Vec<ByteBuf>) -> Judged {
     let bytes = batches.iter().map(|b| b.len()).sum();
-    let records =
-        batches.iter().filter_map(|b| Batch::decode(b).ok()).map(|b| b.records.len()).sum();
     let data: Vec<Vec<u8>> = batches.into_iter().map(ByteBuf::into_vec).collect();
-    let sources = vec![peer; data.len()];
-    for (verdict, _) in verifier::verify_many(data, &sources, &ctx.checker, false).await {
+    Judged { batches: verifier::judge_many(data, &ctx.checker).await, bytes }
+}
+
+/// Stores judged batches; a bad one strikes the peer and ends the
+/// session. Returns how many records they held.
+async fn store_page(
+    ctx: &SyncContext,
+    peer: PeerId,
+    page: Judged,
+    guard: &Guard,
+) -> Result<usize, String> {
+    let Judged { batches, bytes } = page;
+    let records = batches.records();
+    let sources = vec![peer; batches.len()];
+    for (verdict, _) in verifier::store_judged(batches, &sources, &ctx.checker, false).await {
         verdict.map_err(|reason| {
             hostile::strike(ctx, peer, Strike::Batch);
             format!("peer sent a bad batch: {reason}")
@@ -213,17 +235,16 @@ async fn push(
 }
 
 /// Streams the peer's whole set into this (empty) node, page by page;
-/// returns how many records it stored. The next page is asked for as soon
-/// as a page arrives, so the peer reads it while this node checks and
-/// stores the one before: two pages in flight at most, one stored at a
-/// time, in order.
+/// returns how many records it stored. Three pages overlap: the peer reads
+/// the next while this node checks the signatures of one and stores the
+/// one before (pages are stored one at a time, in order).
 async fn stream_from(
     ctx: &SyncContext,
     peer: PeerId,
     horizon_ms: u64,
     guard: &Guard,
 ) -> Result<usize, String> {
-    let (mut stored, mut total) = (0, None);
+    let (mut stored, mut total, mut judged) = (0, None, None::<Judged>);
     let first = SyncRequest::Stream { horizon_ms, after: None };
     let mut answer = first_request(ctx, peer, first).await;
     loop {
@@ -234,15 +255,25 @@ async fn stream_from(
             total = sent_total;
             guard.tracker.phase(guard.id, true, total);
         }
+        let last = judged.take();
+        let store_last = async move {
+            match last {
+                Some(page) => store_page(ctx, peer, page, guard).await,
+                None => Ok(0),
+            }
+        };
+        let judge_this = judge_page(ctx, batches);
         let Some(cursor) = next else {
-            stored += receive(ctx, peer, batches, guard).await?;
+            let (last, this) = tokio::join!(store_last, judge_this);
+            stored += last? + store_page(ctx, peer, this, guard).await?;
             guard.tracker.phase(guard.id, false, None);
             tracing::info!(target: "banmesh::events::streamed", %peer, records = stored, "streamed the whole set");
             return Ok(stored);
         };
         let ahead = request(ctx, peer, SyncRequest::Stream { horizon_ms, after: Some(cursor) });
-        let (received, next_answer) = tokio::join!(receive(ctx, peer, batches, guard), ahead);
-        stored += received?;
+        let (last, this, next_answer) = tokio::join!(store_last, judge_this, ahead);
+        stored += last?;
+        judged = Some(this);
         answer = next_answer;
     }
 }
