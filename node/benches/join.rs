@@ -164,7 +164,9 @@ fn restart(cluster: &mut TestCluster, i: usize, timeout: Duration) {
         node.name
     );
     let log = node.log_text();
-    if let Some(line) = log.lines().rev().find(|l| l.contains("index built")) {
-        println!("  {line}");
+    for what in ["index built", "sync set read"] {
+        if let Some(line) = log.lines().rev().find(|l| l.contains(what)) {
+            println!("  {line}");
+        }
     }
 }

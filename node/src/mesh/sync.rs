@@ -244,8 +244,14 @@ pub async fn run(
 /// Fills the node's cached sync set.
 async fn warm(ctx: SyncContext) {
     let params = ctx.checker.params;
-    if let Err(e) = ctx.checker.store.sync_set(crate::clock::now_ms(), &params).await {
-        tracing::debug!(error = %e, "sync set not read ahead");
+    let began = std::time::Instant::now();
+    match ctx.checker.store.sync_set(crate::clock::now_ms(), &params).await {
+        Ok(set) => tracing::info!(
+            items = set.entries().len(),
+            ms = began.elapsed().as_millis() as u64,
+            "sync set read"
+        ),
+        Err(e) => tracing::debug!(error = %e, "sync set not read ahead"),
     }
 }
 
