@@ -53,7 +53,8 @@ pub struct StatusView {
     #[serde(default)]
     pub gateway: Option<GatewayView>,
     /// The state digest (hex) at the start of the current minute: two
-    /// nodes holding the same replicated set show the same digest.
+    /// nodes holding the same replicated set show the same digest. `None`
+    /// while the set is first read at start or is streamed in (a join).
     #[serde(default)]
     pub digest: Option<String>,
     /// Peers admitted earlier in this run that are not connected now (cut

@@ -79,7 +79,7 @@ fn status_text(s: &StatusView, now: u64) -> String {
         ("rejects", counts(&s.rejects)),
         ("skipped", counts(&s.skipped)),
         ("never ban", join(&s.never_ban)),
-        ("digest", s.digest.clone().unwrap_or_else(|| "unknown (store unreadable)".to_owned())),
+        ("digest", s.digest.clone().unwrap_or_else(|| "unknown (the set is being read at start or streamed in, or the store is unreadable)".to_owned())),
         (
             "unreachable",
             join(

@@ -22,14 +22,20 @@ impl Queries {
         let params = self.config.cluster.params;
         let now = now_ms();
         let horizon = now - now % 60_000;
-        let digest = self.store.digest_unless_warming(horizon, &params).await;
+        let stats = self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        // While the set streams in, each page changes it: a digest would
+        // cost a pass over the whole set per call and be stale at once.
+        let digest = if stats.sync.streaming_in() {
+            None
+        } else {
+            self.store.digest_unless_warming(horizon, &params).await
+        };
         // The swarm is asked for its peers once; everything below uses it.
         let mesh_peers = self.mesh.peers().await;
         let unreachable = unreachable(&mesh_peers);
         let never_ban = self.mesh.never_ban_with(&self.config.safety.never_ban, &mesh_peers).await;
         let peers = self.peer_views(mesh_peers.clone());
         let never_ban = never_ban.iter().map(ToString::to_string).collect();
-        let stats = self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let mut record_counts = BTreeMap::new();
         for (kind, n) in Kind::ALL.iter().zip(counts.by_kind) {
             record_counts.insert(kind.to_string(), n);

@@ -73,6 +73,11 @@ pub struct SyncStats {
 }
 
 impl SyncStats {
+    /// Whether this node is being streamed the whole set (it joins).
+    pub fn streaming_in(&self) -> bool {
+        self.running.values().any(|p| p.role == Role::Initiator && p.stream)
+    }
+
     /// Whether a session with `peer` runs, either side's.
     pub fn in_session(&self, peer: &PeerId) -> bool {
         self.running.values().any(|p| p.peer == *peer)
