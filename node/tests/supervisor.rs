@@ -3,7 +3,8 @@
 //! the task. The fault comes from the debug-build hook
 //! `BANMESH_FAULT_INJECT=TASK[:return]`, fired by SIGUSR1. Also how a stop
 //! shapes the next start: after a clean stop the store's integrity check
-//! is skipped, after `kill -9` it runs and refuses a damaged store.
+//! is skipped and the index saved at the stop is loaded (unless the file
+//! changed), after `kill -9` it runs and refuses a damaged store.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -112,4 +113,57 @@ fn a_clean_stop_skips_the_store_check_and_a_kill_runs_it() {
     assert!(!status.success(), "a damaged store was opened:\n{log}");
     assert!(log.contains("banmesh.db is damaged"), "{log}");
     assert_eq!(std::fs::read(&path).expect("read the store"), bytes, "the damaged file changed");
+}
+
+/// The `index` field of the start's `store opened` line, in `log`.
+fn index_how(log: &str) -> &str {
+    let line = log.lines().find(|l| l.contains("store opened")).unwrap_or("");
+    line.split_once("index=").map_or("", |(_, rest)| rest)
+}
+
+/// A clean stop saves the index and the next start loads it and answers
+/// from it; a ban deleted with SQL while the node is stopped (the file
+/// keeps its length) makes the next start build the index, which no longer
+/// holds it; a kill makes the next start build it.
+#[test]
+fn a_start_loads_the_index_saved_at_a_clean_stop_unless_the_store_changed() {
+    let mut cluster = TestCluster::new();
+    let spec = cluster.spec("node1", &[]);
+    let index = cluster.start(spec);
+    let node = cluster.node_mut(index);
+    common::issue_bans(&node.socket, 3_000);
+    let bans = |node: &common::TestNode| node.status()["record_counts"]["ban"].as_u64();
+    assert_eq!(bans(node), Some(3_000));
+    let restart = |node: &mut common::TestNode| {
+        let from = node.log_text().len();
+        node.restart();
+        node.log_text()[from..].to_owned()
+    };
+    node.stop();
+    let log = restart(node);
+    assert!(index_how(&log).starts_with("\"loaded"), "after a clean stop:\n{log}");
+    assert!(node.is_banned("10.100.11.183"), "a ban was lost");
+    assert_eq!(bans(node), Some(3_000), "the saved counts");
+    node.stop();
+    let path = node.data_dir.join("banmesh.db");
+    let len = std::fs::metadata(&path).expect("the store").len();
+    let key: banmesh_crdt::Key = "10.100.11.183".parse().expect("key");
+    let conn = rusqlite::Connection::open(&path).expect("open the store");
+    let deleted = conn
+        .execute("DELETE FROM records WHERE key = ?1", [key.to_bytes()])
+        .expect("delete the ban");
+    assert_eq!(deleted, 1);
+    drop(conn);
+    assert_eq!(std::fs::metadata(&path).expect("the store").len(), len, "the length changed");
+    let log = restart(node);
+    assert!(
+        index_how(&log).starts_with("\"built (the store file changed"),
+        "after an edit:\n{log}"
+    );
+    assert!(node.is_not_banned("10.100.11.183"), "the index holds a deleted ban");
+    assert_eq!(bans(node), Some(2_999));
+    node.kill();
+    let log = restart(node);
+    assert!(index_how(&log).starts_with("\"built"), "after kill -9:\n{log}");
+    assert!(node.is_banned("10.100.11.182"), "a ban was lost");
 }

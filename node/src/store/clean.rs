@@ -10,7 +10,8 @@
 //! in a transaction synced to disk before anything else is written, so a
 //! kill, a crash or a power cut from then on leaves no marker and the open
 //! after it checks the whole file. A file cut short or grown while the node
-//! was stopped fails the length test and is checked too.
+//! was stopped fails the length test and is checked too. A start trusts
+//! the index saved at the stop (`saved`) only when this check is skipped.
 //!
 //! Why an unclean stop checks before the node starts rather than in the
 //! background: damage is found before the node enforces from the file or

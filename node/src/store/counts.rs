@@ -5,7 +5,9 @@
 //! after every command that may have written and before it answers, so a
 //! count taken at write number N is reused only while N is still the
 //! latest: a caller whose write was acknowledged always gets a fresh count,
-//! and an idle store counts once.
+//! and an idle store counts once. The count kept at a clean stop is saved
+//! with the index (`saved`), so the first `status` after the next start
+//! (at a million records, a scan of about 0.3 s) need not count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -26,6 +28,17 @@ impl CountsCache {
     /// before it answers the command.
     pub(super) fn wrote(&self) {
         self.writes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The last count, when nothing was written since it was taken.
+    pub(super) fn current(&self) -> Option<Counts> {
+        self.fresh(self.writes.load(Ordering::Acquire))
+    }
+
+    /// Takes `counts` as counted now (saved at the last stop beside an
+    /// index the start trusts, so of the same file).
+    pub(super) fn seed(&self, counts: &Counts) {
+        self.keep(self.writes.load(Ordering::Acquire), counts);
     }
 
     fn fresh(&self, at: u64) -> Option<Counts> {

@@ -72,6 +72,27 @@ impl Hosts {
         }
     }
 
+    /// A table of `addrs` (strictly ascending) and their `packed` summaries
+    /// (none 0), keeping those `keep` says; `None` when they are not so.
+    pub fn from_sorted(
+        addrs: Vec<u32>,
+        packed: Vec<u64>,
+        keep: impl Fn(u64) -> bool,
+    ) -> Option<Hosts> {
+        let valid = addrs.len() == packed.len()
+            && addrs.windows(2).all(|w| w[0] < w[1])
+            && packed.iter().all(|p| *p != 0);
+        if !valid {
+            return None;
+        }
+        let (addrs, packed): (Vec<u32>, Vec<u64>) = if packed.iter().all(|p| keep(*p)) {
+            (addrs, packed)
+        } else {
+            addrs.into_iter().zip(packed).filter(|(_, p)| keep(*p)).unzip()
+        };
+        Some(Hosts { live: addrs.len(), addrs, packed, fresh: HashMap::new() })
+    }
+
     fn slot(&self, addr: u32) -> Option<usize> {
         self.addrs.binary_search(&addr).ok()
     }

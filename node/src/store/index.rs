@@ -40,7 +40,7 @@ impl Default for Index {
 }
 
 /// The address of a single-IPv4 key, as the hosts table holds it.
-fn host(key: Key) -> Option<u32> {
+pub(super) fn host(key: Key) -> Option<u32> {
     match key.net() {
         IpNet::V4(n) if n.prefix_len() == 32 => Some(u32::from(n.addr())),
         _ => None,
@@ -63,6 +63,17 @@ impl Index {
             }
         }
         index.hosts = Hosts::from_entries(hosts);
+        index
+    }
+
+    /// An index of `hosts` and `others` (keys not in `hosts`).
+    pub(super) fn from_parts(hosts: Hosts, others: Vec<(Key, KeySummary)>) -> Index {
+        let mut index = Index::default();
+        index.v4_lengths[32] = u32::try_from(hosts.len()).unwrap_or(u32::MAX);
+        index.hosts = hosts;
+        for (key, summary) in others {
+            index.set(key, summary);
+        }
         index
     }
 
@@ -124,7 +135,7 @@ impl Index {
     }
 
     /// Every key the index holds, with its summary.
-    fn all(&self) -> impl Iterator<Item = (Key, KeySummary)> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = (Key, KeySummary)> + '_ {
         let hosts = self
             .hosts
             .iter()
@@ -134,7 +145,7 @@ impl Index {
 
     /// Every key banned or allowed at `now_ms`, with its summary.
     pub fn live(&self, now_ms: u64) -> impl Iterator<Item = (Key, KeySummary)> + '_ {
-        self.all().filter(move |(_, s)| !s.is_spent(now_ms))
+        self.entries().filter(move |(_, s)| !s.is_spent(now_ms))
     }
 
     /// Forgets keys that decide nothing at `now_ms` or later; returns how many.
@@ -152,7 +163,7 @@ impl Index {
 
     /// Whether `other` holds the same keys with the same summaries.
     pub fn same_as(&self, other: &Index) -> bool {
-        self.len() == other.len() && self.all().all(|(k, s)| other.get(k) == Some(s))
+        self.len() == other.len() && self.entries().all(|(k, s)| other.get(k) == Some(s))
     }
 
     /// How many keys the index holds.
@@ -283,7 +294,7 @@ mod tests {
                 let covering = Key::covering(addr).filter_map(|k| plain.get(&k).map(|s| (k, *s)));
                 assert_eq!(index.decision(addr, now), decide_address(covering, now));
             }
-            let mut all: Vec<_> = index.all().collect();
+            let mut all: Vec<_> = index.entries().collect();
             let mut expected: Vec<_> = plain.iter().map(|(k, s)| (*k, *s)).collect();
             all.sort_by_key(|(k, _)| k.to_bytes());
             expected.sort_by_key(|(k, _)| k.to_bytes());

@@ -158,13 +158,15 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     for (done, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = done + 1;
+        let started = std::time::Instant::now();
         conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version={version}; COMMIT;"))
             .map_err(|e| {
                 // Leave the file as it was before this step.
                 let _ = conn.execute_batch("ROLLBACK");
                 classify(path, e)
             })?;
-        tracing::info!(path = %path.display(), version, "store schema migrated");
+        let ms = started.elapsed().as_millis();
+        tracing::info!(path = %path.display(), version, ms, "store schema migrated");
     }
     Ok(())
 }

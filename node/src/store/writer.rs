@@ -53,13 +53,14 @@ pub(super) type Followers<'a> = (
     &'a CountsCache,
 );
 
-/// The writer task's loop: one command at a time until every handle is gone.
+/// The writer task's loop: one command at a time until every handle is
+/// gone; returns the store, still open.
 pub(super) fn run_writer(
     mut db: Db,
     mut writer_rx: mpsc::Receiver<Command>,
     index: &RwLock<Index>,
     (changes_tx, events_tx, feed, counts): Followers<'_>,
-) {
+) -> Db {
     let update = |summaries: &[(banmesh_crdt::Key, banmesh_crdt::KeySummary)]| {
         if summaries.is_empty() {
             return;
@@ -93,13 +94,17 @@ pub(super) fn run_writer(
             }
             Command::Gc { now_ms, reply } => {
                 let result = db.gc(now_ms);
-                counts.wrote();
+                if !matches!(result, Ok(0)) {
+                    counts.wrote();
+                }
                 let keys = index.write().unwrap_or_else(PoisonError::into_inner).sweep(now_ms);
                 let _ = reply.send(result.map(|records| (records, keys)));
             }
             Command::Certificate { cert, reply } => {
                 let result = db.add_certificate(&cert);
-                counts.wrote();
+                if !matches!(result, Ok(false)) {
+                    counts.wrote();
+                }
                 if matches!(result, Ok(true)) {
                     feed.certificate(&cert);
                 }
@@ -122,7 +127,9 @@ pub(super) fn run_writer(
             Command::Close => break,
             Command::Revocation { revocation, reply } => {
                 let result = db.add_revocation(&revocation);
-                counts.wrote();
+                if !matches!(result, Ok(None)) {
+                    counts.wrote();
+                }
                 if result.is_ok() {
                     follow(&trust, &|t| {
                         let _ = t.add_revocation((*revocation).clone());
@@ -139,6 +146,7 @@ pub(super) fn run_writer(
         }
     }
     tracing::debug!(path = %db.path().display(), "store writer stopped");
+    db
 }
 
 /// Ends the store's writer at the stop when a handle outlived the tasks
