@@ -121,8 +121,14 @@ pub(super) fn run_writer(
                 let _ = reply.send(loaded);
             }
             Command::Run(job) => {
+                // Only a job that changed rows may have changed the counts
+                // (a start's own writes need not make its first `status`
+                // count a million records again).
+                let before = db.conn().total_changes();
                 job(&mut db);
-                counts.wrote();
+                if db.conn().total_changes() != before {
+                    counts.wrote();
+                }
             }
             Command::Close => break,
             Command::Revocation { revocation, reply } => {
