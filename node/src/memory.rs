@@ -1,0 +1,31 @@
+//! Giving memory back after a burst of work: a join streamed or pushed
+//! tens of thousands of records, or the sync set was read again. The heap
+//! the work freed stays in the C allocator's arenas (see
+//! [`banmesh_memtrim`]) unless it is returned; this returns it, off the
+//! async threads, at most one call at a time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A session that moved this many records or more is followed by a trim.
+pub const TRIM_AFTER_RECORDS: u64 = 10_000;
+
+/// Set while a trim runs, so that bursts ending together trim once.
+static TRIMMING: AtomicBool = AtomicBool::new(false);
+
+/// Returns the freed heap to the system: on a blocking thread when called
+/// inside a Tokio runtime, else here. Skipped while another trim runs.
+pub fn release_freed() {
+    if TRIMMING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let trim = || {
+        let started = std::time::Instant::now();
+        let released = banmesh_memtrim::release_freed();
+        TRIMMING.store(false, Ordering::Release);
+        tracing::debug!(released, ms = started.elapsed().as_millis(), "freed heap returned");
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(trim)),
+        Err(_) => trim(),
+    }
+}
