@@ -202,8 +202,18 @@ impl Store {
         horizon_ms: u64,
         params: &Params,
     ) -> Result<Arc<SetSnapshot>, StoreError> {
+        let mut current = self.sync_cache.current.lock().await;
+        self.current_set(&mut current, horizon_ms, params).await
+    }
+
+    /// [`Store::sync_set`] with the cache's lock held.
+    async fn current_set(
+        &self,
+        current: &mut Option<Arc<SetSnapshot>>,
+        horizon_ms: u64,
+        params: &Params,
+    ) -> Result<Arc<SetSnapshot>, StoreError> {
         let cache = &self.sync_cache;
-        let mut current = cache.current.lock().await;
         cache.feed.on.store(true, Ordering::Release);
         let floor = set_floor(horizon_ms, params);
         let delta = cache.feed.take();
@@ -221,8 +231,12 @@ impl Store {
             // old snapshot goes first (unless a session holds it), so the
             // set is not held twice during the read.
             old => {
+                // Sized for the set at once (a Vec grown by doubling leaves
+                // its outgrown buffers behind in the heap).
+                let size = old.as_ref().map_or(0, |s| s.entries.len());
+                let size = size.max(self.with_index(super::Index::len));
                 drop(old);
-                let snapshot = Arc::new(self.read_set(horizon_ms, *params).await?);
+                let snapshot = Arc::new(self.read_set(horizon_ms, *params, size).await?);
                 crate::memory::release_freed();
                 snapshot
             }
@@ -251,19 +265,29 @@ impl Store {
     /// store.
     pub async fn digest(&self, horizon_ms: u64, params: &Params) -> Result<[u8; 32], StoreError> {
         let floor = set_floor(horizon_ms, params);
-        let snapshot = self.sync_set(horizon_ms, params).await?;
+        let mut current = self.sync_cache.current.lock().await;
+        let snapshot = self.current_set(&mut current, horizon_ms, params).await?;
+        // Taken with the lock held: a patch meanwhile would copy the set
+        // this holds rather than change it in place.
         let digest = tokio::task::spawn_blocking(move || snapshot.digest_at(floor));
-        if let Some(digest) = digest.await.map_err(|_| StoreError::Closed)? {
+        let digest = digest.await.map_err(|_| StoreError::Closed)?;
+        drop(current);
+        if let Some(digest) = digest {
             return Ok(digest);
         }
         let params = *params;
         self.read(move |c, p| super::query::digest(c, p, horizon_ms, &params)).await
     }
 
-    async fn read_set(&self, horizon_ms: u64, params: Params) -> Result<SetSnapshot, StoreError> {
+    async fn read_set(
+        &self,
+        horizon_ms: u64,
+        params: Params,
+        size: usize,
+    ) -> Result<SetSnapshot, StoreError> {
         let mut entries = self
             .read(move |c, p| {
-                let mut entries = Vec::new();
+                let mut entries = Vec::with_capacity(size);
                 sync_set::each_sync_entry(c, p, horizon_ms, &params, |item, end_ms| {
                     entries.push(Entry { at: item.at, id: item.id, end_ms });
                 })?;
