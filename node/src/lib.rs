@@ -14,6 +14,7 @@ pub mod fail2ban;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod gateway;
+pub mod memory;
 pub mod mesh;
 pub mod metrics;
 pub mod nftables;

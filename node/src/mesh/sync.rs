@@ -291,7 +291,13 @@ async fn session(ctx: &SyncContext, peer: PeerId, wait: Duration) -> Result<Outc
 /// Runs the session `guard` registered, and logs how it ended.
 async fn run_session(ctx: &SyncContext, peer: PeerId, guard: Guard) -> Result<Outcome, String> {
     let outcome = initiator::initiate(ctx, peer, &guard).await;
-    if let Some(p) = guard.tracker.end(guard.id) {
+    let ended = guard.tracker.end(guard.id);
+    if ended.as_ref().is_some_and(|p| p.records >= crate::memory::TRIM_AFTER_RECORDS) {
+        // A join: the pages the writer cached as it stored the set go too.
+        ctx.checker.store.shrink_caches().await;
+        crate::memory::release_freed();
+    }
+    if let Some(p) = ended {
         match &outcome {
             Ok(Outcome::Done { pushed, pulled }) => tracing::info!(
                 target: "banmesh::events::synced",

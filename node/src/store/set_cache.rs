@@ -202,8 +202,18 @@ impl Store {
         horizon_ms: u64,
         params: &Params,
     ) -> Result<Arc<SetSnapshot>, StoreError> {
+        let mut current = self.sync_cache.current.lock().await;
+        self.current_set(&mut current, horizon_ms, params).await
+    }
+
+    /// [`Store::sync_set`] with the cache's lock held.
+    async fn current_set(
+        &self,
+        current: &mut Option<Arc<SetSnapshot>>,
+        horizon_ms: u64,
+        params: &Params,
+    ) -> Result<Arc<SetSnapshot>, StoreError> {
         let cache = &self.sync_cache;
-        let mut current = cache.current.lock().await;
         cache.feed.on.store(true, Ordering::Release);
         let floor = set_floor(horizon_ms, params);
         let delta = cache.feed.take();
@@ -212,13 +222,24 @@ impl Store {
                 if delta.added.is_empty() && delta.removed.is_empty() && snap.next_end > floor {
                     snap
                 } else {
-                    let patch = move || Arc::new(patch(&snap, delta, floor));
+                    let patch = move || patched(snap, delta, floor);
                     tokio::task::spawn_blocking(patch).await.map_err(|_| StoreError::Closed)?
                 }
             }
             // Read after the delta was emptied: a commit during the read
-            // is in the read, the next delta, or both (merged once).
-            _ => Arc::new(self.read_set(horizon_ms, *params).await?),
+            // is in the read, the next delta, or both (merged once). The
+            // old snapshot goes first (unless a session holds it), so the
+            // set is not held twice during the read.
+            old => {
+                // Sized for the set at once (a Vec grown by doubling leaves
+                // its outgrown buffers behind in the heap).
+                let size = old.as_ref().map_or(0, |s| s.entries.len());
+                let size = size.max(self.with_index(super::Index::len));
+                drop(old);
+                let snapshot = Arc::new(self.read_set(horizon_ms, *params, size).await?);
+                crate::memory::release_freed();
+                snapshot
+            }
         };
         *current = Some(snapshot.clone());
         cache.filled.store(true, Ordering::Release);
@@ -244,19 +265,29 @@ impl Store {
     /// store.
     pub async fn digest(&self, horizon_ms: u64, params: &Params) -> Result<[u8; 32], StoreError> {
         let floor = set_floor(horizon_ms, params);
-        let snapshot = self.sync_set(horizon_ms, params).await?;
+        let mut current = self.sync_cache.current.lock().await;
+        let snapshot = self.current_set(&mut current, horizon_ms, params).await?;
+        // Taken with the lock held: a patch meanwhile would copy the set
+        // this holds rather than change it in place.
         let digest = tokio::task::spawn_blocking(move || snapshot.digest_at(floor));
-        if let Some(digest) = digest.await.map_err(|_| StoreError::Closed)? {
+        let digest = digest.await.map_err(|_| StoreError::Closed)?;
+        drop(current);
+        if let Some(digest) = digest {
             return Ok(digest);
         }
         let params = *params;
         self.read(move |c, p| super::query::digest(c, p, horizon_ms, &params)).await
     }
 
-    async fn read_set(&self, horizon_ms: u64, params: Params) -> Result<SetSnapshot, StoreError> {
+    async fn read_set(
+        &self,
+        horizon_ms: u64,
+        params: Params,
+        size: usize,
+    ) -> Result<SetSnapshot, StoreError> {
         let mut entries = self
             .read(move |c, p| {
-                let mut entries = Vec::new();
+                let mut entries = Vec::with_capacity(size);
                 sync_set::each_sync_entry(c, p, horizon_ms, &params, |item, end_ms| {
                     entries.push(Entry { at: item.at, id: item.id, end_ms });
                 })?;
@@ -270,17 +301,63 @@ impl Store {
     }
 }
 
-/// `snap` with `delta` applied and the entries expired at `floor` left out:
-/// one merge of two sorted lists.
-fn patch(snap: &SetSnapshot, delta: Delta, floor: u64) -> SetSnapshot {
+/// `snap` with `delta` applied and the entries expired at `floor` left
+/// out: changed in place when no session holds it (no copy of the set),
+/// else a patched copy ([`patch`]).
+fn patched(mut snap: Arc<SetSnapshot>, delta: Delta, floor: u64) -> Arc<SetSnapshot> {
+    match Arc::get_mut(&mut snap) {
+        Some(owned) => {
+            patch_in_place(owned, delta, floor);
+            snap
+        }
+        None => Arc::new(patch(&snap, delta, floor)),
+    }
+}
+
+/// The added entries sorted, deduplicated and without those expired or
+/// removed; and the test of whether an entry stays.
+fn sorted_delta(delta: Delta, floor: u64) -> (Vec<Entry>, impl Fn(&Entry) -> bool) {
     let Delta { mut added, mut removed, .. } = delta;
+    removed.sort_unstable();
+    let keep = move |e: &Entry| e.end_ms > floor && removed.binary_search(&e.key()).is_err();
     added.sort_unstable_by_key(Entry::key);
     added.dedup_by_key(|e| e.key());
-    removed.sort_unstable();
-    let gone = |key: &(u64, [u8; 32])| removed.binary_search(key).is_ok();
-    let keep = |e: &&Entry| e.end_ms > floor && !gone(&e.key());
+    added.retain(&keep);
+    (added, keep)
+}
+
+/// [`patch`] without a copy: the entries that stay are kept in place and
+/// the added ones merged in from the back (new records sort last, so
+/// few entries move).
+fn patch_in_place(snap: &mut SetSnapshot, delta: Delta, floor: u64) {
+    let (mut added, keep) = sorted_delta(delta, floor);
+    let entries = &mut snap.entries;
+    entries.retain(&keep);
+    added.retain(|e| entries.binary_search_by_key(&e.key(), Entry::key).is_err());
+    let (mut old, mut new) = (entries.len(), added.len());
+    entries.reserve_exact(new);
+    entries.extend_from_slice(&added);
+    while new > 0 {
+        let at = old + new - 1;
+        if old > 0 && entries[old - 1].key() > added[new - 1].key() {
+            entries[at] = entries[old - 1];
+            old -= 1;
+        } else {
+            entries[at] = added[new - 1];
+            new -= 1;
+        }
+    }
+    let floor = floor.max(snap.floor);
+    *snap = SetSnapshot::new(std::mem::take(entries), floor);
+}
+
+/// `snap` with `delta` applied and the entries expired at `floor` left out:
+/// one merge of two sorted lists into a new one.
+fn patch(snap: &SetSnapshot, delta: Delta, floor: u64) -> SetSnapshot {
+    let (added, keep) = sorted_delta(delta, floor);
+    let keep = |e: &&Entry| keep(e);
     let mut old = snap.entries.iter().filter(keep).peekable();
-    let mut new = added.iter().filter(keep).peekable();
+    let mut new = added.iter().peekable();
     let mut entries = Vec::with_capacity(snap.entries.len() + added.len());
     loop {
         let next = match (old.peek(), new.peek()) {
@@ -299,104 +376,4 @@ fn patch(snap: &SetSnapshot, delta: Delta, floor: u64) -> SetSnapshot {
 }
 
 #[cfg(test)]
-mod tests {
-    use banmesh_crdt::{Kind, Metadata, Statement};
-    use banmesh_keys::roles::{Role, Roles};
-    use banmesh_keys::{Revocation, SecretKey, sign_record};
-
-    use super::*;
-    use crate::store::query;
-
-    const T0: u64 = 1_800_000_000_000;
-
-    fn ban(signer: &SecretKey, key: &str, at: u64, ttl_ms: u64) -> Record {
-        let statement = Statement {
-            key: key.parse().unwrap(),
-            kind: Kind::Ban,
-            issued_at: Hlc::from_millis(at),
-            expires_at: Some(at + ttl_ms),
-            strikes: 1,
-            meta: Metadata { jail: "sshd".into(), reason: "test".into(), source: "cli".into() },
-            origin: Origin::default(),
-        };
-        sign_record(signer, statement)
-    }
-
-    /// The cached set and the set read from the store at `horizon`, having
-    /// checked that their digests agree.
-    async fn both(store: &Store, horizon: u64) -> (Vec<(u64, [u8; 32])>, Vec<(u64, [u8; 32])>) {
-        let params = Params::default();
-        let snapshot = store.sync_set(horizon, &params).await.unwrap();
-        let cached = snapshot.entries().iter().map(Entry::key).collect();
-        let items = store.read(move |c, p| query::sync_items(c, p, horizon, &params)).await;
-        let mut stored: Vec<_> = items.unwrap().iter().map(|i| (i.at, i.id)).collect();
-        stored.sort_unstable();
-        let digest = store.digest(horizon, &params).await.unwrap();
-        let read = store.read(move |c, p| query::digest(c, p, horizon, &params)).await.unwrap();
-        assert_eq!(digest, read, "the cached set's digest at {horizon}");
-        (cached, stored)
-    }
-
-    #[tokio::test]
-    async fn set_cache_follows_writes_replacements_certificates_revocations_and_the_horizon() {
-        let dir = tempfile::tempdir().unwrap();
-        let params = Params::default();
-        let store = Store::open(dir.path(), params, T0).await.unwrap().0;
-        let (cluster, a, b) = (
-            SecretKey::generate().unwrap(),
-            SecretKey::generate().unwrap(),
-            SecretKey::generate().unwrap(),
-        );
-        let long = 60_000 + params.retention_ms + 3_600_000;
-        store
-            .apply(vec![ban(&a, "10.0.0.1", T0, 60_000), ban(&b, "10.0.0.2", T0, long)], T0)
-            .await
-            .unwrap();
-        let (cached, stored) = both(&store, T0).await;
-        assert_eq!((cached.len(), &cached), (2, &stored));
-        let first = store.sync_set(T0, &params).await.unwrap();
-        assert!(Arc::ptr_eq(&first, &store.sync_set(T0 + 1, &params).await.unwrap()), "shared");
-        // A newer record replaces a's in its slot; a certificate joins.
-        store.apply(vec![ban(&a, "10.0.0.1", T0 + 1, 60_000)], T0 + 1).await.unwrap();
-        let roles: Roles = [Role::Ban].into_iter().collect();
-        let cert =
-            Certificate::issue(&cluster, b.public(), "b", roles, T0, T0 + long, None).unwrap();
-        assert!(store.add_certificate(cert).await.unwrap());
-        let (cached, stored) = both(&store, T0 + 1).await;
-        assert_eq!((cached.len(), &cached), (3, &stored));
-        assert_eq!(first.entries().len(), 2, "a session's snapshot stays as it was");
-        // a's record leaves the set once the horizon passes its end + retention.
-        let later = T0 + 1 + 60_000 + params.retention_ms + 1;
-        let (cached, stored) = both(&store, later).await;
-        assert_eq!((cached.len(), &cached), (2, &stored));
-        // At an earlier horizon the snapshot lacks a's record: the digest
-        // is read from the store.
-        let earlier = store.digest(T0 + 1, &params).await.unwrap();
-        let read = store.read(move |c, p| query::digest(c, p, T0 + 1, &params)).await.unwrap();
-        assert_eq!(earlier, read, "the digest at an earlier horizon than the cache's");
-        // b is revoked: its record leaves, the revocation joins.
-        let revocation = Revocation::issue(&cluster, b.public(), T0, "gone").unwrap();
-        assert!(store.add_revocation(revocation).await.unwrap());
-        let (cached, stored) = both(&store, later).await;
-        assert_eq!((cached.len(), &cached), (2, &stored));
-    }
-
-    fn entry(at: u64, byte: u8, end_ms: u64) -> Entry {
-        Entry { at, id: [byte; 32], end_ms }
-    }
-
-    #[test]
-    fn set_cache_patch_merges_adds_drops_replaced_and_expired() {
-        let snap = SetSnapshot::new(vec![entry(1, 1, 50), entry(2, 2, 500), entry(4, 4, 500)], 0);
-        let delta = Delta {
-            added: vec![entry(3, 3, 500), entry(2, 2, 500), entry(5, 5, 10), entry(0, 9, 500)],
-            removed: vec![(4, [4; 32])],
-            stale: false,
-        };
-        let patched = patch(&snap, delta, 100);
-        let keys: Vec<u64> = patched.entries().iter().map(|e| e.at).collect();
-        assert_eq!(keys, [0, 2, 3], "expired (1, 5) and replaced (4) left out, 2 once");
-        assert_eq!(patched.next_end, 500);
-        assert_eq!(patched.find(&[[3; 32], [4; 32], [9; 32]]), [(3, [3; 32]), (0, [9; 32])]);
-    }
-}
+mod tests;

@@ -185,3 +185,29 @@ fn load_trust(db: &Db, cluster: PublicKey) -> Result<Trust, StoreError> {
     }
     Ok(trust)
 }
+
+impl super::Store {
+    /// Frees the page caches of the write connection and the idle read
+    /// connections (`PRAGMA shrink_memory`): after a join the writer's
+    /// cache holds up to its 32 MiB of pages it may not need again. Pages
+    /// are read back from the file when needed. Unlike [`Store::write`]
+    /// this neither notes nor clears a write failure.
+    ///
+    /// [`Store::write`]: super::Store::write
+    pub async fn shrink_caches(&self) {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn FnOnce(&mut Db) + Send> = Box::new(move |db| {
+            let _ = reply.send(db.conn().execute_batch("PRAGMA shrink_memory"));
+        });
+        if self.writer_tx.send(Command::Run(job)).await.is_ok() {
+            let _ = answer.await;
+        }
+        let readers = self.readers.clone();
+        let idle = tokio::task::spawn_blocking(move || {
+            for conn in readers.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+                let _ = conn.execute_batch("PRAGMA shrink_memory");
+            }
+        });
+        let _ = idle.await;
+    }
+}

@@ -191,9 +191,14 @@ impl Tracker {
         });
     }
 
-    /// Session `id` is over; what it moved.
+    /// Session `id` is over; what it moved. After one that moved many
+    /// records (a join), the heap it freed is given back to the system.
     pub fn end(&self, id: u64) -> Option<Progress> {
-        self.with(|s| s.running.remove(&id))
+        let ended = self.with(|s| s.running.remove(&id));
+        if ended.as_ref().is_some_and(|p| p.records >= crate::memory::TRIM_AFTER_RECORDS) {
+            crate::memory::release_freed();
+        }
+        ended
     }
 }
 
