@@ -69,6 +69,7 @@ fn main() {
     let sent_before: Vec<u64> = cluster.nodes.iter().map(|n| bytes_sent_from(n.port)).collect();
     let spec = cluster.spec("joiner", &peers);
     let joining = Instant::now();
+    let joined_at = util::utc_now();
     let joiner = cluster.start(spec);
     // The digests cover certificates too: compare with the servers' own
     // now that they hold the joiner's.
@@ -94,6 +95,7 @@ fn main() {
         .sum();
     let verdict = if joined { "joined" } else { "did NOT join" };
     println!("{verdict} in {took:.1} s");
+    phases(cluster.node(joiner), joined_at);
     println!("bytes sent to the joiner: {:.1} MB", sent as f64 / 1e6);
     // Let a second round (timer ticks) show up in the counters and memory.
     thread::sleep(Duration::from_secs(5));
@@ -142,6 +144,17 @@ fn idle(cluster: &TestCluster, span: Duration) {
             vm_rss_mib(pids[i]),
             vm_hwm_mib(pids[i]),
         );
+    }
+}
+
+/// The joiner's log lines that mark the phases of its join, with the
+/// seconds since `since` (UTC, as the log prints it).
+fn phases(joiner: &TestNode, since: f64) {
+    let marks = ["store opened", "sync set read", "streamed the whole set", "sync finished"];
+    for line in joiner.log_text().lines().filter(|l| marks.iter().any(|m| l.contains(m))) {
+        let at = util::log_seconds(line).map_or(f64::NAN, |t| t - since);
+        let text: String = line.chars().take(160).collect();
+        println!("  +{at:.1} s {text}");
     }
 }
 

@@ -39,3 +39,12 @@ pub fn release_freed() {
         Err(_) => trim(),
     }
 }
+
+/// [`release_freed`], waited for: before a large allocation, so the heap
+/// the last burst freed is returned first rather than held beside it.
+pub async fn release_freed_now() {
+    let trim = tokio::task::spawn_blocking(banmesh_memtrim::release_freed);
+    if let Ok(released) = trim.await {
+        tracing::debug!(released, "freed heap returned before a large read");
+    }
+}

@@ -7,7 +7,8 @@
 //! to the store, the records they replaced in their slot, new
 //! certificates; a revocation (its origin's records leave the set) marks
 //! the snapshot stale, as does a delta grown past [`MAX_DELTA`] (a join:
-//! reading the store once is cheaper). [`SetCache::snapshot`] hands out
+//! reading the store once is cheaper; the SQLite caches and the freed heap
+//! are given back before that read, so it does not stack on them). [`SetCache::snapshot`] hands out
 //! the current snapshot when nothing changed and no item has expired at
 //! the horizon asked for; else it patches it into a new one (one merge
 //! pass: a copy, no store read), or reads the store when stale. Sessions in
@@ -235,9 +236,23 @@ impl Store {
                 // its outgrown buffers behind in the heap).
                 let size = old.as_ref().map_or(0, |s| s.entries.len());
                 let size = size.max(self.with_index(super::Index::len));
+                let again = old.is_some() || cache.filled.load(Ordering::Acquire);
                 drop(old);
+                if again {
+                    // Whatever made the set stale (a join streamed in, a
+                    // big import) filled the SQLite caches and left freed
+                    // heap behind: both go before the set is read, so the
+                    // read does not add its size on top of them.
+                    self.shrink_caches().await;
+                    crate::memory::release_freed_now().await;
+                }
+                let began = std::time::Instant::now();
                 let snapshot = Arc::new(self.read_set(horizon_ms, *params, size).await?);
                 crate::memory::release_freed();
+                if again {
+                    let (items, ms) = (snapshot.entries.len(), began.elapsed().as_millis() as u64);
+                    tracing::info!(items, ms, "sync set read again (too much changed to patch)");
+                }
                 snapshot
             }
         };
