@@ -119,6 +119,15 @@ impl PublicKey {
     }
 }
 
+/// A map keyed by keys can be searched by a record's origin bytes without
+/// reading the point (two field inversions): the derived `Eq`, `Ord` and
+/// `Hash` are those of the bytes.
+impl std::borrow::Borrow<[u8; PUBLIC_KEY_LEN]> for PublicKey {
+    fn borrow(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        &self.0
+    }
+}
+
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))

@@ -250,6 +250,12 @@ impl Revocations {
         self.by_node.contains_key(node)
     }
 
+    /// [`Revocations::is_revoked`] by the node's key bytes (a record's
+    /// origin), without reading the point.
+    pub fn is_revoked_bytes(&self, node: &[u8; 32]) -> bool {
+        self.by_node.contains_key(node)
+    }
+
     /// The revocation kept for `node`, if any.
     pub fn get(&self, node: &PublicKey) -> Option<&Revocation> {
         self.by_node.get(node)

@@ -238,11 +238,7 @@ impl Mesh {
         match command {
             MeshCommand::Publish(records) => {
                 let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner).clone();
-                let messages = pack(records, |origin| {
-                    banmesh_keys::PublicKey::from_bytes(&origin.0)
-                        .ok()
-                        .and_then(|k| trust.cert_of(&k).cloned())
-                });
+                let messages = pack(records, |origin| trust.cert_of_origin(&origin).cloned());
                 for message in messages {
                     self.publish(message);
                 }

@@ -331,9 +331,7 @@ async fn batches_of(
         .map_err(|e| e.to_string())?;
     let mut encoded = trust_batches(&certs, &revocations);
     let trust = ctx.checker.trust.read().unwrap_or_else(PoisonError::into_inner).clone();
-    let cert_of = |origin: Origin| {
-        banmesh_keys::PublicKey::from_bytes(&origin.0).ok().and_then(|k| trust.cert_of(&k).cloned())
-    };
+    let cert_of = |origin: Origin| trust.cert_of_origin(&origin).cloned();
     encoded.extend(pack(records, cert_of));
     Ok(encoded)
 }

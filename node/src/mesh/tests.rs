@@ -318,3 +318,26 @@ fn never_ban_holds_configured_loopback_own_and_admitted_peers_observed_addresses
         ]
     );
 }
+
+#[test]
+fn origins_are_looked_up_by_their_bytes_and_a_bad_point_is_still_told_apart() {
+    let c = Cluster::new();
+    let params = Params::default();
+    let (known, unknown) = (SecretKey::generate().unwrap(), SecretKey::generate().unwrap());
+    let mut trust = Trust::new(c.key.public());
+    trust.add_certificate(c.enroll(&known, "ban")).unwrap();
+    let ban = |node: &SecretKey| sign_record(node, statement(Kind::Ban, "10.0.0.1", NOW));
+    assert_eq!(trust.check_record(&ban(&known), &params), Ok(()));
+    assert_eq!(trust.check_record(&ban(&unknown), &params), Err(Skip::UnknownCertificate));
+    let off_curve = banmesh_crdt::Record::new(
+        Statement { origin: Origin([0xff; 32]), ..statement(Kind::Ban, "10.0.0.1", NOW) },
+        [0; 64],
+    );
+    assert_eq!(trust.check_record(&off_curve, &params), Err(Skip::BadOrigin));
+    let origin = Origin(known.public().to_bytes());
+    assert_eq!(trust.cert_of_origin(&origin), trust.cert_of(&known.public()));
+    assert!(trust.cert_of_origin(&origin).is_some());
+    let revocation = Revocation::issue(&c.key, known.public(), NOW, "stolen").unwrap();
+    trust.add_revocation(revocation).unwrap();
+    assert_eq!(trust.check_record(&ban(&known), &params), Err(Skip::RevokedOrigin));
+}

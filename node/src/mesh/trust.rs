@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use banmesh_crdt::{Params, Record};
+use banmesh_crdt::{Origin, Params, Record};
 use banmesh_keys::{
     CertError, Certificate, PublicKey, RecordCheckError, Revocation, Revocations, record_valid,
     verify_batch,
@@ -154,7 +154,14 @@ impl Trust {
 
     /// Any certificate known for `node` (the latest-ending), to send along.
     pub fn cert_of(&self, node: &PublicKey) -> Option<&Certificate> {
-        self.certs.get(node)?.iter().max_by_key(|c| c.not_after_ms())
+        self.cert_of_origin(&Origin(node.to_bytes()))
+    }
+
+    /// [`Trust::cert_of`] for a record's origin, looked up by its bytes:
+    /// a known origin is a valid key, and reading the point for every
+    /// record (two field inversions) was most of a join's signature work.
+    pub fn cert_of_origin(&self, origin: &Origin) -> Option<&Certificate> {
+        self.certs.get(&origin.0)?.iter().max_by_key(|c| c.not_after_ms())
     }
 
     /// Whether `record` is valid by what this trust knows: the cluster rules,
@@ -167,18 +174,19 @@ impl Trust {
         if record.statement().validate(params).is_err() {
             return Err(Skip::ClusterRule);
         }
-        let origin = PublicKey::from_bytes(&record.origin().0).map_err(|_| Skip::BadOrigin)?;
-        if self.is_revoked(&origin) {
+        // Looked up by the origin's bytes: every key in the maps is a
+        // valid point, so the point is read only for an unknown origin.
+        let origin = record.origin().0;
+        if self.revocations.is_revoked_bytes(&origin) {
             return Err(Skip::RevokedOrigin);
         }
+        let Some(known) = self.certs.get(&origin) else {
+            PublicKey::from_bytes(&origin).map_err(|_| Skip::BadOrigin)?;
+            return Err(Skip::UnknownCertificate);
+        };
         let issued_ms = record.issued_at().millis();
-        let mut certs: Vec<&Certificate> = self
-            .certs
-            .get(&origin)
-            .into_iter()
-            .flatten()
-            .filter(|c| c.check_time(issued_ms).is_ok())
-            .collect();
+        let mut certs: Vec<&Certificate> =
+            known.iter().filter(|c| c.check_time(issued_ms).is_ok()).collect();
         certs.sort_by_key(|c| std::cmp::Reverse(c.not_after_ms()));
         let mut why = Skip::UnknownCertificate;
         for (i, cert) in certs.into_iter().enumerate() {

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use banmesh_crdt::{Decision, Key, Kind, Params, Record};
+use banmesh_crdt::{Decision, Key, Kind, Origin, Params, Record};
 use banmesh_keys::{Certificate, PublicKey};
 use libp2p::PeerId;
 
@@ -321,15 +321,13 @@ fn shown(
     params: &Params,
 ) -> Vec<RecordView> {
     let RecordFilter { origin, kind, .. } = filter;
-    let names = |key: &PublicKey| trust.cert_of(key).map(|c| c.name().to_owned());
+    let names = |origin: &Origin| trust.cert_of_origin(origin).map(|c| c.name().to_owned());
     records
         .iter()
         .filter(|(r, _)| kind.is_none_or(|k| r.kind() == k))
         .filter(|(r, _)| {
             origin.as_deref().is_none_or(|o| {
-                r.origin().to_string() == o
-                    || PublicKey::from_bytes(&r.origin().0).ok().and_then(|k| names(&k)).as_deref()
-                        == Some(o)
+                r.origin().to_string() == o || names(&r.origin()).as_deref() == Some(o)
             })
         })
         .map(|(r, arrival)| record_view(r, arrival.as_ref(), trust, params))
@@ -345,12 +343,11 @@ pub fn record_view(
     params: &Params,
 ) -> RecordView {
     let s = record.statement();
-    let origin = PublicKey::from_bytes(&s.origin.0).ok();
     let valid = trust.check_record(record, params).is_ok();
     RecordView {
         key: s.key.to_string(),
         kind: s.kind.to_string(),
-        origin_name: origin.as_ref().and_then(|o| trust.cert_of(o)).map(|c| c.name().to_owned()),
+        origin_name: trust.cert_of_origin(&s.origin).map(|c| c.name().to_owned()),
         origin_key: s.origin.to_string(),
         issued_at_ms: s.issued_at.millis(),
         issued_at: s.issued_at.to_string(),

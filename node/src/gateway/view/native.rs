@@ -61,7 +61,7 @@ impl<'a> Origins<'a> {
         let trust = self.trust;
         self.seen.entry(*origin).or_insert_with(|| {
             let node = PublicKey::from_bytes(&origin.0).ok();
-            let name = node.as_ref().and_then(|n| trust.cert_of(n)).map(|c| c.name().to_owned());
+            let name = trust.cert_of_origin(origin).map(|c| c.name().to_owned());
             let certs = match &node {
                 Some(n) if !trust.is_revoked(n) => trust.certs_of(n).to_vec(),
                 _ => Vec::new(),

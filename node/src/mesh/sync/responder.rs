@@ -430,9 +430,7 @@ async fn page(
     }
     let count = records.len();
     let trust = ctx.checker.trust.read().unwrap_or_else(PoisonError::into_inner).clone();
-    batches.extend(pack(records, |origin: Origin| {
-        banmesh_keys::PublicKey::from_bytes(&origin.0).ok().and_then(|k| trust.cert_of(&k).cloned())
-    }));
+    batches.extend(pack(records, |origin: Origin| trust.cert_of_origin(&origin).cloned()));
     let bytes = batches.iter().map(Vec::len).sum();
     let response = SyncResponse::Page {
         batches: batches.into_iter().map(ByteBuf::from).collect(),
