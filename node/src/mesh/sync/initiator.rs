@@ -9,7 +9,7 @@ use std::time::Duration;
 use libp2p::PeerId;
 use negentropy::Negentropy;
 use serde_bytes::ByteBuf;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::hostile::{self, Strike};
 use super::sessions::{Guard, NotStarted, Role, Tracker};
@@ -234,46 +234,65 @@ async fn push(
     Ok(count)
 }
 
+/// Pages fetched but not yet judged, and judged but not yet stored: with
+/// the page being fetched, judged and stored, at most seven are held.
+const PAGES_QUEUED: usize = 2;
+
 /// Streams the peer's whole set into this (empty) node, page by page;
-/// returns how many records it stored. Three pages overlap: the peer reads
-/// the next while this node checks the signatures of one and stores the
-/// one before (pages are stored one at a time, in order).
+/// returns how many records it stored. Three stages run side by side,
+/// joined by short queues so none waits on a slower page of another: the
+/// peer is asked for the next page as soon as one arrives; pages are
+/// judged (signatures on every core) as they come; judged pages are
+/// stored one at a time, in order. An error in any stage stops the other
+/// two: the queues close behind and before it.
 async fn stream_from(
     ctx: &SyncContext,
     peer: PeerId,
     horizon_ms: u64,
     guard: &Guard,
 ) -> Result<usize, String> {
-    let (mut stored, mut total, mut judged) = (0, None, None::<Judged>);
-    let first = SyncRequest::Stream { horizon_ms, after: None };
-    let mut answer = first_request(ctx, peer, first).await;
-    loop {
-        let SyncResponse::Page { batches, next, total: sent_total } = answer? else {
-            return Err("unexpected answer to stream".into());
-        };
-        if total.is_none() && sent_total.is_some() {
-            total = sent_total;
-            guard.tracker.phase(guard.id, true, total);
-        }
-        let last = judged.take();
-        let store_last = async move {
-            match last {
-                Some(page) => store_page(ctx, peer, page, guard).await,
-                None => Ok(0),
+    let (fetched_tx, mut fetched_rx) = mpsc::channel::<Vec<ByteBuf>>(PAGES_QUEUED);
+    let (judged_tx, mut judged_rx) = mpsc::channel::<Judged>(PAGES_QUEUED);
+    let fetch = async move {
+        let mut after = None;
+        loop {
+            let first = after.is_none();
+            let page = SyncRequest::Stream { horizon_ms, after };
+            let answer = if first {
+                first_request(ctx, peer, page).await
+            } else {
+                request(ctx, peer, page).await
+            };
+            let SyncResponse::Page { batches, next, total } = answer? else {
+                return Err("unexpected answer to stream".to_owned());
+            };
+            if first && total.is_some() {
+                guard.tracker.phase(guard.id, true, total);
             }
-        };
-        let judge_this = judge_page(ctx, batches);
-        let Some(cursor) = next else {
-            let (last, this) = tokio::join!(store_last, judge_this);
-            stored += last? + store_page(ctx, peer, this, guard).await?;
-            guard.tracker.phase(guard.id, false, None);
-            tracing::info!(target: "banmesh::events::streamed", %peer, records = stored, "streamed the whole set");
-            return Ok(stored);
-        };
-        let ahead = request(ctx, peer, SyncRequest::Stream { horizon_ms, after: Some(cursor) });
-        let (last, this, next_answer) = tokio::join!(store_last, judge_this, ahead);
-        stored += last?;
-        judged = Some(this);
-        answer = next_answer;
-    }
+            if fetched_tx.send(batches).await.is_err() || next.is_none() {
+                return Ok(());
+            }
+            after = next;
+        }
+    };
+    let judge = async move {
+        while let Some(batches) = fetched_rx.recv().await {
+            if judged_tx.send(judge_page(ctx, batches).await).await.is_err() {
+                break;
+            }
+        }
+    };
+    let store = async move {
+        let mut stored = 0;
+        while let Some(page) = judged_rx.recv().await {
+            stored += store_page(ctx, peer, page, guard).await?;
+        }
+        Ok::<usize, String>(stored)
+    };
+    let (fetched, (), stored) = tokio::join!(fetch, judge, store);
+    let stored = stored?;
+    fetched?;
+    guard.tracker.phase(guard.id, false, None);
+    tracing::info!(target: "banmesh::events::streamed", %peer, records = stored, "streamed the whole set");
+    Ok(stored)
 }
