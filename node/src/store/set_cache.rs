@@ -56,7 +56,7 @@ impl Entry {
 }
 
 /// What the writer committed since the cache last looked.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Delta {
     added: Vec<Entry>,
     removed: Vec<(u64, [u8; 32])>,
@@ -80,7 +80,7 @@ impl SetFeed {
             return;
         }
         f(&mut delta);
-        if delta.added.len() + delta.removed.len() > MAX_DELTA {
+        if delta.stale || delta.added.len() + delta.removed.len() > MAX_DELTA {
             *delta = Delta { stale: true, ..Delta::default() };
         }
     }
@@ -115,6 +115,19 @@ impl SetFeed {
 
     fn take(&self) -> Delta {
         std::mem::take(&mut *self.delta.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts back a delta taken but not applied, before what came since
+    /// (the order of a delta's items does not matter: see [`patch`]).
+    fn restore(&self, taken: Delta) {
+        self.change(|d| {
+            if taken.stale {
+                d.stale = true;
+                return;
+            }
+            d.added.extend(taken.added);
+            d.removed.extend(taken.removed);
+        });
     }
 }
 
@@ -281,6 +294,9 @@ impl Store {
     pub async fn digest(&self, horizon_ms: u64, params: &Params) -> Result<[u8; 32], StoreError> {
         let floor = set_floor(horizon_ms, params);
         let mut current = self.sync_cache.current.lock().await;
+        if let Some(digest) = self.digest_beside_sessions(&current, floor).await? {
+            return Ok(digest);
+        }
         let snapshot = self.current_set(&mut current, horizon_ms, params).await?;
         // Taken with the lock held: a patch meanwhile would copy the set
         // this holds rather than change it in place.
@@ -292,6 +308,42 @@ impl Store {
         }
         let params = *params;
         self.read(move |c, p| super::query::digest(c, p, horizon_ms, &params)).await
+    }
+
+    /// The digest of the set a session holds with the changes since merged
+    /// in on the fly, when it has changed: patching it would copy the whole
+    /// set while the session keeps the old one (two sets in memory for a
+    /// `status`). The changes stay in the feed for the next session.
+    /// `None` when the cached set can be used or patched in place, or
+    /// must be read again.
+    async fn digest_beside_sessions(
+        &self,
+        current: &Option<Arc<SetSnapshot>>,
+        floor: u64,
+    ) -> Result<Option<[u8; 32]>, StoreError> {
+        let Some(snap) = current.as_ref().filter(|s| Arc::strong_count(s) > 1) else {
+            return Ok(None);
+        };
+        if floor < snap.floor {
+            return Ok(None);
+        }
+        let feed = &self.sync_cache.feed;
+        let delta = feed.take();
+        let unchanged = delta.added.is_empty() && delta.removed.is_empty();
+        if delta.stale || (unchanged && snap.next_end > floor) {
+            feed.restore(delta);
+            return Ok(None);
+        }
+        let snap = snap.clone();
+        let digest = tokio::task::spawn_blocking(move || {
+            let (added, keep) = sorted_delta(delta.clone(), floor);
+            let merged = || merge(&snap.entries, &added, &keep);
+            let items = merged().map(|e| (Hlc(e.at), Id(e.id)));
+            (digest_iter(merged().count() as u64, items), delta)
+        });
+        let (digest, delta) = digest.await.map_err(|_| StoreError::Closed)?;
+        feed.restore(delta);
+        Ok(Some(digest))
     }
 
     async fn read_set(
@@ -370,24 +422,30 @@ fn patch_in_place(snap: &mut SetSnapshot, delta: Delta, floor: u64) {
 /// one merge of two sorted lists into a new one.
 fn patch(snap: &SetSnapshot, delta: Delta, floor: u64) -> SetSnapshot {
     let (added, keep) = sorted_delta(delta, floor);
-    let keep = |e: &&Entry| keep(e);
-    let mut old = snap.entries.iter().filter(keep).peekable();
-    let mut new = added.iter().peekable();
     let mut entries = Vec::with_capacity(snap.entries.len() + added.len());
-    loop {
-        let next = match (old.peek(), new.peek()) {
-            (Some(a), Some(b)) if a.key() == b.key() => {
-                new.next();
-                old.next()
-            }
-            (Some(a), Some(b)) if a.key() < b.key() => old.next(),
-            (Some(_), Some(_)) | (None, Some(_)) => new.next(),
-            (Some(_), None) => old.next(),
-            (None, None) => break,
-        };
-        entries.extend(next.copied());
-    }
+    entries.extend(merge(&snap.entries, &added, &keep).copied());
     SetSnapshot::new(entries, floor.max(snap.floor))
+}
+
+/// The entries of `old` that `keep` keeps merged with `added` (sorted,
+/// kept), in order, each key once.
+fn merge<'a>(
+    old: &'a [Entry],
+    added: &'a [Entry],
+    keep: &'a impl Fn(&Entry) -> bool,
+) -> impl Iterator<Item = &'a Entry> + 'a {
+    let mut old = old.iter().filter(move |e| keep(e)).peekable();
+    let mut new = added.iter().peekable();
+    std::iter::from_fn(move || match (old.peek(), new.peek()) {
+        (Some(a), Some(b)) if a.key() == b.key() => {
+            new.next();
+            old.next()
+        }
+        (Some(a), Some(b)) if a.key() < b.key() => old.next(),
+        (Some(_), Some(_)) | (None, Some(_)) => new.next(),
+        (Some(_), None) => old.next(),
+        (None, None) => None,
+    })
 }
 
 #[cfg(test)]

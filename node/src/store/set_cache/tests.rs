@@ -164,3 +164,38 @@ async fn set_cache_patches_in_place_unless_a_session_holds_the_snapshot() {
     assert_eq!(read.entries().len(), 3);
     assert!(old.upgrade().is_none(), "the snapshot read again replaces the old one");
 }
+
+/// A digest taken while a session holds the set merges the changes since
+/// on the fly: no copy of the set is made, the changes stay for the next
+/// session, and expiry at the later horizon counts.
+#[tokio::test]
+async fn set_cache_digest_beside_a_session_copies_nothing_and_keeps_the_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = Params::default();
+    let store = Store::open(dir.path(), params, T0).await.unwrap().0;
+    let (a, b) = (SecretKey::generate().unwrap(), SecretKey::generate().unwrap());
+    let first = ban(&a, "10.0.0.1", T0, 60_000);
+    store.apply(vec![first.clone(), ban(&a, "10.0.0.2", T0, 60_000)], T0).await.unwrap();
+    let held = store.sync_set(T0, &params).await.unwrap();
+    // A new record, and one replacing a held one in its slot.
+    let replacing = ban(&a, "10.0.0.1", T0 + 5, 3_600_000);
+    store.apply(vec![ban(&b, "10.0.0.3", T0 + 1, 60_000), replacing], T0 + 5).await.unwrap();
+    let stored =
+        |horizon: u64| store.read(move |c, p| query::digest(c, p, horizon, &Params::default()));
+    for horizon in [T0 + 10, T0 + 60_000 + params.retention_ms + 1] {
+        let digest = store.digest(horizon, &params).await.unwrap();
+        assert_eq!(digest, stored(horizon).await.unwrap(), "digest at {horizon}");
+        let current = store.sync_cache.current.lock().await.clone().unwrap();
+        assert!(Arc::ptr_eq(&current, &held), "no copy while the session holds the set");
+    }
+    assert_eq!(held.entries().len(), 2);
+    drop(held);
+    let (cached, stored) = both(&store, T0 + 10).await;
+    assert_eq!((cached.len(), cached), (3, stored), "the changes were kept for the next read");
+    assert!(!cached_has(&store, &first).await, "the replaced record left the set");
+}
+
+async fn cached_has(store: &Store, record: &Record) -> bool {
+    let snapshot = store.sync_set(T0 + 10, &Params::default()).await.unwrap();
+    snapshot.entries().iter().any(|e| e.id == record.id().0)
+}
