@@ -15,6 +15,15 @@
 //! progress keep the snapshot they started with; the memory of an old one
 //! goes when its last session ends.
 //!
+//! The cache holds the set at the start of the minute of the horizon asked
+//! for ([`HORIZON_STEP_MS`]), the horizon `status` takes its digest at, so
+//! that a digest at any such horizon from then on comes from memory (an
+//! exact horizon from a session, a few seconds into the minute, would
+//! leave `status` no set to take its digest from until the next minute).
+//! A session at horizon H is thus given the set at H and the items that
+//! left it during that minute: the few records ended a retention ago in
+//! those seconds, pushed once and ignored by the peer.
+//!
 //! The horizon only moves forward in the cache: a peer whose clock is
 //! behind asks for a set at an earlier horizon, and is answered with the
 //! set at the latest one asked for, which lacks only the records that
@@ -36,6 +45,10 @@ use super::{Store, StoreError};
 /// the snapshot stale: past this, one read of the store costs less than
 /// the delta's memory.
 pub const MAX_DELTA: usize = 100_000;
+
+/// The cache's horizons are multiples of this (see the module docs); so
+/// are those of `status`'s digest.
+pub const HORIZON_STEP_MS: u64 = 60_000;
 
 /// One item of the set: its (timestamp, id) and the `end_ms` it leaves
 /// the set by (48 bytes).
@@ -229,6 +242,7 @@ impl Store {
     ) -> Result<Arc<SetSnapshot>, StoreError> {
         let cache = &self.sync_cache;
         cache.feed.on.store(true, Ordering::Release);
+        let horizon_ms = horizon_ms - horizon_ms % HORIZON_STEP_MS;
         let floor = set_floor(horizon_ms, params);
         let delta = cache.feed.take();
         let snapshot = match current.take() {

@@ -21,7 +21,7 @@ impl Queries {
         let counts = self.store.counts().await?;
         let params = self.config.cluster.params;
         let now = now_ms();
-        let horizon = now - now % 60_000;
+        let horizon = now - now % crate::store::set_cache::HORIZON_STEP_MS;
         let stats = self.mesh.stats.lock().unwrap_or_else(PoisonError::into_inner).clone();
         // While the set streams in, each page changes it: a digest would
         // cost a pass over the whole set per call and be stale at once.

@@ -65,8 +65,13 @@ async fn set_cache_follows_writes_replacements_certificates_revocations_and_the_
     let (cached, stored) = both(&store, T0 + 1).await;
     assert_eq!((cached.len(), &cached), (3, &stored));
     assert_eq!(first.entries().len(), 2, "a session's snapshot stays as it was");
-    // a's record leaves the set once the horizon passes its end + retention.
-    let later = T0 + 1 + 60_000 + params.retention_ms + 1;
+    // a's record leaves the set once the horizon passes its end + retention;
+    // the cache holds the set at the start of that minute, so it still
+    // holds it then, while the digest (exact) leaves it out.
+    let within = T0 + 1 + 60_000 + params.retention_ms + 1;
+    let (cached, stored) = both(&store, within).await;
+    assert_eq!((cached.len(), stored.len()), (3, 2));
+    let later = within + HORIZON_STEP_MS;
     let (cached, stored) = both(&store, later).await;
     assert_eq!((cached.len(), &cached), (2, &stored));
     // At an earlier horizon the snapshot lacks a's record: the digest
