@@ -18,6 +18,7 @@ pub mod memory;
 pub mod mesh;
 pub mod metrics;
 pub mod nftables;
+pub mod parallel;
 pub mod store;
 pub mod tasks;
 #[cfg(test)]

@@ -199,7 +199,7 @@ impl Node {
         )?;
         self.check_own(&record)?;
         let applied = self.store.apply(vec![record.clone()], now).await?;
-        self.keep_orders(&record, lifetime).await?;
+        keep_orders(&self.store, &record, lifetime).await?;
         tracing::info!(
             target: "banmesh::events::record_issued",
             key = %record.key(), kind = %record.kind(), issued_at = record.issued_at().0, "record issued"
@@ -230,12 +230,6 @@ impl Node {
         let Some(cert) = &self.identity.cert else { return Ok(()) };
         let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
         banmesh_keys::record_valid(record, cert, trust.revocations()).map_err(NodeError::NotAllowed)
-    }
-
-    /// Records a standing order for a permanent Ban or Allow; an Unban or
-    /// Disallow issued here ends this node's order on that key.
-    async fn keep_orders(&self, record: &Record, lifetime: Lifetime) -> Result<(), NodeError> {
-        keep_orders(&self.store, record, lifetime).await
     }
 
     async fn revoke(&self, revocation: Revocation) -> Result<Revoked, NodeError> {

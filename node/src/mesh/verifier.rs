@@ -267,27 +267,17 @@ pub(super) fn judge_all(
         }
     };
     let bytes: usize = data.iter().map(Vec::len).sum();
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(data.len());
-    if threads < 2 || bytes < PARALLEL_BYTES {
-        return data.iter().map(judge).collect();
-    }
-    let run = data.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = data
-            .chunks(run)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(judge).collect::<Vec<_>>()))
-            .collect();
-        // A judging thread that panicked stored nothing: its batches are
-        // ignored, as when the blocking task dies.
-        let ignored = |n: usize| (0..n).map(|_| Ok(Verdict::Store(Judged::default())));
-        handles
-            .into_iter()
-            .zip(data.chunks(run))
-            .flat_map(|(handle, chunk)| {
-                handle.join().unwrap_or_else(|_| ignored(chunk.len()).collect())
-            })
-            .collect()
-    })
+    let threads = match bytes < PARALLEL_BYTES {
+        true => 1,
+        false => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    // A run whose judging panicked stored nothing: its batches are
+    // ignored, as when the blocking task dies.
+    let ignored = |n: usize| (0..n).map(|_| Ok(Verdict::Store(Judged::default()))).collect();
+    crate::parallel::map_in_order(data.iter().collect(), threads, judge)
+        .into_iter()
+        .flat_map(|(n, run)| run.unwrap_or_else(|_| ignored(n)))
+        .collect()
 }
 
 /// Counts the records a sound batch held that were left out, by reason

@@ -222,31 +222,13 @@ async fn sign_all(
 
 /// Signs `statements` on one thread per core (at most [`MAX_SIGNERS`]),
 /// keeping their order.
-fn sign_parallel(secret: &SecretKey, mut statements: Vec<Statement>) -> Vec<Record> {
+fn sign_parallel(secret: &SecretKey, statements: Vec<Statement>) -> Vec<Record> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_SIGNERS);
-    let chunk = statements.len().div_ceil(threads).max(1);
-    let mut parts = Vec::with_capacity(threads);
-    while statements.len() > chunk {
-        let rest = statements.split_off(chunk);
-        parts.push(std::mem::replace(&mut statements, rest));
-    }
-    parts.push(statements);
-    let sign = |part: Vec<Statement>| -> Vec<Record> {
-        part.into_iter().map(|s| sign_record(secret, s)).collect()
-    };
-    std::thread::scope(|scope| {
-        let mut parts = parts.into_iter();
-        let first = parts.next().unwrap_or_default();
-        let others: Vec<_> = parts.map(|part| scope.spawn(move || sign(part))).collect();
-        let mut records = sign(first);
-        for other in others {
-            match other.join() {
-                Ok(signed) => records.extend(signed),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        records
-    })
+    crate::parallel::map_in_order(statements, threads, |s| sign_record(secret, s))
+        .into_iter()
+        // A signer that panicked is a bug: it goes on up, as on one thread.
+        .flat_map(|(_, run)| run.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -182,16 +182,16 @@ async fn receive(
 }
 
 /// Received batches judged, not stored yet, and their size in bytes.
-struct Judged {
+struct JudgedPage {
     batches: JudgedBatches,
     bytes: usize,
 }
 
 /// Judges received batches (signatures on every core); stores nothing.
-async fn judge_page(ctx: &SyncContext, batches: Vec<ByteBuf>) -> Judged {
+async fn judge_page(ctx: &SyncContext, batches: Vec<ByteBuf>) -> JudgedPage {
     let bytes = batches.iter().map(|b| b.len()).sum();
     let data: Vec<Vec<u8>> = batches.into_iter().map(ByteBuf::into_vec).collect();
-    Judged { batches: verifier::judge_many(data, &ctx.checker).await, bytes }
+    JudgedPage { batches: verifier::judge_many(data, &ctx.checker).await, bytes }
 }
 
 /// Stores judged batches; a bad one strikes the peer and ends the
@@ -199,10 +199,10 @@ async fn judge_page(ctx: &SyncContext, batches: Vec<ByteBuf>) -> Judged {
 async fn store_page(
     ctx: &SyncContext,
     peer: PeerId,
-    page: Judged,
+    page: JudgedPage,
     guard: &Guard,
 ) -> Result<usize, String> {
-    let Judged { batches, bytes } = page;
+    let JudgedPage { batches, bytes } = page;
     let records = batches.records();
     let sources = vec![peer; batches.len()];
     for (verdict, _) in verifier::store_judged(batches, &sources, &ctx.checker, false).await {
@@ -252,7 +252,7 @@ async fn stream_from(
     guard: &Guard,
 ) -> Result<usize, String> {
     let (fetched_tx, mut fetched_rx) = mpsc::channel::<Vec<ByteBuf>>(PAGES_QUEUED);
-    let (judged_tx, mut judged_rx) = mpsc::channel::<Judged>(PAGES_QUEUED);
+    let (judged_tx, mut judged_rx) = mpsc::channel::<JudgedPage>(PAGES_QUEUED);
     let fetch = async move {
         let mut after = None;
         loop {
