@@ -29,6 +29,7 @@ mod revoked;
 mod rogue;
 mod sessions;
 mod silent;
+mod stream_rogue;
 mod sync_rogue;
 mod wide;
 mod wrapped;

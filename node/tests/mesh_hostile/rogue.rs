@@ -54,6 +54,8 @@ pub enum Command {
     Publish(Vec<u8>, oneshot::Sender<Result<(), String>>),
     Hello(PeerId),
     Sync(PeerId, SyncRequest, oneshot::Sender<Result<SyncResponse, String>>),
+    /// The pages to stream from now on.
+    Pages(Vec<SyncResponse>),
 }
 
 /// What the rogue's task has seen.
@@ -67,6 +69,8 @@ pub struct Seen {
     pub hello_answers: u32,
     /// Gossip messages received.
     pub gossip_received: u32,
+    /// `Stream` requests answered from the rogue's pages.
+    pub pages_served: u32,
 }
 
 /// A libp2p swarm driven by the test: it speaks the node's protocols but
@@ -101,6 +105,17 @@ impl Rogue {
         Rogue::spawn(swarm, key, hello, Vec::new())
     }
 
+    /// A rogue that answers a node's `Stream` requests with `pages`: the
+    /// first for a request without a cursor, else the one the cursor's
+    /// first id byte numbers. Other sync requests are refused.
+    pub fn serving(key: &RogueKey, pages: Vec<SyncResponse>) -> Rogue {
+        let swarm = behaviour::build(&key.secret, 4, Arc::new(Mutex::new(MeshStats::default())))
+            .expect("build the rogue swarm");
+        let rogue = Rogue::spawn(swarm, key, true, Vec::new());
+        rogue.commands.send(Command::Pages(pages)).expect("rogue task alive");
+        rogue
+    }
+
     fn spawn(swarm: Swarm<Behaviour>, key: &RogueKey, hello: bool, addrs: Vec<String>) -> Rogue {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -117,6 +132,7 @@ impl Rogue {
             addrs,
             seen: seen.clone(),
             pending_sync: HashMap::new(),
+            pages: Vec::new(),
         };
         runtime.spawn(task.run(command_rx));
         Rogue { commands, seen, peer_id, runtime }
@@ -196,6 +212,8 @@ pub struct RogueTask {
     pub addrs: Vec<String>,
     pub seen: Arc<Mutex<Seen>>,
     pub pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
+    /// The pages it streams ([`Rogue::serving`]).
+    pub pages: Vec<SyncResponse>,
 }
 
 impl RogueTask {
@@ -253,6 +271,7 @@ impl RogueTask {
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.pending_sync.insert(id, reply);
             }
+            Command::Pages(pages) => self.pages = pages,
         }
     }
 
@@ -306,12 +325,27 @@ impl RogueTask {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => match event {
                 request_response::Event::Message {
-                    message: Message::Request { channel, .. },
+                    message: Message::Request { channel, request, .. },
                     ..
                 } => {
-                    // The node reconciles with each new peer: refuse, politely.
-                    let refused = SyncResponse::Refused { reason: "rogue".to_owned() };
-                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, refused);
+                    // The node reconciles with each new peer: refuse, politely,
+                    // unless it asks for a page the rogue has.
+                    let page = match request {
+                        SyncRequest::Stream { after, .. } => self
+                            .pages
+                            .get(after.map_or(0, |(_, id)| {
+                                usize::from(id.first().copied().unwrap_or(0))
+                            })),
+                        _ => None,
+                    };
+                    let answer = match page {
+                        Some(page) => {
+                            self.seen().pages_served += 1;
+                            page.clone()
+                        }
+                        None => SyncResponse::Refused { reason: "rogue".to_owned() },
+                    };
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, answer);
                 }
                 request_response::Event::Message {
                     message: Message::Response { request_id, response },
