@@ -245,14 +245,13 @@ impl Revocations {
         }
     }
 
-    /// Whether `node` is revoked.
-    pub fn is_revoked(&self, node: &PublicKey) -> bool {
-        self.by_node.contains_key(node)
-    }
-
-    /// [`Revocations::is_revoked`] by the node's key bytes (a record's
-    /// origin), without reading the point.
-    pub fn is_revoked_bytes(&self, node: &[u8; 32]) -> bool {
+    /// Whether `node` is revoked: given as a key, or as its bytes (a
+    /// record's origin, without reading the point).
+    pub fn is_revoked<Q>(&self, node: &Q) -> bool
+    where
+        PublicKey: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.by_node.contains_key(node)
     }
 

@@ -177,7 +177,7 @@ impl Trust {
         // Looked up by the origin's bytes: every key in the maps is a
         // valid point, so the point is read only for an unknown origin.
         let origin = record.origin().0;
-        if self.revocations.is_revoked_bytes(&origin) {
+        if self.revocations.is_revoked(&origin) {
             return Err(Skip::RevokedOrigin);
         }
         let Some(known) = self.certs.get(&origin) else {

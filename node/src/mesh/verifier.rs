@@ -267,9 +267,10 @@ pub(super) fn judge_all(
         }
     };
     let bytes: usize = data.iter().map(Vec::len).sum();
-    let threads = match bytes < PARALLEL_BYTES {
-        true => 1,
-        false => std::thread::available_parallelism().map_or(1, usize::from),
+    let threads = if bytes < PARALLEL_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, usize::from)
     };
     // A run whose judging panicked stored nothing: its batches are
     // ignored, as when the blocking task dies.

@@ -179,9 +179,7 @@ impl SetSnapshot {
         {
             return Some(digest);
         }
-        let live = || self.entries.iter().filter(|e| e.end_ms > floor);
-        let items = live().map(|e| (Hlc(e.at), Id(e.id)));
-        let digest = digest_iter(live().count() as u64, items);
+        let digest = digest_of(|| self.entries.iter().filter(|e| e.end_ms > floor));
         *last = Some((floor, digest));
         Some(digest)
     }
@@ -351,9 +349,7 @@ impl Store {
         let snap = snap.clone();
         let digest = tokio::task::spawn_blocking(move || {
             let (added, keep) = sorted_delta(delta.clone(), floor);
-            let merged = || merge(&snap.entries, &added, &keep);
-            let items = merged().map(|e| (Hlc(e.at), Id(e.id)));
-            (digest_iter(merged().count() as u64, items), delta)
+            (digest_of(|| merge(&snap.entries, &added, &keep)), delta)
         });
         let (digest, delta) = digest.await.map_err(|_| StoreError::Closed)?;
         feed.restore(delta);
@@ -439,6 +435,13 @@ fn patch(snap: &SetSnapshot, delta: Delta, floor: u64) -> SetSnapshot {
     let mut entries = Vec::with_capacity(snap.entries.len() + added.len());
     entries.extend(merge(&snap.entries, &added, &keep).copied());
     SetSnapshot::new(entries, floor.max(snap.floor))
+}
+
+/// The state digest of the entries `entries` yields (called twice: once
+/// to count them, once to hash them).
+fn digest_of<'a, I: Iterator<Item = &'a Entry>>(entries: impl Fn() -> I) -> [u8; 32] {
+    let items = entries().map(|e| (Hlc(e.at), Id(e.id)));
+    digest_iter(entries().count() as u64, items)
 }
 
 /// The entries of `old` that `keep` keeps merged with `added` (sorted,
